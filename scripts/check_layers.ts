@@ -49,6 +49,12 @@ function stripComments(source: string): string {
 }
 
 async function* walk(dir: URL): AsyncGenerator<URL> {
+  try {
+    await Deno.stat(dir);
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return; // a fresh clone before src/ has files
+    throw error;
+  }
   for await (const entry of Deno.readDir(dir)) {
     const url = new URL(entry.name + (entry.isDirectory ? "/" : ""), dir);
     if (entry.isDirectory) yield* walk(url);
