@@ -6,4 +6,11 @@
  *
  * @module
  */
-export {};
+export { ConfigError, findNode, loadConfig, parseConfig } from "./src/config/mod.ts";
+export type {
+  ClusterConfig,
+  HostPort,
+  KoiConfig,
+  NodeConfig,
+  RoutingScheme,
+} from "./src/config/mod.ts";

@@ -1,0 +1,385 @@
+/**
+ * Validation of a parsed `config.toml`: pure, apart from resolving data paths.
+ *
+ * Every problem throws a {@link ConfigError} whose `field` is the TOML path of the culprit
+ * and whose message starts "Invalid config field <path>: ".
+ */
+
+import { resolve } from "node:path";
+import { ConfigError } from "./_error.ts";
+import { addressKey, parseHostPort } from "./_host_port.ts";
+import {
+  type ClusterConfig,
+  CLUSTERS_MIN,
+  ELECTION_TIMEOUT_HEARTBEATS_MIN,
+  ELECTION_TIMEOUT_MS_DEFAULT,
+  ELECTION_TIMEOUT_MS_MAX,
+  ELECTION_TIMEOUT_MS_MIN,
+  HEARTBEAT_MS_DEFAULT,
+  HEARTBEAT_MS_MAX,
+  HEARTBEAT_MS_MIN,
+  type HostPort,
+  ID_CHARS_MAX,
+  ID_PATTERN,
+  type KoiConfig,
+  LOAD_FACTOR_DEFAULT,
+  type NodeConfig,
+  NODES_PER_CLUSTER_MIN,
+  ROUTING_SCHEME_DEFAULT,
+  ROUTING_SCHEMES,
+  type RoutingScheme,
+  SECRET_CHARS_MIN,
+} from "./_schema.ts";
+import { show } from "./_show.ts";
+
+/** Where relative data paths resolve and which file the values came from. */
+export interface ValidateOptions {
+  /** The folder relative `data` paths are resolved against. */
+  baseDir: string;
+  /** The absolute path of the file, or "" when the text did not come from a file. */
+  path: string;
+}
+
+type Table = Record<string, unknown>;
+
+const TOP_FIELDS = ["admin", "routing", "cluster_defaults", "clusters"];
+const ADMIN_FIELDS = ["http"];
+const ROUTING_FIELDS = ["scheme"];
+const DEFAULTS_FIELDS = ["election_timeout_ms", "heartbeat_ms", "secret"];
+const CLUSTER_FIELDS = [
+  "id",
+  "load_factor",
+  "nodes",
+  "election_timeout_ms",
+  "heartbeat_ms",
+  "secret",
+];
+const NODE_FIELDS = ["id", "raft", "http", "data", "election_timeout_ms", "heartbeat_ms"];
+
+const ID_RULE =
+  `must be 1..${ID_CHARS_MAX} characters of [A-Za-z0-9_.-] starting with a letter or digit`;
+const HEARTBEAT_RULE =
+  `must be an integer number of milliseconds between ${HEARTBEAT_MS_MIN} and ${HEARTBEAT_MS_MAX}`;
+const ELECTION_RULE = "must be [min, max], two integer numbers of milliseconds";
+
+/** A value together with the field it came from; `level` orders precedence (node is highest). */
+interface Sourced<T> {
+  value: T;
+  field: string;
+  level: number;
+}
+
+/** The timing and secret in force at one level of the file. */
+interface Inherited {
+  election: Sourced<readonly [number, number]>;
+  heartbeat: Sourced<number>;
+  secret?: string;
+}
+
+const LEVEL_BUILT_IN = 0;
+const LEVEL_DEFAULTS = 1;
+const LEVEL_CLUSTER = 2;
+const LEVEL_NODE = 3;
+
+/** Values that must be unique, each mapped to the field that first used it. */
+interface Seen {
+  clusterIds: Map<string, string>;
+  nodeIds: Map<string, string>;
+  addresses: Map<string, string>;
+  dataDirs: Map<string, string>;
+}
+
+/** Validates the parsed TOML document `raw` and returns the configuration it describes. */
+export function validateConfig(raw: unknown, options: ValidateOptions): KoiConfig {
+  const root = expectTable(raw, "config");
+  checkFields(root, "", TOP_FIELDS);
+  const seen: Seen = {
+    clusterIds: new Map(),
+    nodeIds: new Map(),
+    addresses: new Map(),
+    dataDirs: new Map(),
+  };
+  const admin = expectTable(required(root.admin, "admin", "must be a table ([admin])"), "admin");
+  checkFields(admin, "admin", ADMIN_FIELDS);
+  const adminHttp = readAddress(admin.http, "admin.http", seen);
+  const scheme = readRouting(root.routing);
+  const defaults = readDefaults(root.cluster_defaults);
+  const rawClusters = readTableArray(root.clusters, "clusters", {
+    min: CLUSTERS_MIN,
+    what: "[[clusters]]",
+  });
+  const baseDir = resolve(options.baseDir);
+  const clusters = rawClusters.map((cluster, i) =>
+    readCluster(cluster, `clusters[${i}]`, { defaults, seen, baseDir })
+  );
+  return { path: options.path, admin: { http: adminHttp }, routing: { scheme }, clusters };
+}
+
+function readRouting(raw: unknown): RoutingScheme {
+  if (raw === undefined) return ROUTING_SCHEME_DEFAULT;
+  const routing = expectTable(raw, "routing");
+  checkFields(routing, "routing", ROUTING_FIELDS);
+  const scheme = routing.scheme;
+  if (scheme === undefined) return ROUTING_SCHEME_DEFAULT;
+  if (!ROUTING_SCHEMES.includes(scheme as RoutingScheme)) {
+    const allowed = ROUTING_SCHEMES.map((s) => `"${s}"`).join(" or ");
+    fail("routing.scheme", `must be ${allowed}, got ${show(scheme)}`);
+  }
+  return scheme as RoutingScheme;
+}
+
+function readDefaults(raw: unknown): Inherited {
+  const builtIn: Inherited = {
+    election: { value: ELECTION_TIMEOUT_MS_DEFAULT, field: "", level: LEVEL_BUILT_IN },
+    heartbeat: { value: HEARTBEAT_MS_DEFAULT, field: "", level: LEVEL_BUILT_IN },
+  };
+  if (raw === undefined) return builtIn;
+  const table = expectTable(raw, "cluster_defaults");
+  checkFields(table, "cluster_defaults", DEFAULTS_FIELDS);
+  return readLevel(table, "cluster_defaults", { inherited: builtIn, level: LEVEL_DEFAULTS });
+}
+
+interface ClusterContext {
+  defaults: Inherited;
+  seen: Seen;
+  baseDir: string;
+}
+
+function readCluster(raw: unknown, field: string, context: ClusterContext): ClusterConfig {
+  const table = expectTable(raw, field);
+  checkFields(table, field, CLUSTER_FIELDS);
+  const id = readId(table.id, `${field}.id`);
+  claim(context.seen.clusterIds, id, { field: `${field}.id`, what: `cluster id "${id}"` });
+  const loadFactor = readLoadFactor(table.load_factor, `${field}.load_factor`);
+  const inherited = readLevel(table, field, {
+    inherited: context.defaults,
+    level: LEVEL_CLUSTER,
+  });
+  const rawNodes = readTableArray(table.nodes, `${field}.nodes`, {
+    min: NODES_PER_CLUSTER_MIN,
+    what: "[[clusters.nodes]]",
+  });
+  const nodes = rawNodes.map((node, i) =>
+    readNode(node, `${field}.nodes[${i}]`, { ...context, clusterId: id, inherited })
+  );
+  return { id, loadFactor, nodes };
+}
+
+interface NodeContext extends ClusterContext {
+  clusterId: string;
+  inherited: Inherited;
+}
+
+function readNode(raw: unknown, field: string, context: NodeContext): NodeConfig {
+  const table = expectTable(raw, field);
+  if (table.secret !== undefined) {
+    const cluster = field.slice(0, field.lastIndexOf(".nodes["));
+    fail(
+      `${field}.secret`,
+      `a node cannot have its own secret: every node of a cluster must share one, ` +
+        `so set it on ${cluster} or in cluster_defaults`,
+    );
+  }
+  checkFields(table, field, NODE_FIELDS);
+  const id = readId(table.id, `${field}.id`);
+  claim(context.seen.nodeIds, id, { field: `${field}.id`, what: `node id "${id}"` });
+  const raft = readAddress(table.raft, `${field}.raft`, context.seen);
+  const http = readAddress(table.http, `${field}.http`, context.seen);
+  const dataDir = readDataDir(table.data, `${field}.data`, context);
+  const own = readLevel(table, field, { inherited: context.inherited, level: LEVEL_NODE });
+  checkTiming(own);
+  const node: NodeConfig = {
+    id,
+    clusterId: context.clusterId,
+    raft,
+    http,
+    dataDir,
+    electionTimeoutMs: own.election.value,
+    heartbeatMs: own.heartbeat.value,
+  };
+  if (own.secret !== undefined) node.secret = own.secret;
+  return node;
+}
+
+/** Reads the overrides one level sets (`election_timeout_ms`, `heartbeat_ms`, `secret`). */
+function readLevel(
+  table: Table,
+  field: string,
+  options: { inherited: Inherited; level: number },
+): Inherited {
+  const at = (key: string) => `${field}.${key}`;
+  const { inherited, level } = options;
+  const result: Inherited = { ...inherited };
+  if (table.election_timeout_ms !== undefined) {
+    const f = at("election_timeout_ms");
+    result.election = { value: readElection(table.election_timeout_ms, f), field: f, level };
+  }
+  if (table.heartbeat_ms !== undefined) {
+    const f = at("heartbeat_ms");
+    result.heartbeat = { value: readHeartbeat(table.heartbeat_ms, f), field: f, level };
+  }
+  if (level !== LEVEL_NODE && table.secret !== undefined) {
+    result.secret = readSecret(table.secret, at("secret"));
+  }
+  return result;
+}
+
+/** A follower must hear at least one heartbeat before its election timer can fire. */
+function checkTiming(values: Inherited): void {
+  const { election, heartbeat } = values;
+  const [min, max] = election.value;
+  if (min >= ELECTION_TIMEOUT_HEARTBEATS_MIN * heartbeat.value) return;
+  // Blame the most specific of the two: that is where the conflicting value was introduced.
+  const field = heartbeat.level > election.level ? heartbeat.field : election.field;
+  const from = (s: Sourced<unknown>) => s.level === LEVEL_BUILT_IN ? "built-in default" : s.field;
+  fail(
+    field,
+    `the election timeout min must be at least ${ELECTION_TIMEOUT_HEARTBEATS_MIN} × ` +
+      `heartbeat_ms, so that a follower hears at least one heartbeat before it times out, ` +
+      `got election_timeout_ms [${min}, ${max}] (${from(election)}) with heartbeat_ms ` +
+      `${heartbeat.value} (${from(heartbeat)})`,
+  );
+}
+
+function readElection(value: unknown, field: string): readonly [number, number] {
+  if (!Array.isArray(value) || value.length !== 2) {
+    fail(field, `${ELECTION_RULE}, got ${show(value)}`);
+  }
+  const [min, max] = value as unknown[];
+  for (const [name, bound] of [["min", min], ["max", max]] as const) {
+    if (!isInteger(bound)) {
+      fail(field, `${name} must be an integer number of milliseconds, got ${show(value)}`);
+    }
+  }
+  const [lo, hi] = [min as number, max as number];
+  if (lo < ELECTION_TIMEOUT_MS_MIN || lo > ELECTION_TIMEOUT_MS_MAX) {
+    fail(
+      field,
+      `min must be between ${ELECTION_TIMEOUT_MS_MIN} and ${ELECTION_TIMEOUT_MS_MAX}, ` +
+        `got ${show(value)}`,
+    );
+  }
+  if (hi <= lo) fail(field, `max must be greater than min, got ${show(value)}`);
+  if (hi > ELECTION_TIMEOUT_MS_MAX) {
+    fail(field, `max must be at most ${ELECTION_TIMEOUT_MS_MAX}, got ${show(value)}`);
+  }
+  return [lo, hi];
+}
+
+function readHeartbeat(value: unknown, field: string): number {
+  if (!isInteger(value) || value < HEARTBEAT_MS_MIN || value > HEARTBEAT_MS_MAX) {
+    fail(field, `${HEARTBEAT_RULE}, got ${show(value)}`);
+  }
+  return value;
+}
+
+function readSecret(value: unknown, field: string): string {
+  // The value itself is never echoed: error messages end up in logs.
+  if (typeof value !== "string") {
+    fail(field, `must be a string, got ${Array.isArray(value) ? "an array" : typeof value}`);
+  }
+  const secret = value;
+  if (secret.length < SECRET_CHARS_MIN) {
+    fail(
+      field,
+      `must be at least ${SECRET_CHARS_MIN} characters, because it authenticates peers and ` +
+        `management calls, got ${secret.length} characters`,
+    );
+  }
+  return secret;
+}
+
+function readLoadFactor(value: unknown, field: string): number {
+  if (value === undefined) return LOAD_FACTOR_DEFAULT;
+  if (typeof value !== "number" || !Number.isFinite(value) || value <= 0) {
+    fail(field, `must be a finite number > 0, got ${show(value)}`);
+  }
+  return value as number;
+}
+
+function readId(value: unknown, field: string): string {
+  const id = required(value, field, ID_RULE);
+  if (typeof id !== "string" || !ID_PATTERN.test(id)) fail(field, `${ID_RULE}, got ${show(id)}`);
+  return id;
+}
+
+function readAddress(value: unknown, field: string, seen: Seen): HostPort {
+  const rule = `must be a "host:port" string`;
+  const text = required(value, field, rule);
+  if (typeof text !== "string") fail(field, `${rule}, got ${show(text)}`);
+  const address = parseHostPort(text, field);
+  claim(seen.addresses, addressKey(address), { field, what: `address "${address.text}"` });
+  return address;
+}
+
+function readDataDir(value: unknown, field: string, context: ClusterContext): string {
+  const rule = "must be a non-empty path (relative to the config file's folder)";
+  const data = required(value, field, rule);
+  if (typeof data !== "string" || data.trim() === "" || data.includes("\0")) {
+    fail(field, `${rule}, got ${show(data)}`);
+  }
+  const dataDir = resolve(context.baseDir, data);
+  // Two nodes sharing one Deno.Kv file would corrupt it.
+  claim(context.seen.dataDirs, dataDir, { field, what: `data directory "${dataDir}"` });
+  return dataDir;
+}
+
+/** Records that `field` uses `key`; throws when another field used it first. */
+function claim(seen: Map<string, string>, key: string, owner: { field: string; what: string }) {
+  const first = seen.get(key);
+  if (first !== undefined) {
+    fail(owner.field, `duplicate ${owner.what}, already used by ${first}`);
+  }
+  seen.set(key, owner.field);
+}
+
+function readTableArray(
+  value: unknown,
+  field: string,
+  options: { min: number; what: string },
+): unknown[] {
+  const rule = `must be an array of tables (${options.what}) with at least ${options.min} entry`;
+  const array = required(value, field, rule);
+  if (!Array.isArray(array)) fail(field, `${rule}, got ${show(array)}`);
+  const items = array as unknown[];
+  if (items.length < options.min) fail(field, `${rule}, got ${items.length}`);
+  return items;
+}
+
+/** Rejects fields outside `allowed`, naming the path and the allowed fields. */
+function checkFields(table: Table, field: string, allowed: readonly string[]): void {
+  for (const key of Object.keys(table)) {
+    if (allowed.includes(key)) continue;
+    const path = field === "" ? tomlKey(key) : `${field}.${tomlKey(key)}`;
+    const where = field === "" ? "at the top level" : `in ${field}`;
+    fail(path, `unknown field; the fields allowed ${where} are ${allowed.join(", ")}`);
+  }
+}
+
+function expectTable(value: unknown, field: string): Table {
+  if (!isTable(value)) fail(field, `must be a table, got ${show(value)}`);
+  return value as Table;
+}
+
+function required(value: unknown, field: string, rule: string): unknown {
+  if (value === undefined) fail(field, `missing; it ${rule}`);
+  return value;
+}
+
+function isTable(value: unknown): boolean {
+  return typeof value === "object" && value !== null && !Array.isArray(value) &&
+    !(value instanceof Date);
+}
+
+function isInteger(value: unknown): value is number {
+  return typeof value === "number" && Number.isInteger(value);
+}
+
+/** A key as TOML would write it in a dotted path: bare when it can be, quoted otherwise. */
+function tomlKey(key: string): string {
+  return /^[A-Za-z0-9_-]+$/.test(key) ? key : JSON.stringify(key);
+}
+
+function fail(field: string, problem: string): never {
+  throw new ConfigError(field, `Invalid config field ${field}: ${problem}`);
+}
