@@ -56,6 +56,11 @@ export class Inflights {
     }
   }
 
+  /** Frees the oldest message: used when a heartbeat shows the follower alive but silent. */
+  freeFirstOne(): void {
+    if (this.count > 0) this.freeLE(this.#lastIndexes[this.#head]);
+  }
+
   /** Forgets every message (the follower is probed again). */
   reset(): void {
     this.#lastIndexes = [];

@@ -60,6 +60,13 @@ export class RaftLog {
     return (this.#configs.at(-1) ?? this.#base).membership;
   }
 
+  /** The membership before the one in effect, when that one came from a config entry. */
+  previousMembership(): Membership | undefined {
+    const n = this.#configs.length;
+    if (n === 0) return undefined;
+    return (n >= 2 ? this.#configs[n - 2] : this.#base).membership;
+  }
+
   /** The index of the config entry that set the membership in effect. */
   membershipIndex(): number {
     return (this.#configs.at(-1) ?? this.#base).index;
@@ -243,6 +250,11 @@ export class RaftLog {
   /** The unstable snapshot, if any. */
   unstableSnapshot(): Snapshot | undefined {
     return this.#unstableSnapshot;
+  }
+
+  /** Whether entries wait to be persisted. */
+  hasUnstableEntries(): boolean {
+    return this.#unstable.length > 0;
   }
 
   /** The unstable entries (a copy). */

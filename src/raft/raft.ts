@@ -105,6 +105,8 @@ export interface RaftStatus {
   readonly lastIndex: number;
   /** The membership in effect. */
   readonly membership: Membership;
+  /** The index of the config entry that set it (committed once `commit` reaches it). */
+  readonly membershipIndex: number;
   /** The leadership transfer target, or {@linkcode NONE}. */
   readonly leadTransferee: NodeId;
   /** Per member (leader only; empty otherwise). */
@@ -361,7 +363,7 @@ export class Raft {
   hasReady(): boolean {
     if (this.#handedOut !== undefined) return false;
     return this.#msgs.length > 0 || this.#sendPending || this.#heartbeatPending ||
-      this.#readStates.length > 0 || this.#log.unstableEntries().length > 0 ||
+      this.#readStates.length > 0 || this.#log.hasUnstableEntries() ||
       this.#log.hasPendingSnapshot() || this.#log.hasNextCommittedEntries() ||
       !sameHardState(this.#hardState(), this.#prevHard) ||
       !sameSoftState(this.#softState(), this.#prevSoft);
@@ -440,6 +442,7 @@ export class Raft {
       firstIndex: this.#log.firstIndex(),
       lastIndex: this.#log.lastIndex(),
       membership,
+      membershipIndex: this.#log.membershipIndex(),
       leadTransferee: this.#leadTransferee,
       progress,
     };
@@ -513,8 +516,19 @@ export class Raft {
     }]);
   }
 
+  /**
+   * A voter of the membership in effect may campaign. So may a voter that the latest, still
+   * uncommitted, config entry removes: it may hold the only up-to-date log (say, a leader that
+   * removed itself and restarted), and the remaining voters need it to lead until the removal
+   * commits. It counts votes with the new membership, like a leader that is not part of
+   * C_new (dissertation §4.2.2), and steps down once that commits.
+   */
   #promotable(): boolean {
-    return isVoter(this.#log.membership(), this.#id);
+    const log = this.#log;
+    if (isVoter(log.membership(), this.#id)) return true;
+    const previous = log.previousMembership();
+    return log.membershipIndex() > log.committed && previous !== undefined &&
+      isVoter(previous, this.#id);
   }
 
   #campaign(kind: CampaignKind): void {
@@ -1023,6 +1037,9 @@ export class Raft {
       pr.snapshotChunkSent = false;
       this.#sendSnapshotChunk(m.from, pr);
     } else if (pr.match < this.#log.lastIndex()) {
+      // The follower answers heartbeats but not appends: some were lost. Free one slot of a
+      // full window so an append goes out; a gap makes the follower reject it and we probe.
+      if (pr.state === "replicate" && pr.inflights.full()) pr.inflights.freeFirstOne();
       this.#sendAppend(m.from, true);
     }
     if (m.readSeq > pr.readSeqAcked) {
