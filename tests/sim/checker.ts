@@ -23,8 +23,11 @@ function violate(message: string): never {
 export class SafetyChecker {
   /** term -> the one leader of that term. */
   readonly #leaders = new Map<number, NodeId>();
-  /** index -> (term, content) of the entry committed there. */
-  readonly #committed = new Map<number, { term: number; hash: number }>();
+  /**
+   * index -> (term, content) of the entry committed there, and the lowest term of a node
+   * that observed it committed: an upper bound of the term in which it was committed.
+   */
+  readonly #committed = new Map<number, { term: number; hash: number; commitTerm: number }>();
   /** index -> state machine hash chain after applying it. */
   readonly #chainAt = new Map<number, number>();
   /** "index:term" -> content and the term before it (log matching, by induction). */
@@ -73,12 +76,22 @@ export class SafetyChecker {
     }
   }
 
-  /** A node declared (`index`, `term`) committed: it must agree with every other node. */
-  onCommitted(id: NodeId, index: number, term: number, hash: number): void {
+  /**
+   * A node in term `nodeTerm` declared (`index`, `term`) committed: it must agree with every
+   * other node.
+   */
+  onCommitted(
+    id: NodeId,
+    nodeTerm: number,
+    e: { index: number; term: number; hash: number },
+  ): void {
+    const { index, term, hash } = e;
     const known = this.#committed.get(index);
     if (known === undefined) {
-      this.#committed.set(index, { term, hash });
-    } else if (known.term !== term || known.hash !== hash) {
+      this.#committed.set(index, { term, hash, commitTerm: nodeTerm });
+    } else if (known.term === term && known.hash === hash) {
+      known.commitTerm = Math.min(known.commitTerm, nodeTerm);
+    } else {
       violate(
         `state machine safety: ${id} committed index ${index} with term ${term}, ` +
           `another node with term ${known.term}`,
@@ -87,8 +100,8 @@ export class SafetyChecker {
   }
 
   /** State machine safety: every node has the same state after applying the same index. */
-  onApplied(id: NodeId, e: Entry, chain: number): void {
-    this.onCommitted(id, e.index, e.term, entryHash(e));
+  onApplied(id: NodeId, nodeTerm: number, e: Entry, chain: number): void {
+    this.onCommitted(id, nodeTerm, { index: e.index, term: e.term, hash: entryHash(e) });
     this.#checkChain(id, e.index, chain);
   }
 
@@ -105,12 +118,15 @@ export class SafetyChecker {
     }
   }
 
-  /** Leader completeness: a new leader of `term` holds every entry committed before it. */
+  /**
+   * Leader completeness: a new leader of `term` holds every entry committed in an earlier
+   * term (an entry of an old term committed by a later leader does not count).
+   */
   checkLeaderCompleteness(id: NodeId, term: number, storage: MemoryStorage): void {
     const first = storage.firstIndex();
     const last = storage.lastIndex();
     for (const [index, c] of this.#committed) {
-      if (c.term >= term || index < first) continue; // later commits; compacted prefix
+      if (c.commitTerm >= term || index < first) continue; // later commits; compacted prefix
       if (index > last) {
         violate(`leader completeness: leader ${id} of term ${term} lacks committed index ${index}`);
       }

@@ -9,6 +9,7 @@
  * @module
  */
 import {
+  type Entry,
   MemoryStorage,
   type Message,
   type NodeId,
@@ -64,6 +65,12 @@ export interface FaultRates {
   readonly membership: number;
   /** Per chaos round: the leader transfers leadership. */
   readonly transfer: number;
+  /** Per chaos round: a node pauses (a GC pause or a stopped VM): no ticks, no input. */
+  readonly pause: number;
+  /** Each node's clock runs at a rate drawn from [1 - drift, 1 + drift]. */
+  readonly clockDrift: number;
+  /** A new leader crashes within a few ms of winning (mid-replication of old entries). */
+  readonly leaderKill: number;
 }
 
 /** How often each kind of fault or event happened in a run. */
@@ -78,6 +85,8 @@ export interface SimStats {
   crash: number;
   /** Node restarts from disk. */
   restart: number;
+  /** Node pauses (time passes, the node does nothing, then resumes with a backlog). */
+  pause: number;
   /** Snapshots taken and logs compacted. */
   compaction: number;
   /** Snapshots received over InstallSnapshot and installed. */
@@ -123,6 +132,7 @@ type SimEvent =
   | { kind: "chaos" }
   | { kind: "client"; client: number }
   | { kind: "restart"; id: NodeId }
+  | { kind: "kill"; id: NodeId; inc: number }
   | { kind: "heal" }
   | { kind: "settle" };
 
@@ -149,6 +159,8 @@ class SimNode {
   reads = new Map<string, PendingRead>();
   readyReads: { context: string; index: number }[] = [];
   reaped = false;
+  tickMs = TICK_MS;
+  pausedUntil = 0;
 
   constructor(id: NodeId, storage: MemoryStorage) {
     this.id = id;
@@ -169,6 +181,7 @@ function emptyStats(): SimStats {
     partition: 0,
     crash: 0,
     restart: 0,
+    pause: 0,
     compaction: 0,
     snapshotInstall: 0,
     membershipChange: 0,
@@ -191,6 +204,9 @@ function drawRates(prng: Prng): FaultRates {
     snapshot: pick(0.15),
     membership: pick(0.08),
     transfer: pick(0.05),
+    pause: pick(0.05),
+    clockDrift: pick(0.5),
+    leaderKill: pick(0.3),
   };
 }
 
@@ -215,6 +231,8 @@ class Simulation {
   #nextNodeNumber = 1;
   #transferTarget: { id: NodeId; term: number } | undefined;
   #committedConfigs = new Set<number>();
+  /** Nodes some committed membership included: once a committed one drops them, it is final. */
+  #everCommittedMember = new Set<NodeId>();
   #marker: { node: NodeId; index: number; term: number } | undefined;
   #settled = false;
 
@@ -222,7 +240,7 @@ class Simulation {
     this.#prng = new Prng(seed);
     this.rates = drawRates(this.#prng);
     this.#limits = {
-      appendEntriesMax: this.#prng.int(1, 64),
+      appendEntriesMax: this.#prng.chance(0.3) ? 1 : this.#prng.int(1, 64),
       inflightAppendsMax: this.#prng.int(1, 8),
       snapshotChunkBytes: this.#prng.int(16, 512),
     };
@@ -261,6 +279,10 @@ class Simulation {
     node.sm = KvStateMachine.decode(snapshot.data);
     node.inc++;
     node.persisting = undefined;
+    node.tickMs = Math.max(
+      1,
+      Math.round(TICK_MS * (1 + (2 * this.#prng.next() - 1) * this.rates.clockDrift)),
+    );
     const random = this.#prng.fork();
     node.raft = new Raft({
       id: node.id,
@@ -309,21 +331,34 @@ class Simulation {
     return this.#now;
   }
 
+  /** Defers an event aimed at a paused node until it resumes; returns whether it did. */
+  #deferIfPaused(node: SimNode | undefined, ev: SimEvent): boolean {
+    if (node === undefined || node.pausedUntil <= this.#now) return false;
+    this.#events.push(node.pausedUntil, ev);
+    return true;
+  }
+
   #handle(ev: SimEvent): void {
     switch (ev.kind) {
       case "tick": {
         const node = this.#nodes.get(ev.id)!;
         if (node.inc !== ev.inc || node.raft === undefined) return;
+        if (node.pausedUntil > this.#now) {
+          this.#events.push(node.pausedUntil, ev); // a paused clock does not tick
+          return;
+        }
         node.raft.tick();
         this.#kick(node);
-        this.#events.push(this.#now + TICK_MS, ev);
+        this.#events.push(this.#now + node.tickMs, ev);
         return;
       }
       case "deliver":
+        if (this.#deferIfPaused(this.#nodes.get(ev.msg.to), ev)) return;
         return this.#deliver(ev.msg);
       case "persisted": {
         const node = this.#nodes.get(ev.id)!;
         if (node.inc !== ev.inc || node.raft === undefined) return;
+        if (this.#deferIfPaused(node, ev)) return;
         return this.#onPersisted(node);
       }
       case "chaos":
@@ -340,6 +375,13 @@ class Simulation {
         if (node.raft !== undefined || node.reaped) return;
         this.stats.restart++;
         this.#boot(node);
+        return;
+      }
+      case "kill": {
+        const node = this.#nodes.get(ev.id)!;
+        if (node.inc !== ev.inc || node.raft === undefined || !this.#faulty) return;
+        this.#crash(node);
+        this.#events.push(this.#now + this.#prng.int(20, 800), { kind: "restart", id: node.id });
         return;
       }
       case "heal":
@@ -385,11 +427,18 @@ class Simulation {
       );
     }
     this.#checker.onPersistEntries(node.id, rd.entries, node.storage);
-    this.#checkPersistedCommit(node, prevCommit);
+    this.#checkPersistedCommit(node, prevCommit, term);
     if (rd.softState?.role === "leader") {
       this.#checker.onLeader(node.id, term);
       this.stats.election = this.#checker.counts.elections;
       this.#checker.checkLeaderCompleteness(node.id, term, node.storage);
+      if (this.#faulty && this.#prng.chance(this.rates.leaderKill)) {
+        this.#events.push(this.#now + this.#prng.int(1, 30), {
+          kind: "kill",
+          id: node.id,
+          inc: node.inc,
+        });
+      }
       if (this.#transferTarget?.id === node.id && term > this.#transferTarget.term) {
         this.stats.leaderTransfer++;
         this.#transferTarget = undefined;
@@ -406,7 +455,7 @@ class Simulation {
       this.#checker.onRestored(node.id, node.sm.applied, node.sm.chain);
       this.stats.snapshotInstall++;
     }
-    for (const e of rd.committedEntries) this.#apply(node, e);
+    for (const e of rd.committedEntries) this.#apply(node, e, term);
     node.readyReads.push(...rd.readStates);
     this.#serveReads(node);
     raft.advance();
@@ -414,7 +463,7 @@ class Simulation {
   }
 
   /** A persisted commit index must cover entries that agree with every other node. */
-  #checkPersistedCommit(node: SimNode, prevCommit: number): void {
+  #checkPersistedCommit(node: SimNode, prevCommit: number, term: number): void {
     const commit = node.storage.hardState().commit;
     if (commit > node.storage.lastIndex()) {
       throw new SimViolation(`${node.id} persisted commit ${commit} beyond its log`);
@@ -422,21 +471,26 @@ class Simulation {
     const lo = Math.max(prevCommit + 1, node.storage.firstIndex());
     if (lo > commit) return;
     for (const e of node.storage.entries(lo, commit + 1)) {
-      this.#checker.onCommitted(node.id, e.index, e.term, entryHash(e));
+      this.#checker.onCommitted(node.id, term, {
+        index: e.index,
+        term: e.term,
+        hash: entryHash(e),
+      });
     }
   }
 
-  #apply(node: SimNode, e: import("../../src/raft/mod.ts").Entry): void {
+  #apply(node: SimNode, e: Entry, term: number): void {
     if (e.index !== node.sm.applied + 1) {
       throw new SimViolation(
         `state machine safety: ${node.id} applies index ${e.index} after ${node.sm.applied}`,
       );
     }
     const write = node.sm.apply(e);
-    this.#checker.onApplied(node.id, e, node.sm.chain);
-    if (e.type === "config" && !this.#committedConfigs.has(e.index) && e.index > 1) {
+    this.#checker.onApplied(node.id, term, e, node.sm.chain);
+    if (e.type === "config" && !this.#committedConfigs.has(e.index)) {
       this.#committedConfigs.add(e.index);
-      this.stats.membershipChange++;
+      for (const id of membersOf(e.membership!)) this.#everCommittedMember.add(id);
+      if (e.index > 1) this.stats.membershipChange++;
     }
     const p = node.proposals.get(e.index);
     if (p !== undefined) {
@@ -564,6 +618,7 @@ class Simulation {
     const r = this.rates;
     const p = this.#prng;
     if (p.chance(r.crash)) this.#crashSomeone();
+    if (p.chance(r.pause)) this.#pauseSomeone();
     if (p.chance(r.partition) && this.#partition === undefined) this.#partitionSome();
     if (p.chance(r.snapshot)) this.#snapshotSomeone();
     if (p.chance(r.membership)) this.#changeMembership();
@@ -571,10 +626,24 @@ class Simulation {
     if (p.chance(0.05)) this.#reapRemoved();
   }
 
-  #crashSomeone(): void {
+  /** An up node; half the time the leader, whose failures are the interesting ones. */
+  #victim(): SimNode | undefined {
+    const leader = this.#leader();
+    if (leader !== undefined && this.#prng.chance(0.5)) return leader;
     const up = [...this.#nodes.values()].filter((n) => n.raft !== undefined);
-    if (up.length === 0) return;
-    const node = this.#prng.pick(up);
+    return up.length === 0 ? undefined : this.#prng.pick(up);
+  }
+
+  #pauseSomeone(): void {
+    const node = this.#victim();
+    if (node === undefined || node.pausedUntil > this.#now) return;
+    node.pausedUntil = this.#now + this.#prng.int(50, 800);
+    this.stats.pause++;
+  }
+
+  #crashSomeone(): void {
+    const node = this.#victim();
+    if (node === undefined) return;
     this.#crash(node);
     this.#events.push(this.#now + this.#prng.int(50, 1500), { kind: "restart", id: node.id });
   }
@@ -595,6 +664,12 @@ class Simulation {
     const ids = [...this.#nodes.keys()];
     const groups = new Map<NodeId, number>();
     for (const id of ids) groups.set(id, this.#prng.int(0, 1));
+    const leader = this.#leader();
+    if (leader !== undefined && this.#prng.chance(0.5)) {
+      // Cut the leader off with at most a minority of the others.
+      for (const id of ids) groups.set(id, this.#prng.chance(0.25) ? 1 : 0);
+      groups.set(leader.id, 1);
+    }
     this.#partition = groups;
     this.stats.partition++;
     this.#events.push(this.#now + this.#prng.int(100, 2000), { kind: "heal" });
@@ -660,7 +735,10 @@ class Simulation {
     this.#kick(leader);
   }
 
-  /** Stops for good a node whose removal the leader has committed. */
+  /**
+   * Stops for good a node whose removal is committed. A node whose addition never committed
+   * stays: the addition may still commit from another node's log.
+   */
   #reapRemoved(): void {
     const leader = this.#leader();
     if (leader === undefined) return;
@@ -668,7 +746,7 @@ class Simulation {
     if (st.membershipIndex > st.commit) return;
     const members = new Set(membersOf(st.membership));
     for (const node of this.#nodes.values()) {
-      if (!members.has(node.id) && !node.reaped) {
+      if (!members.has(node.id) && !node.reaped && this.#everCommittedMember.has(node.id)) {
         if (node.raft !== undefined) this.#crash(node);
         node.reaped = true;
         return;
@@ -682,6 +760,7 @@ class Simulation {
   #startHealing(): void {
     this.#faulty = false;
     this.#partition = undefined;
+    for (const node of this.#nodes.values()) node.pausedUntil = 0;
     for (const node of this.#nodes.values()) {
       if (node.raft === undefined && !node.reaped) {
         this.stats.restart++;
