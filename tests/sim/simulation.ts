@@ -233,6 +233,11 @@ class Simulation {
   #committedConfigs = new Set<number>();
   /** Nodes some committed membership included: once a committed one drops them, it is final. */
   #everCommittedMember = new Set<NodeId>();
+  /** The newest committed membership (from applied config entries: the same on every node). */
+  #latestCommittedConfig: { index: number; members: Set<NodeId> } = {
+    index: 0,
+    members: new Set(),
+  };
   #marker: { node: NodeId; index: number; term: number } | undefined;
   #settled = false;
 
@@ -417,7 +422,9 @@ class Simulation {
     if (TRACE) {
       const es = rd.entries.map((e) =>
         `${e.index}/${e.term}${
-          e.type === "config" ? `C[${e.membership!.voters}|${e.membership!.outgoing}]` : ""
+          e.type === "config"
+            ? `C[${e.membership!.voters}|${e.membership!.outgoing}|${e.membership!.learners}]`
+            : ""
         }`
       );
       console.log(
@@ -490,6 +497,12 @@ class Simulation {
     if (e.type === "config" && !this.#committedConfigs.has(e.index)) {
       this.#committedConfigs.add(e.index);
       for (const id of membersOf(e.membership!)) this.#everCommittedMember.add(id);
+      if (e.index > this.#latestCommittedConfig.index) {
+        this.#latestCommittedConfig = {
+          index: e.index,
+          members: new Set(membersOf(e.membership!)),
+        };
+      }
       if (e.index > 1) this.stats.membershipChange++;
     }
     const p = node.proposals.get(e.index);
@@ -740,11 +753,7 @@ class Simulation {
    * stays: the addition may still commit from another node's log.
    */
   #reapRemoved(): void {
-    const leader = this.#leader();
-    if (leader === undefined) return;
-    const st = leader.raft!.status();
-    if (st.membershipIndex > st.commit) return;
-    const members = new Set(membersOf(st.membership));
+    const members = this.#latestCommittedConfig.members;
     for (const node of this.#nodes.values()) {
       if (!members.has(node.id) && !node.reaped && this.#everCommittedMember.has(node.id)) {
         if (node.raft !== undefined) this.#crash(node);
