@@ -460,13 +460,7 @@ export class Raft {
     this.#lead = NONE;
     this.#electionElapsed = 0;
     this.#heartbeatElapsed = 0;
-    this.#randomizedElectionTicks = this.#electionTicks +
-      Math.floor(this.#random() * this.#electionTicks);
-    assert(
-      this.#randomizedElectionTicks >= this.#electionTicks &&
-        this.#randomizedElectionTicks < 2 * this.#electionTicks,
-      "injected random() must return a number in [0, 1)",
-    );
+    this.#randomizeElectionTimeout();
     this.#votes = new Map();
     this.#progress = new Map();
     this.#leadTransferee = NONE;
@@ -478,6 +472,16 @@ export class Raft {
     this.#readsBeforeCommit = [];
   }
 
+  #randomizeElectionTimeout(): void {
+    this.#randomizedElectionTicks = this.#electionTicks +
+      Math.floor(this.#random() * this.#electionTicks);
+    assert(
+      this.#randomizedElectionTicks >= this.#electionTicks &&
+        this.#randomizedElectionTicks < 2 * this.#electionTicks,
+      "injected random() must return a number in [0, 1)",
+    );
+  }
+
   #becomeFollower(term: number, lead: NodeId): void {
     this.#reset(term);
     this.#role = "follower";
@@ -486,8 +490,10 @@ export class Raft {
 
   #becomePreCandidate(): void {
     assert(this.#role !== "leader", "leader cannot become pre-candidate");
-    // A pre-candidate keeps its term and vote: it only asks whether it could win.
+    // A pre-candidate keeps its term and vote: it only asks whether it could win. It draws a
+    // new timeout so that competing pre-candidates do not retry in lockstep.
     this.#votes = new Map();
+    this.#randomizeElectionTimeout();
     this.#role = "preCandidate";
     this.#lead = NONE;
   }
@@ -792,11 +798,16 @@ export class Raft {
     let rcv = this.#snapshotReceive;
     const same = rcv !== undefined && rcv.meta.index === meta.index &&
       rcv.meta.term === meta.term && rcv.data.length === m.total;
-    if (valid && m.offset === 0 && !same) {
+    if (!valid) {
+      // Refused (too large for this node, or inconsistent offsets): no answer, so the leader
+      // retries at heartbeat pace instead of looping on an immediate reply.
+      return;
+    }
+    if (m.offset === 0 && !same) {
       rcv = { meta, data: new Uint8Array(m.total), received: 0 };
       this.#snapshotReceive = rcv;
-    } else if (!valid || !same) {
-      this.#sendSnapshotResponse(m.from, meta.index, 0);
+    } else if (!same) {
+      this.#sendSnapshotResponse(m.from, meta.index, 0); // we lost the start: begin again
       return;
     }
     rcv = rcv!;
