@@ -1,0 +1,280 @@
+import { decode, encode } from "@msgpack/msgpack";
+import BTreeModule from "sorted-btree";
+import { assert, EMPTY_MEMBERSHIP, type Entry, type Membership } from "../raft/mod.ts";
+import { isMembership, StorageCorruptError } from "./_codec.ts";
+import { decodeCommand, type KvCommand, type KvResult, parseRequestId } from "./kv_command.ts";
+
+// sorted-btree is CommonJS: under Deno its class is the `default` of the default import.
+const BTree = BTreeModule.default;
+type BTree<K, V> = import("sorted-btree").default<K, V>;
+
+/** Default limit of the bytes of keys and values the store holds (it lives in memory). */
+export const STATE_BYTES_MAX = 1 << 30;
+/** Default number of clients whose last request id is remembered for deduplication. */
+export const REQUEST_IDS_MAX = 100_000;
+
+/** The addresses of one member, carried in config entries so every node learns them. */
+export interface MemberAddress {
+  /** Raft TCP address, `host:port`. */
+  readonly raft: string;
+  /** HTTP address, `host:port`. */
+  readonly http: string;
+}
+
+/** A stored value and the log index of the write that set it. */
+export interface KvValue {
+  /** The value's bytes. */
+  readonly value: Uint8Array;
+  /** The log index of the write that last set the key. */
+  readonly rev: number;
+}
+
+/** Options of {@linkcode KvStateMachine}: must be equal on every member of a cluster. */
+export interface KvStateMachineOptions {
+  /** Largest total of key and value bytes (writes beyond it answer `storage_full`). */
+  readonly bytesMax?: number;
+  /** Clients remembered for request-id deduplication (least recently written is evicted). */
+  readonly requestIdsMax?: number;
+}
+
+/** Keys are bytes; the index uses a "binary string" (one char per byte) so that JavaScript
+ * string order is bytewise order. */
+function keyString(key: Uint8Array): string {
+  let s = "";
+  for (let i = 0; i < key.length; i += 4096) {
+    s += String.fromCharCode(...key.subarray(i, i + 4096));
+  }
+  return s;
+}
+
+function keyBytes(s: string): Uint8Array {
+  const out = new Uint8Array(s.length);
+  for (let i = 0; i < s.length; i++) out[i] = s.charCodeAt(i);
+  return out;
+}
+
+/** Encodes the context of a config entry: the addresses of the members it adds. */
+export function encodeMemberContext(
+  addresses: Readonly<Record<string, MemberAddress>>,
+): Uint8Array {
+  return encode(addresses);
+}
+
+/** Decodes a config entry's context; an empty or foreign context names no address. */
+export function decodeMemberContext(data: Uint8Array): Record<string, MemberAddress> {
+  if (data.length === 0) return {};
+  const v = decode(data);
+  const out: Record<string, MemberAddress> = {};
+  if (typeof v !== "object" || v === null) return out;
+  for (const [id, a] of Object.entries(v as Record<string, unknown>)) {
+    const addr = a as Partial<MemberAddress>;
+    if (typeof addr?.raft === "string" && typeof addr?.http === "string") {
+      out[id] = { raft: addr.raft, http: addr.http };
+    }
+  }
+  return out;
+}
+
+/**
+ * The key-value store a cluster replicates: applied entry by entry, deterministically, in
+ * memory. A restart rebuilds it from the latest snapshot and the committed log, so applying
+ * an entry costs no disk write and no entry can be applied twice. It keeps an ordered index
+ * for prefix listing, each key's revision, the members' addresses and, per client, the last
+ * request id with its answer (bounded, and part of every snapshot).
+ */
+export class KvStateMachine {
+  readonly #bytesMax: number;
+  readonly #requestIdsMax: number;
+  #data: BTree<string, KvValue> = new BTree<string, KvValue>();
+  #bytes = 0;
+  /** client -> last applied seq and its answer; Map order = least recently written first. */
+  #requests = new Map<string, { seq: number; result: KvResult }>();
+  #applied = 0;
+  #membership: Membership = EMPTY_MEMBERSHIP;
+  #addresses = new Map<string, MemberAddress>();
+
+  /** Creates an empty store. */
+  constructor(options: KvStateMachineOptions = {}) {
+    this.#bytesMax = options.bytesMax ?? STATE_BYTES_MAX;
+    this.#requestIdsMax = options.requestIdsMax ?? REQUEST_IDS_MAX;
+  }
+
+  /** The index of the last applied entry. */
+  get applied(): number {
+    return this.#applied;
+  }
+
+  /** The membership of the last applied config entry. */
+  get membership(): Membership {
+    return this.#membership;
+  }
+
+  /** Number of keys. */
+  get size(): number {
+    return this.#data.size;
+  }
+
+  /** Bytes of keys and values held. */
+  get bytes(): number {
+    return this.#bytes;
+  }
+
+  /** The known addresses of members (from config entries). */
+  addresses(): ReadonlyMap<string, MemberAddress> {
+    return this.#addresses;
+  }
+
+  /** The value and revision of `key`, or undefined. */
+  get(key: Uint8Array): KvValue | undefined {
+    return this.#data.get(keyString(key));
+  }
+
+  /** The answer already given to a request id, if it is the client's last applied one. */
+  answered(requestId: string): KvResult | undefined {
+    const id = parseRequestId(requestId);
+    if (id === undefined) return undefined;
+    const last = this.#requests.get(id.client);
+    return last !== undefined && last.seq === id.seq ? last.result : undefined;
+  }
+
+  /** Keys starting with `prefix`, after `after` (exclusive), in byte order, at most `limit`. */
+  list(options: { prefix: Uint8Array; after?: Uint8Array; limit: number }): {
+    items: { key: Uint8Array; rev: number }[];
+    more: boolean;
+  } {
+    const prefix = keyString(options.prefix);
+    const after = options.after === undefined ? undefined : keyString(options.after);
+    const start = after !== undefined && after >= prefix ? after : prefix;
+    const items: { key: Uint8Array; rev: number }[] = [];
+    let more = false;
+    for (const [k, v] of this.#data.entries(start)) {
+      if (after !== undefined && k <= after) continue;
+      if (!k.startsWith(prefix)) break;
+      if (items.length === options.limit) {
+        more = true;
+        break;
+      }
+      items.push({ key: keyBytes(k), rev: v.rev });
+    }
+    return { items, more };
+  }
+
+  /** Applies the next committed entry; returns the command's answer for normal entries. */
+  apply(entry: Entry): KvResult | undefined {
+    assert(entry.index === this.#applied + 1, () => `apply ${entry.index} after ${this.#applied}`);
+    this.#applied = entry.index;
+    if (entry.type === "config") {
+      this.#applyConfig(entry);
+      return undefined;
+    }
+    if (entry.data.length === 0) return undefined; // a leader's no-op
+    return this.#applyCommand(entry.index, decodeCommand(entry.data));
+  }
+
+  #applyConfig(entry: Entry): void {
+    this.#membership = entry.membership!;
+    for (const [id, addr] of Object.entries(decodeMemberContext(entry.data))) {
+      this.#addresses.set(id, addr);
+    }
+    const m = entry.membership!;
+    const members = new Set([...m.voters, ...m.outgoing, ...m.learners]);
+    for (const id of [...this.#addresses.keys()]) if (!members.has(id)) this.#addresses.delete(id);
+  }
+
+  #applyCommand(index: number, cmd: KvCommand): KvResult {
+    const id = cmd.requestId === undefined ? undefined : parseRequestId(cmd.requestId);
+    if (id !== undefined) {
+      const last = this.#requests.get(id.client);
+      if (last !== undefined && id.seq === last.seq) return last.result; // a retry: same answer
+      if (last !== undefined && id.seq < last.seq) {
+        return { ok: false, code: "stale_request", seq: last.seq };
+      }
+    }
+    const result = this.#execute(index, cmd);
+    if (id !== undefined) this.#remember(id.client, id.seq, result);
+    return result;
+  }
+
+  #execute(index: number, cmd: KvCommand): KvResult {
+    for (let i = 0; i < cmd.checks.length; i++) {
+      const { key, rev } = cmd.checks[i];
+      const current = this.#data.get(keyString(key))?.rev ?? 0;
+      if (current !== rev) {
+        return { ok: false, code: "precondition_failed", check: i, rev: current };
+      }
+    }
+    let bytes = this.#bytes;
+    const existed: boolean[] = [];
+    const plan: [string, KvValue | undefined][] = [];
+    for (const m of cmd.mutations) {
+      const k = keyString(m.key);
+      // Within one command, a later mutation of the same key sees the earlier one.
+      const planned = plan.findLast(([pk]) => pk === k);
+      const old = planned !== undefined ? planned[1] : this.#data.get(k);
+      existed.push(old !== undefined);
+      if (old !== undefined) bytes -= k.length + old.value.length;
+      if (m.type === "set") {
+        bytes += k.length + m.value.length;
+        plan.push([k, { value: m.value, rev: index }]);
+      } else {
+        plan.push([k, undefined]);
+      }
+    }
+    if (bytes > this.#bytesMax && bytes > this.#bytes) {
+      return { ok: false, code: "storage_full", bytesMax: this.#bytesMax };
+    }
+    for (const [k, v] of plan) {
+      if (v === undefined) this.#data.delete(k);
+      else this.#data.set(k, v);
+    }
+    this.#bytes = bytes;
+    return { ok: true, rev: index, existed };
+  }
+
+  #remember(client: string, seq: number, result: KvResult): void {
+    this.#requests.delete(client); // re-insert: Map order is least recently written first
+    this.#requests.set(client, { seq, result });
+    if (this.#requests.size > this.#requestIdsMax) {
+      this.#requests.delete(this.#requests.keys().next().value!);
+    }
+  }
+
+  /** Serializes the whole state: the snapshot's data. */
+  encodeSnapshot(): Uint8Array {
+    const kv: [Uint8Array, Uint8Array, number][] = [];
+    for (const [k, v] of this.#data.entries()) kv.push([keyBytes(k), v.value, v.rev]);
+    return encode({
+      v: 1,
+      applied: this.#applied,
+      membership: this.#membership,
+      addresses: Object.fromEntries(this.#addresses),
+      kv,
+      requests: [...this.#requests].map(([c, r]) => [c, r.seq, r.result]),
+    });
+  }
+
+  /** Rebuilds a store from a snapshot's data (empty data gives an empty store). */
+  static decodeSnapshot(data: Uint8Array, options: KvStateMachineOptions = {}): KvStateMachine {
+    const sm = new KvStateMachine(options);
+    if (data.length === 0) return sm;
+    const o = decode(data) as Record<string, unknown>;
+    if (
+      o?.v !== 1 || typeof o.applied !== "number" || !isMembership(o.membership) ||
+      !Array.isArray(o.kv) || !Array.isArray(o.requests) || typeof o.addresses !== "object"
+    ) {
+      throw new StorageCorruptError("state machine snapshot", "not a version 1 snapshot");
+    }
+    sm.#applied = o.applied;
+    sm.#membership = o.membership;
+    sm.#addresses = new Map(Object.entries(o.addresses as Record<string, MemberAddress>));
+    for (const [key, value, rev] of o.kv as [Uint8Array, Uint8Array, number][]) {
+      const k = keyString(key);
+      sm.#data.set(k, { value, rev });
+      sm.#bytes += k.length + value.length;
+    }
+    for (const [client, seq, result] of o.requests as [string, number, KvResult][]) {
+      sm.#requests.set(client, { seq, result });
+    }
+    return sm;
+  }
+}
