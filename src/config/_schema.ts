@@ -39,6 +39,11 @@ export interface NodeConfig {
   http: HostPort;
   /** absolute path of the data directory (resolved against the config file's folder) */
   dataDir: string;
+  /**
+   * `join = true`: the node does not found the cluster; it starts empty and waits until a
+   * member adds it (`POST /v1/members`). Founding members are the nodes without `join`.
+   */
+  join: boolean;
   /** Election timeout range `[min, max]` in milliseconds; each timeout is drawn from it. */
   electionTimeoutMs: readonly [number, number];
   /** Interval between the leader's heartbeats, in milliseconds. */
@@ -70,10 +75,15 @@ export interface KoiConfig {
   routing: {
     /** The routing scheme. */
     scheme: RoutingScheme;
+    /** Version of the routing table; bump it whenever clusters or load factors change. */
+    epoch: number;
   };
   /** The clusters, in file order. */
   clusters: ClusterConfig[];
 }
+
+/** The routing epoch when `routing.epoch` is absent. */
+export const ROUTING_EPOCH_DEFAULT = 1;
 
 /** Election timeout range `[min, max]` in milliseconds when no level of the file sets one. */
 export const ELECTION_TIMEOUT_MS_DEFAULT: readonly [number, number] = Object.freeze(

@@ -25,6 +25,7 @@ import {
   LOAD_FACTOR_DEFAULT,
   type NodeConfig,
   NODES_PER_CLUSTER_MIN,
+  ROUTING_EPOCH_DEFAULT,
   ROUTING_SCHEME_DEFAULT,
   ROUTING_SCHEMES,
   type RoutingScheme,
@@ -44,7 +45,7 @@ type Table = Record<string, unknown>;
 
 const TOP_FIELDS = ["admin", "routing", "cluster_defaults", "clusters"];
 const ADMIN_FIELDS = ["http"];
-const ROUTING_FIELDS = ["scheme"];
+const ROUTING_FIELDS = ["scheme", "epoch"];
 const DEFAULTS_FIELDS = ["election_timeout_ms", "heartbeat_ms", "secret"];
 const CLUSTER_FIELDS = [
   "id",
@@ -54,7 +55,7 @@ const CLUSTER_FIELDS = [
   "heartbeat_ms",
   "secret",
 ];
-const NODE_FIELDS = ["id", "raft", "http", "data", "election_timeout_ms", "heartbeat_ms"];
+const NODE_FIELDS = ["id", "raft", "http", "data", "join", "election_timeout_ms", "heartbeat_ms"];
 
 const ID_RULE =
   `must be 1..${ID_CHARS_MAX} characters of [A-Za-z0-9_.-] starting with a letter or digit`;
@@ -102,7 +103,7 @@ export function validateConfig(raw: unknown, options: ValidateOptions): KoiConfi
   const admin = expectTable(required(root.admin, "admin", "must be a table ([admin])"), "admin");
   checkFields(admin, "admin", ADMIN_FIELDS);
   const adminHttp = readAddress(admin.http, "admin.http", seen);
-  const scheme = readRouting(root.routing);
+  const routing = readRouting(root.routing);
   const defaults = readDefaults(root.cluster_defaults);
   const rawClusters = readTableArray(root.clusters, "clusters", {
     min: CLUSTERS_MIN,
@@ -112,20 +113,24 @@ export function validateConfig(raw: unknown, options: ValidateOptions): KoiConfi
   const clusters = rawClusters.map((cluster, i) =>
     readCluster(cluster, `clusters[${i}]`, { defaults, seen, baseDir })
   );
-  return { path: options.path, admin: { http: adminHttp }, routing: { scheme }, clusters };
+  return { path: options.path, admin: { http: adminHttp }, routing, clusters };
 }
 
-function readRouting(raw: unknown): RoutingScheme {
-  if (raw === undefined) return ROUTING_SCHEME_DEFAULT;
+function readRouting(raw: unknown): { scheme: RoutingScheme; epoch: number } {
+  if (raw === undefined) return { scheme: ROUTING_SCHEME_DEFAULT, epoch: ROUTING_EPOCH_DEFAULT };
   const routing = expectTable(raw, "routing");
   checkFields(routing, "routing", ROUTING_FIELDS);
+  const epoch = routing.epoch ?? ROUTING_EPOCH_DEFAULT;
+  if (!isInteger(epoch) || epoch < 1) {
+    fail("routing.epoch", `must be an integer >= 1, got ${show(routing.epoch)}`);
+  }
   const scheme = routing.scheme;
-  if (scheme === undefined) return ROUTING_SCHEME_DEFAULT;
+  if (scheme === undefined) return { scheme: ROUTING_SCHEME_DEFAULT, epoch };
   if (!ROUTING_SCHEMES.includes(scheme as RoutingScheme)) {
     const allowed = ROUTING_SCHEMES.map((s) => `"${s}"`).join(" or ");
     fail("routing.scheme", `must be ${allowed}, got ${show(scheme)}`);
   }
-  return scheme as RoutingScheme;
+  return { scheme: scheme as RoutingScheme, epoch };
 }
 
 function readDefaults(raw: unknown): Inherited {
@@ -162,6 +167,12 @@ function readCluster(raw: unknown, field: string, context: ClusterContext): Clus
   const nodes = rawNodes.map((node, i) =>
     readNode(node, `${field}.nodes[${i}]`, { ...context, clusterId: id, inherited })
   );
+  if (nodes.every((n) => n.join)) {
+    fail(
+      `${field}.nodes`,
+      "every node has join = true, so no node can found the cluster; at least one must not join",
+    );
+  }
   return { id, loadFactor, nodes };
 }
 
@@ -186,6 +197,8 @@ function readNode(raw: unknown, field: string, context: NodeContext): NodeConfig
   const raft = readAddress(table.raft, `${field}.raft`, context.seen);
   const http = readAddress(table.http, `${field}.http`, context.seen);
   const dataDir = readDataDir(table.data, `${field}.data`, context);
+  const join = table.join ?? false;
+  if (typeof join !== "boolean") fail(`${field}.join`, `must be true or false, got ${show(join)}`);
   const own = readLevel(table, field, { inherited: context.inherited, level: LEVEL_NODE });
   checkTiming(own);
   const node: NodeConfig = {
@@ -194,6 +207,7 @@ function readNode(raw: unknown, field: string, context: NodeContext): NodeConfig
     raft,
     http,
     dataDir,
+    join,
     electionTimeoutMs: own.election.value,
     heartbeatMs: own.heartbeat.value,
   };

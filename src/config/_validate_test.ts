@@ -395,7 +395,7 @@ Deno.test("unknown fields anywhere are errors naming the path and the allowed fi
     [
       withCluster("", "voter = true"),
       "clusters[0].nodes[0].voter",
-      "id, raft, http, data, election_timeout_ms, heartbeat_ms",
+      "id, raft, http, data, join, election_timeout_ms, heartbeat_ms",
     ],
     [
       withCluster("", "load_factor = 2"),
