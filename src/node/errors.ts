@@ -1,0 +1,77 @@
+/**
+ * Typed operating errors of a node. One hono `onError` maps each to its status in API.md.
+ *
+ * @module
+ */
+
+/** No leader is known, or leadership was lost while the request waited (503 no_leader). */
+export class NoLeaderError extends Error {
+  /** Seconds the client should wait before retrying. */
+  readonly retryAfterSec: number;
+  /** Creates the error. */
+  constructor(message: string, retryAfterSec = 1) {
+    super(message);
+    this.name = "NoLeaderError";
+    this.retryAfterSec = retryAfterSec;
+  }
+}
+
+/** A bounded queue is full: the request is refused instead of queued (503 overloaded). */
+export class OverloadedError extends Error {
+  /** Seconds the client should wait before retrying. */
+  readonly retryAfterSec: number;
+  /** Creates the error. */
+  constructor(message: string, retryAfterSec = 1) {
+    super(message);
+    this.name = "OverloadedError";
+    this.retryAfterSec = retryAfterSec;
+  }
+}
+
+/** The request did not complete in time; its outcome is unknown (503 no_leader, retry). */
+export class RequestTimeoutError extends Error {
+  /** Creates the error. */
+  constructor(message: string) {
+    super(message);
+    this.name = "RequestTimeoutError";
+  }
+}
+
+/** The key belongs to another cluster under the current routing table (421 wrong_shard). */
+export class WrongShardError extends Error {
+  /** The routing epoch the node checked against. */
+  readonly epoch: number;
+  /** Creates the error. */
+  constructor(message: string, epoch: number) {
+    super(message);
+    this.name = "WrongShardError";
+    this.epoch = epoch;
+  }
+}
+
+/** A malformed request: bad key, header, body or parameter (400 bad_request). */
+export class BadRequestError extends Error {
+  /** Creates the error. */
+  constructor(message: string) {
+    super(message);
+    this.name = "BadRequestError";
+  }
+}
+
+/** A request larger than a limit (413 too_large). */
+export class TooLargeError extends Error {
+  /** Creates the error. */
+  constructor(message: string) {
+    super(message);
+    this.name = "TooLargeError";
+  }
+}
+
+/** A management call without the bearer token (401 unauthorized). */
+export class UnauthorizedError extends Error {
+  /** Creates the error. */
+  constructor(message: string) {
+    super(message);
+    this.name = "UnauthorizedError";
+  }
+}

@@ -1,0 +1,108 @@
+import type { Membership, NodeId } from "../raft/mod.ts";
+import type { KvCommand, KvResult, KvValue } from "../storage/mod.ts";
+
+/** One member in {@linkcode NodeStatus}. */
+export interface MemberStatus {
+  /** The member's id. */
+  readonly id: NodeId;
+  /** Whether it votes. */
+  readonly voter: boolean;
+  /** The highest log index known to match the leader (leader only; 0 elsewhere). */
+  readonly match: number;
+}
+
+/** The answer of `GET /v1/status` (API.md). */
+export interface NodeStatus {
+  /** This node. */
+  readonly node: NodeId;
+  /** Its cluster. */
+  readonly cluster: string;
+  /** Its Raft role. */
+  readonly role: string;
+  /** Its current term. */
+  readonly term: number;
+  /** The leader it knows, or "" (NONE). */
+  readonly leader: NodeId;
+  /** The commit index. */
+  readonly commit: number;
+  /** The applied index. */
+  readonly applied: number;
+  /** The index of the latest snapshot. */
+  readonly snapshot: number;
+  /** The routing epoch the node checks keys against. */
+  readonly epoch: number;
+  /** The members of the membership in effect. */
+  readonly members: readonly MemberStatus[];
+}
+
+/** A member to add, as `POST /v1/members` carries it. */
+export interface MemberSpec {
+  /** The new member's id. */
+  readonly id: NodeId;
+  /** Its Raft address, `host:port`. */
+  readonly raft: string;
+  /** Its HTTP address, `host:port`. */
+  readonly http: string;
+  /** `false`: add as a learner; `true`: add as a voter, or promote an existing learner. */
+  readonly voter: boolean;
+}
+
+/** A page of `GET /v1/kv?prefix=…`. */
+export interface ListPage {
+  /** Keys and revisions in byte order. */
+  readonly items: readonly { readonly key: Uint8Array; readonly rev: number }[];
+  /** Whether more keys follow. */
+  readonly more: boolean;
+}
+
+/**
+ * What the HTTP layer needs from a node. The real one is the Raft driver; tests use fakes.
+ *
+ * Operations that need the leader throw `NotLeaderError` (from `src/raft`) carrying the leader
+ * hint; the HTTP layer then forwards the request to {@linkcode leaderHttp}. Other failures are
+ * the typed errors of `src/node/errors.ts`.
+ */
+export interface NodeService {
+  /** This node's id. */
+  readonly nodeId: NodeId;
+  /** This node's cluster id. */
+  readonly clusterId: string;
+  /** Whether the node has loaded its state (for `/healthz`). */
+  loaded(): boolean;
+  /** The leader this node knows, or "". */
+  leader(): NodeId;
+  /** The HTTP address (`host:port`) of the known leader, or undefined. */
+  leaderHttp(): string | undefined;
+  /** The routing epoch; {@linkcode owns} answers for this epoch's table. */
+  epoch(): number;
+  /** Whether this node's cluster owns `key` under the current routing table. */
+  owns(key: Uint8Array): boolean;
+  /**
+   * Reads a key. `stale: false` is linearizable (ReadIndex: may throw `NoLeaderError`,
+   * `OverloadedError`, `RequestTimeoutError`); `stale: true` reads local state at once.
+   */
+  get(key: Uint8Array, options: { stale: boolean }): Promise<KvValue | undefined>;
+  /** Lists keys by prefix (same consistency rules as {@linkcode get}). */
+  list(
+    options: { prefix: Uint8Array; after?: Uint8Array; limit: number; stale: boolean },
+  ): Promise<ListPage>;
+  /**
+   * Replicates a command and answers what applying it answered. Leader only (else
+   * `NotLeaderError`); may throw `OverloadedError`, `NoLeaderError`, `RequestTimeoutError`.
+   */
+  write(command: KvCommand): Promise<KvResult>;
+  /** `GET /v1/status`. */
+  status(): NodeStatus;
+  /** Adds a learner or voter, or promotes a learner (leader only). */
+  addMember(member: MemberSpec): Promise<void>;
+  /** Removes a member (leader only). */
+  removeMember(id: NodeId): Promise<void>;
+  /** Hands leadership to `to` and resolves once it leads, or throws (leader only). */
+  transferLeader(to: NodeId): Promise<void>;
+  /** Takes a snapshot of the state machine and compacts the log; resolves with its index. */
+  snapshot(): Promise<{ index: number }>;
+  /** The Prometheus text exposition of the node's metrics. */
+  metrics(): string;
+  /** The membership in effect. */
+  membership(): Membership;
+}
