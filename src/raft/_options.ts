@@ -8,8 +8,11 @@ export interface RaftOptions {
   readonly id: NodeId;
   /** The durable state to start from; the core only reads it. */
   readonly storage: Storage;
-  /** Election timeout in ticks; each timeout is drawn uniformly from `[n, 2n)`. */
+  /** Election timeout in ticks: the lower bound, and the leader lease of check-quorum. */
   readonly electionTicks: number;
+  /** Each election timeout is drawn uniformly from `[electionTicks, electionTicksMax)`;
+   * default `2 * electionTicks`. */
+  readonly electionTicksMax?: number;
   /** Heartbeat interval in ticks; must be less than `electionTicks`. */
   readonly heartbeatTicks: number;
   /** Injected randomness: returns a uniform number in `[0, 1)`. */
@@ -74,6 +77,11 @@ export function resolveOptions(options: RaftOptions): Required<Omit<RaftOptions,
     Number.isInteger(options.electionTicks) && options.electionTicks > options.heartbeatTicks,
     "electionTicks must be an integer > heartbeatTicks",
   );
+  const electionTicksMax = options.electionTicksMax ?? 2 * options.electionTicks;
+  assert(
+    Number.isInteger(electionTicksMax) && electionTicksMax > options.electionTicks,
+    "electionTicksMax must be an integer > electionTicks",
+  );
   for (const [name, value] of Object.entries(limits)) {
     assert(Number.isInteger(value) && value >= 1, `limit ${name} must be an integer >= 1`);
   }
@@ -81,6 +89,7 @@ export function resolveOptions(options: RaftOptions): Required<Omit<RaftOptions,
     id: options.id,
     storage: options.storage,
     electionTicks: options.electionTicks,
+    electionTicksMax,
     heartbeatTicks: options.heartbeatTicks,
     random: options.random,
     applied: options.applied ?? 0,

@@ -153,6 +153,7 @@ type CampaignKind = "preElection" | "election" | "transfer";
 export class Raft {
   readonly #id: NodeId;
   readonly #electionTicks: number;
+  readonly #electionTicksMax: number;
   readonly #heartbeatTicks: number;
   readonly #random: () => number;
   readonly #preVote: boolean;
@@ -195,6 +196,7 @@ export class Raft {
     const opts = resolveOptions(options);
     this.#id = opts.id;
     this.#electionTicks = opts.electionTicks;
+    this.#electionTicksMax = opts.electionTicksMax;
     this.#heartbeatTicks = opts.heartbeatTicks;
     this.#random = opts.random;
     this.#preVote = opts.preVote;
@@ -473,11 +475,11 @@ export class Raft {
   }
 
   #randomizeElectionTimeout(): void {
-    this.#randomizedElectionTicks = this.#electionTicks +
-      Math.floor(this.#random() * this.#electionTicks);
+    const span = this.#electionTicksMax - this.#electionTicks;
+    this.#randomizedElectionTicks = this.#electionTicks + Math.floor(this.#random() * span);
     assert(
       this.#randomizedElectionTicks >= this.#electionTicks &&
-        this.#randomizedElectionTicks < 2 * this.#electionTicks,
+        this.#randomizedElectionTicks < this.#electionTicksMax,
       "injected random() must return a number in [0, 1)",
     );
   }
