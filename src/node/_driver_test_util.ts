@@ -1,0 +1,140 @@
+/** A test cluster of RaftNodes in one process: in-memory transport, manual clock, real Deno.Kv. */
+import type { Message, NodeId } from "../raft/mod.ts";
+import { KvLogStorage, type MemberAddress } from "../storage/mod.ts";
+import { type DriverLimits, type PeerSender, RaftNode, type TickSource } from "./driver.ts";
+
+/** Waits until `cond()` holds, polling; fails after `timeoutMs`. */
+export async function waitFor(cond: () => boolean, what: string, timeoutMs = 5_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!cond()) {
+    if (Date.now() > deadline) {
+      throw new Error(`Timed out after ${timeoutMs} ms waiting for ${what}`);
+    }
+    await new Promise((r) => setTimeout(r, 2));
+  }
+}
+
+class ManualTicks implements TickSource {
+  fns = new Set<() => void>();
+  every(_ms: number, fn: () => void): () => void {
+    this.fns.add(fn);
+    return () => this.fns.delete(fn);
+  }
+}
+
+/** Several RaftNodes wired through an in-memory network whose links can be cut. */
+export class DriverCluster {
+  readonly nodes = new Map<NodeId, RaftNode>();
+  readonly kvs = new Map<NodeId, Deno.Kv>();
+  readonly ticks = new Map<NodeId, ManualTicks>();
+  readonly down = new Set<NodeId>();
+  readonly dir: string;
+  readonly addresses: Map<NodeId, MemberAddress>;
+  readonly founders: NodeId[];
+  readonly limits: Partial<DriverLimits>;
+
+  private constructor(dir: string, founders: NodeId[], limits: Partial<DriverLimits>) {
+    this.dir = dir;
+    this.founders = founders;
+    this.limits = limits;
+    this.addresses = new Map();
+  }
+
+  /** Creates and starts the founders. */
+  static async create(
+    founders: NodeId[],
+    limits: Partial<DriverLimits> = {},
+  ): Promise<DriverCluster> {
+    const c = new DriverCluster(
+      await Deno.makeTempDir({ prefix: "koi-driver-" }),
+      founders,
+      limits,
+    );
+    for (const id of founders) c.addresses.set(id, { raft: `mem:${id}`, http: `http-${id}` });
+    for (const id of founders) await c.start(id);
+    return c;
+  }
+
+  /** Starts (or restarts) a node from its Deno.Kv file. */
+  async start(id: NodeId, options: { join?: boolean } = {}): Promise<RaftNode> {
+    if (!this.addresses.has(id)) this.addresses.set(id, { raft: `mem:${id}`, http: `http-${id}` });
+    const kv = await Deno.openKv(`${this.dir}/${id}.kv`);
+    this.kvs.set(id, kv);
+    const ticks = new ManualTicks();
+    this.ticks.set(id, ticks);
+    this.down.delete(id);
+    const transport: PeerSender = {
+      send: (messages: readonly Message[]) => {
+        for (const m of messages) {
+          queueMicrotask(() => {
+            if (this.down.has(m.from) || this.down.has(m.to)) return;
+            this.nodes.get(m.to)?.step(m);
+          });
+        }
+      },
+      setPeers: () => {},
+    };
+    const node = await RaftNode.start({
+      nodeId: id,
+      clusterId: "a",
+      storage: await KvLogStorage.open(kv),
+      founders: new Map(this.founders.map((f) => [f, this.addresses.get(f)!])),
+      join: options.join ?? false,
+      knownAddresses: this.addresses,
+      tickMs: 10,
+      heartbeatTicks: 1,
+      electionTicks: [10, 20],
+      transport,
+      owns: () => true,
+      epoch: 1,
+      ticks,
+      limits: this.limits,
+    });
+    this.nodes.set(id, node);
+    return node;
+  }
+
+  /** Stops a node as a crash would: its Deno.Kv file keeps what was committed. */
+  async stop(id: NodeId): Promise<void> {
+    this.down.add(id);
+    await this.nodes.get(id)?.close();
+    this.nodes.delete(id);
+    this.kvs.get(id)?.close();
+    this.kvs.delete(id);
+  }
+
+  /** Ticks every running node once and lets the microtasks run. */
+  async tick(rounds = 1): Promise<void> {
+    for (let i = 0; i < rounds; i++) {
+      for (const [id, t] of this.ticks) if (!this.down.has(id)) { for (const fn of t.fns) fn(); }
+      await new Promise((r) => setTimeout(r, 1));
+    }
+  }
+
+  /** Ticks until some node leads; returns it. */
+  async leader(): Promise<RaftNode> {
+    const deadline = Date.now() + 10_000;
+    for (;;) {
+      for (const n of this.nodes.values()) if (n.status().role === "leader") return n;
+      if (Date.now() > deadline) throw new Error("no leader emerged");
+      await this.tick();
+    }
+  }
+
+  /** Keeps ticking in the background until the returned function is called. */
+  autoTick(): () => void {
+    let on = true;
+    (async () => {
+      while (on) await this.tick();
+    })();
+    return () => {
+      on = false;
+    };
+  }
+
+  /** Stops everything and removes the files. */
+  async close(): Promise<void> {
+    for (const id of [...this.nodes.keys()]) await this.stop(id);
+    await Deno.remove(this.dir, { recursive: true });
+  }
+}

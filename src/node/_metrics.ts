@@ -1,0 +1,53 @@
+import type { RaftStatus } from "../raft/mod.ts";
+import type { KvLogStorageStats } from "../storage/mod.ts";
+
+/** What {@linkcode renderMetrics} reports. */
+export interface MetricsInput {
+  readonly node: string;
+  readonly cluster: string;
+  readonly raft: RaftStatus;
+  readonly storage: KvLogStorageStats;
+  readonly transport: Readonly<Record<string, number>>;
+  readonly counters: Readonly<Record<string, number>>;
+}
+
+function snake(name: string): string {
+  return name.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
+}
+
+/** Renders the Prometheus text exposition format (version 0.0.4). */
+export function renderMetrics(m: MetricsInput): string {
+  const labels = `node="${m.node}",cluster="${m.cluster}"`;
+  const lines: string[] = [];
+  const gauge = (name: string, help: string, value: number, type = "gauge") => {
+    lines.push(
+      `# HELP koi_${name} ${help}`,
+      `# TYPE koi_${name} ${type}`,
+      `koi_${name}{${labels}} ${value}`,
+    );
+  };
+  gauge("raft_term", "Current Raft term.", m.raft.term);
+  gauge("raft_is_leader", "1 when this node leads its cluster.", m.raft.role === "leader" ? 1 : 0);
+  gauge("raft_commit_index", "Highest committed log index.", m.raft.commit);
+  gauge("raft_applied_index", "Highest log index handed to the state machine.", m.raft.applied);
+  gauge("raft_first_index", "First log index not compacted.", m.raft.firstIndex);
+  gauge("raft_last_index", "Last log index.", m.raft.lastIndex);
+  gauge("storage_persists_total", "Ready batches persisted.", m.storage.persists, "counter");
+  gauge(
+    "storage_persist_commits_total",
+    "Deno.Kv commits (fsyncs) made to persist Ready batches.",
+    m.storage.persistCommits,
+    "counter",
+  );
+  gauge(
+    "storage_snapshot_commits_total",
+    "Deno.Kv commits made for snapshots.",
+    m.storage.snapshotCommits,
+    "counter",
+  );
+  for (const [k, v] of Object.entries(m.counters)) gauge(snake(k), `Driver counter ${k}.`, v);
+  for (const [k, v] of Object.entries(m.transport)) {
+    gauge(`transport_${snake(k)}`, `Transport counter ${k}.`, v);
+  }
+  return lines.join("\n") + "\n";
+}
