@@ -90,6 +90,9 @@ export function planChange(
     outgoing: [],
     learners: [...learners].sort(),
   };
+  if (sameMembership(next, current)) {
+    throw new MembershipChangeError("Cannot change membership: the changes cancel out");
+  }
   const votersChanged = next.voters.length !== current.voters.length ||
     next.voters.some((v, i) => v !== current.voters[i]);
   if (!votersChanged) return next;

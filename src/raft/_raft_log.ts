@@ -284,7 +284,11 @@ export class RaftLog {
     this.applied = index;
   }
 
-  /** Entries up to (`index`, `term`) are durable: drop them from the unstable part. */
+  /**
+   * Entries up to (`index`, `term`) are durable: drop them from the unstable part. After a
+   * restore, call {@linkcode stableSnapTo} first: until the snapshot is stable, the log's
+   * bounds come from it.
+   */
   stableTo(index: number, term: number): void {
     const i = index - this.#offset;
     if (i < 0 || i >= this.#unstable.length || this.#unstable[i].term !== term) return;

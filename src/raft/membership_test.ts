@@ -210,3 +210,11 @@ Deno.test("planChange yields a valid membership or a MembershipChangeError (prop
     ),
   );
 });
+
+Deno.test("planChange refuses changes that cancel out", () => {
+  const current = { voters: ["a", "b", "c"], outgoing: [], learners: [] };
+  assert.throws(
+    () => planChange(current, [{ type: "addVoter", id: "d" }, { type: "remove", id: "d" }]),
+    MembershipChangeError,
+  );
+});

@@ -124,6 +124,13 @@ Deno.test("RaftLog.entries limits bytes across the stable and unstable parts", (
   assert.deepEqual(log.entries(1, 5).map((e) => e.index), [1, 2, 3, 4]);
 });
 
+Deno.test("RaftLog.entries never skips an entry when the stable part hits the byte limit", () => {
+  const log = logWith([ent(1, 1, 10), ent(2, 1, 100)], 2, 2);
+  log.append([ent(3, 2, 0)]);
+  const budget = entryBytes(ent(1, 1, 10)) + entryBytes(ent(3, 2, 0));
+  assert.deepEqual(log.entries(1, 4, budget).map((e) => e.index), [1]);
+});
+
 Deno.test("RaftLog.entries throws CompactedError before the first index and asserts past the last", () => {
   const log = new RaftLog(storageWith(ents(6, [2, 2]), snap(5, 2)), { committed: 5, applied: 5 });
   assert.throws(() => log.entries(5, 7), CompactedError);
@@ -254,6 +261,18 @@ Deno.test("RaftLog keeps the membership when the storage compacts its config ent
   log.append(ents(5, [3])); // truncating the newer config reverts to the folded one
   assert.deepEqual(log.membership(), ABCD_JOINT);
   assert.equal(log.membershipIndex(), 2);
+});
+
+Deno.test("RaftLog membership reverts to the compacted config when a config at firstIndex is truncated", () => {
+  const storage = storageWith([conf(1, 1, ABC), conf(2, 1, ABCD_JOINT)]);
+  const log = new RaftLog(storage, { committed: 1, applied: 1 });
+  storage.createSnapshot(1, { membership: ABC, data: new Uint8Array(0) });
+  log.append([conf(3, 2, ABCD)]);
+  storage.append([conf(3, 2, ABCD)]);
+  log.stableTo(3, 2); // folds the config at 1 (compacted) but not the one at 2 (firstIndex)
+  log.append(ents(2, [3]));
+  assert.deepEqual(log.membership(), ABC);
+  assert.equal(log.membershipIndex(), 1);
 });
 
 // ---------------------------------------------------------------------------------------------
@@ -459,6 +478,17 @@ function modelMembership(model: Model, upTo = Infinity): [number, Membership] {
   return [model.base.index, model.base.membership];
 }
 
+/** The reference byte limit: the longest prefix within `maxBytes`, but at least one entry. */
+function limited(entries: readonly Entry[], maxBytes: number): Entry[] {
+  let n = 0;
+  let size = 0;
+  while (n < entries.length && (n === 0 || size + entryBytes(entries[n]) <= maxBytes)) {
+    size += entryBytes(entries[n]);
+    n++;
+  }
+  return entries.slice(0, n);
+}
+
 type Op =
   | { kind: "append"; at: number; count: number; config: number }
   | { kind: "commit"; at: number }
@@ -580,6 +610,13 @@ class Driver {
     if (first >= 2) assert.equal(log.term(first - 2), undefined, "term before the snapshot");
     const expected = model.tail.slice(first - model.base.index - 1);
     assert.deepEqual(log.entries(first, last + 1), expected, "entries");
+    for (const maxBytes of [0, 30, 60, 100]) {
+      assert.deepEqual(
+        log.entries(first, last + 1, maxBytes),
+        limited(expected, maxBytes),
+        "bytes",
+      );
+    }
     const [index, membership] = modelMembership(model);
     assert.deepEqual(log.membership(), membership, "membership");
     assert.equal(log.membershipIndex(), index, "membershipIndex");
@@ -594,7 +631,7 @@ class Driver {
 
 Deno.test("RaftLog agrees with a model log under appends, truncations, persistence, compaction and restores (property)", () => {
   fc.assert(
-    fc.property(fc.array(OP, { maxLength: 80 }), (ops) => {
+    fc.property(fc.array(OP, { minLength: 10, maxLength: 80, size: "max" }), (ops) => {
       const driver = new Driver();
       for (const op of ops) {
         driver.step(op);
