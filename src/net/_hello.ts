@@ -1,0 +1,205 @@
+/**
+ * The handshake that opens every peer connection.
+ *
+ * Without a cluster secret the dialer sends `{v: 1, cluster, from, to}` as the first frame.
+ * With a secret the listener first sends a challenge `{nonce}` (16 random bytes) and the
+ * dialer answers with the hello plus `nonce` (echoed) and
+ * `mac = HMAC-SHA256(secret, "koi-hello-v1|" + cluster + "|" + from + "|" + to + "|" + hex(nonce))`.
+ * The listener checks cluster, receiver, sender and MAC (constant time, crypto.subtle.verify).
+ */
+
+/** The version of the hello this code speaks. */
+export const HELLO_VERSION = 1;
+
+/** Default time allowed for dialing plus the handshake, in milliseconds. */
+export const HANDSHAKE_TIMEOUT_MS = 5_000;
+
+/** Length of the listener's challenge nonce in bytes. */
+export const NONCE_BYTES = 16;
+
+/** Length of an HMAC-SHA256 in bytes. */
+export const MAC_BYTES = 32;
+
+/** Longest cluster or node id accepted in a hello (ids in config.toml are far shorter). */
+export const HELLO_ID_CHARS_MAX = 256;
+
+const MAC_CONTEXT = "koi-hello-v1";
+const TEXT = new TextEncoder();
+
+/** The first frame a dialer sends. */
+export interface Hello {
+  /** Protocol version: {@linkcode HELLO_VERSION}. */
+  readonly v: typeof HELLO_VERSION;
+  /** The cluster the dialer belongs to. */
+  readonly cluster: string;
+  /** The dialer's node id. */
+  readonly from: string;
+  /** The node id the dialer believes it reached. */
+  readonly to: string;
+  /** The listener's challenge, echoed (only with a secret). */
+  readonly nonce?: Uint8Array;
+  /** HMAC-SHA256 proving knowledge of the secret (only with a secret). */
+  readonly mac?: Uint8Array;
+}
+
+/** The handshake failed: a malformed hello or challenge, or a refused peer. */
+export class HandshakeError extends Error {
+  /** Creates the error with the reason. */
+  constructor(reason: string, options?: ErrorOptions) {
+    super(`Handshake failed: ${reason}`, options);
+    this.name = "HandshakeError";
+  }
+}
+
+/** What the listener expects of a hello. */
+export interface HelloExpectation {
+  /** This node's cluster. */
+  readonly clusterId: string;
+  /** This node's id: the hello's `to`. */
+  readonly nodeId: string;
+  /** Whether `id` is a current peer (may send to this node). */
+  isPeer(id: string): boolean;
+  /** The secret's key, when one is configured. */
+  readonly key?: CryptoKey;
+  /** The nonce of the challenge sent, when a secret is configured. */
+  readonly nonce?: Uint8Array;
+}
+
+/** Imports the cluster secret as an HMAC-SHA256 key for signing and verifying hellos. */
+export function importHelloKey(secret: string): Promise<CryptoKey> {
+  return crypto.subtle.importKey(
+    "raw",
+    TEXT.encode(secret),
+    { name: "HMAC", hash: "SHA-256" },
+    false,
+    ["sign", "verify"],
+  );
+}
+
+/** A fresh random challenge nonce. */
+export function newNonce(): Uint8Array {
+  return crypto.getRandomValues(new Uint8Array(NONCE_BYTES));
+}
+
+/** What the MAC covers: the hello's names and the listener's challenge nonce. */
+export interface MacFields {
+  /** The dialer's cluster. */
+  readonly cluster: string;
+  /** The dialer. */
+  readonly from: string;
+  /** The listener. */
+  readonly to: string;
+  /** The listener's challenge. */
+  readonly nonce: Uint8Array;
+}
+
+/** The bytes the MAC covers: `koi-hello-v1|cluster|from|to|hex(nonce)`. */
+export function helloMacInput(fields: MacFields): Uint8Array {
+  const hex = Array.from(fields.nonce, (b) => b.toString(16).padStart(2, "0")).join("");
+  return TEXT.encode(`${MAC_CONTEXT}|${fields.cluster}|${fields.from}|${fields.to}|${hex}`);
+}
+
+/** The hello's MAC: HMAC-SHA256 with the secret's `key` over {@linkcode helloMacInput}. */
+export async function signHello(key: CryptoKey, fields: MacFields): Promise<Uint8Array> {
+  const input = helloMacInput(fields) as Uint8Array<ArrayBuffer>;
+  return new Uint8Array(await crypto.subtle.sign("HMAC", key, input));
+}
+
+/** The msgpack-ready form of a hello (absent optional fields are left out). */
+export function encodeHello(hello: Hello): Record<string, unknown> {
+  const wire: Record<string, unknown> = {
+    v: hello.v,
+    cluster: hello.cluster,
+    from: hello.from,
+    to: hello.to,
+  };
+  if (hello.nonce !== undefined) wire.nonce = hello.nonce;
+  if (hello.mac !== undefined) wire.mac = hello.mac;
+  return wire;
+}
+
+/** Validates a decoded hello frame; throws {@linkcode HandshakeError}. Unknown keys are ignored. */
+export function parseHello(body: unknown): Hello {
+  if (!isRecord(body)) throw new HandshakeError("the first frame is not a hello map");
+  if (body.v !== HELLO_VERSION) {
+    throw new HandshakeError(`unsupported hello version ${String(body.v)}`);
+  }
+  const hello: { -readonly [K in keyof Hello]: Hello[K] } = {
+    v: HELLO_VERSION,
+    cluster: helloId(body.cluster, "cluster"),
+    from: helloId(body.from, "from"),
+    to: helloId(body.to, "to"),
+  };
+  if (body.nonce !== undefined) hello.nonce = helloBytes(body.nonce, "nonce", NONCE_BYTES);
+  if (body.mac !== undefined) hello.mac = helloBytes(body.mac, "mac", MAC_BYTES);
+  return hello;
+}
+
+/** The msgpack-ready form of the listener's challenge. */
+export function encodeChallenge(nonce: Uint8Array): Record<string, unknown> {
+  return { nonce };
+}
+
+/** The nonce of a decoded challenge frame; throws {@linkcode HandshakeError}. */
+export function parseChallenge(body: unknown): Uint8Array {
+  if (!isRecord(body)) throw new HandshakeError("the first frame is not a challenge map");
+  return helloBytes(body.nonce, "nonce", NONCE_BYTES);
+}
+
+/** Why the listener refuses `hello`, or undefined when it is accepted. */
+export async function checkHello(
+  hello: Hello,
+  expect: HelloExpectation,
+): Promise<string | undefined> {
+  if (hello.cluster !== expect.clusterId) {
+    return `wrong cluster ${JSON.stringify(hello.cluster)}, this is ${
+      JSON.stringify(expect.clusterId)
+    }`;
+  }
+  if (hello.to !== expect.nodeId) {
+    return `hello names receiver ${JSON.stringify(hello.to)}, this is ${
+      JSON.stringify(expect.nodeId)
+    }`;
+  }
+  if (hello.from === expect.nodeId || !expect.isPeer(hello.from)) {
+    return `unknown sender ${JSON.stringify(hello.from)}`;
+  }
+  if (expect.key === undefined) return undefined;
+  if (expect.nonce === undefined) throw new Error("checkHello: a key needs the challenge nonce");
+  if (hello.mac === undefined) return "no MAC, but a cluster secret is configured";
+  if (hello.nonce === undefined || !equalBytes(hello.nonce, expect.nonce)) {
+    return "the nonce does not match the challenge";
+  }
+  const input = helloMacInput({ ...hello, nonce: expect.nonce }) as Uint8Array<ArrayBuffer>;
+  const ok = await crypto.subtle.verify(
+    "HMAC",
+    expect.key,
+    hello.mac as Uint8Array<ArrayBuffer>,
+    input,
+  );
+  return ok ? undefined : "wrong MAC: the peer does not know the cluster secret";
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value) &&
+    !(value instanceof Uint8Array);
+}
+
+function helloId(value: unknown, field: string): string {
+  if (typeof value !== "string" || value === "" || value.length > HELLO_ID_CHARS_MAX) {
+    throw new HandshakeError(`hello field ${field} must be a string of 1..${HELLO_ID_CHARS_MAX}`);
+  }
+  return value;
+}
+
+function helloBytes(value: unknown, field: string, length: number): Uint8Array {
+  if (!(value instanceof Uint8Array) || value.length !== length) {
+    throw new HandshakeError(`field ${field} must be ${length} bytes`);
+  }
+  return value;
+}
+
+/** Compares public values (the nonce is not secret); the MAC goes through crypto.subtle.verify. */
+function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && a.every((byte, i) => byte === b[i]);
+}

@@ -1,0 +1,142 @@
+/**
+ * The listener's side of a connection: handshake, then a loop that delivers the peer's
+ * messages. Any bad input closes the connection with a logged reason; nothing escapes.
+ */
+
+import type { Message } from "../raft/mod.ts";
+import { decodeMessage, MalformedMessageError } from "./_codec.ts";
+import type { FrameConnection } from "./_connection.ts";
+import type { LinkContext } from "./_context.ts";
+import { describeError } from "./_async.ts";
+import { decodeFrameBody, encodeFrame, FrameTooLargeError, MalformedFrameError } from "./_frame.ts";
+import { checkHello, encodeChallenge, HandshakeError, newNonce, parseHello } from "./_hello.ts";
+
+/** The transport as an inbound connection sees it. */
+export interface InboundContext extends LinkContext {
+  /** Called once the peer is authenticated: the transport tracks the connection by peer id. */
+  authenticated(peer: string): void;
+}
+
+/**
+ * Serves one accepted connection until it ends. Never rejects; always closes `connection`.
+ */
+export async function serveInbound(
+  connection: FrameConnection,
+  ctx: InboundContext,
+): Promise<void> {
+  try {
+    const peer = await acceptHello(connection, ctx);
+    if (peer === undefined) return;
+    ctx.authenticated(peer);
+    await receiveMessages(connection, peer, ctx);
+  } catch (error) {
+    ctx.log("error", "Inbound connection failed unexpectedly", {
+      remote: connection.remote,
+      error: describeError(error),
+    });
+  } finally {
+    connection.close();
+  }
+}
+
+/** Runs the listener's half of the handshake; the peer's id, or undefined when refused. */
+async function acceptHello(
+  connection: FrameConnection,
+  ctx: LinkContext,
+): Promise<string | undefined> {
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    connection.close();
+  }, ctx.handshakeTimeoutMs);
+  try {
+    const key = await ctx.key;
+    const nonce = key === undefined ? undefined : newNonce();
+    if (nonce !== undefined) {
+      await connection.writeAll(encodeFrame(encodeChallenge(nonce), ctx.frameBytesMax), 1);
+    }
+    const body = await connection.readBody();
+    if (body === null) throw new HandshakeError("the peer closed the connection before its hello");
+    const hello = parseHello(decodeFrameBody(body));
+    const reason = await checkHello(hello, {
+      clusterId: ctx.clusterId,
+      nodeId: ctx.nodeId,
+      isPeer: (id) => ctx.isPeer(id),
+      key,
+      nonce,
+    });
+    if (reason !== undefined) throw new HandshakeError(reason);
+    return hello.from;
+  } catch (error) {
+    if (ctx.closing()) return undefined;
+    const reason = timedOut
+      ? `no hello within ${ctx.handshakeTimeoutMs} ms`
+      : error instanceof Error
+      ? error.message
+      : String(error);
+    ctx.counters.connectionsRefused++;
+    ctx.log("warn", `Refused peer connection from ${connection.remote}: ${reason}`, {
+      remote: connection.remote,
+    });
+    connection.close();
+    return undefined;
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Delivers the peer's messages until the connection ends or carries something invalid. */
+async function receiveMessages(
+  connection: FrameConnection,
+  peer: string,
+  ctx: LinkContext,
+): Promise<void> {
+  try {
+    while (true) {
+      const body = await connection.readBody();
+      if (connection.closed) return; // closed meanwhile (replaced, removed, shut down)
+      if (body === null) {
+        ctx.log("debug", `Peer ${peer} closed its connection`, { peer });
+        return;
+      }
+      const m = decodeMessage(decodeFrameBody(body));
+      if (m.from !== peer || m.to !== ctx.nodeId) {
+        throw new MalformedMessageError(
+          `${m.type} from ${m.from} to ${m.to} on the connection of ${peer} to ${ctx.nodeId}`,
+        );
+      }
+      if (!deliver(m, ctx, connection)) return;
+    }
+  } catch (error) {
+    if (connection.closed || ctx.closing()) return; // closed on purpose: replaced or shut down
+    if (isBadInput(error)) {
+      ctx.counters.malformedFrames++;
+      ctx.log("warn", `Closing the connection of peer ${peer}: ${(error as Error).message}`, {
+        peer,
+        remote: connection.remote,
+      });
+    } else {
+      ctx.log("info", `Connection of peer ${peer} failed: ${describeError(error)}`, { peer });
+    }
+  }
+}
+
+/** Hands `m` over; false (connection closed) when the handler throws: that is its bug. */
+function deliver(m: Message, ctx: LinkContext, connection: FrameConnection): boolean {
+  try {
+    ctx.deliver(m);
+    return true;
+  } catch (error) {
+    ctx.log("error", `onMessage threw for a ${m.type} message from ${m.from}; closing`, {
+      error: describeError(error),
+    });
+    connection.close();
+    return false;
+  }
+}
+
+/** Errors caused by what the peer sent (as opposed to I/O errors). */
+export function isBadInput(error: unknown): boolean {
+  return error instanceof MalformedFrameError || error instanceof FrameTooLargeError ||
+    error instanceof MalformedMessageError || error instanceof HandshakeError;
+}

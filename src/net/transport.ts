@@ -1,0 +1,318 @@
+/**
+ * {@linkcode PeerTransport}: Raft messages between the nodes of one cluster over raw TCP.
+ *
+ * Each node dials one long-lived outbound connection to every peer it sends to and writes
+ * its messages there; it receives on the connections its peers dialed. So every pair of
+ * nodes has two TCP connections, one per direction: no tie-breaking between simultaneous
+ * dials, no multiplexing, and each side's sending is independent of the other's.
+ */
+
+import type { HostPort } from "../config/mod.ts";
+import type { Message } from "../raft/mod.ts";
+import { describeError, Sleeper } from "./_async.ts";
+import { encodeMessage } from "./_codec.ts";
+import { FrameConnection } from "./_connection.ts";
+import { type LinkContext, type LogFunction, newCounters } from "./_context.ts";
+import { checkFrameBytesMax, encodeFrame, FRAME_BYTES_MAX, FrameTooLargeError } from "./_frame.ts";
+import { HANDSHAKE_TIMEOUT_MS, importHelloKey } from "./_hello.ts";
+import { serveInbound } from "./_inbound.ts";
+import { OutboundPeer } from "./_outbound.ts";
+
+/** Default bound of the frames queued for one peer, in bytes. */
+export const SEND_QUEUE_BYTES_MAX = 64 * 1024 * 1024;
+
+/** Default range of the reconnect backoff, in milliseconds. */
+export const RECONNECT_DELAY_MS: { readonly min: number; readonly max: number } = {
+  min: 50,
+  max: 2_000,
+};
+
+/** Connections accepted but not yet through the handshake, at most; more are refused. */
+export const HANDSHAKES_PENDING_MAX = 64;
+
+/** Settings of a {@linkcode PeerTransport}. */
+export interface TransportOptions {
+  /** This node's cluster; hellos naming another cluster are refused. */
+  clusterId: string;
+  /** This node's id. */
+  nodeId: string;
+  /** Where to listen for peers (port 0: any free port, see {@linkcode PeerTransport.start}). */
+  listen: HostPort;
+  /** The cluster secret: peers must prove it in the hello (HMAC over a nonce). */
+  secret?: string;
+  /** Current peers (id -> raft address); may change at run time via setPeers. */
+  peers: ReadonlyMap<string, HostPort>;
+  /** Called for every valid message received from an authenticated peer. */
+  onMessage(m: Message): void;
+  /** Limit of one frame body in bytes; default {@linkcode FRAME_BYTES_MAX}. */
+  frameBytesMax?: number;
+  /** Bound of the frames queued for one peer; when full, new messages to it are dropped. */
+  sendQueueBytesMax?: number;
+  /** Reconnect backoff range (exponential with jitter); default {@linkcode RECONNECT_DELAY_MS}. */
+  reconnectDelayMs?: { min: number; max: number };
+  /** Time allowed for dialing plus handshake; default {@linkcode HANDSHAKE_TIMEOUT_MS}. */
+  handshakeTimeoutMs?: number;
+  /** Where to report refused and failed connections; default: warnings and errors to the console. */
+  log?: LogFunction;
+  /** Jitter source in [0, 1); default Math.random. */
+  random?: () => number;
+}
+
+/**
+ * Raft messages to and from the peers of one node, over TCP: one outbound connection per
+ * peer (dialed on the first send, redialed with backoff), and the inbound connections the
+ * peers dialed. Messages to one peer arrive in the order sent, unless dropped (full queue,
+ * broken connection): Raft tolerates loss and retries. The `data` and `chunk` bytes of a
+ * delivered message are views of its received frame, never reused by the transport.
+ */
+export class PeerTransport {
+  readonly #options: TransportOptions;
+  readonly #ctx: LinkContext;
+  readonly #counters = newCounters();
+  #peers: ReadonlyMap<string, HostPort>;
+  readonly #outbound = new Map<string, OutboundPeer>();
+  /** The authenticated inbound connection of each peer. */
+  readonly #inbound = new Map<string, FrameConnection>();
+  /** Every accepted connection, authenticated or not. */
+  readonly #accepted = new Set<FrameConnection>();
+  /** Loops and closings to await in close(). */
+  readonly #tasks = new Set<Promise<void>>();
+  readonly #acceptSleeper = new Sleeper();
+  #listener: Deno.TcpListener | undefined;
+  #started = false;
+  #closed = false;
+  #closing: Promise<void> | undefined;
+
+  /** Checks the options; nothing is opened before {@linkcode PeerTransport.start} or a send. */
+  constructor(options: TransportOptions) {
+    checkOptions(options);
+    this.#options = options;
+    this.#peers = new Map(options.peers);
+    const log = options.log ?? consoleLog;
+    const key = options.secret === undefined
+      ? Promise.resolve(undefined)
+      : importHelloKey(options.secret);
+    key.catch(() => {}); // a failed import fails each handshake (logged there), never unhandled
+    this.#ctx = {
+      clusterId: options.clusterId,
+      nodeId: options.nodeId,
+      key,
+      frameBytesMax: options.frameBytesMax ?? FRAME_BYTES_MAX,
+      sendQueueBytesMax: options.sendQueueBytesMax ?? SEND_QUEUE_BYTES_MAX,
+      reconnectDelayMs: options.reconnectDelayMs ?? RECONNECT_DELAY_MS,
+      handshakeTimeoutMs: options.handshakeTimeoutMs ?? HANDSHAKE_TIMEOUT_MS,
+      counters: this.#counters,
+      log,
+      random: options.random ?? Math.random,
+      isPeer: (id) => id !== options.nodeId && this.#peers.has(id),
+      closing: () => this.#closed,
+      deliver: (m) => options.onMessage(m),
+    };
+  }
+
+  /** Starts listening; resolves with the bound port (listen.port may be 0 in tests). */
+  async start(): Promise<{ port: number }> {
+    if (this.#started || this.#closed) {
+      throw new Error(
+        `Cannot start transport of node ${this.#ctx.nodeId}: already started or closed`,
+      );
+    }
+    this.#started = true;
+    await this.#ctx.key; // a bad secret fails here, loudly
+    if (this.#closed) throw new Error(`Cannot start transport of node ${this.#ctx.nodeId}: closed`);
+    const { host, port } = this.#options.listen;
+    const listener = Deno.listen({ hostname: host, port, transport: "tcp" });
+    this.#listener = listener;
+    this.#track(this.#acceptLoop(listener));
+    const bound = listener.addr.port;
+    this.#ctx.log("info", `Listening for peers on ${host}:${bound}`, { node: this.#ctx.nodeId });
+    return { port: bound };
+  }
+
+  /**
+   * Queues messages; messages queued in the same turn to the same peer go out in ONE write.
+   * Messages to unknown peers (or this node) are dropped and counted, as are messages to a
+   * peer whose queue is full and messages whose frame exceeds the limit. Throws
+   * {@linkcode MalformedMessageError} for an invalid message, and a RangeError for one whose
+   * `from` is not this node: both are bugs of the caller. Ignored after close.
+   */
+  send(messages: readonly Message[]): void {
+    if (this.#closed) return;
+    for (const m of messages) {
+      const address = this.#ctx.isPeer(m.to) ? this.#peers.get(m.to) : undefined;
+      if (address === undefined) {
+        this.#counters.dropsUnknownPeer++;
+        continue;
+      }
+      if (m.from !== this.#ctx.nodeId) {
+        throw new RangeError(
+          `Cannot send a ${m.type} message from ${m.from}: this transport is node ${this.#ctx.nodeId}`,
+        );
+      }
+      const frame = this.#encode(m);
+      if (frame === undefined) continue;
+      let peer = this.#outbound.get(m.to);
+      if (peer === undefined) {
+        peer = new OutboundPeer(m.to, address, this.#ctx);
+        this.#outbound.set(m.to, peer);
+      }
+      if (!peer.enqueue(frame)) this.#counters.dropsQueueFull++;
+    }
+  }
+
+  /** Replaces the peer set: links to removed peers close, moved peers are redialed. */
+  setPeers(peers: ReadonlyMap<string, HostPort>): void {
+    this.#peers = new Map(peers);
+    for (const [id, peer] of this.#outbound) {
+      const address = this.#ctx.isPeer(id) ? this.#peers.get(id) : undefined;
+      if (address !== undefined) {
+        peer.setAddress(address);
+        continue;
+      }
+      this.#outbound.delete(id);
+      this.#track(peer.close());
+    }
+    for (const [id, connection] of this.#inbound) {
+      if (!this.#ctx.isPeer(id)) {
+        this.#ctx.log("info", `Closing the connection of removed peer ${id}`, { peer: id });
+        connection.close();
+      }
+    }
+  }
+
+  /** Counters (and gauges `queuedBytes`, `outboundConnected`, `inboundConnected`) for /metrics. */
+  stats(): Readonly<Record<string, number>> {
+    let queuedBytes = 0;
+    let outboundConnected = 0;
+    for (const peer of this.#outbound.values()) {
+      queuedBytes += peer.queuedBytes;
+      if (peer.connected) outboundConnected++;
+    }
+    return {
+      ...this.#counters,
+      queuedBytes,
+      outboundConnected,
+      inboundConnected: this.#inbound.size,
+    };
+  }
+
+  /** Closes the listener and all connections, stops reconnecting; resolves when all is closed. */
+  close(): Promise<void> {
+    this.#closing ??= this.#close();
+    return this.#closing;
+  }
+
+  async #close(): Promise<void> {
+    this.#closed = true;
+    this.#listener?.close();
+    this.#acceptSleeper.cancel();
+    for (const connection of this.#accepted) connection.close();
+    for (const peer of this.#outbound.values()) this.#track(peer.close());
+    this.#outbound.clear();
+    while (this.#tasks.size > 0) await Promise.all([...this.#tasks]);
+  }
+
+  /** The frame of `m`, or undefined (dropped, counted, logged) when it is too large. */
+  #encode(m: Message): Uint8Array | undefined {
+    try {
+      return encodeFrame(encodeMessage(m), this.#ctx.frameBytesMax);
+    } catch (error) {
+      if (!(error instanceof FrameTooLargeError)) throw error;
+      this.#counters.dropsTooLarge++;
+      this.#ctx.log("error", `Dropped a ${m.type} message to ${m.to}: ${error.message}`, {
+        peer: m.to,
+      });
+      return undefined;
+    }
+  }
+
+  async #acceptLoop(listener: Deno.TcpListener): Promise<void> {
+    while (!this.#closed) {
+      let conn: Deno.TcpConn | undefined;
+      try {
+        conn = await listener.accept();
+        this.#accept(conn);
+      } catch (error) {
+        if (this.#closed || error instanceof Deno.errors.BadResource) return;
+        try {
+          conn?.close();
+        } catch { /* already closed */ }
+        // E.g. out of file descriptors: pause instead of spinning.
+        this.#ctx.log("error", `Accepting a peer connection failed: ${describeError(error)}`);
+        await this.#acceptSleeper.sleep(this.#ctx.reconnectDelayMs.max);
+      }
+    }
+  }
+
+  #accept(conn: Deno.TcpConn): void {
+    conn.setNoDelay(true);
+    const connection = new FrameConnection(conn, this.#ctx);
+    if (this.#closed || this.#accepted.size - this.#inbound.size >= HANDSHAKES_PENDING_MAX) {
+      if (!this.#closed) {
+        this.#counters.connectionsRefused++;
+        this.#ctx.log(
+          "warn",
+          `Refused peer connection from ${connection.remote}: too many handshakes`,
+        );
+      }
+      connection.close();
+      return;
+    }
+    this.#counters.connectionsAccepted++;
+    this.#accepted.add(connection);
+    let peerId: string | undefined;
+    const authenticated = (peer: string) => {
+      peerId = peer;
+      this.#inbound.get(peer)?.close(); // the peer redialed: its old connection is dead to it
+      this.#inbound.set(peer, connection);
+    };
+    const task = serveInbound(connection, { ...this.#ctx, authenticated }).finally(() => {
+      this.#accepted.delete(connection);
+      if (peerId !== undefined && this.#inbound.get(peerId) === connection) {
+        this.#inbound.delete(peerId);
+      }
+    });
+    this.#track(task);
+  }
+
+  /** Keeps `task` for close() to await; it must never reject (the loops catch everything). */
+  #track(task: Promise<void>): void {
+    const tracked = task.catch((error) => {
+      this.#ctx.log("error", "Transport task failed unexpectedly", { error: describeError(error) });
+    }).finally(() => this.#tasks.delete(tracked));
+    this.#tasks.add(tracked);
+  }
+}
+
+function checkOptions(options: TransportOptions): void {
+  if (options.clusterId === "" || options.nodeId === "") {
+    throw new RangeError("Invalid transport options: clusterId and nodeId must not be empty");
+  }
+  if (options.secret === "") {
+    throw new RangeError("Invalid transport options: secret must not be empty when set");
+  }
+  const frameBytesMax = options.frameBytesMax ?? FRAME_BYTES_MAX;
+  checkFrameBytesMax(frameBytesMax);
+  const queueMax = options.sendQueueBytesMax ?? SEND_QUEUE_BYTES_MAX;
+  if (!Number.isSafeInteger(queueMax) || queueMax < frameBytesMax + 4) {
+    throw new RangeError(
+      `Invalid sendQueueBytesMax: must hold one largest frame (${
+        frameBytesMax + 4
+      } bytes), got ${queueMax}`,
+    );
+  }
+  const { min, max } = options.reconnectDelayMs ?? RECONNECT_DELAY_MS;
+  if (!(min > 0 && min <= max && Number.isFinite(max))) {
+    throw new RangeError(`Invalid reconnectDelayMs: need 0 < min <= max, got ${min}..${max}`);
+  }
+  const timeoutMs = options.handshakeTimeoutMs ?? HANDSHAKE_TIMEOUT_MS;
+  if (!(timeoutMs > 0 && Number.isFinite(timeoutMs))) {
+    throw new RangeError(`Invalid handshakeTimeoutMs: must be > 0, got ${timeoutMs}`);
+  }
+}
+
+/** The default log: warnings and errors to the console, the rest dropped. */
+function consoleLog(level: string, message: string, fields?: Record<string, unknown>): void {
+  if (level === "error") console.error(message, fields ?? "");
+  else if (level === "warn") console.warn(message, fields ?? "");
+}
