@@ -1,28 +1,151 @@
 /**
- * The koi command line: one executable, several modes (see README.md).
+ * The koi command line: one executable, several modes (see README.md). Exit codes: 0 success,
+ * 1 runtime failure, 2 usage or configuration error (naming the bad flag or field).
  *
  * @module
  */
+import { parseArgs } from "node:util";
+import {
+  configure,
+  getConsoleSink,
+  getLogger,
+  jsonLinesFormatter,
+  type LogLevel,
+} from "@logtape/logtape";
+import { ConfigError, loadConfig } from "./src/config/mod.ts";
+import { runNode } from "./src/node/run_node.ts";
+
 const USAGE = `koi — a sharded, Raft-replicated key-value store
 
 Usage: koi <mode> [options]
 
 Modes:
-  node     run one Raft member (coming with the node issue)
-  admin    spawn and supervise the nodes of config.toml (coming later)
-  client   get / put / del / list / status (coming later)
-  bench    load and distribution benchmarks (coming later)
+  node     run one Raft member of config.toml          (koi node --help)
+  admin    spawn and supervise every node (coming with the admin issue)
+  client   get / put / del / list / status (coming with the client issue)
+  bench    load and distribution benchmarks (coming with the client issue)
 
 Options:
   -h, --help   show this help
 `;
 
-if (import.meta.main) {
-  const [mode] = Deno.args;
-  if (mode === undefined || mode === "-h" || mode === "--help" || mode === "help") {
-    console.log(USAGE);
-    Deno.exit(0);
+const NODE_USAGE = `Usage: koi node --config <config.toml> --id <node id> [options]
+
+Runs one Raft member of the deployment described by config.toml: its Raft peer port, its
+HTTP API and its Deno.Kv file under the node's data directory. On the very first start a
+founding member bootstraps the cluster with the other founding members of its cluster; a
+node with join = true starts empty and waits until a member adds it (POST /v1/members).
+SIGINT or SIGTERM stop it cleanly.
+
+Options:
+  -c, --config <path>     the deployment file (required)
+      --id <node id>      which node of the file to run (required)
+      --log-level <level> trace, debug, info, warning, error or fatal (default: warning)
+  -h, --help              show this help
+
+Exit codes: 0 stopped by a signal, 1 runtime failure, 2 usage or configuration error.`;
+
+const LOG_LEVELS = ["trace", "debug", "info", "warning", "error", "fatal"] as const;
+
+/** A usage error: the message names the bad flag; exit code 2. */
+class UsageError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "UsageError";
   }
-  console.error(`koi: unknown mode: ${mode}\n\n${USAGE}`);
-  Deno.exit(2);
 }
+
+async function nodeMode(args: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      config: { type: "string", short: "c" },
+      id: { type: "string" },
+      "log-level": { type: "string" },
+      help: { type: "boolean", short: "h" },
+    },
+    strict: true,
+    allowPositionals: false,
+  });
+  if (values.help) {
+    console.log(NODE_USAGE);
+    return 0;
+  }
+  if (values.config === undefined) throw new UsageError("Missing flag --config <config.toml>");
+  if (values.id === undefined) throw new UsageError("Missing flag --id <node id>");
+  const level = values["log-level"] ?? "warning";
+  if (!(LOG_LEVELS as readonly string[]).includes(level)) {
+    throw new UsageError(`Invalid --log-level: ${level}; expected one of ${LOG_LEVELS.join(", ")}`);
+  }
+  const config = await loadConfig(values.config);
+  await configure({
+    sinks: { console: getConsoleSink({ formatter: jsonLinesFormatter }) },
+    loggers: [
+      { category: ["koi"], lowestLevel: level as LogLevel, sinks: ["console"] },
+      { category: ["logtape", "meta"], lowestLevel: "warning", sinks: ["console"] },
+    ],
+  });
+  const cluster = config.clusters.find((c) => c.nodes.some((n) => n.id === values.id))?.id;
+  const logger = getLogger(["koi", "node"]).with({ node: values.id, cluster });
+  let fatal: unknown;
+  let stop!: () => void;
+  const stopped = new Promise<void>((resolve) => (stop = resolve));
+  const running = await runNode({
+    config,
+    nodeId: values.id,
+    log: (lvl, message, fields) => logger[lvl](message, fields ?? {}),
+    onFatal: (error) => {
+      fatal = error;
+      stop();
+    },
+  });
+  const onSignal = () => stop();
+  Deno.addSignalListener("SIGINT", onSignal);
+  Deno.addSignalListener("SIGTERM", onSignal);
+  await stopped;
+  Deno.removeSignalListener("SIGINT", onSignal);
+  Deno.removeSignalListener("SIGTERM", onSignal);
+  await running.close();
+  if (fatal !== undefined) {
+    console.error(`koi node ${values.id}: stopped after a fatal error: ${fatal}`);
+    return 1;
+  }
+  return 0;
+}
+
+async function main(args: string[]): Promise<number> {
+  const [mode, ...rest] = args;
+  try {
+    switch (mode) {
+      case undefined:
+      case "-h":
+      case "--help":
+      case "help":
+        console.log(USAGE);
+        return 0;
+      case "node":
+        return await nodeMode(rest);
+      default:
+        throw new UsageError(`Unknown mode: ${mode}`);
+    }
+  } catch (error) {
+    if (error instanceof UsageError || isParseArgsError(error)) {
+      console.error(`koi: ${(error as Error).message}\n\n${mode === "node" ? NODE_USAGE : USAGE}`);
+      return 2;
+    }
+    if (error instanceof ConfigError) {
+      console.error(`koi: ${error.message}`);
+      return 2;
+    }
+    console.error(`koi: ${error instanceof Error ? error.message : String(error)}`);
+    return 1;
+  }
+}
+
+function isParseArgsError(error: unknown): boolean {
+  const code = (error as { code?: unknown } | null)?.code;
+  return error instanceof TypeError && typeof code === "string" &&
+    code.startsWith("ERR_PARSE_ARGS");
+}
+
+if (import.meta.main) Deno.exit(await main(Deno.args));

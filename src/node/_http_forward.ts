@@ -1,0 +1,116 @@
+/** Follower forwarding: a request that needs the leader is relayed to it, once. */
+
+import type { NotLeaderError } from "../raft/mod.ts";
+import { NoLeaderError } from "./errors.ts";
+import { bodyOf, readLimited } from "./_http_request.ts";
+import type { NodeService } from "./service.ts";
+
+/** The header a forwarded request carries: the id of the node that forwarded it. */
+export const FORWARDED_HEADER = "x-koi-forwarded";
+
+/** How to reach the leader. */
+export interface ForwardOptions {
+  /** This node. */
+  readonly service: NodeService;
+  /** Sends a request (`fetch` in production). */
+  readonly forward: (url: string, init: RequestInit) => Promise<Response>;
+  /** Time for the leader to answer, body included. */
+  readonly timeoutMs: number;
+  /** The largest answer relayed (bounds what a misbehaving peer makes this node buffer). */
+  readonly answerBytesMax: number;
+}
+
+// Hop-by-hop headers (RFC 9110 section 7.6.1) and those the transport recomputes.
+const NOT_RELAYED = new Set([
+  "connection",
+  "keep-alive",
+  "proxy-authenticate",
+  "proxy-authorization",
+  "proxy-connection",
+  "te",
+  "trailer",
+  "transfer-encoding",
+  "upgrade",
+  "host",
+  "content-length",
+  // fetch has already decoded the body: relaying the encoding would mislabel it
+  "content-encoding",
+]);
+const NULL_BODY_STATUSES = new Set([101, 103, 204, 205, 304]);
+
+function relayedHeaders(headers: Headers): Headers {
+  const out = new Headers();
+  for (const [name, value] of headers) {
+    if (!NOT_RELAYED.has(name)) out.append(name, value);
+  }
+  return out;
+}
+
+/**
+ * Forwards the original request (method, path, query, headers, `body`) to the leader and
+ * answers what it answered. Throws `NoLeaderError` (503) when the request was forwarded
+ * already (no loops), no leader is known, or the leader does not answer in time.
+ */
+export async function forwardToLeader(
+  request: Request,
+  notLeader: NotLeaderError,
+  body: Uint8Array | undefined,
+  options: ForwardOptions,
+): Promise<Response> {
+  const { service } = options;
+  const url = new URL(request.url);
+  const what = `${request.method} ${url.pathname}`;
+  const from = request.headers.get(FORWARDED_HEADER);
+  if (from !== null) {
+    throw new NoLeaderError(
+      `Cannot serve ${what}: node ${service.nodeId} is not the leader and the request was ` +
+        `forwarded already (by ${from}); the leader it knows is ${notLeader.leader || "none"}`,
+    );
+  }
+  const address = notLeader.leader === "" ? undefined : service.leaderHttp();
+  if (address === undefined) {
+    throw new NoLeaderError(
+      `Cannot serve ${what}: node ${service.nodeId} is not the leader and knows no leader`,
+    );
+  }
+  const headers = relayedHeaders(request.headers);
+  headers.set(FORWARDED_HEADER, service.nodeId);
+  const target = `http://${address}${url.pathname}${url.search}`;
+  const failure = (reason: string) =>
+    new NoLeaderError(
+      `Cannot forward ${what} to leader ${notLeader.leader} at ${address}: ${reason}`,
+    );
+  const controller = new AbortController();
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      const error = failure(`no answer within ${options.timeoutMs} ms`);
+      reject(error); // first, so that the race reports the timeout, not the abort it causes
+      controller.abort(error);
+    }, options.timeoutMs);
+  });
+  try {
+    const init: RequestInit = {
+      method: request.method,
+      headers,
+      redirect: "manual",
+      signal: controller.signal,
+      ...(body === undefined ? {} : { body: bodyOf(body) }),
+    };
+    const answer = await Promise.race([options.forward(target, init), timeout]);
+    const tooLarge = () => failure(`the answer exceeds ${options.answerBytesMax} bytes`);
+    const noBody = NULL_BODY_STATUSES.has(answer.status) || request.method === "HEAD";
+    const bytes = noBody
+      ? null
+      : await Promise.race([readLimited(answer.body, options.answerBytesMax, tooLarge), timeout]);
+    return new Response(bytes === null ? null : bodyOf(bytes), {
+      status: answer.status,
+      headers: relayedHeaders(answer.headers),
+    });
+  } catch (error) {
+    if (error instanceof NoLeaderError) throw error;
+    throw failure(error instanceof Error ? error.message : String(error));
+  } finally {
+    clearTimeout(timer);
+  }
+}

@@ -1,0 +1,433 @@
+/**
+ * The node's HTTP API (API.md, "Node HTTP API" and "Node management") as a hono app over a
+ * {@linkcode NodeService}: validation of everything that enters, follower forwarding of what
+ * needs the leader, and one `onError` that maps typed errors to API.md's statuses.
+ *
+ * @module
+ */
+
+import { Hono } from "hono";
+import type { Context, MiddlewareHandler } from "hono";
+import { NotLeaderError } from "../raft/mod.ts";
+import type { KvCommand, KvResult, KvValue } from "../storage/mod.ts";
+import { WrongShardError } from "./errors.ts";
+import type { NodeService, NodeStatus } from "./service.ts";
+import { bearerAuth } from "./_http_auth.ts";
+import {
+  errorResponse,
+  type HttpLog,
+  jsonResponse,
+  MethodNotAllowedError,
+  responseForError,
+} from "./_http_errors.ts";
+import { type ForwardOptions, forwardToLeader } from "./_http_forward.ts";
+import {
+  bodyOf,
+  checkContentLength,
+  keyBytes,
+  parseConditions,
+  parseLimit,
+  parseMemberSpec,
+  parseNodeId,
+  parseQuery,
+  parseRequestIdHeader,
+  parseStale,
+  parseTransfer,
+  percentDecode,
+  readBody,
+  show,
+} from "./_http_request.ts";
+
+/** Largest key, in UTF-8 bytes of the decoded key (DESIGN.md "Limits"). */
+export const KEY_BYTES_MAX = 1024;
+/** Largest value, in bytes: 1 MiB (DESIGN.md "Limits"). */
+export const VALUE_BYTES_MAX: number = 1 << 20;
+/** Largest `limit` of `GET /v1/kv`. */
+export const LIST_LIMIT_MAX = 1000;
+/** The `limit` of `GET /v1/kv` when absent (capped at the configured maximum). */
+export const LIST_LIMIT_DEFAULT = 100;
+/** Time the leader has to answer a forwarded request. */
+export const FORWARD_TIMEOUT_MS_DEFAULT = 5000;
+/** Largest body of a management call (`POST /v1/members`, `POST /v1/leader`). */
+export const MANAGEMENT_BODY_BYTES_MAX: number = 64 * 1024;
+
+/** Options of {@linkcode createNodeApp}. */
+export interface HttpOptions {
+  /** The node behind the API. */
+  service: NodeService;
+  /**
+   * When set, management calls need `authorization: Bearer <secret>` (401 otherwise).
+   * The data plane and /healthz don't.
+   */
+  secret?: string;
+  /** Largest key in UTF-8 bytes of the decoded key; default {@linkcode KEY_BYTES_MAX}. */
+  keyBytesMax?: number;
+  /** Largest value in bytes; default {@linkcode VALUE_BYTES_MAX}. */
+  valueBytesMax?: number;
+  /** Largest `limit` of a listing; default {@linkcode LIST_LIMIT_MAX}. */
+  listLimitMax?: number;
+  /** Sends a forwarded request to the leader; default `fetch`. */
+  forward?: (url: string, init: RequestInit) => Promise<Response>;
+  /** Time the leader has to answer a forwarded request; default 5000. */
+  forwardTimeoutMs?: number;
+  /** Where unexpected errors (answered 500) are reported; default `console.error`. */
+  log?: (message: string, error: unknown) => void;
+}
+
+interface Resolved {
+  readonly service: NodeService;
+  readonly keyBytesMax: number;
+  readonly valueBytesMax: number;
+  readonly listLimitMax: number;
+  readonly listLimitDefault: number;
+  readonly forward: ForwardOptions;
+  readonly log: HttpLog;
+}
+
+const KV_PATH = "/v1/kv";
+const KV_KEY_PREFIX = "/v1/kv/";
+const MEMBERS_PREFIX = "/v1/members/";
+// `/v1/members/*` also matches `/v1/members` (hono wildcards match the bare prefix).
+const MANAGEMENT_PATHS = ["/v1/status", "/v1/members/*", "/v1/leader", "/v1/snapshot", "/metrics"];
+/** Each route and the methods it serves, for 405 and OPTIONS (more specific first). */
+const ROUTES: readonly (readonly [string, readonly string[]])[] = [
+  [KV_PATH, ["GET"]],
+  ["/v1/kv/*", ["GET", "PUT", "DELETE"]],
+  ["/v1/status", ["GET"]],
+  ["/v1/members", ["POST"]],
+  ["/v1/members/:id", ["DELETE"]],
+  ["/v1/leader", ["POST"]],
+  ["/v1/snapshot", ["POST"]],
+  ["/metrics", ["GET"]],
+  ["/healthz", ["GET"]],
+];
+const OCTET_STREAM = "application/octet-stream";
+const METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8";
+const utf8Lossy = new TextDecoder("utf-8", { fatal: false });
+
+/**
+ * Creates the node's HTTP app.
+ *
+ * @example
+ * ```ts ignore
+ * const app = createNodeApp({ service, secret: config.secret });
+ * Deno.serve({ hostname, port }, app.fetch);
+ * ```
+ */
+export function createNodeApp(options: HttpOptions): Hono {
+  const resolved = resolveOptions(options);
+  const app = new Hono();
+  app.use("*", leaderHeader(resolved.service));
+  if (options.secret !== undefined) {
+    const auth = bearerAuth(options.secret);
+    for (const path of MANAGEMENT_PATHS) app.use(path, auth);
+  }
+  routeData(app, resolved);
+  routeManagement(app, resolved);
+  for (const [path, methods] of ROUTES) app.all(path, (c) => methodNotAllowed(c, methods));
+  app.notFound((c) =>
+    errorResponse(404, "not_found", `No such route: ${c.req.method} ${new URL(c.req.url).pathname}`)
+  );
+  app.onError((error, c) => responseForError(error, c.req.raw, resolved.log));
+  return app;
+}
+
+function positiveInteger(value: number | undefined, fallback: number, name: string): number {
+  const resolved = value ?? fallback;
+  if (!Number.isSafeInteger(resolved) || resolved < 1) {
+    throw new RangeError(`Invalid HTTP option ${name}: must be a positive integer, got ${value}`);
+  }
+  return resolved;
+}
+
+function resolveOptions(options: HttpOptions): Resolved {
+  if (options.secret === "") {
+    throw new RangeError("Invalid HTTP option secret: must not be empty (omit it for no auth)");
+  }
+  const keyBytesMax = positiveInteger(options.keyBytesMax, KEY_BYTES_MAX, "keyBytesMax");
+  const valueBytesMax = positiveInteger(options.valueBytesMax, VALUE_BYTES_MAX, "valueBytesMax");
+  const listLimitMax = positiveInteger(options.listLimitMax, LIST_LIMIT_MAX, "listLimitMax");
+  const timeoutMs = positiveInteger(
+    options.forwardTimeoutMs,
+    FORWARD_TIMEOUT_MS_DEFAULT,
+    "forwardTimeoutMs",
+  );
+  // The largest answer a leader legitimately relays: a value, or a full listing in which
+  // JSON escapes every key byte as "\u00XX" (6 chars) plus ~32 chars per item.
+  const answerBytesMax = Math.max(valueBytesMax, listLimitMax * (6 * keyBytesMax + 32)) +
+    MANAGEMENT_BODY_BYTES_MAX;
+  return {
+    service: options.service,
+    keyBytesMax,
+    valueBytesMax,
+    listLimitMax,
+    listLimitDefault: Math.min(LIST_LIMIT_DEFAULT, listLimitMax),
+    forward: {
+      service: options.service,
+      forward: options.forward ?? ((url, init) => fetch(url, init)),
+      timeoutMs,
+      answerBytesMax,
+    },
+    log: options.log ?? ((message, error) => console.error(message, error)),
+  };
+}
+
+/** Adds `x-koi-leader` to every answer when a leader is known. */
+function leaderHeader(service: NodeService): MiddlewareHandler {
+  return async function addLeaderHeader(c, next) {
+    await next();
+    const leader = service.leader();
+    if (leader === "") return;
+    try {
+      c.res.headers.set("x-koi-leader", leader);
+    } catch {
+      c.res = new Response(c.res.body, c.res); // immutable headers: copy the answer first
+      c.res.headers.set("x-koi-leader", leader);
+    }
+  };
+}
+
+function methodNotAllowed(c: Context, methods: readonly string[]): Response {
+  const allowed = methods.includes("GET")
+    ? [...methods, "HEAD", "OPTIONS"]
+    : [...methods, "OPTIONS"];
+  if (c.req.method === "OPTIONS") {
+    return new Response(null, { status: 204, headers: { allow: allowed.join(", ") } });
+  }
+  throw new MethodNotAllowedError(c.req.method, new URL(c.req.url).pathname, allowed);
+}
+
+/**
+ * Runs an operation that needs the leader; on `NotLeaderError` forwards the original
+ * request (with `body`, already read) and relays the leader's answer instead.
+ */
+async function withLeader<T>(
+  c: Context,
+  resolved: Resolved,
+  body: Uint8Array | undefined,
+  operation: () => Promise<T>,
+  answer: (value: T) => Response,
+): Promise<Response> {
+  let value: T;
+  try {
+    value = await operation();
+  } catch (error) {
+    if (!(error instanceof NotLeaderError)) throw error;
+    return await forwardToLeader(c.req.raw, error, body, resolved.forward);
+  }
+  return answer(value);
+}
+
+// ---------------------------------------------------------------------------------------
+// Data plane
+
+interface Key {
+  readonly bytes: Uint8Array;
+  readonly text: string;
+}
+
+/** The key of `/v1/kv/{key}`: percent-decoded, 1..keyBytesMax bytes of UTF-8. */
+function keyFromUrl(url: URL, method: string, resolved: Resolved): Key {
+  if (!url.pathname.startsWith(KV_KEY_PREFIX)) {
+    throw new MethodNotAllowedError(method, url.pathname, ["GET", "HEAD", "OPTIONS"]);
+  }
+  const text = percentDecode(url.pathname.slice(KV_KEY_PREFIX.length), "key");
+  return { bytes: keyBytes(text, "key", { bytesMax: resolved.keyBytesMax }), text };
+}
+
+function checkOwned(service: NodeService, key: Key): void {
+  if (service.owns(key.bytes)) return;
+  const epoch = service.epoch();
+  throw new WrongShardError(
+    `Wrong shard: key ${show(key.text)} does not belong to cluster ${service.clusterId} ` +
+      `at routing epoch ${epoch}`,
+    epoch,
+  );
+}
+
+function routeData(app: Hono, resolved: Resolved): void {
+  app.get(KV_PATH, (c) => listKeys(c, resolved));
+  app.get("/v1/kv/*", (c) => getKey(c, resolved));
+  app.put("/v1/kv/*", (c) => putKey(c, resolved));
+  app.delete("/v1/kv/*", (c) => deleteKey(c, resolved));
+}
+
+async function getKey(c: Context, resolved: Resolved): Promise<Response> {
+  const url = new URL(c.req.url);
+  const key = keyFromUrl(url, c.req.method, resolved);
+  const stale = parseStale(parseQuery(url.search));
+  checkOwned(resolved.service, key);
+  const answer = (found: KvValue | undefined) =>
+    found === undefined
+      ? errorResponse(404, "not_found", `Key not found: ${show(key.text)}`)
+      : new Response(bodyOf(found.value), {
+        status: 200,
+        headers: { "content-type": OCTET_STREAM, etag: `"${found.rev}"` },
+      });
+  // A stale read is served from local state by any member: never forwarded.
+  if (stale) return answer(await resolved.service.get(key.bytes, { stale: true }));
+  return await withLeader(
+    c,
+    resolved,
+    undefined,
+    () => resolved.service.get(key.bytes, { stale: false }),
+    answer,
+  );
+}
+
+async function putKey(c: Context, resolved: Resolved): Promise<Response> {
+  const request = c.req.raw;
+  const key = keyFromUrl(new URL(request.url), request.method, resolved);
+  const checks = parseConditions(request.headers, key.bytes);
+  const requestId = parseRequestIdHeader(request.headers);
+  checkContentLength(request.headers, resolved.valueBytesMax, "Value");
+  checkOwned(resolved.service, key);
+  const value = await readBody(request, resolved.valueBytesMax, "Value");
+  const command: KvCommand = {
+    ...(requestId === undefined ? {} : { requestId }),
+    checks,
+    mutations: [{ type: "set", key: key.bytes, value }],
+  };
+  return await withLeader(
+    c,
+    resolved,
+    value,
+    () => resolved.service.write(command),
+    (result) => writeAnswer(result, key, (rev) => ({ rev })),
+  );
+}
+
+async function deleteKey(c: Context, resolved: Resolved): Promise<Response> {
+  const request = c.req.raw;
+  const key = keyFromUrl(new URL(request.url), request.method, resolved);
+  const checks = parseConditions(request.headers, key.bytes);
+  const requestId = parseRequestIdHeader(request.headers);
+  checkOwned(resolved.service, key);
+  const command: KvCommand = {
+    ...(requestId === undefined ? {} : { requestId }),
+    checks,
+    mutations: [{ type: "delete", key: key.bytes }],
+  };
+  return await withLeader(
+    c,
+    resolved,
+    undefined,
+    () => resolved.service.write(command),
+    (result) => writeAnswer(result, key, (rev, existed) => ({ rev, deleted: existed[0] ?? false })),
+  );
+}
+
+/** The answer to a write: 200 with `okBody`, or 412 / 507 / 409 for a refused command. */
+function writeAnswer(
+  result: KvResult,
+  key: Key,
+  okBody: (rev: number, existed: readonly boolean[]) => unknown,
+): Response {
+  if (result.ok) return jsonResponse(200, okBody(result.rev, result.existed));
+  if (result.code === "precondition_failed") {
+    const state = result.rev === 0 ? "does not exist" : `has rev ${result.rev}`;
+    return errorResponse(
+      412,
+      "precondition_failed",
+      `Precondition failed: key ${show(key.text)} ${state}`,
+      result.rev === 0 ? {} : { etag: `"${result.rev}"` },
+    );
+  }
+  if (result.code === "storage_full") {
+    return errorResponse(
+      507,
+      "insufficient_storage",
+      `Cannot write key ${show(key.text)}: the store would exceed its limit of ` +
+        `${result.bytesMax} bytes`,
+    );
+  }
+  return errorResponse(
+    409,
+    "stale_request",
+    `Stale request id: the client's last applied seq is ${result.seq}`,
+  );
+}
+
+async function listKeys(c: Context, resolved: Resolved): Promise<Response> {
+  const query = parseQuery(new URL(c.req.url).search);
+  const stale = parseStale(query);
+  const bytesMax = resolved.keyBytesMax;
+  const prefix = keyBytes(query.get("prefix") ?? "", "prefix", { bytesMax, emptyOk: true });
+  const after = keyBytes(query.get("after") ?? "", "after", { bytesMax, emptyOk: true });
+  const limit = parseLimit(query, {
+    limitMax: resolved.listLimitMax,
+    limitDefault: resolved.listLimitDefault,
+  });
+  // An empty `after` starts at the beginning, as no `after` does.
+  const options = { prefix, limit, stale, ...(after.length === 0 ? {} : { after }) };
+  const answer = (page: Awaited<ReturnType<NodeService["list"]>>) =>
+    jsonResponse(200, {
+      // Keys enter as UTF-8 through the HTTP paths; a foreign byte string decodes lossily.
+      items: page.items.map((item) => ({ key: utf8Lossy.decode(item.key), rev: item.rev })),
+      more: page.more,
+    });
+  if (stale) return answer(await resolved.service.list(options));
+  return await withLeader(c, resolved, undefined, () => resolved.service.list(options), answer);
+}
+
+// ---------------------------------------------------------------------------------------
+// Management
+
+/** Exactly API.md's fields, whatever else the service's object carries. */
+function statusBody(status: NodeStatus): NodeStatus {
+  return {
+    node: status.node,
+    cluster: status.cluster,
+    role: status.role,
+    term: status.term,
+    leader: status.leader,
+    commit: status.commit,
+    applied: status.applied,
+    snapshot: status.snapshot,
+    epoch: status.epoch,
+    members: status.members.map((m) => ({ id: m.id, voter: m.voter, match: m.match })),
+  };
+}
+
+function routeManagement(app: Hono, resolved: Resolved): void {
+  const { service } = resolved;
+  const ok = () => jsonResponse(200, { ok: true });
+  app.get("/v1/status", () => jsonResponse(200, statusBody(service.status())));
+  app.post("/v1/members", async (c) => {
+    const body = await readBody(c.req.raw, MANAGEMENT_BODY_BYTES_MAX, "Body");
+    const member = parseMemberSpec(body);
+    return await withLeader(c, resolved, body, () => service.addMember(member), ok);
+  });
+  app.delete("/v1/members/:id", async (c) => {
+    const raw = new URL(c.req.url).pathname.slice(MEMBERS_PREFIX.length);
+    const id = parseNodeId(percentDecode(raw, "member id"), "member id");
+    return await withLeader(c, resolved, undefined, () => service.removeMember(id), ok);
+  });
+  app.post("/v1/leader", async (c) => {
+    const body = await readBody(c.req.raw, MANAGEMENT_BODY_BYTES_MAX, "Body");
+    const to = parseTransfer(body);
+    return await withLeader(
+      c,
+      resolved,
+      body,
+      () => service.transferLeader(to),
+      () => jsonResponse(200, { leader: to }),
+    );
+  });
+  app.post("/v1/snapshot", async () => {
+    const { index } = await service.snapshot();
+    return jsonResponse(200, { index });
+  });
+  app.get("/metrics", () =>
+    new Response(service.metrics(), {
+      status: 200,
+      headers: { "content-type": METRICS_CONTENT_TYPE },
+    }));
+  app.get("/healthz", () =>
+    service.loaded() ? jsonResponse(200, { ok: true }) : errorResponse(
+      503,
+      "loading",
+      `Node ${service.nodeId} has not loaded its state yet`,
+      { "retry-after": "1" },
+    ));
+}

@@ -1,0 +1,211 @@
+/**
+ * End-to-end test support: real `koi node` processes from source on 127.0.0.1, on ports the
+ * OS picked. Every process is stopped by its PID when the test ends, also when it fails.
+ *
+ * @module
+ */
+
+const ROOT = new URL("../../", import.meta.url).pathname;
+
+/** Ports the OS reports free right now (bound and released at once). */
+export function freePorts(n: number): number[] {
+  const listeners = Array.from(
+    { length: n },
+    () => Deno.listen({ hostname: "127.0.0.1", port: 0 }),
+  );
+  const ports = listeners.map((l) => (l.addr as Deno.NetAddr).port);
+  for (const l of listeners) l.close();
+  return ports;
+}
+
+/** Waits until `cond()` resolves true, polling; throws after `timeoutMs`. */
+export async function waitFor(
+  cond: () => boolean | Promise<boolean>,
+  what: string,
+  timeoutMs = 20_000,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      if (await cond()) return;
+    } catch {
+      // not ready yet (connection refused, ...)
+    }
+    if (Date.now() > deadline) {
+      throw new Error(`Timed out after ${timeoutMs} ms waiting for ${what}`);
+    }
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+/** One node of a {@linkcode ProcessCluster}. */
+export interface ProcessNode {
+  readonly id: string;
+  readonly http: string;
+  readonly raft: string;
+  readonly join: boolean;
+  child?: Deno.ChildProcess;
+}
+
+/** A cluster of real node processes described by a generated config.toml. */
+export class ProcessCluster {
+  readonly dir: string;
+  readonly configPath: string;
+  readonly nodes: Map<string, ProcessNode>;
+  readonly #logs: string[] = [];
+
+  private constructor(dir: string, nodes: ProcessNode[]) {
+    this.dir = dir;
+    this.configPath = `${dir}/config.toml`;
+    this.nodes = new Map(nodes.map((n) => [n.id, n]));
+  }
+
+  /** Writes a config with `founders` (and `joiners` with join = true) of cluster "a". */
+  static async create(
+    founders: string[],
+    options: { joiners?: string[]; snapshotEvery?: number } = {},
+  ): Promise<ProcessCluster> {
+    const dir = await Deno.makeTempDir({ prefix: "koi-e2e-" });
+    const ids = [...founders, ...(options.joiners ?? [])];
+    const ports = freePorts(ids.length * 2 + 1);
+    const nodes: ProcessNode[] = ids.map((id, i) => ({
+      id,
+      raft: `127.0.0.1:${ports[2 * i]}`,
+      http: `127.0.0.1:${ports[2 * i + 1]}`,
+      join: i >= founders.length,
+    }));
+    const toml = [
+      `[admin]\nhttp = "127.0.0.1:${ports[ports.length - 1]}"\n`,
+      `[cluster_defaults]\nelection_timeout_ms = [300, 600]\nheartbeat_ms = 50\n`,
+      `[[clusters]]\nid = "a"\n`,
+      ...nodes.map((n) =>
+        `[[clusters.nodes]]\nid = "${n.id}"\nraft = "${n.raft}"\nhttp = "${n.http}"\n` +
+        `data = "data/${n.id}"\n${n.join ? "join = true\n" : ""}`
+      ),
+    ].join("\n");
+    const c = new ProcessCluster(dir, nodes);
+    await Deno.writeTextFile(c.configPath, toml);
+    return c;
+  }
+
+  /** Starts node `id` (`deno run … cli.ts node`). */
+  start(id: string): void {
+    const n = this.node(id);
+    if (n.child !== undefined) throw new Error(`${id} is running`);
+    const cmd = new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "-A",
+        "--config",
+        `${ROOT}deno.json`,
+        `${ROOT}cli.ts`,
+        "node",
+        "--config",
+        this.configPath,
+        "--id",
+        id,
+        "--log-level",
+        "warning",
+      ],
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    });
+    n.child = cmd.spawn();
+    const collect = async (stream: ReadableStream<Uint8Array>) => {
+      for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
+        this.#logs.push(`[${id}] ${chunk}`);
+        if (this.#logs.length > 500) this.#logs.shift();
+      }
+    };
+    collect(n.child.stdout);
+    collect(n.child.stderr);
+  }
+
+  /** Starts every node that is not running. */
+  startAll(): void {
+    for (const n of this.nodes.values()) if (n.child === undefined) this.start(n.id);
+  }
+
+  /** Stops node `id` by PID: SIGKILL when `hard`, else SIGTERM; waits for it to exit. */
+  async stop(id: string, hard = false): Promise<Deno.CommandStatus | undefined> {
+    const n = this.node(id);
+    const child = n.child;
+    if (child === undefined) return undefined;
+    n.child = undefined;
+    try {
+      child.kill(hard ? "SIGKILL" : "SIGTERM");
+    } catch {
+      // already exited
+    }
+    return await child.status;
+  }
+
+  /** Stops every process by PID and removes the files. */
+  async close(): Promise<void> {
+    for (const id of this.nodes.keys()) await this.stop(id, true);
+    await Deno.remove(this.dir, { recursive: true }).catch(() => {});
+  }
+
+  /** The last lines the processes printed (for failure messages). */
+  logs(): string {
+    return this.#logs.join("");
+  }
+
+  /** Node `id`. */
+  node(id: string): ProcessNode {
+    const n = this.nodes.get(id);
+    if (n === undefined) throw new Error(`no node ${id}`);
+    return n;
+  }
+
+  /** Fetches `path` on node `id`. */
+  async fetch(id: string, path: string, init: RequestInit = {}): Promise<Response> {
+    return await fetch(`http://${this.node(id).http}${path}`, {
+      ...init,
+      signal: AbortSignal.timeout(10_000),
+    });
+  }
+
+  /** `GET /v1/status` of node `id`. */
+  async status(id: string): Promise<NodeStatusJson> {
+    const r = await this.fetch(id, "/v1/status");
+    if (r.status !== 200) throw new Error(`status of ${id}: ${r.status} ${await r.text()}`);
+    return await r.json();
+  }
+
+  /** Waits until a running node reports itself leader; returns its id. */
+  async leader(timeoutMs = 20_000): Promise<string> {
+    let found = "";
+    await waitFor(
+      async () => {
+        for (const n of this.nodes.values()) {
+          if (n.child === undefined) continue;
+          const s = await this.status(n.id).catch(() => undefined);
+          if (s?.role === "leader") {
+            found = n.id;
+            return true;
+          }
+        }
+        return false;
+      },
+      "a leader",
+      timeoutMs,
+    );
+    return found;
+  }
+}
+
+/** The JSON of `GET /v1/status`. */
+export interface NodeStatusJson {
+  node: string;
+  cluster: string;
+  role: string;
+  term: number;
+  leader: string;
+  commit: number;
+  applied: number;
+  snapshot: number;
+  epoch: number;
+  members: { id: string; voter: boolean; match: number }[];
+}
