@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Write and read throughput of one 3-node cluster, from source, with wrk (Debian package):
+# 64 connections, 100-byte values, unique keys, against the leader. Prints wrk's report and
+# the leader's Deno.Kv commits (fsyncs) per Ready batch and writes per batch from /metrics.
+#
+#   bash bench/load_single_cluster.sh [seconds]        (needs deno, curl and wrk)
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+DENO=${DENO:-deno}
+SECS=${1:-10}
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/koi-load.XXXXXX")
+declare -A PIDS=()
+cleanup() {
+  for id in "${!PIDS[@]}"; do kill -9 "${PIDS[$id]}" 2>/dev/null || true; wait "${PIDS[$id]}" 2>/dev/null || true; done
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+read -r -a P <<<"$("$DENO" eval '
+  const ls = Array.from({ length: 7 }, () => Deno.listen({ hostname: "127.0.0.1", port: 0 }));
+  console.log(ls.map((l) => l.addr.port).join(" ")); for (const l of ls) l.close();')"
+{
+  printf '[admin]\nhttp = "127.0.0.1:%s"\n[[clusters]]\nid = "a"\n' "${P[6]}"
+  for i in 1 2 3; do
+    printf '[[clusters.nodes]]\nid = "a%s"\nraft = "127.0.0.1:%s"\nhttp = "127.0.0.1:%s"\ndata = "data/a%s"\n' \
+      "$i" "${P[$(((i - 1) * 2))]}" "${P[$(((i - 1) * 2 + 1))]}" "$i"
+  done
+} >"$WORK/config.toml"
+http_of() { echo "127.0.0.1:${P[$((($1 - 1) * 2 + 1))]}"; }
+for i in 1 2 3; do
+  "$DENO" run -A --config "$ROOT/deno.json" "$ROOT/cli.ts" node --config "$WORK/config.toml" --id "a$i" \
+    >"$WORK/a$i.log" 2>&1 &
+  PIDS[$i]=$!
+done
+LEADER=""
+for _ in $(seq 1 300); do
+  LEADER=$(curl -sf "http://$(http_of 1)/v1/status" | sed -n 's/.*"leader":"a\([0-9]\)".*/\1/p' || true)
+  [ -n "$LEADER" ] && break
+  sleep 0.1
+done
+[ -n "$LEADER" ] || { echo "no leader" >&2; exit 1; }
+URL="http://$(http_of "$LEADER")"
+echo "leader a$LEADER at $URL; $SECS s per run, 64 connections, 100-byte values"
+metric() { curl -sf "$URL/metrics" | sed -n "s/^koi_$1{[^}]*} //p"; }
+p0=$(metric storage_persists_total); c0=$(metric storage_persist_commits_total); w0=$(metric writes)
+echo "== PUT (unique keys)"
+wrk -t2 -c64 -d"${SECS}s" --latency -s "$ROOT/bench/wrk_put.lua" "$URL"
+p1=$(metric storage_persists_total); c1=$(metric storage_persist_commits_total); w1=$(metric writes)
+echo "leader: $((w1 - w0)) writes in $((p1 - p0)) Ready batches with $((c1 - c0)) Deno.Kv commits" \
+  "=> $(awk "BEGIN{printf \"%.2f\", ($c1-$c0)/($p1-$p0)}") fsyncs per batch," \
+  "$(awk "BEGIN{printf \"%.1f\", ($w1-$w0)/($p1-$p0)}") writes per batch"
+for k in $(seq 0 999); do echo "read-$k"; done | xargs -P 16 -I{} curl -sf -o /dev/null -X PUT --data-binary "$(printf 'r%.0s' $(seq 1 100))" "$URL/v1/kv/{}"
+echo "== GET (linearizable, ReadIndex), 1000 keys"
+KOI_KEYS=1000 wrk -t2 -c64 -d"${SECS}s" --latency -s "$ROOT/bench/wrk_get.lua" "$URL"
