@@ -222,3 +222,29 @@ export function appliedTexts(node: TestNode): string[] {
     .filter((e) => e.type === "normal" && e.data.length > 0)
     .map((e) => new TextDecoder().decode(e.data));
 }
+
+/** Ticks `id` until `done()`, delivering through `filter`; returns the ticks it took. */
+export function tickUntil(
+  c: TestCluster,
+  id: NodeId,
+  done: () => boolean,
+  filter: (m: Message) => boolean = () => true,
+  max = 500,
+): number {
+  for (let i = 1; i <= max; i++) {
+    c.node(id).raft.tick();
+    c.deliverAll(filter);
+    if (done()) return i;
+  }
+  throw new Error(`tickUntil: condition not reached after ${max} ticks of ${id}`);
+}
+
+/** Cuts every link between nodes of different groups (both directions). */
+export function partition(c: TestCluster, ...groups: NodeId[][]): void {
+  for (const g of groups) {
+    for (const h of groups) {
+      if (g === h) continue;
+      for (const a of g) for (const b of h) c.cut.add(`${a}->${b}`);
+    }
+  }
+}

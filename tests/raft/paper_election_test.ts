@@ -7,7 +7,7 @@
  */
 import assert from "node:assert/strict";
 import type { Entry, Message, NodeId } from "../../src/raft/mod.ts";
-import { TestCluster } from "./harness.ts";
+import { partition, TestCluster, tickUntil } from "./harness.ts";
 
 const ELECTION = 10; // the harness default electionTicks
 
@@ -18,32 +18,6 @@ const ELECTION = 10; // the harness default electionTicks
 function outbox(c: TestCluster): Message[] {
   c.processReady();
   return c.inflight.splice(0);
-}
-
-/** Ticks `id` until `done()`, delivering through `filter`; returns the ticks it took. */
-function tickUntil(
-  c: TestCluster,
-  id: NodeId,
-  done: () => boolean,
-  filter: (m: Message) => boolean = () => true,
-  max = 500,
-): number {
-  for (let i = 1; i <= max; i++) {
-    c.node(id).raft.tick();
-    c.deliverAll(filter);
-    if (done()) return i;
-  }
-  throw new Error(`tickUntil: condition not reached after ${max} ticks of ${id}`);
-}
-
-/** Cuts every link between nodes of different groups (both directions). */
-function partition(c: TestCluster, ...groups: NodeId[][]): void {
-  for (const g of groups) {
-    for (const h of groups) {
-      if (g === h) continue;
-      for (const a of g) for (const b of h) c.cut.add(`${a}->${b}`);
-    }
-  }
 }
 
 function heartbeat(from: NodeId, to: NodeId, term: number): Message {

@@ -15,7 +15,7 @@ import {
   type Message,
   type NodeId,
 } from "../../src/raft/mod.ts";
-import { appliedTexts, TestCluster } from "./harness.ts";
+import { appliedTexts, TestCluster, tickUntil } from "./harness.ts";
 
 const ELECTION = 10;
 
@@ -31,22 +31,6 @@ function logOf(c: TestCluster, id: NodeId): Entry[] {
 /** The memberships of the config entries in a node's log, in order. */
 function configsOf(c: TestCluster, id: NodeId): Membership[] {
   return logOf(c, id).filter((e) => e.type === "config").map((e) => e.membership!);
-}
-
-/** Ticks `id` until `done()`, delivering through `filter`; returns the ticks it took. */
-function tickUntil(
-  c: TestCluster,
-  id: NodeId,
-  done: () => boolean,
-  filter: (m: Message) => boolean = () => true,
-  max = 500,
-): number {
-  for (let i = 1; i <= max; i++) {
-    c.node(id).raft.tick();
-    c.deliverAll(filter);
-    if (done()) return i;
-  }
-  throw new Error(`tickUntil: condition not reached after ${max} ticks of ${id}`);
 }
 
 function m(voters: NodeId[], outgoing: NodeId[] = [], learners: NodeId[] = []): Membership {

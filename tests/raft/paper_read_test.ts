@@ -7,36 +7,10 @@
  * @module
  */
 import assert from "node:assert/strict";
-import { type Message, type NodeId, NotLeaderError } from "../../src/raft/mod.ts";
-import { TestCluster } from "./harness.ts";
+import { type Message, NotLeaderError } from "../../src/raft/mod.ts";
+import { partition, TestCluster, tickUntil } from "./harness.ts";
 
 const ELECTION = 10;
-
-/** Ticks `id` until `done()`, delivering through `filter`; returns the ticks it took. */
-function tickUntil(
-  c: TestCluster,
-  id: NodeId,
-  done: () => boolean,
-  filter: (m: Message) => boolean = () => true,
-  max = 500,
-): number {
-  for (let i = 1; i <= max; i++) {
-    c.node(id).raft.tick();
-    c.deliverAll(filter);
-    if (done()) return i;
-  }
-  throw new Error(`tickUntil: condition not reached after ${max} ticks of ${id}`);
-}
-
-/** Cuts every link between nodes of different groups (both directions). */
-function partition(c: TestCluster, ...groups: NodeId[][]): void {
-  for (const g of groups) {
-    for (const h of groups) {
-      if (g === h) continue;
-      for (const a of g) for (const b of h) c.cut.add(`${a}->${b}`);
-    }
-  }
-}
 
 Deno.test("§6.4 ReadIndex: the leader answers with its commit index only after a heartbeat round confirms it still leads", async () => {
   const c = await TestCluster.create(["a", "b", "c"]);

@@ -17,7 +17,7 @@ import {
   ProposalDroppedError,
   TransferLeaderError,
 } from "../../src/raft/mod.ts";
-import { appliedTexts, seededRandom, TestCluster } from "./harness.ts";
+import { appliedTexts, partition, seededRandom, TestCluster, tickUntil } from "./harness.ts";
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -35,36 +35,10 @@ function termsOf(c: TestCluster, id: NodeId): number[] {
   return logOf(c, id).map((e) => e.term);
 }
 
-/** Ticks `id` until `done()`, delivering through `filter`; returns the ticks it took. */
-function tickUntil(
-  c: TestCluster,
-  id: NodeId,
-  done: () => boolean,
-  filter: (m: Message) => boolean = () => true,
-  max = 500,
-): number {
-  for (let i = 1; i <= max; i++) {
-    c.node(id).raft.tick();
-    c.deliverAll(filter);
-    if (done()) return i;
-  }
-  throw new Error(`tickUntil: condition not reached after ${max} ticks of ${id}`);
-}
-
 /** Whether node `id` holds an entry at `index` with `term` (so it accepts an append after it). */
 function holds(c: TestCluster, id: NodeId, index: number, term: number): boolean {
   const s = c.node(id).storage;
   return index <= s.lastIndex() && s.term(index) === term;
-}
-
-/** Cuts every link between nodes of different groups (both directions). */
-function partition(c: TestCluster, ...groups: NodeId[][]): void {
-  for (const g of groups) {
-    for (const h of groups) {
-      if (g === h) continue;
-      for (const a of g) for (const b of h) c.cut.add(`${a}->${b}`);
-    }
-  }
 }
 
 // ---------------------------------------------------------------------------------------------
