@@ -159,6 +159,7 @@ export class RaftNode implements NodeService {
   #appliedWaiters: AppliedWaiter[] = [];
   #loadedAt: number;
   #running = false;
+  #loop: Promise<void> = Promise.resolve();
   #closed = false;
   #stopTicks: () => void = () => {};
   #lastSnapshotIndex: number;
@@ -232,7 +233,7 @@ export class RaftNode implements NodeService {
     this.#proposals.clear();
     this.#reads.clear();
     this.#appliedWaiters = [];
-    while (this.#running) await new Promise((r) => setTimeout(r, 1));
+    await this.#loop; // in-flight persistence finishes before the storage closes
   }
 
   // ---------------------------------------------------------------------------------------
@@ -241,7 +242,7 @@ export class RaftNode implements NodeService {
   #kick(): void {
     if (this.#running || this.#closed) return;
     this.#running = true;
-    queueMicrotask(() => this.#run());
+    this.#loop = Promise.resolve().then(() => this.#run());
   }
 
   async #run(): Promise<void> {

@@ -272,8 +272,11 @@ export class KvLogStorage implements LogStorage {
       const oldLast = batch.snapshot === undefined
         ? this.#mem.lastIndex()
         : batch.snapshot.meta.index;
+      const chunked: [number, number][] = [];
       for (const e of batch.entries) {
-        for (const g of this.#entryGroups(e)) plan.add(g);
+        const groups = this.#entryGroups(e);
+        if (groups.length > 1) chunked.push([e.index, e.term]);
+        for (const g of groups) plan.add(g);
         lastWritten = e.index;
       }
       const newLast = batch.entries.at(-1)?.index;
@@ -291,7 +294,7 @@ export class KvLogStorage implements LogStorage {
         this.#stored = newStored;
         this.#chunked.clear();
       }
-      this.#noteChunked(batch.entries);
+      this.#noteChunked(batch.entries[0]?.index, chunked);
       this.#mem.persist(batch);
     });
   }
@@ -313,14 +316,11 @@ export class KvLogStorage implements LogStorage {
     }
   }
 
-  #noteChunked(entries: readonly Entry[]): void {
-    const first = entries[0]?.index;
+  /** Records which of the entries written from `first` on were stored in chunks. */
+  #noteChunked(first: number | undefined, chunked: readonly [number, number][]): void {
     if (first === undefined) return;
     for (const index of [...this.#chunked.keys()]) if (index >= first) this.#chunked.delete(index);
-    for (const e of entries) {
-      const encoded = encodeEntry(e).length;
-      if (encoded > CHUNK_BYTES) this.#chunked.set(e.index, e.term);
-    }
+    for (const [index, term] of chunked) this.#chunked.set(index, term);
   }
 
   /** The groups that store one entry: its chunks, then the record that makes it visible. */
