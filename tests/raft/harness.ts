@@ -248,3 +248,22 @@ export function partition(c: TestCluster, ...groups: NodeId[][]): void {
     }
   }
 }
+
+/** Processes every Ready and takes the messages the nodes sent (undelivered). */
+export function outbox(c: TestCluster): Message[] {
+  c.processReady();
+  return c.inflight.splice(0);
+}
+
+/** An AppendEntries message, for tests that step messages by hand. */
+export function append(
+  from: NodeId,
+  to: NodeId,
+  term: number,
+  index: number,
+  logTerm: number,
+  entries: Entry[] = [],
+  commit = 0,
+): Message {
+  return { type: "app", from, to, term, index, logTerm, entries, commit };
+}

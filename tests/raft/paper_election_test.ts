@@ -7,33 +7,15 @@
  */
 import assert from "node:assert/strict";
 import type { Entry, Message, NodeId } from "../../src/raft/mod.ts";
-import { partition, TestCluster, tickUntil } from "./harness.ts";
+import { append, outbox, partition, TestCluster, tickUntil } from "./harness.ts";
 
 const ELECTION = 10; // the harness default electionTicks
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
 
-/** Runs every node's Ready and takes the messages they want to send, without delivering. */
-function outbox(c: TestCluster): Message[] {
-  c.processReady();
-  return c.inflight.splice(0);
-}
-
 function heartbeat(from: NodeId, to: NodeId, term: number): Message {
   return { type: "heartbeat", from, to, term, commit: 0, readSeq: 0 };
-}
-
-function append(
-  from: NodeId,
-  to: NodeId,
-  term: number,
-  index: number,
-  logTerm: number,
-  entries: Entry[] = [],
-  commit = 0,
-): Message {
-  return { type: "app", from, to, term, index, logTerm, entries, commit };
 }
 
 function voteRequest(

@@ -8,7 +8,7 @@
  */
 import assert from "node:assert/strict";
 import type { Entry, Message, NodeId } from "../../src/raft/mod.ts";
-import { appliedTexts, TestCluster, type TestClusterOptions } from "./harness.ts";
+import { append, appliedTexts, outbox, TestCluster, type TestClusterOptions } from "./harness.ts";
 
 const encoder = new TextEncoder();
 
@@ -26,26 +26,8 @@ function termsOf(c: TestCluster, id: NodeId): number[] {
   return logOf(c, id).map((e) => e.term);
 }
 
-/** Runs every node's Ready and takes the messages they want to send, without delivering. */
-function outbox(c: TestCluster): Message[] {
-  c.processReady();
-  return c.inflight.splice(0);
-}
-
 function normal(index: number, term: number, text = `${index}@${term}`): Entry {
   return { index, term, type: "normal", data: encoder.encode(text) };
-}
-
-function append(
-  from: NodeId,
-  to: NodeId,
-  term: number,
-  index: number,
-  logTerm: number,
-  entries: Entry[] = [],
-  commit = 0,
-): Message {
-  return { type: "app", from, to, term, index, logTerm, entries, commit };
 }
 
 /** The answers (`appResp`) in `out`. */
