@@ -49,7 +49,7 @@ function settle(nodes: Map<string, BenchNode>): void {
       while (n.raft.hasReady()) {
         const rd = n.raft.ready();
         n.storage.persist({ snapshot: rd.snapshot, entries: rd.entries, hardState: rd.hardState });
-        for (const m of rd.messages) inflight.push(m);
+        for (const m of [...rd.messages, ...rd.messagesAfterPersist]) inflight.push(m);
         const last = rd.committedEntries.at(-1);
         if (last !== undefined) n.applied = last.index;
         n.raft.advance();

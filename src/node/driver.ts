@@ -256,7 +256,7 @@ export class RaftNode implements NodeService {
         });
         this.#counters.readyBatches++;
         this.#noteAddresses(rd.entries);
-        this.#o.transport.send(rd.messages);
+        this.#o.transport.send([...rd.messages, ...rd.messagesAfterPersist]);
         if (rd.snapshot !== undefined) this.#installSnapshot(rd.snapshot);
         for (const e of rd.committedEntries) this.#apply(e);
         this.#readyReads.push(...rd.readStates);

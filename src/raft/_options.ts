@@ -48,6 +48,8 @@ export interface RaftLimits {
   readonly snapshotBytesMax: number;
   /** ReadIndex requests waiting at the leader. */
   readonly readsPendingMax: number;
+  /** Entry bytes one Ready hands out to persist (at least one entry), so a persist is short. */
+  readonly persistBytesMax: number;
 }
 
 /** The default limits. */
@@ -61,6 +63,7 @@ export const RAFT_LIMITS: RaftLimits = {
   snapshotChunkBytes: 1 << 20,
   snapshotBytesMax: 4 * 2 ** 30,
   readsPendingMax: 16_384,
+  persistBytesMax: 4 << 20,
 };
 
 /** Validates options and fills in defaults. */

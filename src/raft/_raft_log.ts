@@ -257,9 +257,15 @@ export class RaftLog {
     return this.#unstable.length > 0;
   }
 
-  /** The unstable entries (a copy). */
-  unstableEntries(): Entry[] {
-    return this.#unstable.slice();
+  /** The unstable entries (a copy), up to `maxBytes` (at least one). */
+  unstableEntries(maxBytes = Infinity): Entry[] {
+    return limitBytes(this.#unstable.slice(), maxBytes);
+  }
+
+  /** The last index whose entry is durable (the unstable entries and snapshot excluded). */
+  stableLastIndex(): number {
+    if (this.#unstableSnapshot !== undefined) return this.#storage.lastIndex();
+    return this.#unstable.length > 0 ? this.#offset - 1 : this.#storage.lastIndex();
   }
 
   /** Whether there are entries committed but not yet handed to the application. */

@@ -38,11 +38,16 @@ import {
 
 /**
  * What the core asks of the driver, in this order:
- * 1. persist `snapshot`, `entries` and `hardState` (one durable step);
- * 2. then send `messages` (they may depend on what step 1 made durable);
- * 3. then apply `committedEntries` (and install `snapshot` into the state machine);
- * 4. serve `readStates` once the applied index reaches theirs;
- * 5. call {@linkcode Raft.advance}.
+ * 1. send `messages` at once: none of them depends on this Ready's persist (a leader may send
+ *    its entries while it writes them, Raft dissertation §10.2.1);
+ * 2. persist `snapshot`, `entries` and `hardState` (one durable step);
+ * 3. then send `messagesAfterPersist` (votes and acknowledgements of what step 2 made durable);
+ * 4. then apply `committedEntries` (and install `snapshot` into the state machine);
+ * 5. serve `readStates` once the applied index reaches theirs;
+ * 6. call {@linkcode Raft.advance}.
+ *
+ * While step 2 runs the driver keeps stepping and ticking the core and sends what
+ * {@linkcode Raft.readyMessages} hands out, so heartbeats never wait behind a slow disk.
  */
 export interface Ready {
   /** Role or leader changed: for the application's information. */
@@ -53,8 +58,10 @@ export interface Ready {
   readonly entries: readonly Entry[];
   /** Persist and install: a snapshot received from the leader replaces log and state. */
   readonly snapshot?: Snapshot;
-  /** Send after persisting. */
+  /** Send now: these do not depend on this Ready's persist. */
   readonly messages: readonly Message[];
+  /** Send only after persisting this Ready: votes, vote requests and append acknowledgements. */
+  readonly messagesAfterPersist: readonly Message[];
   /** Apply, in order, after persisting. */
   readonly committedEntries: readonly Entry[];
   /** Linearizable reads: serve each once the applied index reaches its `index`. */
@@ -186,6 +193,7 @@ export class Raft {
 
   // Ready bookkeeping.
   #msgs: Message[] = [];
+  #msgsAfterPersist: Message[] = [];
   #readStates: ReadState[] = [];
   #prevHard: HardState;
   #prevSoft: SoftState;
@@ -364,7 +372,8 @@ export class Raft {
   /** Whether {@linkcode ready} has something to hand out. */
   hasReady(): boolean {
     if (this.#handedOut !== undefined) return false;
-    return this.#msgs.length > 0 || this.#sendPending || this.#heartbeatPending ||
+    return this.#msgs.length > 0 || this.#msgsAfterPersist.length > 0 || this.#sendPending ||
+      this.#heartbeatPending ||
       this.#readStates.length > 0 || this.#log.hasUnstableEntries() ||
       this.#log.hasPendingSnapshot() || this.#log.hasNextCommittedEntries() ||
       !sameHardState(this.#hardState(), this.#prevHard) ||
@@ -375,10 +384,14 @@ export class Raft {
   ready(): Ready {
     assert(this.#handedOut === undefined, "ready() called again before advance()");
     this.#flushSends();
-    const hard = this.#hardState();
     const soft = this.#softState();
-    const entries = this.#log.unstableEntries();
+    const entries = this.#log.unstableEntries(this.#limits.persistBytesMax);
     const snapshot = this.#log.unstableSnapshot();
+    // The commit index on disk never passes the entries on disk (the Ready may persist only a
+    // prefix of the unstable entries); the rest of it goes out with a later Ready.
+    const durableLast = entries.at(-1)?.index ?? snapshot?.meta.index ??
+      this.#log.stableLastIndex();
+    const hard = { ...this.#hardState(), commit: Math.min(this.#log.committed, durableLast) };
     const committedEntries = this.#log.nextCommittedEntries(this.#limits.applyBytesMax);
     const rd: Ready = {
       ...(sameSoftState(soft, this.#prevSoft) ? {} : { softState: soft }),
@@ -386,10 +399,12 @@ export class Raft {
       entries,
       ...(snapshot === undefined ? {} : { snapshot }),
       messages: this.#msgs,
+      messagesAfterPersist: this.#msgsAfterPersist,
       committedEntries,
       readStates: this.#readStates,
     };
     this.#msgs = [];
+    this.#msgsAfterPersist = [];
     this.#readStates = [];
     this.#prevHard = hard;
     this.#prevSoft = soft;
@@ -400,6 +415,18 @@ export class Raft {
       appliedTo: committedEntries.at(-1)?.index ?? 0,
     };
     return rd;
+  }
+
+  /**
+   * Messages that may be sent now, even while a Ready is being persisted: heartbeats, appends
+   * and snapshot chunks of a leader, read answers. Messages that must wait for a persist stay
+   * queued for the next {@linkcode ready}. Callable at any time.
+   */
+  readyMessages(): Message[] {
+    this.#flushSends();
+    const out = this.#msgs;
+    this.#msgs = [];
+    return out;
   }
 
   /** Acknowledges that the last Ready was persisted, sent and applied. */
@@ -415,6 +442,14 @@ export class Raft {
       this.#log.stableTo(handed.lastEntry.index, handed.lastEntry.term);
     }
     this.#log.appliedTo(handed.appliedTo);
+    if (this.#role === "leader") this.#selfPersisted();
+  }
+
+  /** The leader counts its own log in the commit quorum only once it is durable (§10.2.1). */
+  #selfPersisted(): void {
+    if (this.#log.hasPendingSnapshot()) return;
+    const self = this.#progress.get(this.#id);
+    if (self !== undefined && self.maybeUpdate(this.#log.stableLastIndex())) this.#maybeCommit();
   }
 
   /** The node's state, for status endpoints and tests. */
@@ -515,6 +550,7 @@ export class Raft {
     this.#syncProgress();
     const self = this.#progress.get(this.#id)!;
     self.becomeReplicate();
+    if (!this.#log.hasPendingSnapshot()) self.maybeUpdate(this.#log.stableLastIndex());
     // The no-op lets the leader commit entries of earlier terms (Figure 8).
     this.#appendEntries([{
       term: this.#term,
@@ -568,7 +604,7 @@ export class Raft {
         logTerm,
         transfer: kind === "transfer",
       };
-      this.#msgs.push(m);
+      this.#push(m);
     }
   }
 
@@ -670,7 +706,7 @@ export class Raft {
         term: m.term,
         reject: false,
       };
-      this.#msgs.push(resp);
+      this.#push(resp);
       if (m.type === "vote") {
         assert(this.#vote === NONE || this.#vote === m.from, "voting twice in one term");
         this.#electionElapsed = 0;
@@ -868,7 +904,7 @@ export class Raft {
       this.#uncommittedBytes += bytes;
     }
     if (log.membershipIndex() !== before) this.#syncProgress();
-    this.#progress.get(this.#id)?.maybeUpdate(last);
+    // The leader's own match moves only when its entries are durable (advance()).
     this.#sendPending = true;
     this.#maybeCommit();
   }
@@ -1148,7 +1184,16 @@ export class Raft {
 
   /** Queues a message of this node's term. */
   #send(m: DistributiveOmit<Message, "from" | "term">): void {
-    this.#msgs.push({ ...m, from: this.#id, term: this.#term } as Message);
+    this.#push({ ...m, from: this.#id, term: this.#term } as Message);
+  }
+
+  /**
+   * Queues a message: votes, vote requests (the candidate counts its own vote at once) and
+   * append acknowledgements may only leave once what they vouch for is durable.
+   */
+  #push(m: Message): void {
+    if (mustPersistFirst(m)) this.#msgsAfterPersist.push(m);
+    else this.#msgs.push(m);
   }
 
   #hardState(): HardState {
@@ -1161,6 +1206,11 @@ export class Raft {
 }
 
 type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
+
+function mustPersistFirst(m: Message): boolean {
+  return m.type === "appResp" || m.type === "vote" || m.type === "voteResp" ||
+    m.type === "preVoteResp";
+}
 
 function sameHardState(a: HardState, b: HardState): boolean {
   return a.term === b.term && a.vote === b.vote && a.commit === b.commit;

@@ -146,7 +146,7 @@ export class TestCluster {
           entries: rd.entries,
           hardState: rd.hardState,
         });
-        this.inflight.push(...rd.messages);
+        this.inflight.push(...rd.messages, ...rd.messagesAfterPersist);
         node.applied.push(...rd.committedEntries);
         node.readStates.push(...rd.readStates);
         node.raft.advance();

@@ -451,7 +451,7 @@ class Simulation {
         this.#transferTarget = undefined;
       }
     }
-    for (const m of rd.messages) this.#send(m);
+    for (const m of [...rd.messages, ...rd.messagesAfterPersist]) this.#send(m);
     if (rd.snapshot !== undefined) {
       node.sm = KvStateMachine.decode(rd.snapshot.data);
       if (node.sm.applied !== rd.snapshot.meta.index) {
