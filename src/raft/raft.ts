@@ -418,12 +418,14 @@ export class Raft {
   }
 
   /**
-   * Messages that may be sent now, even while a Ready is being persisted: heartbeats, appends
-   * and snapshot chunks of a leader, read answers. Messages that must wait for a persist stay
-   * queued for the next {@linkcode ready}. Callable at any time.
+   * Messages that may be sent now, even while a Ready is being persisted: heartbeats, catch-up
+   * appends and snapshot chunks of a leader, read answers. Messages that must wait for a
+   * persist stay queued for the next {@linkcode ready}; so do the appends of newly proposed
+   * entries, which go out with the Ready that persists them (one append per batch, sent while
+   * the leader writes it). Callable at any time.
    */
   readyMessages(): Message[] {
-    this.#flushSends();
+    this.#flushHeartbeats();
     const out = this.#msgs;
     this.#msgs = [];
     return out;
@@ -1157,21 +1159,7 @@ export class Raft {
   /** Turns pending broadcasts into messages (done lazily so one turn sends one batch). */
   #flushSends(): void {
     if (this.#role !== "leader") return;
-    if (this.#heartbeatPending) {
-      this.#heartbeatPending = false;
-      for (const [to, pr] of this.#progress) {
-        if (to === this.#id) continue;
-        const m: HeartbeatMessage = {
-          type: "heartbeat",
-          from: this.#id,
-          to,
-          term: this.#term,
-          commit: Math.min(pr.match, this.#log.committed),
-          readSeq: this.#readSeq,
-        };
-        this.#msgs.push(m);
-      }
-    }
+    this.#flushHeartbeats();
     if (this.#sendPending) {
       this.#sendPending = false;
       for (const to of this.#progress.keys()) {
@@ -1179,6 +1167,24 @@ export class Raft {
         if (!this.#sendAppend(to, true)) continue;
         while (this.#sendAppend(to, false));
       }
+    }
+  }
+
+  /** Turns a pending heartbeat round into messages. */
+  #flushHeartbeats(): void {
+    if (this.#role !== "leader" || !this.#heartbeatPending) return;
+    this.#heartbeatPending = false;
+    for (const [to, pr] of this.#progress) {
+      if (to === this.#id) continue;
+      const m: HeartbeatMessage = {
+        type: "heartbeat",
+        from: this.#id,
+        to,
+        term: this.#term,
+        commit: Math.min(pr.match, this.#log.committed),
+        readSeq: this.#readSeq,
+      };
+      this.#msgs.push(m);
     }
   }
 
