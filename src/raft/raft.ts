@@ -392,7 +392,10 @@ export class Raft {
     const durableLast = entries.at(-1)?.index ?? snapshot?.meta.index ??
       this.#log.stableLastIndex();
     const hard = { ...this.#hardState(), commit: Math.min(this.#log.committed, durableLast) };
-    const committedEntries = this.#log.nextCommittedEntries(this.#limits.applyBytesMax);
+    // Apply only what is durable here after this Ready: a snapshot of the state machine is
+    // then always at an index the local log holds.
+    const committedEntries = this.#log.nextCommittedEntries(this.#limits.applyBytesMax)
+      .filter((e) => e.index <= durableLast);
     const rd: Ready = {
       ...(sameSoftState(soft, this.#prevSoft) ? {} : { softState: soft }),
       ...(sameHardState(hard, this.#prevHard) ? {} : { hardState: hard }),
