@@ -14,6 +14,32 @@ export async function waitFor(cond: () => boolean, what: string, timeoutMs = 5_0
   }
 }
 
+/** Holds a node's persists until released, as a slow disk would. */
+export class PersistGate {
+  #held = false;
+  #waiting: (() => void)[] = [];
+  /** Persists that started while held. */
+  blocked = 0;
+
+  /** Makes every later persist wait. */
+  hold(): void {
+    this.#held = true;
+  }
+
+  /** Lets every waiting and later persist go. */
+  release(): void {
+    this.#held = false;
+    for (const go of this.#waiting.splice(0)) go();
+  }
+
+  /** Resolves when the persist may run. */
+  pass(): Promise<void> {
+    if (!this.#held) return Promise.resolve();
+    this.blocked++;
+    return new Promise((resolve) => this.#waiting.push(resolve));
+  }
+}
+
 class ManualTicks implements TickSource {
   fns = new Set<() => void>();
   every(_ms: number, fn: () => void): () => void {
@@ -28,6 +54,10 @@ export class DriverCluster {
   readonly kvs = new Map<NodeId, Deno.Kv>();
   readonly ticks = new Map<NodeId, ManualTicks>();
   readonly down = new Set<NodeId>();
+  readonly storages = new Map<NodeId, KvLogStorage>();
+  readonly gates = new Map<NodeId, PersistGate>();
+  /** Every message sent, in order, with the sender's last durable log index at the time. */
+  readonly sent: { m: Message; senderDurable: number }[] = [];
   readonly dir: string;
   readonly addresses: Map<NodeId, MemberAddress>;
   readonly founders: NodeId[];
@@ -66,6 +96,7 @@ export class DriverCluster {
     const transport: PeerSender = {
       send: (messages: readonly Message[]) => {
         for (const m of messages) {
+          this.sent.push({ m, senderDurable: this.storages.get(m.from)?.lastIndex() ?? 0 });
           queueMicrotask(() => {
             if (this.down.has(m.from) || this.down.has(m.to)) return;
             this.nodes.get(m.to)?.step(m);
@@ -74,10 +105,23 @@ export class DriverCluster {
       },
       setPeers: () => {},
     };
+    const storage = await KvLogStorage.open(kv);
+    const gate = new PersistGate();
+    const persist = storage.persist.bind(storage);
+    storage.persist = async (batch) => {
+      await gate.pass();
+      try {
+        return await persist(batch);
+      } finally {
+        if (gate.blocked > 0) gate.blocked--;
+      }
+    };
+    this.storages.set(id, storage);
+    this.gates.set(id, gate);
     const node = await RaftNode.start({
       nodeId: id,
       clusterId: "a",
-      storage: await KvLogStorage.open(kv),
+      storage,
       founders: new Map(this.founders.map((f) => [f, this.addresses.get(f)!])),
       join: options.join ?? false,
       knownAddresses: this.addresses,

@@ -9,6 +9,8 @@ export interface MetricsInput {
   readonly storage: KvLogStorageStats;
   readonly transport: Readonly<Record<string, number>>;
   readonly counters: Readonly<Record<string, number>>;
+  /** Per reason, the peer messages the core dropped as impossible or out of range. */
+  readonly raftDropped?: Readonly<Record<string, number>>;
 }
 
 function snake(name: string): string {
@@ -45,6 +47,13 @@ export function renderMetrics(m: MetricsInput): string {
     m.storage.snapshotCommits,
     "counter",
   );
+  const named = new Set(["persists", "persistCommits", "snapshotCommits"]);
+  for (const [k, v] of Object.entries(m.storage)) {
+    if (!named.has(k)) gauge(`storage_${snake(k)}`, `Storage counter ${k}.`, v);
+  }
+  for (const [k, v] of Object.entries(m.raftDropped ?? {})) {
+    gauge(`raft_dropped_${snake(k)}`, `Peer messages the Raft core dropped: ${k}.`, v);
+  }
   for (const [k, v] of Object.entries(m.counters)) gauge(snake(k), `Driver counter ${k}.`, v);
   for (const [k, v] of Object.entries(m.transport)) {
     gauge(`transport_${snake(k)}`, `Transport counter ${k}.`, v);

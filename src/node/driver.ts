@@ -10,6 +10,7 @@ import {
   Raft,
   type ReadState,
   type Snapshot,
+  SnapshotOutOfDateError,
   type SoftState,
 } from "../raft/mod.ts";
 import {
@@ -26,6 +27,13 @@ import {
 } from "../storage/mod.ts";
 import { NoLeaderError, OverloadedError, RequestTimeoutError } from "./errors.ts";
 import { renderMetrics } from "./_metrics.ts";
+import { shouldSnapshot } from "./_snapshot_policy.ts";
+import {
+  decodeIncarnation,
+  encodeIncarnation,
+  incarnationKey,
+  isSystemKey,
+} from "./_system_keys.ts";
 import type { ListPage, MemberSpec, NodeService, NodeStatus } from "./service.ts";
 
 /** What the driver needs from the peer transport. */
@@ -43,6 +51,9 @@ export interface TickSource {
   /** Calls `fn` every `ms` milliseconds until the returned function is called. */
   every(ms: number, fn: () => void): () => void;
 }
+
+/** Dropped peer messages are logged at most once per reason in this interval. */
+const DROP_LOG_INTERVAL_MS = 10_000;
 
 /** The real clock. */
 export const SYSTEM_TICKS: TickSource = {
@@ -67,8 +78,14 @@ export interface DriverLimits {
   readonly readsPendingMax: number;
   /** How long a write or read may wait before it answers `503` (outcome unknown). */
   readonly requestTimeoutMs: number;
-  /** Take a snapshot and compact the log every this many applied entries. */
+  /** Take a snapshot and compact the log after this many applied entries, at least (the
+   * interval grows with the number of keys). */
   readonly snapshotEntries: number;
+  /** Take a snapshot once the log holds this many bytes, at least (the interval grows with
+   * the state's bytes). */
+  readonly snapshotLogBytes: number;
+  /** Bytes of one chunk of a snapshot encoded in the background. */
+  readonly snapshotChunkBytes: number;
 }
 
 /** The default driver limits. */
@@ -77,6 +94,8 @@ export const DRIVER_LIMITS: DriverLimits = {
   readsPendingMax: 16_384,
   requestTimeoutMs: 10_000,
   snapshotEntries: 20_000,
+  snapshotLogBytes: 32 << 20,
+  snapshotChunkBytes: 512 << 10,
 };
 
 /** Everything {@linkcode RaftNode.start} needs. */
@@ -156,6 +175,15 @@ export class RaftNode implements NodeService {
   readonly #reads = new Map<string, Waiter<void>>();
   #readyReads: ReadState[] = [];
   #readSeq = 0;
+  /** Makes read contexts unique across restarts: a leader may still hold a pre-restart one. */
+  readonly #bootNonce = crypto.randomUUID().slice(0, 13);
+  #sendScheduled = false;
+  readonly #dropLoggedAt = new Map<string, number>();
+  #snapshotTask: Promise<number> | undefined;
+  /** Incarnations peers presented in their hello, for the leader to record. */
+  readonly #seenIncarnations = new Map<NodeId, string>();
+  /** Incarnation records proposed and not yet applied (no duplicate proposals). */
+  readonly #incarnationsProposing = new Set<NodeId>();
   #appliedWaiters: AppliedWaiter[] = [];
   #loadedAt: number;
   #running = false;
@@ -163,7 +191,18 @@ export class RaftNode implements NodeService {
   #closed = false;
   #stopTicks: () => void = () => {};
   #lastSnapshotIndex: number;
-  readonly #counters = { writes: 0, writesFailed: 0, reads: 0, readyBatches: 0, entriesApplied: 0 };
+  readonly #counters = {
+    writes: 0,
+    writesFailed: 0,
+    reads: 0,
+    readyBatches: 0,
+    entriesApplied: 0,
+    messagesSentBeforePersist: 0,
+    messagesSentAfterPersist: 0,
+    snapshotsTaken: 0,
+    snapshotsInstalled: 0,
+    peersRefused: 0,
+  };
 
   private constructor(options: DriverOptions, sm: KvStateMachine) {
     this.#o = options;
@@ -183,10 +222,25 @@ export class RaftNode implements NodeService {
       heartbeatTicks: options.heartbeatTicks,
       random: options.random ?? Math.random,
       applied: snapshot.meta.index,
+      onDrop: (reason, message) => this.#onDrop(reason, message),
     });
     this.#loadedAt = options.storage.hardState().commit;
     for (const [id, a] of options.knownAddresses) this.#addresses.set(id, a);
     for (const [id, a] of sm.addresses()) this.#addresses.set(id, a);
+  }
+
+  /** Logs a dropped peer message, at most once per reason every 10 s (they are counted). */
+  #onDrop(reason: string, message: unknown): void {
+    const now = Date.now();
+    if ((this.#dropLoggedAt.get(reason) ?? -Infinity) > now - DROP_LOG_INTERVAL_MS) return;
+    this.#dropLoggedAt.set(reason, now);
+    const m = message as Partial<Message>;
+    this.#log("warning", "dropped an impossible peer message", {
+      reason,
+      type: m?.type,
+      from: m?.from,
+      term: m?.term,
+    });
   }
 
   /** Loads (or bootstraps) the node's state and starts ticking. */
@@ -211,6 +265,7 @@ export class RaftNode implements NodeService {
   tick(): void {
     if (this.#closed) return;
     this.#raft.tick();
+    this.#scheduleSend();
     this.#kick();
   }
 
@@ -218,7 +273,26 @@ export class RaftNode implements NodeService {
   step(m: Message): void {
     if (this.#closed) return;
     this.#raft.step(m);
+    this.#scheduleSend();
     this.#kick();
+  }
+
+  /**
+   * Sends what needs no persist (heartbeats, catch-up appends, read answers, vote requests of
+   * a pre-vote) at the end of this turn, even while the Ready loop waits for Deno.Kv: so a slow
+   * commit never delays heartbeats into an election.
+   */
+  #scheduleSend(): void {
+    if (this.#sendScheduled) return;
+    this.#sendScheduled = true;
+    queueMicrotask(() => {
+      this.#sendScheduled = false;
+      if (this.#closed) return;
+      const msgs = this.#raft.readyMessages();
+      if (msgs.length === 0) return;
+      this.#counters.messagesSentBeforePersist += msgs.length;
+      this.#o.transport.send(msgs);
+    });
   }
 
   /** Stops ticking and fails every waiting request; in-flight persistence finishes. */
@@ -234,6 +308,8 @@ export class RaftNode implements NodeService {
     this.#reads.clear();
     this.#appliedWaiters = [];
     await this.#loop; // in-flight persistence finishes before the storage closes
+    await this.#snapshotTask?.catch(() => {}); // stops at its next chunk
+    await this.#storage.idle(); // background deletions, before the caller closes Deno.Kv
   }
 
   // ---------------------------------------------------------------------------------------
@@ -249,6 +325,11 @@ export class RaftNode implements NodeService {
     try {
       while (!this.#closed && this.#raft.hasReady()) {
         const rd = this.#raft.ready();
+        // A leader's appends of this batch leave while it writes them (§10.2.1).
+        if (rd.messages.length > 0) {
+          this.#counters.messagesSentBeforePersist += rd.messages.length;
+          this.#o.transport.send(rd.messages);
+        }
         await this.#storage.persist({
           snapshot: rd.snapshot,
           entries: rd.entries,
@@ -256,21 +337,21 @@ export class RaftNode implements NodeService {
         });
         this.#counters.readyBatches++;
         this.#noteAddresses(rd.entries);
-        this.#o.transport.send([...rd.messages, ...rd.messagesAfterPersist]);
-        if (rd.snapshot !== undefined) this.#installSnapshot(rd.snapshot);
+        if (rd.messagesAfterPersist.length > 0) {
+          this.#counters.messagesSentAfterPersist += rd.messagesAfterPersist.length;
+          this.#o.transport.send(rd.messagesAfterPersist);
+        }
+        if (rd.snapshot !== undefined) await this.#installSnapshot(rd.snapshot);
         for (const e of rd.committedEntries) this.#apply(e);
         this.#readyReads.push(...rd.readStates);
         this.#serveReads();
-        this.#checkAppliedWaiters();
         this.#raft.advance();
         if (rd.softState !== undefined) this.#onSoftState(rd.softState);
-        await this.#maybeSnapshot();
+        this.#checkAppliedWaiters();
+        this.#maybeSnapshot();
       }
     } catch (error) {
-      this.#log("fatal", "Raft loop failed: the node stops", { error: String(error) });
-      this.#closed = true;
-      this.#stopTicks();
-      this.#o.onFatal?.(error);
+      this.#fail(error);
     } finally {
       this.#running = false;
     }
@@ -280,7 +361,10 @@ export class RaftNode implements NodeService {
   #apply(e: Entry): void {
     const result = this.#sm.apply(e);
     this.#counters.entriesApplied++;
-    if (e.type === "config") this.#updatePeers();
+    if (e.type === "config") {
+      this.#updatePeers();
+      this.#recordIncarnations(); // an added member is recorded once its addition applies
+    }
     const w = this.#proposals.get(e.index);
     if (w === undefined) return;
     this.#proposals.delete(e.index);
@@ -295,8 +379,10 @@ export class RaftNode implements NodeService {
     }
   }
 
-  #installSnapshot(snapshot: Snapshot): void {
-    this.#sm = KvStateMachine.decodeSnapshot(snapshot.data, this.#o.stateMachine);
+  async #installSnapshot(snapshot: Snapshot): Promise<void> {
+    // Decoded in steps that yield, so ticks and heartbeats go on during a large install.
+    this.#sm = await KvStateMachine.decodeSnapshotAsync(snapshot.data, this.#o.stateMachine);
+    this.#counters.snapshotsInstalled++;
     this.#lastSnapshotIndex = snapshot.meta.index;
     for (const [id, a] of this.#sm.addresses()) this.#addresses.set(id, a);
     this.#updatePeers();
@@ -328,38 +414,81 @@ export class RaftNode implements NodeService {
       leader: soft.leader,
       term: this.#raft.term,
     });
+    if (soft.role === "leader") this.#recordIncarnations();
   }
 
-  async #maybeSnapshot(): Promise<void> {
-    if (this.#sm.applied - this.#lastSnapshotIndex < this.#limits.snapshotEntries) return;
-    await this.#takeSnapshot();
+  #maybeSnapshot(): void {
+    if (this.#snapshotTask !== undefined) return;
+    const due = shouldSnapshot({
+      entriesSince: this.#sm.applied - this.#lastSnapshotIndex,
+      logBytes: this.#storage.logBytes(),
+      keys: this.#sm.size,
+      stateBytes: this.#sm.bytes,
+    }, this.#limits);
+    if (due) this.#takeSnapshot().catch(() => {}); // failures are handled in #takeSnapshot
   }
 
-  async #takeSnapshot(): Promise<number> {
+  /**
+   * Snapshots the state machine in the background: a copy-on-write view is taken now (O(1)),
+   * then encoded and written in chunks while the Ready loop goes on; the log is compacted once
+   * the snapshot is durable. Concurrent callers share the snapshot in progress.
+   */
+  #takeSnapshot(): Promise<number> {
+    if (this.#snapshotTask !== undefined) return this.#snapshotTask;
     const index = this.#sm.applied;
-    if (index <= this.#storage.snapshot().meta.index) return this.#storage.snapshot().meta.index;
-    const data = this.#sm.encodeSnapshot();
-    await this.#storage.createSnapshot(index, { membership: this.#sm.membership, data });
-    this.#lastSnapshotIndex = index;
-    this.#log("info", "took a snapshot and compacted the log", { index, bytes: data.length });
-    return index;
+    const current = this.#storage.snapshot().meta.index;
+    if (index <= current) return Promise.resolve(current);
+    const view = this.#sm.snapshotView();
+    const membership = this.#sm.membership;
+    const task = (async () => {
+      try {
+        await this.#storage.createSnapshot(index, {
+          membership,
+          data: untilClosed(view.encodeChunks(this.#limits.snapshotChunkBytes), () => this.#closed),
+        });
+      } catch (error) {
+        if (this.#closed) throw error; // abandoned by close(): the chunks are garbage
+        if (error instanceof SnapshotOutOfDateError) {
+          return this.#storage.snapshot().meta.index; // a newer one was installed meanwhile
+        }
+        this.#fail(error);
+        throw error;
+      }
+      this.#lastSnapshotIndex = Math.max(this.#lastSnapshotIndex, index);
+      this.#counters.snapshotsTaken++;
+      this.#log("info", "took a snapshot and compacted the log", { index });
+      return index;
+    })();
+    this.#snapshotTask = task;
+    task.then(() => {}, () => {}).finally(() => {
+      this.#snapshotTask = undefined;
+    });
+    return task;
+  }
+
+  #fail(error: unknown): void {
+    if (this.#closed) return;
+    this.#log("fatal", "Raft loop failed: the node stops", { error: String(error) });
+    this.#closed = true;
+    this.#stopTicks();
+    this.#o.onFatal?.(error);
   }
 
   // ---------------------------------------------------------------------------------------
   // Waiting
 
-  #wait<T>(register: (w: Waiter<T>) => void, what: string): Promise<T> {
+  #wait<T>(
+    register: (w: Waiter<T>) => void,
+    what: string,
+    timeoutMs = this.#limits.requestTimeoutMs,
+  ): Promise<T> {
     return new Promise<T>((resolve, reject) => {
       const w: Waiter<T> = {
         resolve,
         reject,
         timer: setTimeout(() => {
-          reject(
-            new RequestTimeoutError(
-              `${what} did not complete in ${this.#limits.requestTimeoutMs} ms`,
-            ),
-          );
-        }, this.#limits.requestTimeoutMs),
+          reject(new RequestTimeoutError(`${what} did not complete in ${timeoutMs} ms`));
+        }, timeoutMs),
       };
       register(w);
     });
@@ -397,9 +526,17 @@ export class RaftNode implements NodeService {
   }
 
   /** Resolves once `until()` holds after an apply (or at once if it holds now). */
-  #waitApplied(until: () => boolean, what: string): Promise<void> {
+  #waitApplied(until: () => boolean, what: string, timeoutMs?: number): Promise<void> {
     if (until()) return Promise.resolve();
-    return this.#wait<void>((waiter) => this.#appliedWaiters.push({ until, waiter }), what);
+    const promise = this.#wait<void>(
+      (waiter) => this.#appliedWaiters.push({ until, waiter }),
+      what,
+      timeoutMs,
+    );
+    promise.catch(() => {
+      this.#appliedWaiters = this.#appliedWaiters.filter((aw) => aw.until !== until);
+    });
+    return promise;
   }
 
   /** A linearizable read barrier: resolves once the state reflects every earlier commit. */
@@ -407,7 +544,7 @@ export class RaftNode implements NodeService {
     if (this.#reads.size >= this.#limits.readsPendingMax) {
       throw new OverloadedError(`${this.#reads.size} reads wait on node ${this.nodeId}`);
     }
-    const context = `${this.nodeId}:${++this.#readSeq}`;
+    const context = `${this.nodeId}:${this.#bootNonce}:${++this.#readSeq}`;
     try {
       this.#raft.readIndex(context);
     } catch (e) {
@@ -416,6 +553,7 @@ export class RaftNode implements NodeService {
       throw e;
     }
     this.#counters.reads++;
+    this.#scheduleSend(); // the heartbeat round that confirms leadership
     this.#kick();
     const p = this.#wait<void>((w) => this.#reads.set(context, w), "The read");
     p.catch(() => this.#reads.delete(context));
@@ -467,7 +605,11 @@ export class RaftNode implements NodeService {
     options: { prefix: Uint8Array; after?: Uint8Array; limit: number; stale: boolean },
   ): Promise<ListPage> {
     if (!options.stale) await this.#readBarrier();
-    return this.#sm.list(options);
+    const page = this.#sm.list(options);
+    // System keys sort after every user key: the first one ends the listing.
+    const cut = page.items.findIndex((item) => isSystemKey(item.key));
+    if (cut < 0) return page;
+    return { items: page.items.slice(0, cut), more: false };
   }
 
   /** See {@linkcode NodeService.write}. */
@@ -548,6 +690,10 @@ export class RaftNode implements NodeService {
   /** See {@linkcode NodeService.removeMember}. */
   async removeMember(id: NodeId): Promise<void> {
     await this.#changeMembership(() => this.#raft.proposeMembership([{ type: "remove", id }]));
+    // A removed member may come back with a new data directory (as a joining member). If
+    // this node just removed itself, the next leader forgets the record instead.
+    this.#seenIncarnations.delete(id);
+    await this.#forgetRemovedIncarnations();
   }
 
   async #changeMembership(propose: () => { index: number; term: number }): Promise<void> {
@@ -572,38 +718,107 @@ export class RaftNode implements NodeService {
 
   /**
    * Shutdown step one: when leader, hands leadership to the most up-to-date voter and waits
-   * until another node leads or `timeoutMs` passes. Resolves whether this node no longer leads.
+   * until this node no longer leads or `timeoutMs` passes. Resolves whether it no longer leads.
    */
   async handOffLeadership(timeoutMs: number): Promise<boolean> {
+    if (this.#closed) return this.#raft.role !== "leader";
     if (this.#raft.role !== "leader") return true;
-    const st = this.#raft.status();
-    const target = st.progress
+    const target = this.#raft.status().progress
       .filter((p) => p.id !== this.nodeId && p.voter)
       .sort((a, b) => b.match - a.match)[0];
-    if (target === undefined) return false;
+    if (target === undefined) return false; // a single-voter cluster has no one to hand to
     try {
       this.#raft.transferLeader(target.id);
-    } catch {
+    } catch (error) {
+      this.#log("warning", "Cannot hand off leadership", { error: String(error) });
       return false;
     }
+    this.#scheduleSend();
     this.#kick();
-    const deadline = Date.now() + timeoutMs;
-    while (Date.now() < deadline && this.#raft.role === "leader") {
-      await new Promise((r) => setTimeout(r, 10));
+    try {
+      await this.#waitApplied(
+        () => this.#raft.role !== "leader",
+        `Handing leadership to ${target.id}`,
+        timeoutMs,
+      );
+    } catch {
+      // Timed out: the caller stops anyway; the others elect a leader by timeout.
     }
     return this.#raft.role !== "leader";
   }
 
   /**
    * Whether to accept a peer's hello: the refusal reason when the cluster recorded another
-   * incarnation (data directory) for `nodeId`, else undefined.
+   * incarnation (data directory) for `nodeId`, else undefined. A member whose data directory
+   * was wiped comes back with a new incarnation; accepting it would let it vote with a log
+   * that lost acknowledged entries.
    */
-  verifyPeer(_nodeId: NodeId, _incarnation: string): string | undefined {
-    return undefined;
+  verifyPeer(nodeId: NodeId, incarnation: string): string | undefined {
+    const recorded = this.#sm.get(incarnationKey(nodeId));
+    if (recorded === undefined) return undefined;
+    const known = decodeIncarnation(recorded.value);
+    if (known === incarnation) return undefined;
+    this.#counters.peersRefused++;
+    return `its data directory was recreated (incarnation ${incarnation}, cluster ` +
+      `${this.clusterId} recorded ${known}); remove it with DELETE /v1/members/${nodeId} and ` +
+      `add it back as a joining member (see docs/operations.md)`;
   }
 
-  /** A peer completed a hello presenting `incarnation` (the leader records new ones). */
-  notePeer(_nodeId: NodeId, _incarnation: string): void {}
+  /** A peer completed a hello presenting `incarnation`: the leader records new ones. */
+  notePeer(nodeId: NodeId, incarnation: string): void {
+    this.#seenIncarnations.set(nodeId, incarnation);
+    if (this.#raft.role === "leader") this.#recordIncarnations();
+  }
+
+  /** The leader deletes the incarnation records of nodes that are no longer members. */
+  #forgetRemovedIncarnations(): Promise<void> {
+    if (this.#closed || this.#raft.role !== "leader") return Promise.resolve();
+    const m = this.#sm.membership;
+    const members = new Set([...m.voters, ...m.outgoing, ...m.learners]);
+    const prefix = incarnationKey("");
+    const stale = this.#sm.list({ prefix, limit: 1_000 }).items
+      .map((item) => item.key)
+      .filter((key) => !members.has(new TextDecoder().decode(key.subarray(prefix.length))));
+    if (stale.length === 0) return Promise.resolve();
+    return this.#writeSystem({
+      checks: [],
+      mutations: stale.map((key) => ({ type: "delete" as const, key })),
+    });
+  }
+
+  /** The leader proposes a record for each member (itself included) not recorded yet. */
+  #recordIncarnations(): void {
+    if (this.#closed || this.#raft.role !== "leader") return;
+    this.#forgetRemovedIncarnations();
+    const seen = new Map(this.#seenIncarnations);
+    seen.set(this.nodeId, this.#storage.incarnation);
+    const m = this.#sm.membership;
+    const members = new Set([...m.voters, ...m.outgoing, ...m.learners]);
+    for (const [id, incarnation] of seen) {
+      // Only members: a removed node that still calls must not be recorded again, or it
+      // could not come back with a new data directory.
+      if (!members.has(id) || this.#incarnationsProposing.has(id)) continue;
+      if (this.#sm.get(incarnationKey(id)) !== undefined) continue;
+      this.#incarnationsProposing.add(id);
+      this.#writeSystem({
+        checks: [{ key: incarnationKey(id), rev: 0 }],
+        mutations: [{
+          type: "set",
+          key: incarnationKey(id),
+          value: encodeIncarnation(incarnation),
+        }],
+      }).finally(() => this.#incarnationsProposing.delete(id));
+    }
+  }
+
+  /** Replicates one of koi's own records; failures are logged (the next leader retries). */
+  async #writeSystem(command: KvCommand): Promise<void> {
+    try {
+      await this.#propose(encodeCommand(command), "Recording a member");
+    } catch (error) {
+      this.#log("debug", "Cannot record a system key yet", { error: String(error) });
+    }
+  }
 
   /** See {@linkcode NodeService.metrics}. */
   metrics(): string {
@@ -614,6 +829,7 @@ export class RaftNode implements NodeService {
       raft: st,
       storage: this.#storage.stats(),
       transport: this.#o.transport.stats?.() ?? {},
+      raftDropped: this.#raft.droppedMessages(),
       counters: {
         ...this.#counters,
         proposalsPending: this.#proposals.size,
@@ -622,5 +838,16 @@ export class RaftNode implements NodeService {
         stateBytes: this.#sm.bytes,
       },
     });
+  }
+}
+
+/** Stops a background snapshot's chunks once the node closes. */
+async function* untilClosed(
+  chunks: AsyncIterable<Uint8Array>,
+  closed: () => boolean,
+): AsyncGenerator<Uint8Array> {
+  for await (const chunk of chunks) {
+    if (closed()) throw new NoLeaderError("Cannot finish the snapshot: the node is shutting down");
+    yield chunk;
   }
 }

@@ -1,4 +1,5 @@
 import { assert } from "./_errors.ts";
+import type { DropReason } from "./_message_check.ts";
 import type { Storage } from "./_storage.ts";
 import type { NodeId } from "./_types.ts";
 
@@ -26,6 +27,11 @@ export interface RaftOptions {
   readonly checkQuorum?: boolean;
   /** Limits; each defaults to the value in {@linkcode RAFT_LIMITS}. */
   readonly limits?: Partial<RaftLimits>;
+  /**
+   * Called for every peer message the core drops (after counting it), so the driver can log
+   * it; rate-limit there, a faulty peer may send many. Must not throw.
+   */
+  readonly onDrop?: (reason: DropReason, message: unknown) => void;
 }
 
 /** Every limit of the core, named after what it bounds. */
@@ -67,8 +73,11 @@ export const RAFT_LIMITS: RaftLimits = {
 };
 
 /** Validates options and fills in defaults. */
-export function resolveOptions(options: RaftOptions): Required<Omit<RaftOptions, "limits">> & {
+export function resolveOptions(
+  options: RaftOptions,
+): Required<Omit<RaftOptions, "limits" | "onDrop">> & {
   limits: RaftLimits;
+  onDrop: RaftOptions["onDrop"];
 } {
   const limits = { ...RAFT_LIMITS, ...options.limits };
   assert(options.id !== "", "node id must not be empty");
@@ -99,5 +108,6 @@ export function resolveOptions(options: RaftOptions): Required<Omit<RaftOptions,
     preVote: options.preVote ?? true,
     checkQuorum: options.checkQuorum ?? true,
     limits,
+    onDrop: options.onDrop,
   };
 }

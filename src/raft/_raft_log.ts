@@ -273,14 +273,16 @@ export class RaftLog {
     return !this.hasPendingSnapshot() && this.committed > this.applied;
   }
 
-  /** Committed entries not yet handed to the application, up to `maxBytes`. */
-  nextCommittedEntries(maxBytes: number): Entry[] {
+  /**
+   * Committed entries not yet handed to the application, up to `maxBytes` and up to index
+   * `maxIndex` (the last one durable on this node: a node applies only what it could
+   * replay after a crash).
+   */
+  nextCommittedEntries(maxBytes: number, maxIndex = Infinity): Entry[] {
     if (!this.hasNextCommittedEntries()) return [];
-    return this.entries(
-      Math.max(this.applied + 1, this.firstIndex()),
-      this.committed + 1,
-      maxBytes,
-    );
+    const lo = Math.max(this.applied + 1, this.firstIndex());
+    const hi = Math.min(this.committed, maxIndex) + 1;
+    return lo >= hi ? [] : this.entries(lo, hi, maxBytes);
   }
 
   /** Records that the application was handed everything up to `index`. */

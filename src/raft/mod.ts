@@ -16,6 +16,8 @@ export type { InitialState, LogStorage, PersistBatch, Storage } from "./_storage
 export { isJoint, isVoter, membersOf, planChange } from "./_membership.ts";
 export type { MembershipChange } from "./_membership.ts";
 export { MESSAGE_TYPES } from "./_message.ts";
+export { DROP_REASONS } from "./_message_check.ts";
+export type { DropReason } from "./_message_check.ts";
 export type * from "./_message.ts";
 export {
   assert,

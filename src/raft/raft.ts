@@ -5,24 +5,26 @@ import {
   ProposalDroppedError,
   TransferLeaderError,
 } from "./_errors.ts";
-import { isJoint, isVoter, leaveJoint, membersOf, planChange } from "./_membership.ts";
+import { answerToLowerTerm, grantsVote, inLease, promotable, voteRequests } from "./_election.ts";
+import { isJoint, isVoter, leaveJoint, planChange } from "./_membership.ts";
 import type { MembershipChange } from "./_membership.ts";
-import type {
-  AppendMessage,
-  AppendResponseMessage,
-  HeartbeatMessage,
-  HeartbeatResponseMessage,
-  Message,
-  SnapshotMessage,
-  SnapshotResponseMessage,
-  VoteMessage,
-  VoteResponseMessage,
-} from "./_message.ts";
+import type { Message, VoteMessage, VoteResponseMessage } from "./_message.ts";
+import {
+  type FollowerHost,
+  handleAppend,
+  handleHeartbeat,
+  handleSnapshot,
+  type Outgoing,
+} from "./_follower.ts";
+import { checkMessage, DROP_REASONS, type DropReason, type MessageView } from "./_message_check.ts";
 import { type RaftLimits, type RaftOptions, resolveOptions } from "./_options.ts";
-import { Progress, type ProgressState } from "./_progress.ts";
-import { quorumActive, quorumValue, quorumVote } from "./_quorum.ts";
+import type { Progress } from "./_progress.ts";
+import { quorumVote } from "./_quorum.ts";
 import { RaftLog } from "./_raft_log.ts";
-import { entryBytes } from "./_storage.ts";
+import { ForwardedReads, LeaderReads, type ReadRequest } from "./_read_index.ts";
+import { Outbox, type Proposed, type RaftStatus, type Ready } from "./_ready.ts";
+import { Replication } from "./_replication.ts";
+import { SnapshotReceive } from "./_snapshot_receive.ts";
 import {
   type Entry,
   type HardState,
@@ -31,118 +33,22 @@ import {
   NONE,
   type ReadState,
   type Role,
-  type Snapshot,
-  type SnapshotMeta,
   type SoftState,
 } from "./_types.ts";
 
-/**
- * What the core asks of the driver, in this order:
- * 1. send `messages` at once: none of them depends on this Ready's persist (a leader may send
- *    its entries while it writes them, Raft dissertation §10.2.1);
- * 2. persist `snapshot`, `entries` and `hardState` (one durable step);
- * 3. then send `messagesAfterPersist` (votes and acknowledgements of what step 2 made durable);
- * 4. then apply `committedEntries` (and install `snapshot` into the state machine);
- * 5. serve `readStates` once the applied index reaches theirs;
- * 6. call {@linkcode Raft.advance}.
- *
- * While step 2 runs the driver keeps stepping and ticking the core and sends what
- * {@linkcode Raft.readyMessages} hands out, so heartbeats never wait behind a slow disk.
- */
-export interface Ready {
-  /** Role or leader changed: for the application's information. */
-  readonly softState?: SoftState;
-  /** Persist when present. */
-  readonly hardState?: HardState;
-  /** Persist: append, replacing any existing entries from `entries[0].index` on. */
-  readonly entries: readonly Entry[];
-  /** Persist and install: a snapshot received from the leader replaces log and state. */
-  readonly snapshot?: Snapshot;
-  /** Send now: these do not depend on this Ready's persist. */
-  readonly messages: readonly Message[];
-  /** Send only after persisting this Ready: votes, vote requests and append acknowledgements. */
-  readonly messagesAfterPersist: readonly Message[];
-  /** Apply, in order, after persisting. */
-  readonly committedEntries: readonly Entry[];
-  /** Linearizable reads: serve each once the applied index reaches its `index`. */
-  readonly readStates: readonly ReadState[];
-}
-
-/** Where a proposal landed: it succeeded if the entry committed at `index` has `term`. */
-export interface Proposed {
-  /** The log index of the (first) proposed entry. */
-  readonly index: number;
-  /** The leader's term: the entry is this proposal only if the committed term matches. */
-  readonly term: number;
-}
-
-/** The leader's view of one member, in {@linkcode RaftStatus}. */
-export interface ProgressStatus {
-  /** The member. */
-  readonly id: NodeId;
-  /** Whether it votes. */
-  readonly voter: boolean;
-  /** The highest index known to match the leader. */
-  readonly match: number;
-  /** The next index the leader sends it. */
-  readonly next: number;
-  /** The replication mode. */
-  readonly state: ProgressState;
-}
-
-/** A snapshot of the node's state for status endpoints and tests. */
-export interface RaftStatus {
-  /** This node. */
-  readonly id: NodeId;
-  /** Its role. */
-  readonly role: Role;
-  /** Its current term. */
-  readonly term: number;
-  /** Its vote in the current term. */
-  readonly vote: NodeId;
-  /** The leader it follows, or {@linkcode NONE}. */
-  readonly leader: NodeId;
-  /** The commit index. */
-  readonly commit: number;
-  /** The index handed to the application. */
-  readonly applied: number;
-  /** The first index in the log. */
-  readonly firstIndex: number;
-  /** The last index in the log. */
-  readonly lastIndex: number;
-  /** The membership in effect. */
-  readonly membership: Membership;
-  /** The index of the config entry that set it (committed once `commit` reaches it). */
-  readonly membershipIndex: number;
-  /** The leadership transfer target, or {@linkcode NONE}. */
-  readonly leadTransferee: NodeId;
-  /** Per member (leader only; empty otherwise). */
-  readonly progress: readonly ProgressStatus[];
-}
-
-/** A ReadIndex request waiting for the leader to confirm its leadership. */
-interface PendingRead {
-  readonly seq: number;
-  readonly index: number;
-  readonly context: string;
-  readonly from: NodeId;
-}
-
-/** A snapshot being received chunk by chunk. */
-interface SnapshotReceive {
-  readonly meta: SnapshotMeta;
-  readonly data: Uint8Array;
-  received: number;
-}
+export type { ProgressStatus, Proposed, RaftStatus, Ready } from "./_ready.ts";
 
 /** What the last Ready handed out, to be acknowledged by advance(). */
 interface HandedOut {
+  readonly hardState: HardState;
   readonly lastEntry: { index: number; term: number } | undefined;
   readonly snapshotIndex: number | undefined;
   readonly appliedTo: number;
 }
 
 type CampaignKind = "preElection" | "election" | "transfer";
+
+const NO_PROGRESS: ReadonlyMap<NodeId, Progress> = new Map();
 
 /**
  * One Raft member as a pure state machine, in the style of etcd's raft library: it reacts to
@@ -155,7 +61,8 @@ type CampaignKind = "preElection" | "election" | "transfer";
  * AppendEntries with a bounded in-flight window, fast back-off, commitment of current-term
  * entries only, a no-op on election, chunked InstallSnapshot, joint-consensus membership
  * changes with learners (a membership takes effect when its entry is appended), leadership
- * transfer (TimeoutNow) and ReadIndex.
+ * transfer (TimeoutNow) and ReadIndex. Nothing a peer sends makes it throw: messages that no
+ * correct peer sends are dropped, counted ({@linkcode droppedMessages}) and change nothing.
  */
 export class Raft {
   readonly #id: NodeId;
@@ -167,6 +74,11 @@ export class Raft {
   readonly #checkQuorum: boolean;
   readonly #limits: RaftLimits;
   readonly #log: RaftLog;
+  readonly #onDrop: ((reason: DropReason, message: unknown) => void) | undefined;
+  readonly #dropped = Object.fromEntries(DROP_REASONS.map((r) => [r, 0])) as Record<
+    DropReason,
+    number
+  >;
 
   #term = 0;
   #vote: NodeId = NONE;
@@ -176,24 +88,23 @@ export class Raft {
   #heartbeatElapsed = 0;
   #randomizedElectionTicks = 0;
   #votes = new Map<NodeId, boolean>();
+  /** The hard state on disk: a candidate counts its own vote only once it is durable. */
+  #durableHard: HardState;
 
   // Leader state.
-  #progress = new Map<NodeId, Progress>();
+  #repl: Replication | undefined;
   #leadTransferee: NodeId = NONE;
-  #sendPending = false;
-  #heartbeatPending = false;
   #uncommitted: [lastIndex: number, bytes: number][] = [];
   #uncommittedBytes = 0;
-  #readSeq = 0;
-  #pendingReads: PendingRead[] = [];
-  #readsBeforeCommit: { context: string; from: NodeId }[] = [];
+  readonly #reads = new LeaderReads();
+  #lastCommitCoveredOlderTerms = false;
 
   // Follower state.
-  #snapshotReceive: SnapshotReceive | undefined;
+  readonly #snapshotReceive = new SnapshotReceive();
+  readonly #forwarded: ForwardedReads;
 
   // Ready bookkeeping.
-  #msgs: Message[] = [];
-  #msgsAfterPersist: Message[] = [];
+  readonly #outbox = new Outbox();
   #readStates: ReadState[] = [];
   #prevHard: HardState;
   #prevSoft: SoftState;
@@ -210,12 +121,16 @@ export class Raft {
     this.#preVote = opts.preVote;
     this.#checkQuorum = opts.checkQuorum;
     this.#limits = opts.limits;
+    this.#onDrop = opts.onDrop;
+    this.#forwarded = new ForwardedReads(opts.limits.readsPendingMax);
     const { hardState } = opts.storage.initialState();
     this.#log = new RaftLog(opts.storage, { committed: hardState.commit, applied: opts.applied });
     this.#term = hardState.term;
     this.#vote = hardState.vote;
     this.#prevHard = hardState;
+    this.#durableHard = hardState;
     this.#becomeFollower(hardState.term, NONE);
+    this.#resetElectionTimer();
     this.#prevSoft = this.#softState();
   }
 
@@ -253,13 +168,26 @@ export class Raft {
     else this.#tickElection();
   }
 
-  /** Feeds a message received from a peer. */
+  /**
+   * Feeds a message received from a peer. Never throws on what a peer sends: a message no
+   * correct peer sends is dropped and counted (see {@linkcode droppedMessages}), and it
+   * changes nothing, because it is checked in full before anything is changed.
+   */
   step(m: Message): void {
-    assert(m.to === this.#id, () => `message for ${m.to} stepped into ${this.#id}`);
+    const reason = checkMessage(m, this.#view());
+    if (reason !== undefined) {
+      this.#dropped[reason]++;
+      this.#onDrop?.(reason, m);
+      return;
+    }
     if (m.term > this.#term) {
       if (!this.#acceptHigherTerm(m)) return;
     } else if (m.term < this.#term) {
-      this.#answerLowerTerm(m);
+      const answer = answerToLowerTerm(m, {
+        checkQuorum: this.#checkQuorum,
+        preVote: this.#preVote,
+      });
+      if (answer !== undefined) this.#send(answer);
       return;
     }
     if (m.type === "vote" || m.type === "preVote") {
@@ -275,6 +203,11 @@ export class Raft {
       case "follower":
         return this.#stepFollower(m);
     }
+  }
+
+  /** Messages dropped since start, by reason (see {@linkcode step}). */
+  droppedMessages(): Readonly<Record<DropReason, number>> {
+    return Object.freeze({ ...this.#dropped });
   }
 
   /** Proposes one command. Throws `NotLeaderError` or `ProposalDroppedError`. */
@@ -346,20 +279,26 @@ export class Raft {
     }
     if (this.#leadTransferee === to) return;
     this.#leadTransferee = to;
-    this.#electionElapsed = 0; // the transfer is aborted after one election timeout
-    const pr = this.#progress.get(to)!;
+    this.#resetElectionTimer(); // the transfer is abandoned after one election timeout
+    const pr = this.#progress().get(to)!;
     if (pr.match === this.#log.lastIndex()) this.#send({ type: "timeoutNow", to });
-    else this.#sendAppend(to, true);
+    else this.#repl!.sendAppend(to, true);
   }
 
   /**
    * Requests a linearizable read. Its {@linkcode ReadState} appears in a later Ready once the
-   * leader confirmed its leadership. Throws `NotLeaderError` when no leader is known.
+   * leader confirmed its leadership. `context` is opaque and must be unique across restarts
+   * of this node (say, a per-boot nonce and a counter): a follower takes an answer only for a
+   * context it forwarded, from the leader and in the term it forwarded it to. Throws
+   * `NotLeaderError` when no leader is known and `ProposalDroppedError` when `context` is
+   * outstanding already or (at the leader) `readsPendingMax` reads wait. A follower keeps at
+   * most `readsPendingMax` forwarded reads; beyond, the oldest is forgotten.
    */
   readIndex(context: string): void {
     if (this.#role === "leader") {
-      this.#handleReadRequest(context, this.#id);
+      this.#handleReadRequest({ context, from: this.#id });
     } else if (this.#lead !== NONE) {
+      this.#forwarded.add(context, this.#lead, this.#term);
       this.#send({ type: "readIndex", to: this.#lead, context });
     } else {
       throw new NotLeaderError(this.#id, NONE);
@@ -372,10 +311,10 @@ export class Raft {
   /** Whether {@linkcode ready} has something to hand out. */
   hasReady(): boolean {
     if (this.#handedOut !== undefined) return false;
-    return this.#msgs.length > 0 || this.#msgsAfterPersist.length > 0 || this.#sendPending ||
-      this.#heartbeatPending ||
-      this.#readStates.length > 0 || this.#log.hasUnstableEntries() ||
-      this.#log.hasPendingSnapshot() || this.#log.hasNextCommittedEntries() ||
+    const log = this.#log;
+    return this.#outbox.hasMessages(log.lastIndex()) || this.#repl?.sendPending === true ||
+      this.#repl?.heartbeatPending === true || this.#readStates.length > 0 ||
+      log.hasUnstableEntries() || log.hasPendingSnapshot() || log.hasNextCommittedEntries() ||
       !sameHardState(this.#hardState(), this.#prevHard) ||
       !sameSoftState(this.#softState(), this.#prevSoft);
   }
@@ -384,35 +323,32 @@ export class Raft {
   ready(): Ready {
     assert(this.#handedOut === undefined, "ready() called again before advance()");
     this.#flushSends();
+    const log = this.#log;
     const soft = this.#softState();
-    const entries = this.#log.unstableEntries(this.#limits.persistBytesMax);
-    const snapshot = this.#log.unstableSnapshot();
-    // The commit index on disk never passes the entries on disk (the Ready may persist only a
-    // prefix of the unstable entries); the rest of it goes out with a later Ready.
-    const durableLast = entries.at(-1)?.index ?? snapshot?.meta.index ??
-      this.#log.stableLastIndex();
-    const hard = { ...this.#hardState(), commit: Math.min(this.#log.committed, durableLast) };
-    // Apply only what is durable here after this Ready: a snapshot of the state machine is
-    // then always at an index the local log holds.
-    const committedEntries = this.#log.nextCommittedEntries(this.#limits.applyBytesMax)
-      .filter((e) => e.index <= durableLast);
+    const entries = log.unstableEntries(this.#limits.persistBytesMax);
+    const snapshot = log.unstableSnapshot();
+    // What is on disk once this Ready is persisted. It may be only a prefix of the unstable
+    // entries: the commit index on disk, the entries to apply and the acknowledgements never
+    // pass it; the rest goes out with a later Ready.
+    const durableLast = entries.at(-1)?.index ?? snapshot?.meta.index ?? log.stableLastIndex();
+    const hard = { ...this.#hardState(), commit: Math.min(log.committed, durableLast) };
+    const committedEntries = log.nextCommittedEntries(this.#limits.applyBytesMax, durableLast);
     const rd: Ready = {
       ...(sameSoftState(soft, this.#prevSoft) ? {} : { softState: soft }),
       ...(sameHardState(hard, this.#prevHard) ? {} : { hardState: hard }),
       entries,
       ...(snapshot === undefined ? {} : { snapshot }),
-      messages: this.#msgs,
-      messagesAfterPersist: this.#msgsAfterPersist,
+      messages: this.#outbox.takeNow(),
+      messagesAfterPersist: this.#outbox.takeAfterPersist(durableLast),
       committedEntries,
       readStates: this.#readStates,
     };
-    this.#msgs = [];
-    this.#msgsAfterPersist = [];
     this.#readStates = [];
     this.#prevHard = hard;
     this.#prevSoft = soft;
     const last = entries.at(-1);
     this.#handedOut = {
+      hardState: hard,
       lastEntry: last === undefined ? undefined : { index: last.index, term: last.term },
       snapshotIndex: snapshot?.meta.index,
       appliedTo: committedEntries.at(-1)?.index ?? 0,
@@ -421,17 +357,13 @@ export class Raft {
   }
 
   /**
-   * Messages that may be sent now, even while a Ready is being persisted: heartbeats, catch-up
-   * appends and snapshot chunks of a leader, read answers. Messages that must wait for a
-   * persist stay queued for the next {@linkcode ready}; so do the appends of newly proposed
-   * entries, which go out with the Ready that persists them (one append per batch, sent while
-   * the leader writes it). Callable at any time.
+   * Messages that may be sent now, even while a Ready is being persisted: heartbeats, appends
+   * and snapshot chunks of a leader, read answers. Messages that must wait for a persist stay
+   * queued for the next {@linkcode ready}. Callable at any time.
    */
   readyMessages(): Message[] {
-    this.#flushHeartbeats();
-    const out = this.#msgs;
-    this.#msgs = [];
-    return out;
+    this.#flushSends();
+    return this.#outbox.takeNow();
   }
 
   /** Acknowledges that the last Ready was persisted, sent and applied. */
@@ -439,6 +371,7 @@ export class Raft {
     const handed = this.#handedOut;
     assert(handed !== undefined, "advance() without ready()");
     this.#handedOut = undefined;
+    this.#durableHard = handed.hardState;
     if (handed.snapshotIndex !== undefined) {
       this.#log.stableSnapTo(handed.snapshotIndex);
       this.#log.appliedTo(handed.snapshotIndex);
@@ -448,31 +381,31 @@ export class Raft {
     }
     this.#log.appliedTo(handed.appliedTo);
     if (this.#role === "leader") this.#selfPersisted();
+    else if (this.#role === "candidate") this.#maybeVoteForSelf();
   }
 
   /** The leader counts its own log in the commit quorum only once it is durable (§10.2.1). */
   #selfPersisted(): void {
     if (this.#log.hasPendingSnapshot()) return;
-    const self = this.#progress.get(this.#id);
+    const self = this.#progress().get(this.#id);
     if (self !== undefined && self.maybeUpdate(this.#log.stableLastIndex())) this.#maybeCommit();
+  }
+
+  /**
+   * A candidate counts its own vote once its term and vote are durable, like any other vote:
+   * a leader whose term is not on disk could, after a crash, win the same term again with
+   * other entries than the ones it already sent (to learners, say).
+   */
+  #maybeVoteForSelf(): void {
+    const d = this.#durableHard;
+    if (this.#votes.has(this.#id) || d.term !== this.#term || d.vote !== this.#id) return;
+    this.#votes.set(this.#id, true);
+    this.#tallyVotes();
   }
 
   /** The node's state, for status endpoints and tests. */
   status(): RaftStatus {
     const membership = this.#log.membership();
-    const progress: ProgressStatus[] = [];
-    if (this.#role === "leader") {
-      for (const [id, pr] of this.#progress) {
-        progress.push({
-          id,
-          voter: isVoter(membership, id),
-          match: pr.match,
-          next: pr.next,
-          state: pr.state,
-        });
-      }
-      progress.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
-    }
     return {
       id: this.#id,
       role: this.#role,
@@ -483,38 +416,40 @@ export class Raft {
       applied: this.#log.applied,
       firstIndex: this.#log.firstIndex(),
       lastIndex: this.#log.lastIndex(),
+      stableIndex: this.#log.stableLastIndex(),
       membership,
       membershipIndex: this.#log.membershipIndex(),
       leadTransferee: this.#leadTransferee,
-      progress,
+      progress: this.#repl?.status() ?? [],
+      readsPending: this.#role === "leader" ? this.#reads.size : this.#forwarded.size,
+      lastCommitCoveredOlderTerms: this.#lastCommitCoveredOlderTerms,
+      snapshotReceived: this.#snapshotReceive.received,
+    };
+  }
+
+  /** The state message validation looks at (see `checkMessage`). */
+  #view(): MessageView {
+    return {
+      id: this.#id,
+      term: this.#term,
+      role: this.#role,
+      lead: this.#lead,
+      log: this.#log,
+      limits: this.#limits,
+      isMember: (id) => this.#progress().has(id),
+      readSeq: this.#reads.seq,
+      readsWaiting: this.#reads.size,
+      snapshotVerdict: (m) => this.#snapshotReceive.classify(m, this.#term),
+      isForwardedRead: (m) => this.#forwarded.matches(m.context, m.from, m.term),
     };
   }
 
   // ---------------------------------------------------------------------------------------
   // Role transitions
 
-  #reset(term: number): void {
-    if (term !== this.#term) {
-      assert(term > this.#term, () => `term going back from ${this.#term} to ${term}`);
-      this.#term = term;
-      this.#vote = NONE;
-    }
-    this.#lead = NONE;
+  /** The one place that restarts the election timeout (and draws a new random one). */
+  #resetElectionTimer(): void {
     this.#electionElapsed = 0;
-    this.#heartbeatElapsed = 0;
-    this.#randomizeElectionTimeout();
-    this.#votes = new Map();
-    this.#progress = new Map();
-    this.#leadTransferee = NONE;
-    this.#sendPending = false;
-    this.#heartbeatPending = false;
-    this.#uncommitted = [];
-    this.#uncommittedBytes = 0;
-    this.#pendingReads = [];
-    this.#readsBeforeCommit = [];
-  }
-
-  #randomizeElectionTimeout(): void {
     const span = this.#electionTicksMax - this.#electionTicks;
     this.#randomizedElectionTicks = this.#electionTicks + Math.floor(this.#random() * span);
     assert(
@@ -524,10 +459,43 @@ export class Raft {
     );
   }
 
+  /**
+   * Leaves the current role. It does not touch the election timer: only hearing from the
+   * leader, granting a vote and campaigning restart it (§5.2). Stepping down to a higher
+   * term from a vote request that is then refused must not, or a node with a stale log that
+   * times out quickly keeps everyone else from ever campaigning.
+   */
+  #reset(term: number): void {
+    if (term !== this.#term) {
+      assert(term > this.#term, () => `term going back from ${this.#term} to ${term}`);
+      this.#term = term;
+      this.#vote = NONE;
+      // What belonged to the old term: answers to its leader or candidates, reads forwarded
+      // to its leader, the snapshot it was sending us.
+      this.#outbox.dropBelowTerm(term);
+      this.#forwarded.clear();
+      this.#snapshotReceive.clear();
+    }
+    this.#lead = NONE;
+    this.#heartbeatElapsed = 0;
+    this.#votes = new Map();
+    this.#repl = undefined;
+    this.#leadTransferee = NONE;
+    this.#uncommitted = [];
+    this.#uncommittedBytes = 0;
+    this.#reads.clear();
+  }
+
   #becomeFollower(term: number, lead: NodeId): void {
     this.#reset(term);
     this.#role = "follower";
+    if (lead !== NONE) this.#followLeader(lead);
+  }
+
+  /** Records `lead` as the leader of this term; what is bound to another one is dropped. */
+  #followLeader(lead: NodeId): void {
     this.#lead = lead;
+    this.#snapshotReceive.keepOnly(lead, this.#term);
   }
 
   #becomePreCandidate(): void {
@@ -535,7 +503,7 @@ export class Raft {
     // A pre-candidate keeps its term and vote: it only asks whether it could win. It draws a
     // new timeout so that competing pre-candidates do not retry in lockstep.
     this.#votes = new Map();
-    this.#randomizeElectionTimeout();
+    this.#resetElectionTimer();
     this.#role = "preCandidate";
     this.#lead = NONE;
   }
@@ -543,6 +511,7 @@ export class Raft {
   #becomeCandidate(): void {
     assert(this.#role !== "leader", "leader cannot become candidate");
     this.#reset(this.#term + 1);
+    this.#resetElectionTimer();
     this.#vote = this.#id;
     this.#role = "candidate";
   }
@@ -550,10 +519,18 @@ export class Raft {
   #becomeLeader(): void {
     assert(this.#role === "candidate", () => `${this.#role} cannot become leader`);
     this.#reset(this.#term);
+    this.#resetElectionTimer(); // from now on: the check-quorum round
     this.#role = "leader";
     this.#lead = this.#id;
-    this.#syncProgress();
-    const self = this.#progress.get(this.#id)!;
+    this.#repl = new Replication({
+      id: this.#id,
+      term: this.#term,
+      log: this.#log,
+      limits: this.#limits,
+      send: (m) => this.#outbox.sendNow(m),
+    });
+    this.#repl.sync();
+    const self = this.#progress().get(this.#id)!;
     self.becomeReplicate();
     if (!this.#log.hasPendingSnapshot()) self.maybeUpdate(this.#log.stableLastIndex());
     // The no-op lets the leader commit entries of earlier terms (Figure 8).
@@ -565,52 +542,23 @@ export class Raft {
     }]);
   }
 
-  /**
-   * A voter of the membership in effect may campaign. So may a voter that the latest, still
-   * uncommitted, config entry removes: it may hold the only up-to-date log (say, a leader that
-   * removed itself and restarted), and the remaining voters need it to lead until the removal
-   * commits. It counts votes with the new membership, like a leader that is not part of
-   * C_new (dissertation §4.2.2), and steps down once that commits.
-   */
-  #promotable(): boolean {
-    const log = this.#log;
-    if (isVoter(log.membership(), this.#id)) return true;
-    const previous = log.previousMembership();
-    return log.membershipIndex() > log.committed && previous !== undefined &&
-      isVoter(previous, this.#id);
-  }
-
   #campaign(kind: CampaignKind): void {
-    if (!this.#promotable()) return;
+    if (!promotable(this.#log, this.#id)) return;
     let term: number;
     let type: "vote" | "preVote";
     if (kind === "preElection") {
       this.#becomePreCandidate();
       term = this.#term + 1;
       type = "preVote";
+      this.#votes.set(this.#id, true); // a pre-vote changes nothing: no persist needed
+      if (this.#tallyVotes()) return;
     } else {
-      this.#becomeCandidate();
+      this.#becomeCandidate(); // its own vote counts once durable (#maybeVoteForSelf)
       term = this.#term;
       type = "vote";
     }
-    this.#votes.set(this.#id, true);
-    if (this.#tallyVotes()) return;
-    const membership = this.#log.membership();
-    const index = this.#log.lastIndex();
-    const logTerm = this.#log.lastTerm();
-    for (const to of membersOf(membership)) {
-      if (to === this.#id || !isVoter(membership, to)) continue;
-      const m: VoteMessage = {
-        type,
-        from: this.#id,
-        to,
-        term,
-        index,
-        logTerm,
-        transfer: kind === "transfer",
-      };
-      this.#push(m);
-    }
+    const transfer = kind === "transfer";
+    for (const m of voteRequests(this.#log, this.#id, { type, term, transfer })) this.#push(m);
   }
 
   /** Acts on the votes so far; returns true when the campaign ended. */
@@ -633,8 +581,7 @@ export class Raft {
 
   #tickElection(): void {
     this.#electionElapsed++;
-    if (this.#promotable() && this.#electionElapsed >= this.#randomizedElectionTicks) {
-      this.#electionElapsed = 0;
+    if (promotable(this.#log, this.#id) && this.#electionElapsed >= this.#randomizedElectionTicks) {
       this.#campaign(this.#preVote ? "preElection" : "election");
     }
   }
@@ -643,22 +590,16 @@ export class Raft {
     this.#heartbeatElapsed++;
     this.#electionElapsed++;
     if (this.#electionElapsed >= this.#electionTicks) {
-      this.#electionElapsed = 0;
-      if (this.#checkQuorum) {
-        const membership = this.#log.membership();
-        const active = (id: NodeId) =>
-          id === this.#id || this.#progress.get(id)?.recentActive === true;
-        if (!quorumActive(membership, active)) {
-          this.#becomeFollower(this.#term, NONE);
-          return;
-        }
-        for (const pr of this.#progress.values()) pr.recentActive = false;
+      this.#resetElectionTimer();
+      if (this.#checkQuorum && !this.#repl!.checkQuorum()) {
+        this.#becomeFollower(this.#term, NONE);
+        return;
       }
       this.#leadTransferee = NONE; // a transfer that did not finish in time is abandoned
     }
     if (this.#heartbeatElapsed >= this.#heartbeatTicks) {
       this.#heartbeatElapsed = 0;
-      this.#heartbeatPending = true;
+      this.#repl!.heartbeatPending = true;
     }
   }
 
@@ -667,42 +608,30 @@ export class Raft {
 
   /** A message from a higher term: returns whether to go on processing it. */
   #acceptHigherTerm(m: Message): boolean {
-    if (m.type === "vote" || m.type === "preVote") {
-      const inLease = this.#checkQuorum && this.#lead !== NONE &&
-        this.#electionElapsed < this.#electionTicks;
-      // While a leader is heard from, a vote request is most likely from a node that was
-      // partitioned or removed: ignore it, unless a leadership transfer sent it.
-      if (inLease && !m.transfer) return false;
+    if ((m.type === "vote" || m.type === "preVote") && inLease(m, this.#leaseState())) {
+      return false;
     }
     if (m.type === "preVote") return true; // answering a pre-vote never changes our term
     if (m.type === "preVoteResp" && !m.reject) return true; // our own pre-vote, granted
-    const fromLeader = m.type === "app" || m.type === "heartbeat" || m.type === "snap";
+    const fromLeader = m.type === "app" || m.type === "heartbeat" || m.type === "snap" ||
+      m.type === "timeoutNow";
     this.#becomeFollower(m.term, fromLeader ? m.from : NONE);
     return true;
   }
 
-  /** A message from a lower term: tell a stale leader or pre-candidate about our term. */
-  #answerLowerTerm(m: Message): void {
-    if ((this.#checkQuorum || this.#preVote) && (m.type === "app" || m.type === "heartbeat")) {
-      this.#send({
-        type: "appResp",
-        to: m.from,
-        index: 0,
-        reject: false,
-        rejectHint: 0,
-        logTerm: 0,
-      });
-    } else if (m.type === "preVote") {
-      this.#send({ type: "preVoteResp", to: m.from, reject: true });
-    }
+  #leaseState() {
+    return {
+      checkQuorum: this.#checkQuorum,
+      lead: this.#lead,
+      electionElapsed: this.#electionElapsed,
+      electionTicks: this.#electionTicks,
+    };
   }
 
   #handleVoteRequest(m: VoteMessage): void {
-    const canVote = this.#vote === m.from ||
-      (this.#vote === NONE && this.#lead === NONE) ||
-      (m.type === "preVote" && m.term > this.#term);
     const respType = m.type === "vote" ? "voteResp" : "preVoteResp";
-    if (canVote && this.#log.isUpToDate(m.index, m.logTerm)) {
+    const state = { vote: this.#vote, lead: this.#lead, term: this.#term, log: this.#log };
+    if (grantsVote(m, state)) {
       // A granted pre-vote carries the term it was asked for, so the candidate counts it.
       const resp: VoteResponseMessage = {
         type: respType,
@@ -714,7 +643,7 @@ export class Raft {
       this.#push(resp);
       if (m.type === "vote") {
         assert(this.#vote === NONE || this.#vote === m.from, "voting twice in one term");
-        this.#electionElapsed = 0;
+        this.#resetElectionTimer();
         this.#vote = m.from;
       }
     } else {
@@ -727,22 +656,32 @@ export class Raft {
 
   #stepLeader(m: Message): void {
     switch (m.type) {
-      case "appResp":
-        return this.#handleAppendResponse(m);
-      case "heartbeatResp":
-        return this.#handleHeartbeatResponse(m);
-      case "snapResp":
-        return this.#handleSnapshotResponse(m);
-      case "readIndex":
-        if (this.#progress.has(m.from)) this.#handleReadRequest(m.context, m.from);
+      case "appResp": {
+        const updated = this.#repl!.onAppendResponse(m);
+        if (updated) this.#maybeCommit();
+        if (this.#role !== "leader") return; // stepped down after its removal committed
+        this.#repl!.sendAll(m.from);
+        const pr = this.#progress().get(m.from)!;
+        if (!m.reject && m.from === this.#leadTransferee && pr.match === this.#log.lastIndex()) {
+          this.#send({ type: "timeoutNow", to: m.from });
+        }
         return;
+      }
+      case "heartbeatResp":
+        if (this.#repl!.onHeartbeatResponse(m)) this.#releaseReads();
+        return;
+      case "snapResp":
+        return this.#repl!.onSnapshotResponse(m);
+      case "readIndex":
+        return this.#handleReadRequest({ context: m.context, from: m.from });
       case "app":
       case "heartbeat":
       case "snap":
+        // #check drops these: reaching here means the core itself broke.
         assert(false, () => `two leaders in term ${this.#term}: ${this.#id} and ${m.from}`);
         return;
       default:
-        return; // stale votes, responses to past campaigns, misdirected reads
+        return; // stale votes, responses to past campaigns
     }
   }
 
@@ -771,21 +710,19 @@ export class Raft {
   #stepFollower(m: Message): void {
     switch (m.type) {
       case "app":
-        this.#electionElapsed = 0;
-        this.#lead = m.from;
-        return this.#handleAppend(m);
       case "heartbeat":
-        this.#electionElapsed = 0;
-        this.#lead = m.from;
-        return this.#handleHeartbeat(m);
       case "snap":
-        this.#electionElapsed = 0;
-        this.#lead = m.from;
-        return this.#handleSnapshot(m);
+        // The leader of the current term: the only message that restarts a follower's timer.
+        this.#followLeader(m.from);
+        this.#resetElectionTimer();
+        if (m.type === "app") return handleAppend(this.#followerHost(), m);
+        if (m.type === "heartbeat") return handleHeartbeat(this.#followerHost(), m);
+        return handleSnapshot(this.#followerHost(), m);
       case "timeoutNow":
         this.#campaign("transfer");
         return;
       case "readIndexResp":
+        this.#forwarded.delete(m.context);
         this.#readStates.push({ context: m.context, index: m.index });
         return;
       default:
@@ -796,97 +733,22 @@ export class Raft {
   // ---------------------------------------------------------------------------------------
   // Follower: replication
 
-  #handleAppend(m: AppendMessage): void {
-    const log = this.#log;
-    if (m.index < log.committed) {
-      this.#sendAppendResponse(m.from, log.committed);
-      return;
-    }
-    const lastNew = log.maybeAppend(m.index, m.logTerm, m.commit, m.entries);
-    if (lastNew !== undefined) {
-      this.#sendAppendResponse(m.from, lastNew);
-      return;
-    }
-    // Fast back-off: skip every index whose term is above the leader's term at m.index.
-    const [hint, hintTerm] = log.findConflictByTerm(Math.min(m.index, log.lastIndex()), m.logTerm);
-    this.#send({
-      type: "appResp",
-      to: m.from,
-      index: m.index,
-      reject: true,
-      rejectHint: hint,
-      logTerm: hintTerm,
-    });
-  }
-
-  #sendAppendResponse(to: NodeId, index: number): void {
-    this.#send({ type: "appResp", to, index, reject: false, rejectHint: 0, logTerm: 0 });
-  }
-
-  #handleHeartbeat(m: HeartbeatMessage): void {
-    // The leader sends min(our match, its commit): every index up to it matches the leader.
-    this.#log.commitTo(m.commit);
-    this.#send({ type: "heartbeatResp", to: m.from, readSeq: m.readSeq });
-  }
-
-  #handleSnapshot(m: SnapshotMessage): void {
-    const { meta } = m;
-    if (meta.index <= this.#log.committed) {
-      if (this.#snapshotReceive?.meta.index === meta.index) this.#snapshotReceive = undefined;
-      this.#sendAppendResponse(m.from, this.#log.committed);
-      return;
-    }
-    const valid = m.total <= this.#limits.snapshotBytesMax && m.offset >= 0 &&
-      m.offset + m.chunk.length <= m.total;
-    let rcv = this.#snapshotReceive;
-    const same = rcv !== undefined && rcv.meta.index === meta.index &&
-      rcv.meta.term === meta.term && rcv.data.length === m.total;
-    if (!valid) {
-      // Refused (too large for this node, or inconsistent offsets): no answer, so the leader
-      // retries at heartbeat pace instead of looping on an immediate reply.
-      return;
-    }
-    if (m.offset === 0 && !same) {
-      rcv = { meta, data: new Uint8Array(m.total), received: 0 };
-      this.#snapshotReceive = rcv;
-    } else if (!same) {
-      this.#sendSnapshotResponse(m.from, meta.index, 0); // we lost the start: begin again
-      return;
-    }
-    rcv = rcv!;
-    if (m.offset !== rcv.received) {
-      // A duplicate or a gap: say where we are.
-      this.#sendSnapshotResponse(m.from, meta.index, rcv.received);
-      return;
-    }
-    rcv.data.set(m.chunk, m.offset);
-    rcv.received += m.chunk.length;
-    if (rcv.received < rcv.data.length) {
-      this.#sendSnapshotResponse(m.from, meta.index, rcv.received);
-      return;
-    }
-    this.#snapshotReceive = undefined;
-    this.#restore({ meta: rcv.meta, data: rcv.data }, m.from);
-  }
-
-  #sendSnapshotResponse(to: NodeId, snapIndex: number, offset: number): void {
-    this.#send({ type: "snapResp", to, snapIndex, offset });
-  }
-
-  #restore(snapshot: Snapshot, from: NodeId): void {
-    const { index, term } = snapshot.meta;
-    if (this.#log.matchTerm(index, term)) {
-      // The log already holds the snapshot's last entry: just commit up to it.
-      this.#log.commitTo(index);
-      this.#sendAppendResponse(from, this.#log.committed);
-      return;
-    }
-    this.#log.restore(snapshot);
-    this.#sendAppendResponse(from, this.#log.lastIndex());
+  #followerHost(): FollowerHost {
+    return {
+      log: this.#log,
+      snapshotReceive: this.#snapshotReceive,
+      term: this.#term,
+      send: (m) => this.#send(m),
+    };
   }
 
   // ---------------------------------------------------------------------------------------
   // Leader: replication
+
+  /** The leader's progress map (empty when not leader). */
+  #progress(): ReadonlyMap<NodeId, Progress> {
+    return this.#repl?.progress ?? NO_PROGRESS;
+  }
 
   #checkCanPropose(): void {
     if (this.#role !== "leader") throw new NotLeaderError(this.#id, this.#lead);
@@ -910,38 +772,25 @@ export class Raft {
     }
     if (log.membershipIndex() !== before) this.#syncProgress();
     // The leader's own match moves only when its entries are durable (advance()).
-    this.#sendPending = true;
+    this.#repl!.sendPending = true;
     this.#maybeCommit();
   }
 
   /** Makes the progress map name exactly the members (and the leader itself). */
   #syncProgress(): void {
+    this.#repl!.sync();
     const membership = this.#log.membership();
-    const members = new Set(membersOf(membership));
-    members.add(this.#id);
-    const next = this.#log.lastIndex() + 1;
-    const window = {
-      countMax: this.#limits.inflightAppendsMax,
-      bytesMax: this.#limits.inflightBytesMax,
-    };
-    for (const id of members) {
-      if (!this.#progress.has(id)) {
-        const pr = new Progress(next, window);
-        pr.recentActive = true; // a new member gets one election timeout of grace
-        this.#progress.set(id, pr);
-      }
-    }
-    for (const id of [...this.#progress.keys()]) {
-      if (!members.has(id)) this.#progress.delete(id);
-    }
     if (this.#leadTransferee !== NONE && !membership.voters.includes(this.#leadTransferee)) {
       this.#leadTransferee = NONE;
     }
   }
 
   #maybeCommit(): boolean {
-    const n = quorumValue(this.#log.membership(), (id) => this.#progress.get(id)?.match ?? 0);
+    const n = this.#repl!.quorumMatch();
+    const before = this.#log.committed;
     if (!Number.isFinite(n) || !this.#log.maybeCommit(n, this.#term)) return false;
+    // Terms never decrease along the log: the first newly committed entry is the oldest.
+    this.#lastCommitCoveredOlderTerms = this.#log.term(before + 1) !== this.#term;
     this.#onCommitAdvanced();
     return true;
   }
@@ -951,11 +800,9 @@ export class Raft {
     while (this.#uncommitted.length > 0 && this.#uncommitted[0][0] <= log.committed) {
       this.#uncommittedBytes -= this.#uncommitted.shift()![1];
     }
-    this.#sendPending = true; // followers learn the new commit index
-    if (this.#readsBeforeCommit.length > 0 && log.term(log.committed) === this.#term) {
-      const waiting = this.#readsBeforeCommit;
-      this.#readsBeforeCommit = [];
-      for (const r of waiting) this.#handleReadRequest(r.context, r.from);
+    this.#repl!.sendPending = true; // followers learn the new commit index
+    if (log.term(log.committed) === this.#term) {
+      for (const r of this.#reads.takeBeforeCommit()) this.#handleReadRequest(r);
     }
     if (log.membershipIndex() > log.committed) return;
     const membership = log.membership();
@@ -976,184 +823,42 @@ export class Raft {
   /** The leader's removal committed: hand over to the most caught-up voter and step down. */
   #stepDownRemoved(): void {
     this.#flushSends(); // tell everyone the commit index first
-    const last = this.#log.lastIndex();
-    const successor = this.#log.membership().voters.find((id) =>
-      this.#progress.get(id)?.match === last
-    );
+    const successor = this.#repl!.caughtUpVoter();
     if (successor !== undefined) this.#send({ type: "timeoutNow", to: successor });
-    const msgs = this.#msgs;
     this.#becomeFollower(this.#term, NONE);
-    this.#msgs = msgs;
-  }
-
-  /** Sends entries (or an empty append, if `sendIfEmpty`) to `to`; returns whether it sent. */
-  #sendAppend(to: NodeId, sendIfEmpty: boolean): boolean {
-    const pr = this.#progress.get(to);
-    if (pr === undefined) return false;
-    if (pr.state === "snapshot") {
-      this.#sendSnapshotChunk(to, pr);
-      return false;
-    }
-    if (pr.isPaused()) return false;
-    const log = this.#log;
-    const prevIndex = pr.next - 1;
-    const prevTerm = log.term(prevIndex);
-    if (prevTerm === undefined || pr.next < log.firstIndex()) {
-      this.#startSnapshot(to, pr);
-      return false;
-    }
-    const last = log.lastIndex();
-    const entries = pr.next > last ? [] : log.entries(
-      pr.next,
-      Math.min(last + 1, pr.next + this.#limits.appendEntriesMax),
-      this.#limits.appendBytesMax,
-    );
-    if (entries.length === 0 && !sendIfEmpty) return false;
-    let bytes = 0;
-    for (const e of entries) bytes += entryBytes(e);
-    const m: AppendMessage = {
-      type: "app",
-      from: this.#id,
-      to,
-      term: this.#term,
-      index: prevIndex,
-      logTerm: prevTerm,
-      entries,
-      commit: log.committed,
-    };
-    this.#msgs.push(m);
-    pr.sentEntries(entries.at(-1)?.index ?? prevIndex, bytes);
-    return entries.length > 0;
-  }
-
-  #startSnapshot(to: NodeId, pr: Progress): void {
-    if (!pr.recentActive) return; // do not ship a snapshot to a node that may be down
-    const snapshot = this.#log.snapshot();
-    assert(snapshot.meta.index > 0, "log compacted without a snapshot");
-    pr.becomeSnapshot(snapshot);
-    this.#sendSnapshotChunk(to, pr);
-  }
-
-  #sendSnapshotChunk(to: NodeId, pr: Progress): void {
-    const snapshot = pr.snapshot!;
-    if (pr.snapshotChunkSent) return;
-    const offset = pr.snapshotAcked;
-    const chunk = snapshot.data.subarray(offset, offset + this.#limits.snapshotChunkBytes);
-    this.#send({
-      type: "snap",
-      to,
-      meta: snapshot.meta,
-      offset,
-      total: snapshot.data.length,
-      chunk,
-    });
-    pr.snapshotChunkSent = true;
-  }
-
-  #handleAppendResponse(m: AppendResponseMessage): void {
-    const pr = this.#progress.get(m.from);
-    if (pr === undefined) return;
-    pr.recentActive = true;
-    if (m.reject) {
-      let hint = m.rejectHint;
-      if (m.logTerm > 0) hint = this.#log.findConflictByTerm(m.rejectHint, m.logTerm)[0];
-      if (pr.maybeDecrease(m.index, hint)) {
-        if (pr.state === "replicate") pr.becomeProbe();
-        this.#sendAppend(m.from, true);
-      }
-      return;
-    }
-    if (m.index < pr.match) return; // stale
-    const updated = pr.maybeUpdate(m.index);
-    if (pr.state === "probe") {
-      pr.becomeReplicate();
-    } else if (pr.state === "snapshot") {
-      if (pr.match < pr.snapshot!.meta.index) return;
-      pr.becomeReplicate();
-    } else {
-      pr.inflights.freeLE(m.index);
-    }
-    if (updated) this.#maybeCommit();
-    if (this.#role !== "leader") return; // stepped down after its removal committed
-    while (this.#sendAppend(m.from, false));
-    if (m.from === this.#leadTransferee && pr.match === this.#log.lastIndex()) {
-      this.#send({ type: "timeoutNow", to: m.from });
-    }
-  }
-
-  #handleHeartbeatResponse(m: HeartbeatResponseMessage): void {
-    const pr = this.#progress.get(m.from);
-    if (pr === undefined) return;
-    pr.recentActive = true;
-    pr.probeSent = false;
-    if (pr.state === "snapshot") {
-      // No chunk answer for a heartbeat round: the chunk was likely lost; resend it.
-      pr.snapshotChunkSent = false;
-      this.#sendSnapshotChunk(m.from, pr);
-    } else if (pr.match < this.#log.lastIndex()) {
-      // The follower answers heartbeats but not appends: some were lost. Free one slot of a
-      // full window so an append goes out; a gap makes the follower reject it and we probe.
-      if (pr.state === "replicate" && pr.inflights.full()) pr.inflights.freeFirstOne();
-      this.#sendAppend(m.from, true);
-    }
-    if (m.readSeq > pr.readSeqAcked) {
-      pr.readSeqAcked = m.readSeq;
-      this.#releaseReads();
-    }
-  }
-
-  #handleSnapshotResponse(m: SnapshotResponseMessage): void {
-    const pr = this.#progress.get(m.from);
-    if (pr === undefined) return;
-    pr.recentActive = true;
-    if (pr.state !== "snapshot" || pr.snapshot!.meta.index !== m.snapIndex) return;
-    if (m.offset > pr.snapshot!.data.length) return;
-    pr.snapshotAcked = m.offset;
-    pr.snapshotChunkSent = false;
-    if (m.offset < pr.snapshot!.data.length) this.#sendSnapshotChunk(m.from, pr);
   }
 
   // ---------------------------------------------------------------------------------------
   // Leader: reads
 
-  #handleReadRequest(context: string, from: NodeId): void {
-    const waiting = this.#pendingReads.length + this.#readsBeforeCommit.length;
+  #handleReadRequest(read: ReadRequest): void {
+    const waiting = this.#reads.size;
     if (waiting >= this.#limits.readsPendingMax) {
-      if (from === this.#id) {
-        throw new ProposalDroppedError(
-          `Cannot read: ${waiting} reads wait on node ${this.#id}, limit ${this.#limits.readsPendingMax}`,
-        );
-      }
-      return; // the follower's request times out and is retried
+      // A follower's request is dropped by #check; only the leader's own reach here.
+      throw new ProposalDroppedError(
+        `Cannot read: ${waiting} reads wait on node ${this.#id}, limit ${this.#limits.readsPendingMax}`,
+      );
     }
     const log = this.#log;
     if (log.term(log.committed) !== this.#term) {
       // Until an entry of this term commits, the commit index may lag the true one.
-      this.#readsBeforeCommit.push({ context, from });
+      this.#reads.waitForCommit(read);
       return;
     }
-    this.#readSeq++;
-    this.#pendingReads.push({ seq: this.#readSeq, index: log.committed, context, from });
-    this.#heartbeatPending = true;
+    this.#reads.add(read, log.committed);
+    this.#repl!.heartbeatPending = true;
     this.#releaseReads();
   }
 
   /** Answers every read whose heartbeat round a quorum acknowledged. */
   #releaseReads(): void {
-    const acked = quorumValue(
-      this.#log.membership(),
-      (id) => (id === this.#id ? this.#readSeq : this.#progress.get(id)?.readSeqAcked ?? 0),
-    );
-    let n = 0;
-    while (n < this.#pendingReads.length && this.#pendingReads[n].seq <= acked) {
-      const r = this.#pendingReads[n++];
+    for (const r of this.#reads.release(this.#repl!.quorumReadRound(this.#reads.seq))) {
       if (r.from === this.#id) {
         this.#readStates.push({ context: r.context, index: r.index });
       } else {
         this.#send({ type: "readIndexResp", to: r.from, context: r.context, index: r.index });
       }
     }
-    if (n > 0) this.#pendingReads = this.#pendingReads.slice(n);
   }
 
   // ---------------------------------------------------------------------------------------
@@ -1161,48 +866,26 @@ export class Raft {
 
   /** Turns pending broadcasts into messages (done lazily so one turn sends one batch). */
   #flushSends(): void {
-    if (this.#role !== "leader") return;
-    this.#flushHeartbeats();
-    if (this.#sendPending) {
-      this.#sendPending = false;
-      for (const to of this.#progress.keys()) {
-        if (to === this.#id) continue;
-        if (!this.#sendAppend(to, true)) continue;
-        while (this.#sendAppend(to, false));
-      }
-    }
-  }
-
-  /** Turns a pending heartbeat round into messages. */
-  #flushHeartbeats(): void {
-    if (this.#role !== "leader" || !this.#heartbeatPending) return;
-    this.#heartbeatPending = false;
-    for (const [to, pr] of this.#progress) {
-      if (to === this.#id) continue;
-      const m: HeartbeatMessage = {
-        type: "heartbeat",
-        from: this.#id,
-        to,
-        term: this.#term,
-        commit: Math.min(pr.match, this.#log.committed),
-        readSeq: this.#readSeq,
-      };
-      this.#msgs.push(m);
-    }
+    if (this.#role === "leader") this.#repl!.flush(this.#reads.seq);
   }
 
   /** Queues a message of this node's term. */
-  #send(m: DistributiveOmit<Message, "from" | "term">): void {
+  #send(m: Outgoing): void {
     this.#push({ ...m, from: this.#id, term: this.#term } as Message);
   }
 
   /**
-   * Queues a message: votes, vote requests (the candidate counts its own vote at once) and
-   * append acknowledgements may only leave once what they vouch for is durable.
+   * Queues a message. Votes, vote requests and append acknowledgements leave only once what
+   * they vouch for is durable: the term and vote, and for an acknowledgement its entries.
    */
   #push(m: Message): void {
-    if (mustPersistFirst(m)) this.#msgsAfterPersist.push(m);
-    else this.#msgs.push(m);
+    if (m.type === "appResp") {
+      this.#outbox.sendAfterPersist(m, m.reject ? 0 : m.index);
+    } else if (m.type === "vote" || m.type === "voteResp" || m.type === "preVoteResp") {
+      this.#outbox.sendAfterPersist(m, 0);
+    } else {
+      this.#outbox.sendNow(m);
+    }
   }
 
   #hardState(): HardState {
@@ -1212,13 +895,6 @@ export class Raft {
   #softState(): SoftState {
     return { role: this.#role, leader: this.#lead };
   }
-}
-
-type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
-
-function mustPersistFirst(m: Message): boolean {
-  return m.type === "appResp" || m.type === "vote" || m.type === "voteResp" ||
-    m.type === "preVoteResp";
 }
 
 function sameHardState(a: HardState, b: HardState): boolean {

@@ -4,8 +4,8 @@ import type { Entry, HardState, Membership, SnapshotMeta } from "../raft/mod.ts"
 /** Stored data that fails validation when read back: the store is corrupt or foreign. */
 export class StorageCorruptError extends Error {
   /** Creates the error naming what was being read. */
-  constructor(what: string, reason: string) {
-    super(`Cannot read ${what} from storage: ${reason}`);
+  constructor(what: string, reason: string, options?: ErrorOptions) {
+    super(`Cannot read ${what} from storage: ${reason}`, options);
     this.name = "StorageCorruptError";
   }
 }
@@ -106,9 +106,16 @@ export function decodeStoredSnapshot(bytes: Uint8Array): StoredSnapshot {
   };
 }
 
-/** FNV-1a over bytes: detects torn or mixed-up snapshot chunks when read back. */
-export function checksum(data: Uint8Array): number {
-  let h = 0x811c9dc5;
+/** The start value of {@linkcode checksumUpdate}. */
+export const CHECKSUM_SEED = 0x811c9dc5;
+
+/** Continues an FNV-1a checksum over `data` (start from {@linkcode CHECKSUM_SEED}). */
+export function checksumUpdate(h: number, data: Uint8Array): number {
   for (let i = 0; i < data.length; i++) h = Math.imul(h ^ data[i], 0x01000193);
   return h >>> 0;
+}
+
+/** FNV-1a over bytes: detects torn or mixed-up snapshot chunks when read back. */
+export function checksum(data: Uint8Array): number {
+  return checksumUpdate(CHECKSUM_SEED, data);
 }

@@ -18,6 +18,26 @@ export interface MutationGroup {
   readonly mutations: readonly KvMutation[];
 }
 
+/**
+ * Called before each Deno.Kv commit a storage makes; throwing aborts that commit and the rest
+ * of its plan, as a crash at that point would. Tests inject faults with it.
+ */
+export type BeforeCommitHook = () => void;
+
+/** Options of {@linkcode CommitPlan}. */
+export interface CommitPlanOptions {
+  /** Runs before every commit (fault injection in tests). */
+  readonly beforeCommit?: BeforeCommitHook;
+}
+
+/** What running a plan cost. */
+export interface CommitPlanResult {
+  /** Deno.Kv commits made (each one fsync). */
+  readonly commits: number;
+  /** Key and value bytes written, as {@linkcode mutationBytes} counts them. */
+  readonly bytes: number;
+}
+
 /** An upper bound of the bytes Deno.Kv counts for a key. */
 function keyBytes(key: Deno.KvKey): number {
   let n = 2;
@@ -37,6 +57,11 @@ function valueBytes(value: unknown): number {
   return JSON.stringify(value).length * 3 + 16; // small records only
 }
 
+/** An upper bound of the bytes Deno.Kv counts for one mutation. */
+export function mutationBytes(m: KvMutation): number {
+  return keyBytes(m.key) + valueBytes(m.value);
+}
+
 /**
  * Packs groups of mutations, in order, into as few Deno.Kv atomic commits as the limits
  * allow. A crash between two commits leaves every earlier commit applied and every later one
@@ -44,16 +69,27 @@ function valueBytes(value: unknown): number {
  */
 export class CommitPlan {
   readonly #commits: KvMutation[][] = [[]];
+  readonly #beforeCommit: BeforeCommitHook | undefined;
   #bytes = 0;
   #reserveMutations = 0;
   #reserveBytes = 0;
-  #closer: (() => readonly KvMutation[]) | undefined;
+  #closer: ((final: boolean) => readonly KvMutation[]) | undefined;
+
+  /** Creates an empty plan. */
+  constructor(options: CommitPlanOptions = {}) {
+    this.#beforeCommit = options.beforeCommit;
+  }
 
   /**
-   * Keeps room in every commit for mutations that `closer` adds when a commit is closed
-   * (e.g. the record of the last log index written so far).
+   * Keeps room in every commit for at most `mutations` writes of `bytes` that `closer` adds
+   * when a commit is closed (e.g. the hard state and the last log index written so far).
+   * `final` is true for the plan's last commit.
    */
-  reserve(mutations: number, bytes: number, closer: () => readonly KvMutation[]): void {
+  reserve(
+    mutations: number,
+    bytes: number,
+    closer: (final: boolean) => readonly KvMutation[],
+  ): void {
     this.#reserveMutations = mutations;
     this.#reserveBytes = bytes;
     this.#closer = closer;
@@ -62,14 +98,14 @@ export class CommitPlan {
   /** Adds a group; starts a new commit when it does not fit the current one. */
   add(group: MutationGroup): void {
     let bytes = 0;
-    for (const m of group.mutations) bytes += keyBytes(m.key) + valueBytes(m.value);
+    for (const m of group.mutations) bytes += mutationBytes(m);
     const count = group.mutations.length;
     if (
       count + this.#reserveMutations > KV_MUTATIONS_MAX ||
       bytes + this.#reserveBytes > KV_COMMIT_BYTES_MAX
     ) {
       throw new RangeError(
-        `A mutation group of ${count} writes and ${bytes} bytes exceeds one commit`,
+        `Cannot plan a mutation group of ${count} writes and ${bytes} bytes: it exceeds one commit`,
       );
     }
     const current = this.#commits[this.#commits.length - 1];
@@ -77,7 +113,7 @@ export class CommitPlan {
       current.length + count + this.#reserveMutations > KV_MUTATIONS_MAX ||
       this.#bytes + bytes + this.#reserveBytes > KV_COMMIT_BYTES_MAX
     ) {
-      this.#close();
+      this.#close(false);
       this.#commits.push([]);
       this.#bytes = 0;
     }
@@ -85,26 +121,45 @@ export class CommitPlan {
     this.#bytes += bytes;
   }
 
-  #close(): void {
-    if (this.#closer !== undefined) this.#commits[this.#commits.length - 1].push(...this.#closer());
+  /** Number of commits planned so far (the last one may still grow). */
+  get size(): number {
+    return this.#commits.length;
   }
 
-  /** Runs the commits in order; returns how many it made (each is one fsync). */
-  async run(kv: Deno.Kv): Promise<number> {
-    this.#close();
+  #close(final: boolean): void {
+    if (this.#closer === undefined) return;
+    const extra = this.#closer(final);
+    let n = 0;
+    let bytes = 0;
+    for (const m of extra) {
+      n++;
+      bytes += mutationBytes(m);
+    }
+    if (n > this.#reserveMutations || bytes > this.#reserveBytes) {
+      throw new RangeError(`Cannot close a commit: the closer wrote more than it reserved`);
+    }
+    this.#commits[this.#commits.length - 1].push(...extra);
+  }
+
+  /** Runs the commits in order; each is one fsync. The plan cannot be run twice. */
+  async run(kv: Deno.Kv): Promise<CommitPlanResult> {
+    this.#close(true);
     this.#closer = undefined;
-    let made = 0;
-    for (const mutations of this.#commits) {
+    let commits = 0;
+    let bytes = 0;
+    for (const mutations of this.#commits.splice(0)) {
       if (mutations.length === 0) continue;
       const op = kv.atomic();
       for (const m of mutations) {
         if (m.value === undefined) op.delete(m.key);
         else op.set(m.key, m.value);
+        bytes += mutationBytes(m);
       }
+      this.#beforeCommit?.();
       const res = await op.commit();
-      if (!res.ok) throw new Error("Deno.Kv commit failed without a check: impossible");
-      made++;
+      if (!res.ok) throw new Error("Cannot commit to Deno.Kv: a commit without checks failed");
+      commits++;
     }
-    return made;
+    return { commits, bytes };
   }
 }

@@ -1,4 +1,5 @@
 import {
+  EMPTY_HARD_STATE,
   type Entry,
   type HardState,
   type InitialState,
@@ -11,68 +12,83 @@ import {
   UnavailableError,
 } from "../raft/mod.ts";
 import {
-  checksum,
-  decodeEntry,
+  CHECKSUM_SEED,
+  checksumUpdate,
   decodeHardState,
-  decodeStoredSnapshot,
   encodeEntry,
   encodeHardState,
   encodeStoredSnapshot,
   StorageCorruptError,
   type StoredSnapshot,
 } from "./_codec.ts";
-import { CHUNK_BYTES, CommitPlan, type KvMutation, type MutationGroup } from "./_commit_plan.ts";
+import {
+  type BeforeCommitHook,
+  CHUNK_BYTES,
+  CommitPlan,
+  KV_COMMIT_BYTES_MAX,
+  KV_MUTATIONS_MAX,
+  type KvMutation,
+  type MutationGroup,
+} from "./_commit_plan.ts";
+import { LogBytes } from "./_log_bytes.ts";
+import {
+  type ChunkSet,
+  chunkSetKeys,
+  chunksOf,
+  concat,
+  findGarbage,
+  KEY_HARD,
+  KEY_INCARNATION,
+  KEY_LAST,
+  KEY_SNAP,
+  loadEntries,
+  loadSnapshot,
+  rechunk,
+  snapshotKeys,
+} from "./_log_layout.ts";
 
-/**
- * Deno.Kv key layout of the Raft state:
- * - `["meta", "hard"]`: hard state; `["meta", "last"]`: last log index written;
- *   `["meta", "snap"]`: descriptor of the current snapshot.
- * - `["log", index]`: an entry (msgpack) or, when larger than a chunk, `{ parts, term }` with
- *   the chunks at `["logp", index, term, i]`.
- * - `["snap", id, i]`: the chunks of snapshot data set `id`.
- * Entries after `["meta", "last"]` are leftovers of a truncation and never read.
- */
-const KEY_HARD = ["meta", "hard"] as const;
-const KEY_LAST = ["meta", "last"] as const;
-const KEY_SNAP = ["meta", "snap"] as const;
+/** Snapshot chunks written per background commit by `createSnapshot` (about 720 KiB). */
+export const SNAPSHOT_CHUNKS_PER_COMMIT = 12;
+/** Deletes of garbage per background commit. */
+export const GARBAGE_DELETES_PER_COMMIT = 900;
+/** Room kept in every commit for the hard state and the last index records. */
+const CLOSER_BYTES = 320;
 
-interface PartsHeader {
-  readonly parts: number;
-  readonly term: number;
-}
-
-function isPartsHeader(v: unknown): v is PartsHeader {
-  return typeof v === "object" && v !== null && !(v instanceof Uint8Array) &&
-    typeof (v as PartsHeader).parts === "number" && typeof (v as PartsHeader).term === "number";
-}
-
-/** Splits `data` into chunks of at most {@linkcode CHUNK_BYTES}. */
-function chunksOf(data: Uint8Array): Uint8Array[] {
-  const out: Uint8Array[] = [];
-  for (let i = 0; i < data.length; i += CHUNK_BYTES) out.push(data.subarray(i, i + CHUNK_BYTES));
-  return out;
-}
-
-function concat(parts: readonly Uint8Array[]): Uint8Array {
-  let n = 0;
-  for (const p of parts) n += p.length;
-  const out = new Uint8Array(n);
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
-}
-
-/** Counters for metrics: how many Ready batches were persisted and with how many commits. */
+/** Counters for metrics: how many Ready batches were persisted and at what cost. */
 export interface KvLogStorageStats {
   /** Calls of persist() (one per Ready). */
   readonly persists: number;
   /** Deno.Kv commits made by persist() (each one fsync). */
   readonly persistCommits: number;
-  /** Deno.Kv commits made for snapshots and compaction. */
+  /** Calls of persist() that needed no commit (nothing, or only a new commit index). */
+  readonly persistsSkipped: number;
+  /** Deno.Kv commits made for snapshots, compaction and their garbage. */
   readonly snapshotCommits: number;
+  /** Deno.Kv commits made by open (incarnation id, garbage a crash left). */
+  readonly openCommits: number;
+  /** Key and value bytes of every commit (an upper bound of what Deno.Kv counts). */
+  readonly bytesWritten: number;
+  /** Background garbage deletions that failed (the next open removes the garbage). */
+  readonly backgroundErrors: number;
+}
+
+/** Options of {@linkcode KvLogStorage.open}. */
+export interface KvLogStorageOptions {
+  /**
+   * Runs before every Deno.Kv commit the storage makes; throwing there fails that commit
+   * and every later step of its write, as a crash would. For fault injection in tests.
+   */
+  readonly beforeCommit?: BeforeCommitHook;
+}
+
+/**
+ * A snapshot's data for {@linkcode KvLogStorage.createSnapshot}: whole, or as chunks of any
+ * size that the caller produces incrementally (see `KvSnapshotView.encodeChunks`).
+ */
+export type SnapshotData = Uint8Array | AsyncIterable<Uint8Array> | Iterable<Uint8Array>;
+
+function sameHardState(a: HardState, b: HardState): boolean {
+  return a.term === b.term && a.vote === b.vote && a.commit === b.commit;
 }
 
 /**
@@ -80,103 +96,101 @@ export interface KvLogStorageStats {
  * from memory (a {@linkcode MemoryStorage} mirror); every write is durable before the mirror
  * changes, so the core never sees state a crash could take back. A Ready batch costs one
  * Deno.Kv commit (one fsync) unless it exceeds Deno.Kv's limits, in which case it is split
- * into commits whose every prefix is a consistent log.
+ * into commits whose every prefix reopens to a consistent state.
+ *
+ * Crash consistency: every commit of a write records the hard state it may (term and vote
+ * in the first commit, so they are never behind a stored entry; a commit index only as far
+ * as the log on disk agrees with the new one) and the last index written so far. A commit
+ * index alone is written lazily, with the next commit made anyway: after a crash it may lag,
+ * which is safe because the state machine is rebuilt from the log; at open it is raised to
+ * the snapshot's index (a snapshot is committed by definition).
  */
 export class KvLogStorage implements LogStorage {
   readonly #kv: Deno.Kv;
   readonly #mem: MemoryStorage;
+  readonly #beforeCommit: BeforeCommitHook | undefined;
   #stored: StoredSnapshot | undefined;
-  /** Indexes of entries stored in chunks, with their term (for deleting the chunks). */
-  readonly #chunked = new Map<number, number>();
+  /** The hard state as stored (the mirror's commit index may be ahead of it). */
+  #diskHard: HardState;
+  /** Chunk sets of the entries stored in chunks, by index. */
+  #chunked: Map<number, ChunkSet>;
+  readonly #logBytes = new LogBytes();
+  #incarnation = "";
+  #nextSnapshotId = 1;
+  #nextChunkId = 0;
   #queue: Promise<unknown> = Promise.resolve();
-  #stats = { persists: 0, persistCommits: 0, snapshotCommits: 0 };
+  readonly #background = new Set<Promise<void>>();
+  #stats = {
+    persists: 0,
+    persistCommits: 0,
+    persistsSkipped: 0,
+    snapshotCommits: 0,
+    openCommits: 0,
+    bytesWritten: 0,
+    backgroundErrors: 0,
+  };
 
-  private constructor(kv: Deno.Kv, mem: MemoryStorage, stored: StoredSnapshot | undefined) {
+  private constructor(
+    kv: Deno.Kv,
+    mem: MemoryStorage,
+    init: { stored?: StoredSnapshot; disk: HardState; options: KvLogStorageOptions },
+  ) {
     this.#kv = kv;
     this.#mem = mem;
-    this.#stored = stored;
+    this.#stored = init.stored;
+    this.#diskHard = init.disk;
+    this.#beforeCommit = init.options.beforeCommit;
+    this.#chunked = new Map();
   }
 
-  /** Loads the Raft state kept in `kv` (an empty store gives an empty log). */
-  static async open(kv: Deno.Kv): Promise<KvLogStorage> {
+  /**
+   * Loads the Raft state kept in `kv` (an empty store gives an empty log), gives the store an
+   * incarnation id when it has none, and deletes what a crash between commits left behind.
+   */
+  static async open(kv: Deno.Kv, options: KvLogStorageOptions = {}): Promise<KvLogStorage> {
     const mem = new MemoryStorage();
-    const stored = await loadSnapshot(kv);
-    if (stored !== undefined) mem.applySnapshot(stored.snapshot);
-    const storage = new KvLogStorage(kv, mem, stored?.descriptor);
-    const last = (await kv.get<number>(KEY_LAST)).value ?? mem.lastIndex();
-    const entries = await storage.#loadEntries(mem.firstIndex(), last);
-    mem.append(entries);
+    const loaded = await loadSnapshot(kv);
+    if (loaded !== undefined) mem.applySnapshot(loaded.snapshot);
+    const snapIndex = mem.snapshot().meta.index;
+    const lastRecord = (await kv.get<number>(KEY_LAST)).value;
+    const last = Math.max(lastRecord ?? snapIndex, snapIndex);
+    const log = await loadEntries(kv, snapIndex + 1, last);
+    mem.append(log.entries);
     const hard = await kv.get<Uint8Array>(KEY_HARD);
-    if (hard.value !== null) {
-      const hs = decodeHardState(hard.value);
-      if (hs.commit > mem.lastIndex() || hs.commit < mem.firstIndex() - 1) {
-        throw new StorageCorruptError("hard state", `commit ${hs.commit} outside the stored log`);
-      }
-      mem.setHardState(hs);
+    const disk = hard.value === null ? EMPTY_HARD_STATE : decodeHardState(hard.value);
+    if (disk.commit > last) {
+      throw new StorageCorruptError(
+        "hard state",
+        `commit ${disk.commit} is after last index ${last}`,
+      );
     }
-    await storage.#collectGarbage();
+    mem.setHardState(disk.commit < snapIndex ? { ...disk, commit: snapIndex } : disk);
+    const storage = new KvLogStorage(kv, mem, { stored: loaded?.descriptor, disk, options });
+    storage.#chunked = log.chunked;
+    storage.#logBytes.reset(snapIndex + 1);
+    log.sizes.forEach((size, i) => storage.#logBytes.append(snapIndex + 1 + i, size));
+    await storage.#finishOpen();
     return storage;
   }
 
-  async #loadEntries(first: number, last: number): Promise<Entry[]> {
-    const entries: Entry[] = [];
-    if (last < first) return entries;
-    const iter = this.#kv.list<Uint8Array | PartsHeader>({
-      start: ["log", first],
-      end: ["log", last + 1],
+  /** Incarnation id and garbage collection: deletes only unreachable keys. */
+  async #finishOpen(): Promise<void> {
+    const garbage = await findGarbage(this.#kv, {
+      snapshotId: this.#stored?.id,
+      first: this.#mem.firstIndex(),
+      last: this.#mem.lastIndex(),
+      chunked: this.#chunked,
     });
-    for await (const { key, value } of iter) {
-      const index = key[1] as number;
-      if (index !== first + entries.length) {
-        throw new StorageCorruptError(`log entry ${first + entries.length}`, "missing");
-      }
-      if (value instanceof Uint8Array) {
-        entries.push(decodeEntry(index, value));
-      } else if (isPartsHeader(value)) {
-        const parts: Uint8Array[] = [];
-        for await (const p of this.#kv.list<Uint8Array>({ prefix: ["logp", index, value.term] })) {
-          parts.push(p.value);
-        }
-        if (parts.length !== value.parts) {
-          throw new StorageCorruptError(
-            `log entry ${index}`,
-            `${parts.length} of ${value.parts} chunks`,
-          );
-        }
-        const e = decodeEntry(index, concat(parts));
-        if (e.term !== value.term) {
-          throw new StorageCorruptError(`log entry ${index}`, "term mismatch");
-        }
-        this.#chunked.set(index, e.term);
-        entries.push(e);
-      } else {
-        throw new StorageCorruptError(`log entry ${index}`, "unknown record");
-      }
+    this.#nextSnapshotId = garbage.snapshotIdMax + 1;
+    this.#nextChunkId = garbage.chunkIdMax + 1;
+    const plan = this.#jobPlan();
+    const incarnation = (await this.#kv.get<string>(KEY_INCARNATION)).value;
+    this.#incarnation = incarnation ?? crypto.randomUUID();
+    if (incarnation === null) {
+      plan.add({ mutations: [{ key: KEY_INCARNATION, value: this.#incarnation }] });
     }
-    if (entries.length !== last - first + 1) {
-      throw new StorageCorruptError(`log entry ${first + entries.length}`, "missing");
-    }
-    return entries;
-  }
-
-  /** Deletes what a crash between commits may have left: stale chunk sets and log keys. */
-  async #collectGarbage(): Promise<void> {
-    const plan = new CommitPlan();
-    const currentId = this.#stored?.id;
-    for await (const { key } of this.#kv.list({ prefix: ["snap"] })) {
-      if (key[1] !== currentId) plan.add({ mutations: [{ key }] });
-    }
-    const first = this.#mem.firstIndex();
-    const last = this.#mem.lastIndex();
-    for await (const { key } of this.#kv.list({ prefix: ["log"] })) {
-      const index = key[1] as number;
-      if (index < first || index > last) plan.add({ mutations: [{ key }] });
-    }
-    for await (const { key } of this.#kv.list({ prefix: ["logp"] })) {
-      const index = key[1] as number;
-      if (this.#chunked.get(index) !== key[2]) plan.add({ mutations: [{ key }] });
-    }
-    this.#stats.snapshotCommits += await plan.run(this.#kv);
+    for (const m of garbage.deletes) plan.add({ mutations: [m] });
+    this.#stats.openCommits += await this.#runJob(plan);
   }
 
   // ---------------------------------------------------------------------------------------
@@ -187,7 +201,7 @@ export class KvLogStorage implements LogStorage {
     return this.#mem.initialState();
   }
 
-  /** The persisted hard state. */
+  /** The persisted hard state (its commit index may not be on disk yet, see the class doc). */
   hardState(): HardState {
     return this.#mem.hardState();
   }
@@ -217,9 +231,28 @@ export class KvLogStorage implements LogStorage {
     return this.#mem.snapshot();
   }
 
+  /** Total encoded bytes of the entries in the log (after the snapshot), kept in O(1). */
+  logBytes(): number {
+    return this.#logBytes.total;
+  }
+
+  /** The random id of this store's life, made at its first open; a wiped store gets a new one. */
+  get incarnation(): string {
+    return this.#incarnation;
+  }
+
   /** Persist and commit counters. */
   stats(): KvLogStorageStats {
     return { ...this.#stats };
+  }
+
+  /**
+   * Resolves when every queued write and background deletion has finished. Await it before
+   * closing the Deno.Kv handle (what is left undone is garbage that the next open removes).
+   */
+  async idle(): Promise<void> {
+    while (this.#background.size > 0) await Promise.all([...this.#background]);
+    await this.#queue;
   }
 
   // ---------------------------------------------------------------------------------------
@@ -229,6 +262,45 @@ export class KvLogStorage implements LogStorage {
     const run = this.#queue.then(work);
     this.#queue = run.catch(() => {});
     return run;
+  }
+
+  /** A plan for a write that leaves the log as it is: it also records a lagging commit index. */
+  #jobPlan(): CommitPlan {
+    const plan = new CommitPlan({ beforeCommit: this.#beforeCommit });
+    plan.reserve(1, CLOSER_BYTES, () => {
+      const h = this.#mem.hardState();
+      return sameHardState(h, this.#diskHard) ? [] : [{ key: KEY_HARD, value: encodeHardState(h) }];
+    });
+    return plan;
+  }
+
+  /** Runs a {@linkcode #jobPlan}; returns its commits. */
+  async #runJob(plan: CommitPlan): Promise<number> {
+    const hard = this.#mem.hardState();
+    const { commits, bytes } = await plan.run(this.#kv);
+    this.#stats.bytesWritten += bytes;
+    if (commits > 0) this.#diskHard = hard;
+    return commits;
+  }
+
+  /** Deletes unreachable keys in small queued jobs, so that other writes interleave. */
+  #deleteInBackground(deletes: readonly KvMutation[]): void {
+    if (deletes.length === 0) return;
+    const task: Promise<void> = (async () => {
+      for (let i = 0; i < deletes.length; i += GARBAGE_DELETES_PER_COMMIT) {
+        const group = { mutations: deletes.slice(i, i + GARBAGE_DELETES_PER_COMMIT) };
+        await this.#serialize(async () => {
+          const plan = this.#jobPlan();
+          plan.add(group);
+          this.#stats.snapshotCommits += await this.#runJob(plan);
+        });
+      }
+    })().catch(() => {
+      this.#stats.backgroundErrors++;
+    }).finally(() => {
+      this.#background.delete(task);
+    });
+    this.#background.add(task);
   }
 
   /** See `LogStorage.append`. */
@@ -246,57 +318,100 @@ export class KvLogStorage implements LogStorage {
     return this.persist({ snapshot, entries: [] });
   }
 
-  /** See `LogStorage.persist`: usually exactly one Deno.Kv commit. */
+  /**
+   * See `LogStorage.persist`: usually exactly one Deno.Kv commit, none when only the commit
+   * index changed (it is written with the next commit; see the class doc).
+   */
   persist(batch: PersistBatch): Promise<void> {
     return this.#serialize(async () => {
       this.#validateBatch(batch);
-      const plan = new CommitPlan();
-      let lastWritten: number | undefined;
-      plan.reserve(
-        1,
-        64,
-        () => (lastWritten === undefined ? [] : [{ key: KEY_LAST, value: lastWritten }]),
-      );
-      const garbage: KvMutation[] = [];
-      let newStored: StoredSnapshot | undefined;
-      if (batch.snapshot !== undefined) {
-        newStored = this.#planSnapshotData(plan, batch.snapshot);
-        plan.add({ mutations: [{ key: KEY_SNAP, value: encodeStoredSnapshot(newStored) }] });
-        lastWritten = batch.snapshot.meta.index;
-        // After the switch the old log and data are unreachable: delete them before the new
-        // entries are written (so no deletion can hit a new entry).
-        const old = this.#logKeys(this.#mem.firstIndex(), this.#mem.lastIndex());
-        if (this.#stored !== undefined) old.push(...this.#snapshotKeys(this.#stored));
-        for (const m of old) plan.add({ mutations: [m] });
-      }
-      const oldLast = batch.snapshot === undefined
-        ? this.#mem.lastIndex()
-        : batch.snapshot.meta.index;
-      const chunked: [number, number][] = [];
-      for (const e of batch.entries) {
-        const groups = this.#entryGroups(e);
-        if (groups.length > 1) chunked.push([e.index, e.term]);
-        for (const g of groups) plan.add(g);
-        lastWritten = e.index;
-      }
-      const newLast = batch.entries.at(-1)?.index;
-      if (newLast !== undefined && newLast < oldLast && batch.snapshot === undefined) {
-        garbage.push(...this.#logKeys(newLast + 1, oldLast)); // the replaced suffix
-      }
-      if (batch.hardState !== undefined) {
-        plan.add({ mutations: [{ key: KEY_HARD, value: encodeHardState(batch.hardState) }] });
-      }
-      for (const m of garbage) plan.add({ mutations: [m] });
-      const commits = await plan.run(this.#kv);
       this.#stats.persists++;
-      this.#stats.persistCommits += commits;
-      if (batch.snapshot !== undefined) {
-        this.#stored = newStored;
-        this.#chunked.clear();
+      const hs = batch.hardState;
+      if (
+        batch.snapshot === undefined && batch.entries.length === 0 &&
+        (hs === undefined || (hs.term === this.#diskHard.term && hs.vote === this.#diskHard.vote))
+      ) {
+        if (hs !== undefined) this.#mem.setHardState(hs);
+        this.#stats.persistsSkipped++;
+        return;
       }
-      this.#noteChunked(batch.entries[0]?.index, chunked);
-      this.#mem.persist(batch);
+      await this.#persistWithCommits(batch);
     });
+  }
+
+  async #persistWithCommits(batch: PersistBatch): Promise<void> {
+    const snap = batch.snapshot;
+    const target = batch.hardState ?? this.#mem.hardState();
+    const oldFirst = this.#mem.firstIndex();
+    const oldLast = this.#mem.lastIndex();
+    const first = batch.entries[0]?.index;
+    // Before any new entry is visible, the log on disk agrees with the new one up to here.
+    const agreed = snap !== undefined
+      ? this.#mem.hardState().commit
+      : first === undefined
+      ? oldLast
+      : first - 1;
+    let lastWritten: number | undefined;
+    let lastRecorded: number | undefined;
+    let hardRecorded: HardState | undefined;
+    const plan = new CommitPlan({ beforeCommit: this.#beforeCommit });
+    plan.reserve(2, CLOSER_BYTES, (final) => {
+      const out: KvMutation[] = [];
+      if (!sameHardState(target, this.#diskHard)) {
+        const commit = final ? target.commit : Math.min(target.commit, lastWritten ?? agreed);
+        if (hardRecorded === undefined || hardRecorded.commit !== commit) {
+          hardRecorded = { ...target, commit };
+          out.push({ key: KEY_HARD, value: encodeHardState(hardRecorded) });
+        }
+      }
+      if (lastWritten !== undefined && lastWritten !== lastRecorded) {
+        lastRecorded = lastWritten;
+        out.push({ key: KEY_LAST, value: lastWritten });
+      }
+      return out;
+    });
+    let stored: StoredSnapshot | undefined;
+    if (snap !== undefined) {
+      stored = this.#planSnapshot(plan, snap);
+      plan.add({ mutations: [{ key: KEY_SNAP, value: encodeStoredSnapshot(stored) }] });
+      lastWritten = snap.meta.index;
+    }
+    const written: { index: number; bytes: number; set?: ChunkSet }[] = [];
+    for (const e of batch.entries) {
+      const { groups, bytes, set } = this.#entryGroups(e);
+      for (const g of groups) plan.add(g);
+      lastWritten = e.index;
+      written.push({ index: e.index, bytes, set });
+    }
+    const newLast = lastWritten ?? oldLast;
+    // Log keys after the new last index could be hit by a later append: delete them now.
+    // Chunk sets, old snapshot data and keys at or before the snapshot are never written
+    // again: delete them in the background.
+    const later: KvMutation[] = [];
+    const from = snap !== undefined ? oldFirst : first ?? oldLast + 1;
+    for (let i = from; i <= oldLast; i++) {
+      if (i > newLast) plan.add({ mutations: [{ key: ["log", i] }] });
+      else if (snap !== undefined && i <= snap.meta.index) later.push({ key: ["log", i] });
+      const set = this.#chunked.get(i);
+      if (set !== undefined) later.push(...chunkSetKeys(i, set));
+    }
+    if (snap !== undefined && this.#stored !== undefined) later.push(...snapshotKeys(this.#stored));
+    const { commits, bytes } = await plan.run(this.#kv);
+    this.#stats.persistCommits += commits;
+    this.#stats.bytesWritten += bytes;
+    if (hardRecorded !== undefined) this.#diskHard = hardRecorded;
+    if (snap !== undefined) {
+      this.#stored = stored;
+      this.#chunked.clear();
+      this.#logBytes.reset(snap.meta.index + 1);
+    }
+    for (let i = from; i <= oldLast; i++) this.#chunked.delete(i);
+    for (const w of written) {
+      if (w.set !== undefined) this.#chunked.set(w.index, w.set);
+      this.#logBytes.append(w.index, w.bytes);
+    }
+    this.#mem.persist(batch);
+    this.#deleteInBackground(later);
   }
 
   #validateBatch(batch: PersistBatch): void {
@@ -314,54 +429,36 @@ export class KvLogStorage implements LogStorage {
     if (first < lo || first > hi) {
       throw new RangeError(`Cannot append entries from ${first}: the log accepts ${lo}..${hi}`);
     }
-  }
-
-  /** Records which of the entries written from `first` on were stored in chunks. */
-  #noteChunked(first: number | undefined, chunked: readonly [number, number][]): void {
-    if (first === undefined) return;
-    for (const index of [...this.#chunked.keys()]) if (index >= first) this.#chunked.delete(index);
-    for (const [index, term] of chunked) this.#chunked.set(index, term);
+    batch.entries.forEach((e, i) => {
+      if (e.index !== first + i) {
+        throw new RangeError(`Cannot append entry ${e.index}: expected index ${first + i}`);
+      }
+    });
   }
 
   /** The groups that store one entry: its chunks, then the record that makes it visible. */
-  #entryGroups(e: Entry): MutationGroup[] {
+  #entryGroups(e: Entry): { groups: MutationGroup[]; bytes: number; set?: ChunkSet } {
     const encoded = encodeEntry(e);
     if (encoded.length <= CHUNK_BYTES) {
-      return [{ mutations: [{ key: ["log", e.index], value: encoded }] }];
+      return {
+        groups: [{ mutations: [{ key: ["log", e.index], value: encoded }] }],
+        bytes: encoded.length,
+      };
     }
     const parts = chunksOf(encoded);
+    const set: ChunkSet = { id: this.#nextChunkId++, parts: parts.length };
     const groups: MutationGroup[] = parts.map((p, i) => ({
-      mutations: [{ key: ["logp", e.index, e.term, i], value: p }],
+      mutations: [{ key: ["logp", e.index, set.id, i], value: p }],
     }));
     groups.push({
-      mutations: [{ key: ["log", e.index], value: { parts: parts.length, term: e.term } }],
+      mutations: [{ key: ["log", e.index], value: { parts: set.parts, term: e.term, id: set.id } }],
     });
-    return groups;
+    return { groups, bytes: encoded.length, set };
   }
 
-  /** Delete mutations for the log keys of `[lo, hi]` (with chunks of chunked entries). */
-  #logKeys(lo: number, hi: number): KvMutation[] {
-    const out: KvMutation[] = [];
-    for (let i = lo; i <= hi; i++) {
-      out.push({ key: ["log", i] });
-      const term = this.#chunked.get(i);
-      if (term !== undefined) {
-        const parts = Math.ceil(encodeEntry(this.#mem.entries(i, i + 1)[0]).length / CHUNK_BYTES);
-        for (let p = 0; p < parts; p++) out.push({ key: ["logp", i, term, p] });
-      }
-    }
-    return out;
-  }
-
-  #snapshotKeys(s: StoredSnapshot): KvMutation[] {
-    const out: KvMutation[] = [];
-    for (let i = 0; i < s.parts; i++) out.push({ key: ["snap", s.id, i] });
-    return out;
-  }
-
-  /** Adds the chunks of a snapshot's data to `plan`; returns its descriptor. */
-  #planSnapshotData(plan: CommitPlan, snapshot: Snapshot): StoredSnapshot {
-    const id = (this.#stored?.id ?? 0) + 1;
+  /** Adds the chunks of a snapshot's data under a new chunk set id; returns its descriptor. */
+  #planSnapshot(plan: CommitPlan, snapshot: Snapshot): StoredSnapshot {
+    const id = this.#nextSnapshotId++;
     const parts = chunksOf(snapshot.data);
     parts.forEach((p, i) => plan.add({ mutations: [{ key: ["snap", id, i], value: p }] }));
     return {
@@ -369,57 +466,105 @@ export class KvLogStorage implements LogStorage {
       id,
       parts: parts.length,
       bytes: snapshot.data.length,
-      checksum: checksum(snapshot.data),
+      checksum: checksumUpdate(CHECKSUM_SEED, snapshot.data),
     };
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Snapshots taken by this node: written in the background.
+
+  #checkSnapshotIndex(index: number): void {
+    const current = this.#mem.snapshot().meta.index;
+    if (index <= current) throw new SnapshotOutOfDateError(index, current);
+    if (index > this.#mem.lastIndex()) throw new UnavailableError(index, this.#mem.lastIndex());
   }
 
   /**
    * See `LogStorage.createSnapshot`: stores the application's snapshot at `index` (at most the
-   * applied index) and compacts the log up to it.
+   * applied index) and compacts the log up to it. The data is written in small queued jobs of
+   * at most one commit ({@linkcode SNAPSHOT_CHUNKS_PER_COMMIT} chunks each), so persists
+   * interleave; the chunks stay invisible until one small commit switches the descriptor to
+   * them. The promise resolves then, with the new snapshot; the old log and snapshot data are
+   * deleted by further interleaved jobs ({@linkcode idle} waits for them). `data` may be an
+   * async iterable of chunks of any size, consumed as the writes progress.
    */
-  createSnapshot(
+  async createSnapshot(
     index: number,
-    options: { membership: Membership; data: Uint8Array },
+    options: { membership: Membership; data: SnapshotData },
   ): Promise<Snapshot> {
-    return this.#serialize(async () => {
-      const current = this.#mem.snapshot().meta.index;
-      if (index <= current) throw new SnapshotOutOfDateError(index, current);
-      if (index > this.#mem.lastIndex()) throw new UnavailableError(index, this.#mem.lastIndex());
-      const snapshot: Snapshot = {
-        meta: { index, term: this.#mem.term(index), membership: options.membership },
-        data: options.data,
-      };
-      const plan = new CommitPlan();
-      const stored = this.#planSnapshotData(plan, snapshot);
-      plan.add({ mutations: [{ key: KEY_SNAP, value: encodeStoredSnapshot(stored) }] });
-      const garbage = this.#logKeys(this.#mem.firstIndex(), index);
-      if (this.#stored !== undefined) garbage.push(...this.#snapshotKeys(this.#stored));
-      for (const m of garbage) plan.add({ mutations: [m] });
-      this.#stats.snapshotCommits += await plan.run(this.#kv);
-      this.#stored = stored;
-      for (const i of [...this.#chunked.keys()]) if (i <= index) this.#chunked.delete(i);
-      return this.#mem.createSnapshot(index, options);
-    });
+    this.#checkSnapshotIndex(index);
+    const term = this.#mem.term(index);
+    const id = this.#nextSnapshotId++;
+    const whole = options.data instanceof Uint8Array ? options.data : undefined;
+    const kept: Uint8Array[] = [];
+    let pending: Uint8Array[] = [];
+    let parts = 0;
+    let bytes = 0;
+    let sum = CHECKSUM_SEED;
+    let switching = false;
+    const flush = () => {
+      const plan = this.#jobPlan();
+      for (const chunk of pending) {
+        plan.add({ mutations: [{ key: ["snap", id, parts++], value: chunk }] });
+      }
+      pending = [];
+      return this.#serialize(async () => {
+        this.#stats.snapshotCommits += await this.#runJob(plan);
+      });
+    };
+    try {
+      for await (const chunk of rechunk(options.data, CHUNK_BYTES)) {
+        sum = checksumUpdate(sum, chunk);
+        bytes += chunk.length;
+        if (whole === undefined) kept.push(chunk);
+        pending.push(chunk);
+        if (pending.length === SNAPSHOT_CHUNKS_PER_COMMIT) await flush();
+      }
+      if (pending.length > 0) await flush();
+      return await this.#serialize(async () => {
+        this.#checkSnapshotIndex(index);
+        if (this.#mem.term(index) !== term) {
+          throw new Error(`Cannot create a snapshot at ${index}: its entry was replaced meanwhile`);
+        }
+        const meta = { index, term, membership: options.membership };
+        const stored: StoredSnapshot = { meta, id, parts, bytes, checksum: sum };
+        switching = true;
+        return await this.#switchSnapshot(stored, whole ?? concat(kept));
+      });
+    } catch (e) {
+      // Chunks of a snapshot that never became current are garbage; after a failed switch
+      // commit they might be current, so the next open decides.
+      if (!switching) this.#deleteInBackground(snapshotKeys({ id, parts }));
+      throw e;
+    }
+  }
+
+  /** Makes `stored` the current snapshot in one commit and compacts the log up to it. */
+  async #switchSnapshot(stored: StoredSnapshot, data: Uint8Array): Promise<Snapshot> {
+    const index = stored.meta.index;
+    const garbage: KvMutation[] = [];
+    for (let i = this.#mem.firstIndex(); i <= index; i++) {
+      garbage.push({ key: ["log", i] });
+      const set = this.#chunked.get(i);
+      if (set !== undefined) garbage.push(...chunkSetKeys(i, set));
+    }
+    if (this.#stored !== undefined) garbage.push(...snapshotKeys(this.#stored));
+    const plan = this.#jobPlan();
+    plan.add({ mutations: [{ key: KEY_SNAP, value: encodeStoredSnapshot(stored) }] });
+    this.#stats.snapshotCommits += await this.#runJob(plan);
+    this.#stored = stored;
+    for (let i = this.#mem.firstIndex(); i <= index; i++) this.#chunked.delete(i);
+    this.#logBytes.compactTo(index);
+    const snapshot = this.#mem.createSnapshot(index, { membership: stored.meta.membership, data });
+    this.#deleteInBackground(garbage);
+    return snapshot;
   }
 }
 
-/** Reads and checks the current snapshot, if any. */
-async function loadSnapshot(
-  kv: Deno.Kv,
-): Promise<{ descriptor: StoredSnapshot; snapshot: Snapshot } | undefined> {
-  const rec = await kv.get<Uint8Array>(KEY_SNAP);
-  if (rec.value === null) return undefined;
-  const descriptor = decodeStoredSnapshot(rec.value);
-  const parts: Uint8Array[] = [];
-  for await (const p of kv.list<Uint8Array>({ prefix: ["snap", descriptor.id] })) {
-    parts.push(p.value);
-  }
-  const data = concat(parts);
-  if (parts.length !== descriptor.parts || data.length !== descriptor.bytes) {
-    throw new StorageCorruptError("snapshot", `${parts.length} of ${descriptor.parts} chunks`);
-  }
-  if (checksum(data) !== descriptor.checksum) {
-    throw new StorageCorruptError("snapshot", "checksum mismatch");
-  }
-  return { descriptor, snapshot: { meta: descriptor.meta, data } };
+// A background job is one commit: its mutations and the closer's records fit Deno.Kv's limits.
+if (GARBAGE_DELETES_PER_COMMIT + 2 > KV_MUTATIONS_MAX) {
+  throw new Error("GARBAGE_DELETES_PER_COMMIT does not fit one Deno.Kv commit");
+}
+if (SNAPSHOT_CHUNKS_PER_COMMIT * (CHUNK_BYTES + 64) + CLOSER_BYTES > KV_COMMIT_BYTES_MAX) {
+  throw new Error("SNAPSHOT_CHUNKS_PER_COMMIT chunks do not fit one Deno.Kv commit");
 }

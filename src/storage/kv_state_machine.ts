@@ -1,8 +1,16 @@
 import { decode, encode } from "@msgpack/msgpack";
 import BTreeModule from "sorted-btree";
 import { assert, EMPTY_MEMBERSHIP, type Entry, type Membership } from "../raft/mod.ts";
-import { isMembership, StorageCorruptError } from "./_codec.ts";
+import {
+  keyBytes,
+  keyString,
+  readSnapshot,
+  readSnapshotAsync,
+  type RequestRecord,
+  type SnapshotBuilder,
+} from "./_sm_snapshot.ts";
 import { decodeCommand, type KvCommand, type KvResult, parseRequestId } from "./kv_command.ts";
+import { KvSnapshotView } from "./kv_snapshot_view.ts";
 
 // sorted-btree is CommonJS: under Deno its class is the `default` of the default import.
 const BTree = BTreeModule.default;
@@ -35,22 +43,6 @@ export interface KvStateMachineOptions {
   readonly bytesMax?: number;
   /** Clients remembered for request-id deduplication (least recently written is evicted). */
   readonly requestIdsMax?: number;
-}
-
-/** Keys are bytes; the index uses a "binary string" (one char per byte) so that JavaScript
- * string order is bytewise order. */
-function keyString(key: Uint8Array): string {
-  let s = "";
-  for (let i = 0; i < key.length; i += 4096) {
-    s += String.fromCharCode(...key.subarray(i, i + 4096));
-  }
-  return s;
-}
-
-function keyBytes(s: string): Uint8Array {
-  const out = new Uint8Array(s.length);
-  for (let i = 0; i < s.length; i++) out[i] = s.charCodeAt(i);
-  return out;
 }
 
 /** Encodes the context of a config entry: the addresses of the members it adds. */
@@ -87,8 +79,10 @@ export class KvStateMachine {
   readonly #requestIdsMax: number;
   #data: BTree<string, KvValue> = new BTree<string, KvValue>();
   #bytes = 0;
-  /** client -> last applied seq and its answer; Map order = least recently written first. */
-  #requests = new Map<string, { seq: number; result: KvResult }>();
+  /** client -> last applied seq, its answer and the stamp of its place in #requestOrder. */
+  #requests: BTree<string, RequestRecord> = new BTree<string, RequestRecord>();
+  /** stamp -> client, least recently written first (B-trees: O(1) copy-on-write clones). */
+  #requestOrder: BTree<number, string> = new BTree<number, string>();
   #applied = 0;
   #membership: Membership = EMPTY_MEMBERSHIP;
   #addresses = new Map<string, MemberAddress>();
@@ -191,7 +185,7 @@ export class KvStateMachine {
       }
     }
     const result = this.#execute(index, cmd);
-    if (id !== undefined) this.#remember(id.client, id.seq, result);
+    if (id !== undefined) this.#remember(id.client, id.seq, result, index);
     return result;
   }
 
@@ -231,50 +225,79 @@ export class KvStateMachine {
     return { ok: true, rev: index, existed };
   }
 
-  #remember(client: string, seq: number, result: KvResult): void {
-    this.#requests.delete(client); // re-insert: Map order is least recently written first
-    this.#requests.set(client, { seq, result });
+  #remember(client: string, seq: number, result: KvResult, stamp: number): void {
+    const old = this.#requests.get(client);
+    if (old !== undefined) this.#requestOrder.delete(old.stamp);
+    this.#requests.set(client, { seq, result, stamp });
+    this.#requestOrder.set(stamp, client);
     if (this.#requests.size > this.#requestIdsMax) {
-      this.#requests.delete(this.#requests.keys().next().value!);
+      const oldest = this.#requestOrder.minKey()!;
+      this.#requests.delete(this.#requestOrder.get(oldest)!);
+      this.#requestOrder.delete(oldest);
     }
   }
 
-  /** Serializes the whole state: the snapshot's data. */
-  encodeSnapshot(): Uint8Array {
-    const kv: [Uint8Array, Uint8Array, number][] = [];
-    for (const [k, v] of this.#data.entries()) kv.push([keyBytes(k), v.value, v.rev]);
-    return encode({
-      v: 1,
+  /**
+   * An immutable view of the state at the current applied index, in O(1): the B-trees are
+   * cloned copy-on-write, so later applies copy the nodes they change instead of touching the
+   * view's; the member addresses (a handful) are copied. Values are never mutated in place.
+   */
+  snapshotView(): KvSnapshotView {
+    return new KvSnapshotView({
       applied: this.#applied,
       membership: this.#membership,
-      addresses: Object.fromEntries(this.#addresses),
-      kv,
-      requests: [...this.#requests].map(([c, r]) => [c, r.seq, r.result]),
+      addresses: new Map(this.#addresses),
+      data: this.#data.clone(),
+      requests: this.#requests.clone(),
+      requestOrder: this.#requestOrder.clone(),
     });
   }
 
-  /** Rebuilds a store from a snapshot's data (empty data gives an empty store). */
+  /** Serializes the whole state at once: the snapshot's data (see {@linkcode snapshotView}). */
+  encodeSnapshot(): Uint8Array {
+    return this.snapshotView().encode();
+  }
+
+  #builder(): SnapshotBuilder {
+    return {
+      header: (h) => {
+        this.#applied = h.applied;
+        this.#membership = h.membership;
+        this.#addresses = h.addresses;
+      },
+      key: (k, v) => {
+        this.#data.set(k, v);
+        this.#bytes += k.length + v.value.length;
+      },
+      request: (client, r) => {
+        this.#requests.set(client, r);
+        this.#requestOrder.set(r.stamp, client);
+      },
+    };
+  }
+
+  /**
+   * Rebuilds a store from a snapshot's data (empty data gives an empty store). Throws
+   * `StorageCorruptError` when the data is not a snapshot.
+   */
   static decodeSnapshot(data: Uint8Array, options: KvStateMachineOptions = {}): KvStateMachine {
     const sm = new KvStateMachine(options);
-    if (data.length === 0) return sm;
-    const o = decode(data) as Record<string, unknown>;
-    if (
-      o?.v !== 1 || typeof o.applied !== "number" || !isMembership(o.membership) ||
-      !Array.isArray(o.kv) || !Array.isArray(o.requests) || typeof o.addresses !== "object"
-    ) {
-      throw new StorageCorruptError("state machine snapshot", "not a version 1 snapshot");
-    }
-    sm.#applied = o.applied;
-    sm.#membership = o.membership;
-    sm.#addresses = new Map(Object.entries(o.addresses as Record<string, MemberAddress>));
-    for (const [key, value, rev] of o.kv as [Uint8Array, Uint8Array, number][]) {
-      const k = keyString(key);
-      sm.#data.set(k, { value, rev });
-      sm.#bytes += k.length + value.length;
-    }
-    for (const [client, seq, result] of o.requests as [string, number, KvResult][]) {
-      sm.#requests.set(client, { seq, result });
-    }
+    if (data.length > 0) readSnapshot(data, sm.#builder());
+    return sm;
+  }
+
+  /**
+   * Rebuilds a store from a snapshot's data given in chunks (e.g. as received; no bytes at all
+   * give an empty store), yielding to
+   * the event loop every few thousand records so that a large install never blocks it for
+   * long. Throws `StorageCorruptError` when the data is not a snapshot.
+   */
+  static async decodeSnapshotAsync(
+    chunks: Uint8Array | AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
+    options: KvStateMachineOptions = {},
+  ): Promise<KvStateMachine> {
+    const sm = new KvStateMachine(options);
+    await readSnapshotAsync(chunks, sm.#builder());
     return sm;
   }
 }

@@ -1,13 +1,19 @@
 /**
  * Durable state of a node: the Raft log, hard state and snapshots in one Deno.Kv file
- * ({@linkcode KvLogStorage}), and the replicated key-value state machine
+ * ({@linkcode KvLogStorage}), the replicated key-value state machine
  * ({@linkcode KvStateMachine}), which lives in memory and is rebuilt from the snapshot and the
- * committed log at start.
+ * committed log at start, with copy-on-write snapshot views ({@linkcode KvSnapshotView}), and
+ * the data directory's lock ({@linkcode lockDataDir}).
  *
  * @module
  */
-export { KvLogStorage } from "./kv_log_storage.ts";
-export type { KvLogStorageStats } from "./kv_log_storage.ts";
+export {
+  GARBAGE_DELETES_PER_COMMIT,
+  KvLogStorage,
+  SNAPSHOT_CHUNKS_PER_COMMIT,
+} from "./kv_log_storage.ts";
+export type { KvLogStorageOptions, KvLogStorageStats, SnapshotData } from "./kv_log_storage.ts";
+export type { BeforeCommitHook } from "./_commit_plan.ts";
 export {
   decodeMemberContext,
   encodeMemberContext,
@@ -16,6 +22,8 @@ export {
   STATE_BYTES_MAX,
 } from "./kv_state_machine.ts";
 export type { KvStateMachineOptions, KvValue, MemberAddress } from "./kv_state_machine.ts";
+export { KvSnapshotView, SNAPSHOT_ENCODE_CHUNK_BYTES } from "./kv_snapshot_view.ts";
+export { DECODE_SLICE_MS, SNAPSHOT_VERSION } from "./_sm_snapshot.ts";
 export { CommandDecodeError, decodeCommand, encodeCommand, parseRequestId } from "./kv_command.ts";
 export type { KvCheck, KvCommand, KvMutation, KvResult } from "./kv_command.ts";
 export { StorageCorruptError } from "./_codec.ts";
@@ -25,3 +33,12 @@ export {
   KV_MUTATIONS_MAX,
   KV_VALUE_BYTES_MAX,
 } from "./_commit_plan.ts";
+export {
+  DataDirLockedError,
+  DataDirUnwritableError,
+  LOCK_FILE,
+  lockDataDir,
+  PROBE_FILE,
+  probeWritable,
+} from "./data_dir.ts";
+export type { DataDirLock } from "./data_dir.ts";

@@ -190,6 +190,20 @@ export class TestCluster {
     }
   }
 
+  /**
+   * Runs `rounds` rounds; in each, every node ticks `rates[id]` times (default 1; 0 stops its
+   * clock, as for a dead node), then every message is delivered. Models nodes whose clocks
+   * run at different speeds.
+   */
+  tickRounds(rounds: number, rates: Record<NodeId, number>): void {
+    for (let i = 0; i < rounds; i++) {
+      for (const [id, node] of this.nodes) {
+        for (let k = 0; k < (rates[id] ?? 1); k++) node.raft.tick();
+      }
+      this.deliverAll();
+    }
+  }
+
   /** Ticks `id` until it campaigns and delivers the election; returns the leader (or ""). */
   elect(id: NodeId): NodeId {
     const node = this.node(id);

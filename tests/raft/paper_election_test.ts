@@ -93,7 +93,7 @@ Deno.test("§5.1: a request with a stale term is rejected and tells the sender t
   const b = c.node("b").raft;
   const before = c.node("b").storage.lastIndex();
   // A stale leader of term 1 tries to append an entry.
-  b.step(append("c", "b", 1, 2, 2, [normal(3, 1, "stale")]));
+  b.step(append("c", "b", 1, 2, 1, [normal(3, 1, "stale")]));
   const out = outbox(c);
   assert.equal(b.term, 2);
   assert.equal(b.leader, "a");

@@ -1,0 +1,203 @@
+/** The driver under slow disks and big states: pipelining, fsyncs per write, snapshots. */
+import assert from "node:assert/strict";
+import type { KvCommand } from "../storage/mod.ts";
+import { DriverCluster, waitFor } from "./_driver_test_util.ts";
+import type { RaftNode } from "./driver.ts";
+
+const enc = (s: string) => new TextEncoder().encode(s);
+const put = (key: string, value: Uint8Array | string): KvCommand => ({
+  checks: [],
+  mutations: [{
+    type: "set",
+    key: enc(key),
+    value: typeof value === "string" ? enc(value) : value,
+  }],
+});
+
+function metric(node: RaftNode, name: string): number {
+  const m = new RegExp(`koi_${name}\\{[^}]*\\} (\\d+)`).exec(node.metrics());
+  assert.ok(m !== null, `metric koi_${name} is exported`);
+  return Number(m[1]);
+}
+
+Deno.test("driver: heartbeats keep flowing while the leader's persist is stuck, so no election starts", async () => {
+  const c = await DriverCluster.create(["a1", "a2", "a3"]);
+  try {
+    const leader = await c.leader();
+    await c.tick(5);
+    const term = leader.status().term;
+    const gate = c.gates.get(leader.nodeId)!;
+    gate.hold();
+    const pending = leader.write(put("k", "v"));
+    await waitFor(() => gate.blocked > 0, "the leader's persist to be held");
+    await c.tick(120); // six to twelve election timeouts (10..20 ticks)
+    for (const n of c.nodes.values()) {
+      assert.equal(n.status().term, term, `${n.nodeId} stayed in term ${term}`);
+    }
+    assert.equal(leader.status().role, "leader");
+    gate.release();
+    const stop = c.autoTick();
+    try {
+      assert.ok((await pending).ok);
+    } finally {
+      stop();
+    }
+  } finally {
+    c.gates.forEach((g) => g.release());
+    await c.close();
+  }
+});
+
+Deno.test("driver: the leader sends a batch's appends while it persists them", async () => {
+  const c = await DriverCluster.create(["a1", "a2", "a3"]);
+  try {
+    const leader = await c.leader();
+    await c.tick(5);
+    const gate = c.gates.get(leader.nodeId)!;
+    gate.hold();
+    const pending = leader.write(put("parallel", "v"));
+    let answered = false;
+    pending.then(() => answered = true, () => answered = true);
+    await waitFor(() => gate.blocked > 0, "the leader's persist to be held");
+    await waitFor(
+      () =>
+        c.sent.some(({ m, senderDurable }) =>
+          m.type === "app" && m.from === leader.nodeId && m.entries.length > 0 &&
+          m.entries.at(-1)!.index > senderDurable
+        ),
+      "an append sent before the leader's own write of it is durable",
+    );
+    // The followers' acknowledgements may commit it (a majority without the leader), but the
+    // leader answers only after its own Ready is durable and applied.
+    await c.tick(3);
+    assert.equal(answered, false);
+    const stop = c.autoTick();
+    gate.release();
+    try {
+      assert.ok((await pending).ok);
+    } finally {
+      stop();
+    }
+  } finally {
+    c.gates.forEach((g) => g.release());
+    await c.close();
+  }
+});
+
+Deno.test("driver: a write costs one Deno.Kv commit on each member, not two", async () => {
+  const c = await DriverCluster.create(["a1", "a2", "a3"]);
+  const stop = c.autoTick();
+  try {
+    const leader = await c.leader();
+    await leader.write(put("warm", "up"));
+    const settle = async () => {
+      const target = leader.status().commit;
+      for (const n of c.nodes.values()) {
+        await waitFor(() => n.status().applied >= target, `${n.nodeId} applies ${target}`);
+      }
+      await c.tick(5);
+    };
+    await settle();
+    const before = new Map([...c.storages].map(([id, s]) => [id, s.stats().persistCommits]));
+    const writes = 20;
+    for (let i = 0; i < writes; i++) assert.ok((await leader.write(put(`k${i}`, "v"))).ok);
+    await settle();
+    for (const [id, s] of c.storages) {
+      const commits = s.stats().persistCommits - before.get(id)!;
+      // Without the lazy commit index every write costs two: the entry, then its commit index.
+      assert.ok(commits <= writes + 2, `${id}: ${writes} writes cost ${commits} Deno.Kv commits`);
+    }
+  } finally {
+    stop();
+    await c.close();
+  }
+});
+
+Deno.test("driver: concurrent snapshot requests share one snapshot", async () => {
+  const c = await DriverCluster.create(["a1", "a2", "a3"]);
+  const stop = c.autoTick();
+  try {
+    const leader = await c.leader();
+    await Promise.all(Array.from({ length: 200 }, (_, i) => leader.write(put(`k${i}`, "v"))));
+    const results = await Promise.all([1, 2, 3, 4].map(() => leader.snapshot()));
+    assert.equal(new Set(results.map((r) => r.index)).size, 1, JSON.stringify(results));
+    assert.equal(metric(leader, "snapshots_taken"), 1);
+    assert.equal(leader.status().snapshot, results[0].index);
+  } finally {
+    stop();
+    await c.close();
+  }
+});
+
+Deno.test("driver: the log is bounded in bytes: large overwrites trigger snapshots", async () => {
+  const logBytesMax = 256 << 10;
+  const c = await DriverCluster.create(["a1", "a2", "a3"], {
+    snapshotEntries: 1_000_000,
+    snapshotLogBytes: logBytesMax,
+  });
+  const stop = c.autoTick();
+  try {
+    const leader = await c.leader();
+    const value = new Uint8Array(100 << 10).fill(7);
+    for (let i = 0; i < 30; i++) assert.ok((await leader.write(put("big", value))).ok);
+    const target = leader.status().commit;
+    for (const n of c.nodes.values()) {
+      await waitFor(() => n.status().applied >= target, `${n.nodeId} applies`);
+    }
+    for (const [id, s] of c.storages) {
+      await waitFor(
+        () => s.logBytes() < logBytesMax + 2 * value.length,
+        `${id}'s log (${s.logBytes()} bytes) to be compacted`,
+      );
+      assert.ok(s.snapshot().meta.index > 0, `${id} took a snapshot`);
+    }
+  } finally {
+    stop();
+    await c.close();
+  }
+});
+
+Deno.test("driver: handOffLeadership makes another voter leader", async () => {
+  const c = await DriverCluster.create(["a1", "a2", "a3"]);
+  const stop = c.autoTick();
+  try {
+    const leader = await c.leader();
+    await leader.write(put("k", "v"));
+    const term = leader.status().term;
+    assert.equal(await leader.handOffLeadership(3_000), true);
+    const next = await c.leader();
+    assert.notEqual(next.nodeId, leader.nodeId);
+    assert.ok(next.status().term > term);
+  } finally {
+    stop();
+    await c.close();
+  }
+});
+
+Deno.test("driver: members' incarnations are recorded, checked on every member, and forgotten on removal", async () => {
+  const c = await DriverCluster.create(["a1", "a2", "a3"]);
+  const stop = c.autoTick();
+  try {
+    const leader = await c.leader();
+    for (const [id, s] of c.storages) leader.notePeer(id, s.incarnation);
+    for (const n of c.nodes.values()) {
+      for (const [id, s] of c.storages) {
+        await waitFor(
+          () => n.verifyPeer(id, "wiped") !== undefined,
+          `${n.nodeId} to know ${id}'s incarnation`,
+        );
+        assert.equal(n.verifyPeer(id, s.incarnation), undefined);
+      }
+    }
+    assert.match(leader.verifyPeer("a2", "wiped")!, /recreated/);
+    const page = await leader.list({ prefix: new Uint8Array(0), limit: 100, stale: false });
+    assert.deepEqual(page.items, [], "system records never show in a listing");
+    assert.equal(page.more, false);
+    const victim = [...c.nodes.keys()].find((id) => id !== leader.nodeId)!;
+    await leader.removeMember(victim);
+    assert.equal(leader.verifyPeer(victim, "wiped"), undefined);
+  } finally {
+    stop();
+    await c.close();
+  }
+});
