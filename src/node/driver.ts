@@ -10,7 +10,6 @@ import {
   Raft,
   type ReadState,
   type Snapshot,
-  SnapshotOutOfDateError,
   type SoftState,
 } from "../raft/mod.ts";
 import {
@@ -21,128 +20,33 @@ import {
   type KvLogStorage,
   type KvResult,
   KvStateMachine,
-  type KvStateMachineOptions,
   type KvValue,
   type MemberAddress,
 } from "../storage/mod.ts";
-import { NoLeaderError, OverloadedError, RequestTimeoutError } from "./errors.ts";
+import { NoLeaderError, OverloadedError } from "./errors.ts";
 import { renderMetrics } from "./_metrics.ts";
-import { shouldSnapshot } from "./_snapshot_policy.ts";
-import {
-  decodeIncarnation,
-  encodeIncarnation,
-  incarnationKey,
-  isSystemKey,
-} from "./_system_keys.ts";
+import { BackgroundSnapshots } from "./_background_snapshot.ts";
+import { isSystemKey } from "./_system_keys.ts";
 import type { ListPage, MemberSpec, NodeService, NodeStatus } from "./service.ts";
+import {
+  DRIVER_LIMITS,
+  type DriverLimits,
+  type DriverOptions,
+  DROP_LOG_INTERVAL_MS,
+  type NodeLog,
+  SYSTEM_TICKS,
+} from "./_driver_options.ts";
+import { IncarnationRegistry } from "./_incarnations.ts";
+import { settle, wait, type Waiter } from "./_waiters.ts";
 
-/** What the driver needs from the peer transport. */
-export interface PeerSender {
-  /** Sends messages (best effort: Raft retries what is lost). */
-  send(messages: readonly Message[]): void;
-  /** Replaces the set of peers and their Raft addresses (`host:port`). */
-  setPeers(peers: ReadonlyMap<NodeId, string>): void;
-  /** Counters for /metrics. */
-  stats?(): Readonly<Record<string, number>>;
-}
-
-/** A clock the driver ticks from; tests inject a manual one. */
-export interface TickSource {
-  /** Calls `fn` every `ms` milliseconds until the returned function is called. */
-  every(ms: number, fn: () => void): () => void;
-}
-
-/** Dropped peer messages are logged at most once per reason in this interval. */
-const DROP_LOG_INTERVAL_MS = 10_000;
-
-/** The real clock. */
-export const SYSTEM_TICKS: TickSource = {
-  every(ms, fn) {
-    const id = setInterval(fn, ms);
-    return () => clearInterval(id);
-  },
-};
-
-/** Structured log calls of the driver. */
-export type NodeLog = (
-  level: "debug" | "info" | "warning" | "error" | "fatal",
-  message: string,
-  fields?: Record<string, unknown>,
-) => void;
-
-/** Limits of the driver, each with a default in {@linkcode DRIVER_LIMITS}. */
-export interface DriverLimits {
-  /** Writes waiting to commit; more answer `503 overloaded`. */
-  readonly proposalsPendingMax: number;
-  /** Linearizable reads waiting; more answer `503 overloaded`. */
-  readonly readsPendingMax: number;
-  /** How long a write or read may wait before it answers `503` (outcome unknown). */
-  readonly requestTimeoutMs: number;
-  /** Take a snapshot and compact the log after this many applied entries, at least (the
-   * interval grows with the number of keys). */
-  readonly snapshotEntries: number;
-  /** Take a snapshot once the log holds this many bytes, at least (the interval grows with
-   * the state's bytes). */
-  readonly snapshotLogBytes: number;
-  /** Bytes of one chunk of a snapshot encoded in the background. */
-  readonly snapshotChunkBytes: number;
-}
-
-/** The default driver limits. */
-export const DRIVER_LIMITS: DriverLimits = {
-  proposalsPendingMax: 16_384,
-  readsPendingMax: 16_384,
-  requestTimeoutMs: 10_000,
-  snapshotEntries: 20_000,
-  snapshotLogBytes: 32 << 20,
-  snapshotChunkBytes: 512 << 10,
-};
-
-/** Everything {@linkcode RaftNode.start} needs. */
-export interface DriverOptions {
-  /** This node. */
-  readonly nodeId: NodeId;
-  /** Its cluster. */
-  readonly clusterId: string;
-  /** Its durable Raft state. */
-  readonly storage: KvLogStorage;
-  /** The founding voters of the cluster with their addresses (used once, to bootstrap). */
-  readonly founders: ReadonlyMap<NodeId, MemberAddress>;
-  /** Whether this node waits to be added instead of founding the cluster. */
-  readonly join: boolean;
-  /** Every address the deployment file knows (id -> addresses). */
-  readonly knownAddresses: ReadonlyMap<NodeId, MemberAddress>;
-  /** Milliseconds per Raft tick. */
-  readonly tickMs: number;
-  /** Heartbeat interval in ticks. */
-  readonly heartbeatTicks: number;
-  /** Election timeout range in ticks `[min, max)`. */
-  readonly electionTicks: readonly [number, number];
-  /** The peer transport. */
-  readonly transport: PeerSender;
-  /** Whether this cluster owns a key under the routing table of `epoch`. */
-  readonly owns: (key: Uint8Array) => boolean;
-  /** The routing epoch. */
-  readonly epoch: number;
-  /** Injected clock (default: the system's). */
-  readonly ticks?: TickSource;
-  /** Injected randomness for election timeouts (default Math.random). */
-  readonly random?: () => number;
-  /** Limits (defaults: {@linkcode DRIVER_LIMITS}). */
-  readonly limits?: Partial<DriverLimits>;
-  /** State machine options (must be equal on every member). */
-  readonly stateMachine?: KvStateMachineOptions;
-  /** Structured logging. */
-  readonly log?: NodeLog;
-  /** Called when the node cannot go on (storage failure, broken invariant). */
-  readonly onFatal?: (error: unknown) => void;
-}
-
-interface Waiter<T> {
-  resolve(value: T): void;
-  reject(error: unknown): void;
-  timer: ReturnType<typeof setTimeout>;
-}
+export { DRIVER_LIMITS, SYSTEM_TICKS } from "./_driver_options.ts";
+export type {
+  DriverLimits,
+  DriverOptions,
+  NodeLog,
+  PeerSender,
+  TickSource,
+} from "./_driver_options.ts";
 
 interface AppliedWaiter {
   readonly until: () => boolean;
@@ -179,18 +83,14 @@ export class RaftNode implements NodeService {
   readonly #bootNonce = crypto.randomUUID().slice(0, 13);
   #sendScheduled = false;
   readonly #dropLoggedAt = new Map<string, number>();
-  #snapshotTask: Promise<number> | undefined;
-  /** Incarnations peers presented in their hello, for the leader to record. */
-  readonly #seenIncarnations = new Map<NodeId, string>();
-  /** Incarnation records proposed and not yet applied (no duplicate proposals). */
-  readonly #incarnationsProposing = new Set<NodeId>();
+  readonly #snapshots: BackgroundSnapshots;
+  readonly #incarnations: IncarnationRegistry;
   #appliedWaiters: AppliedWaiter[] = [];
   #loadedAt: number;
   #running = false;
   #loop: Promise<void> = Promise.resolve();
   #closed = false;
   #stopTicks: () => void = () => {};
-  #lastSnapshotIndex: number;
   readonly #counters = {
     writes: 0,
     writesFailed: 0,
@@ -199,9 +99,7 @@ export class RaftNode implements NodeService {
     entriesApplied: 0,
     messagesSentBeforePersist: 0,
     messagesSentAfterPersist: 0,
-    snapshotsTaken: 0,
     snapshotsInstalled: 0,
-    peersRefused: 0,
   };
 
   private constructor(options: DriverOptions, sm: KvStateMachine) {
@@ -213,7 +111,17 @@ export class RaftNode implements NodeService {
     this.#sm = sm;
     this.#log = options.log ?? (() => {});
     const snapshot = options.storage.snapshot();
-    this.#lastSnapshotIndex = snapshot.meta.index;
+    this.#snapshots = new BackgroundSnapshots(
+      {
+        storage: options.storage,
+        stateMachine: () => this.#sm,
+        closed: () => this.#closed,
+        fail: (error) => this.#fail(error),
+        log: (message, fields) => this.#log("info", message, fields),
+      },
+      this.#limits,
+      snapshot.meta.index,
+    );
     this.#raft = new Raft({
       id: options.nodeId,
       storage: options.storage,
@@ -225,6 +133,16 @@ export class RaftNode implements NodeService {
       onDrop: (reason, message) => this.#onDrop(reason, message),
     });
     this.#loadedAt = options.storage.hardState().commit;
+    this.#incarnations = new IncarnationRegistry({
+      nodeId: this.nodeId,
+      incarnation: options.storage.incarnation,
+      clusterId: this.clusterId,
+      get: (key) => this.#sm.get(key),
+      keys: (prefix) => this.#sm.list({ prefix, limit: 10_000 }).items.map((i) => i.key),
+      membership: () => this.#sm.membership,
+      leads: () => !this.#closed && this.#raft.role === "leader",
+      write: (command) => this.#writeSystem(command),
+    });
     for (const [id, a] of options.knownAddresses) this.#addresses.set(id, a);
     for (const [id, a] of sm.addresses()) this.#addresses.set(id, a);
   }
@@ -301,14 +219,14 @@ export class RaftNode implements NodeService {
     this.#closed = true;
     this.#stopTicks();
     const closing = new NoLeaderError(`Node ${this.nodeId} is shutting down`);
-    for (const w of this.#proposals.values()) this.#settle(w, closing);
-    for (const w of this.#reads.values()) this.#settle(w, closing);
-    for (const { waiter } of this.#appliedWaiters) this.#settle(waiter, closing);
+    for (const w of this.#proposals.values()) settle(w, closing);
+    for (const w of this.#reads.values()) settle(w, closing);
+    for (const { waiter } of this.#appliedWaiters) settle(waiter, closing);
     this.#proposals.clear();
     this.#reads.clear();
     this.#appliedWaiters = [];
     await this.#loop; // in-flight persistence finishes before the storage closes
-    await this.#snapshotTask?.catch(() => {}); // stops at its next chunk
+    await this.#snapshots.settled(); // stops at its next chunk
     await this.#storage.idle(); // background deletions, before the caller closes Deno.Kv
   }
 
@@ -348,7 +266,7 @@ export class RaftNode implements NodeService {
         this.#raft.advance();
         if (rd.softState !== undefined) this.#onSoftState(rd.softState);
         this.#checkAppliedWaiters();
-        this.#maybeSnapshot();
+        this.#snapshots.maybe();
       }
     } catch (error) {
       this.#fail(error);
@@ -363,16 +281,16 @@ export class RaftNode implements NodeService {
     this.#counters.entriesApplied++;
     if (e.type === "config") {
       this.#updatePeers();
-      this.#recordIncarnations(); // an added member is recorded once its addition applies
+      this.#incarnations.record(); // an added member is recorded once its addition applies
     }
     const w = this.#proposals.get(e.index);
     if (w === undefined) return;
     this.#proposals.delete(e.index);
     if (w.term === e.term) {
-      this.#settle(w, undefined, result);
+      settle(w, undefined, result);
     } else {
       this.#counters.writesFailed++;
-      this.#settle(
+      settle(
         w,
         new NoLeaderError(`Leadership changed before the write committed; it was not applied`),
       );
@@ -383,7 +301,7 @@ export class RaftNode implements NodeService {
     // Decoded in steps that yield, so ticks and heartbeats go on during a large install.
     this.#sm = await KvStateMachine.decodeSnapshotAsync(snapshot.data, this.#o.stateMachine);
     this.#counters.snapshotsInstalled++;
-    this.#lastSnapshotIndex = snapshot.meta.index;
+    this.#snapshots.lastIndex = snapshot.meta.index;
     for (const [id, a] of this.#sm.addresses()) this.#addresses.set(id, a);
     this.#updatePeers();
     this.#log("info", "installed a snapshot from the leader", { index: snapshot.meta.index });
@@ -414,56 +332,7 @@ export class RaftNode implements NodeService {
       leader: soft.leader,
       term: this.#raft.term,
     });
-    if (soft.role === "leader") this.#recordIncarnations();
-  }
-
-  #maybeSnapshot(): void {
-    if (this.#snapshotTask !== undefined) return;
-    const due = shouldSnapshot({
-      entriesSince: this.#sm.applied - this.#lastSnapshotIndex,
-      logBytes: this.#storage.logBytes(),
-      keys: this.#sm.size,
-      stateBytes: this.#sm.bytes,
-    }, this.#limits);
-    if (due) this.#takeSnapshot().catch(() => {}); // failures are handled in #takeSnapshot
-  }
-
-  /**
-   * Snapshots the state machine in the background: a copy-on-write view is taken now (O(1)),
-   * then encoded and written in chunks while the Ready loop goes on; the log is compacted once
-   * the snapshot is durable. Concurrent callers share the snapshot in progress.
-   */
-  #takeSnapshot(): Promise<number> {
-    if (this.#snapshotTask !== undefined) return this.#snapshotTask;
-    const index = this.#sm.applied;
-    const current = this.#storage.snapshot().meta.index;
-    if (index <= current) return Promise.resolve(current);
-    const view = this.#sm.snapshotView();
-    const membership = this.#sm.membership;
-    const task = (async () => {
-      try {
-        await this.#storage.createSnapshot(index, {
-          membership,
-          data: untilClosed(view.encodeChunks(this.#limits.snapshotChunkBytes), () => this.#closed),
-        });
-      } catch (error) {
-        if (this.#closed) throw error; // abandoned by close(): the chunks are garbage
-        if (error instanceof SnapshotOutOfDateError) {
-          return this.#storage.snapshot().meta.index; // a newer one was installed meanwhile
-        }
-        this.#fail(error);
-        throw error;
-      }
-      this.#lastSnapshotIndex = Math.max(this.#lastSnapshotIndex, index);
-      this.#counters.snapshotsTaken++;
-      this.#log("info", "took a snapshot and compacted the log", { index });
-      return index;
-    })();
-    this.#snapshotTask = task;
-    task.then(() => {}, () => {}).finally(() => {
-      this.#snapshotTask = undefined;
-    });
-    return task;
+    if (soft.role === "leader") this.#incarnations.record();
   }
 
   #fail(error: unknown): void {
@@ -482,22 +351,7 @@ export class RaftNode implements NodeService {
     what: string,
     timeoutMs = this.#limits.requestTimeoutMs,
   ): Promise<T> {
-    return new Promise<T>((resolve, reject) => {
-      const w: Waiter<T> = {
-        resolve,
-        reject,
-        timer: setTimeout(() => {
-          reject(new RequestTimeoutError(`${what} did not complete in ${timeoutMs} ms`));
-        }, timeoutMs),
-      };
-      register(w);
-    });
-  }
-
-  #settle<T>(w: Waiter<T>, error: unknown, value?: T): void {
-    clearTimeout(w.timer);
-    if (error !== undefined) w.reject(error);
-    else w.resolve(value as T);
+    return wait(register, what, timeoutMs);
   }
 
   #serveReads(): void {
@@ -510,7 +364,7 @@ export class RaftNode implements NodeService {
       const w = this.#reads.get(rs.context);
       if (w === undefined) continue; // timed out meanwhile
       this.#reads.delete(rs.context);
-      this.#settle(w, undefined);
+      settle(w, undefined);
     }
     this.#readyReads = waiting;
   }
@@ -519,7 +373,7 @@ export class RaftNode implements NodeService {
     if (this.#appliedWaiters.length === 0) return;
     const still: AppliedWaiter[] = [];
     for (const aw of this.#appliedWaiters) {
-      if (aw.until()) this.#settle(aw.waiter, undefined);
+      if (aw.until()) settle(aw.waiter, undefined);
       else still.push(aw);
     }
     this.#appliedWaiters = still;
@@ -692,8 +546,7 @@ export class RaftNode implements NodeService {
     await this.#changeMembership(() => this.#raft.proposeMembership([{ type: "remove", id }]));
     // A removed member may come back with a new data directory (as a joining member). If
     // this node just removed itself, the next leader forgets the record instead.
-    this.#seenIncarnations.delete(id);
-    await this.#forgetRemovedIncarnations();
+    await this.#incarnations.removed(id);
   }
 
   async #changeMembership(propose: () => { index: number; term: number }): Promise<void> {
@@ -713,7 +566,7 @@ export class RaftNode implements NodeService {
 
   /** See {@linkcode NodeService.snapshot}. */
   async snapshot(): Promise<{ index: number }> {
-    return { index: await this.#takeSnapshot() };
+    return { index: await this.#snapshots.take() };
   }
 
   /**
@@ -749,66 +602,15 @@ export class RaftNode implements NodeService {
 
   /**
    * Whether to accept a peer's hello: the refusal reason when the cluster recorded another
-   * incarnation (data directory) for `nodeId`, else undefined. A member whose data directory
-   * was wiped comes back with a new incarnation; accepting it would let it vote with a log
-   * that lost acknowledged entries.
+   * incarnation (data directory) for `nodeId`, else undefined.
    */
   verifyPeer(nodeId: NodeId, incarnation: string): string | undefined {
-    const recorded = this.#sm.get(incarnationKey(nodeId));
-    if (recorded === undefined) return undefined;
-    const known = decodeIncarnation(recorded.value);
-    if (known === incarnation) return undefined;
-    this.#counters.peersRefused++;
-    return `its data directory was recreated (incarnation ${incarnation}, cluster ` +
-      `${this.clusterId} recorded ${known}); remove it with DELETE /v1/members/${nodeId} and ` +
-      `add it back as a joining member (see docs/operations.md)`;
+    return this.#incarnations.verify(nodeId, incarnation);
   }
 
   /** A peer completed a hello presenting `incarnation`: the leader records new ones. */
   notePeer(nodeId: NodeId, incarnation: string): void {
-    this.#seenIncarnations.set(nodeId, incarnation);
-    if (this.#raft.role === "leader") this.#recordIncarnations();
-  }
-
-  /** The leader deletes the incarnation records of nodes that are no longer members. */
-  #forgetRemovedIncarnations(): Promise<void> {
-    if (this.#closed || this.#raft.role !== "leader") return Promise.resolve();
-    const m = this.#sm.membership;
-    const members = new Set([...m.voters, ...m.outgoing, ...m.learners]);
-    const prefix = incarnationKey("");
-    const stale = this.#sm.list({ prefix, limit: 1_000 }).items
-      .map((item) => item.key)
-      .filter((key) => !members.has(new TextDecoder().decode(key.subarray(prefix.length))));
-    if (stale.length === 0) return Promise.resolve();
-    return this.#writeSystem({
-      checks: [],
-      mutations: stale.map((key) => ({ type: "delete" as const, key })),
-    });
-  }
-
-  /** The leader proposes a record for each member (itself included) not recorded yet. */
-  #recordIncarnations(): void {
-    if (this.#closed || this.#raft.role !== "leader") return;
-    this.#forgetRemovedIncarnations();
-    const seen = new Map(this.#seenIncarnations);
-    seen.set(this.nodeId, this.#storage.incarnation);
-    const m = this.#sm.membership;
-    const members = new Set([...m.voters, ...m.outgoing, ...m.learners]);
-    for (const [id, incarnation] of seen) {
-      // Only members: a removed node that still calls must not be recorded again, or it
-      // could not come back with a new data directory.
-      if (!members.has(id) || this.#incarnationsProposing.has(id)) continue;
-      if (this.#sm.get(incarnationKey(id)) !== undefined) continue;
-      this.#incarnationsProposing.add(id);
-      this.#writeSystem({
-        checks: [{ key: incarnationKey(id), rev: 0 }],
-        mutations: [{
-          type: "set",
-          key: incarnationKey(id),
-          value: encodeIncarnation(incarnation),
-        }],
-      }).finally(() => this.#incarnationsProposing.delete(id));
-    }
+    this.#incarnations.note(nodeId, incarnation);
   }
 
   /** Replicates one of koi's own records; failures are logged (the next leader retries). */
@@ -832,22 +634,13 @@ export class RaftNode implements NodeService {
       raftDropped: this.#raft.droppedMessages(),
       counters: {
         ...this.#counters,
+        peersRefused: this.#incarnations.refused,
+        snapshotsTaken: this.#snapshots.taken,
         proposalsPending: this.#proposals.size,
         readsPending: this.#reads.size,
         keys: this.#sm.size,
         stateBytes: this.#sm.bytes,
       },
     });
-  }
-}
-
-/** Stops a background snapshot's chunks once the node closes. */
-async function* untilClosed(
-  chunks: AsyncIterable<Uint8Array>,
-  closed: () => boolean,
-): AsyncGenerator<Uint8Array> {
-  for await (const chunk of chunks) {
-    if (closed()) throw new NoLeaderError("Cannot finish the snapshot: the node is shutting down");
-    yield chunk;
   }
 }
