@@ -13,7 +13,13 @@ import {
   type LogLevel,
 } from "@logtape/logtape";
 import { ConfigError, loadConfig } from "./src/config/mod.ts";
-import { runNode } from "./src/node/run_node.ts";
+import { runNode, SHUTDOWN_DRAIN_MS, SHUTDOWN_HANDOFF_MS } from "./src/node/run_node.ts";
+
+/**
+ * A node that has not stopped this long after SIGINT/SIGTERM exits anyway (code 1): the
+ * shutdown steps have their own deadlines, this is the backstop under 10 s.
+ */
+const SHUTDOWN_HARD_MS = Math.max(9_000, SHUTDOWN_HANDOFF_MS + SHUTDOWN_DRAIN_MS + 2_000);
 
 const USAGE = `koi — a sharded, Raft-replicated key-value store
 
@@ -35,15 +41,21 @@ Runs one Raft member of the deployment described by config.toml: its Raft peer p
 HTTP API and its Deno.Kv file under the node's data directory. On the very first start a
 founding member bootstraps the cluster with the other founding members of its cluster; a
 node with join = true starts empty and waits until a member adds it (POST /v1/members).
-SIGINT or SIGTERM stop it cleanly.
+SIGINT or SIGTERM stop it cleanly: a leader first hands leadership to another member, then
+Raft stops, in-flight HTTP requests drain, and the files close (at most 10 s; a second
+signal exits at once). At the default log level a healthy node prints one line when it is
+ready and one when it stops. See docs/operations.md.
 
 Options:
   -c, --config <path>     the deployment file (required)
       --id <node id>      which node of the file to run (required)
+      --join              start empty and wait to be added (POST /v1/members), whatever
+                          the config's join says: how a node whose disk was lost rejoins
       --log-level <level> trace, debug, info, warning, error or fatal (default: warning)
   -h, --help              show this help
 
-Exit codes: 0 stopped by a signal, 1 runtime failure, 2 usage or configuration error.`;
+Exit codes: 0 stopped by a signal, 1 runtime failure (data directory locked or unwritable,
+address in use, ...), 2 usage or configuration error.`;
 
 const LOG_LEVELS = ["trace", "debug", "info", "warning", "error", "fatal"] as const;
 
@@ -61,6 +73,7 @@ async function nodeMode(args: string[]): Promise<number> {
     options: {
       config: { type: "string", short: "c" },
       id: { type: "string" },
+      join: { type: "boolean" },
       "log-level": { type: "string" },
       help: { type: "boolean", short: "h" },
     },
@@ -82,30 +95,53 @@ async function nodeMode(args: string[]): Promise<number> {
     sinks: { console: getConsoleSink({ formatter: jsonLinesFormatter }) },
     loggers: [
       { category: ["koi"], lowestLevel: level as LogLevel, sinks: ["console"] },
+      // The ready and stopped lines print at the default level too (not at error or fatal).
+      {
+        category: ["koi", "lifecycle"],
+        lowestLevel: level === "error" || level === "fatal" ? level : "info",
+        sinks: ["console"],
+        parentSinks: "override",
+      },
       { category: ["logtape", "meta"], lowestLevel: "warning", sinks: ["console"] },
     ],
   });
   const cluster = config.clusters.find((c) => c.nodes.some((n) => n.id === values.id))?.id;
   const logger = getLogger(["koi", "node"]).with({ node: values.id, cluster });
+  const lifecycle = getLogger(["koi", "lifecycle"]);
   let fatal: unknown;
   let stop!: () => void;
   const stopped = new Promise<void>((resolve) => (stop = resolve));
   const running = await runNode({
     config,
     nodeId: values.id,
+    ...(values.join ? { join: true } : {}),
     log: (lvl, message, fields) => logger[lvl](message, fields ?? {}),
+    lifecycle: (message, fields) => lifecycle.info(message, fields),
     onFatal: (error) => {
       fatal = error;
       stop();
     },
   });
-  const onSignal = () => stop();
+  let signalled = false;
+  const onSignal = () => {
+    if (signalled) {
+      console.error(`koi node ${values.id}: second signal: exiting without a clean stop`);
+      Deno.exit(1);
+    }
+    signalled = true;
+    stop();
+  };
   Deno.addSignalListener("SIGINT", onSignal);
   Deno.addSignalListener("SIGTERM", onSignal);
   await stopped;
+  const backstop = setTimeout(() => {
+    console.error(`koi node ${values.id}: did not stop within ${SHUTDOWN_HARD_MS} ms; exiting`);
+    Deno.exit(1);
+  }, SHUTDOWN_HARD_MS);
+  await running.close();
+  clearTimeout(backstop);
   Deno.removeSignalListener("SIGINT", onSignal);
   Deno.removeSignalListener("SIGTERM", onSignal);
-  await running.close();
   if (fatal !== undefined) {
     console.error(`koi node ${values.id}: stopped after a fatal error: ${fatal}`);
     return 1;

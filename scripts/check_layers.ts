@@ -41,7 +41,7 @@ const IMPURE_PATTERNS: readonly [RegExp, string][] = [
 ];
 
 const IMPORT_RE =
-  /(?:^|\n)\s*(?:import|export)\b[^;]*?\bfrom\s*["']([^"']+)["']|\bimport\s*\(\s*["']([^"']+)["']\s*\)/g;
+  /(?:^|\n)\s*(?:import|export)\b[^;]*?[\s}*]from\s*["']([^"']+)["']|\bimport\s*\(\s*["']([^"']+)["']\s*\)/g;
 
 /** Strips comments so that documentation may mention forbidden names. */
 function stripComments(source: string): string {

@@ -41,10 +41,14 @@ export function configError(text: string): ConfigError {
   assert.fail(`expected a ConfigError for:\n${text}`);
 }
 
-/** Asserts parsing `text` fails about `field` with a message holding every fragment. */
+/**
+ * Asserts parsing `text` fails about `field` (alone, or among the problems it lists) with a
+ * message holding every fragment.
+ */
 export function assertConfigError(text: string, field: string, ...fragments: string[]): void {
-  const error = configError(text);
-  assert.equal(error.field, field, error.message);
+  const all = configError(text);
+  const error = all.problems.find((p) => p.field === field) ?? all;
+  assert.equal(error.field, field, all.message);
   assert.ok(
     error.message.startsWith(`Invalid config field ${field}: `),
     `message does not name ${field}: ${error.message}`,

@@ -1,8 +1,10 @@
 /**
  * Validation of a parsed `config.toml`: pure, apart from resolving data paths.
  *
- * Every problem throws a {@link ConfigError} whose `field` is the TOML path of the culprit
- * and whose message starts "Invalid config field <path>: ".
+ * Every problem is a {@link ConfigError} whose `field` is the TOML path of the culprit and
+ * whose message starts "Invalid config field <path>: ". Validation goes on after a problem
+ * wherever the rest does not depend on the bad value, so a file with three mistakes reports
+ * all three at once (one ConfigError listing them in `problems`).
  */
 
 import { resolve } from "node:path";
@@ -90,8 +92,38 @@ interface Seen {
   dataDirs: Map<string, string>;
 }
 
+/** The problems found so far by the running {@link validateConfig} (it is synchronous). */
+let problems: ConfigError[] = [];
+
+/**
+ * Runs `read`; a ConfigError it throws is recorded and `fallback` returned instead, so that
+ * validation goes on with the fields that do not depend on this one.
+ */
+function attempt<T>(read: () => T, fallback: T): T {
+  try {
+    return read();
+  } catch (error) {
+    if (!(error instanceof ConfigError)) throw error;
+    problems.push(error);
+    return fallback;
+  }
+}
+
 /** Validates the parsed TOML document `raw` and returns the configuration it describes. */
 export function validateConfig(raw: unknown, options: ValidateOptions): KoiConfig {
+  const outer = problems;
+  problems = [];
+  try {
+    const config = validateRoot(raw, options);
+    if (problems.length === 1) throw problems[0];
+    if (problems.length > 1) throw ConfigError.combine(problems);
+    return config;
+  } finally {
+    problems = outer;
+  }
+}
+
+function validateRoot(raw: unknown, options: ValidateOptions): KoiConfig {
   const root = expectTable(raw, "config");
   checkFields(root, "", TOP_FIELDS);
   const seen: Seen = {
@@ -100,18 +132,26 @@ export function validateConfig(raw: unknown, options: ValidateOptions): KoiConfi
     addresses: new Map(),
     dataDirs: new Map(),
   };
-  const admin = expectTable(required(root.admin, "admin", "must be a table ([admin])"), "admin");
-  checkFields(admin, "admin", ADMIN_FIELDS);
-  const adminHttp = readAddress(admin.http, "admin.http", seen);
-  const routing = readRouting(root.routing);
-  const defaults = readDefaults(root.cluster_defaults);
+  const adminHttp = attempt(() => {
+    const admin = expectTable(required(root.admin, "admin", "must be a table ([admin])"), "admin");
+    checkFields(admin, "admin", ADMIN_FIELDS);
+    return readAddress(admin.http, "admin.http", seen);
+  }, undefined as unknown as HostPort);
+  const routing = attempt(() => readRouting(root.routing), {
+    scheme: ROUTING_SCHEME_DEFAULT,
+    epoch: ROUTING_EPOCH_DEFAULT,
+  });
+  const defaults = attempt(() => readDefaults(root.cluster_defaults), builtInDefaults());
   const rawClusters = readTableArray(root.clusters, "clusters", {
     min: CLUSTERS_MIN,
     what: "[[clusters]]",
   });
   const baseDir = resolve(options.baseDir);
   const clusters = rawClusters.map((cluster, i) =>
-    readCluster(cluster, `clusters[${i}]`, { defaults, seen, baseDir })
+    attempt(
+      () => readCluster(cluster, `clusters[${i}]`, { defaults, seen, baseDir }),
+      undefined as unknown as ClusterConfig,
+    )
   );
   return { path: options.path, admin: { http: adminHttp }, routing, clusters };
 }
@@ -133,11 +173,15 @@ function readRouting(raw: unknown): { scheme: RoutingScheme; epoch: number } {
   return { scheme: scheme as RoutingScheme, epoch };
 }
 
-function readDefaults(raw: unknown): Inherited {
-  const builtIn: Inherited = {
+function builtInDefaults(): Inherited {
+  return {
     election: { value: ELECTION_TIMEOUT_MS_DEFAULT, field: "", level: LEVEL_BUILT_IN },
     heartbeat: { value: HEARTBEAT_MS_DEFAULT, field: "", level: LEVEL_BUILT_IN },
   };
+}
+
+function readDefaults(raw: unknown): Inherited {
+  const builtIn = builtInDefaults();
   if (raw === undefined) return builtIn;
   const table = expectTable(raw, "cluster_defaults");
   checkFields(table, "cluster_defaults", DEFAULTS_FIELDS);
@@ -153,21 +197,32 @@ interface ClusterContext {
 function readCluster(raw: unknown, field: string, context: ClusterContext): ClusterConfig {
   const table = expectTable(raw, field);
   checkFields(table, field, CLUSTER_FIELDS);
-  const id = readId(table.id, `${field}.id`);
-  claim(context.seen.clusterIds, id, { field: `${field}.id`, what: `cluster id "${id}"` });
-  const loadFactor = readLoadFactor(table.load_factor, `${field}.load_factor`);
-  const inherited = readLevel(table, field, {
-    inherited: context.defaults,
-    level: LEVEL_CLUSTER,
-  });
+  const id = attempt(() => {
+    const id = readId(table.id, `${field}.id`);
+    claim(context.seen.clusterIds, id, { field: `${field}.id`, what: `cluster id "${id}"` });
+    return id;
+  }, "");
+  const loadFactor = attempt(
+    () => readLoadFactor(table.load_factor, `${field}.load_factor`),
+    LOAD_FACTOR_DEFAULT,
+  );
+  const inherited = attempt(
+    () => readLevel(table, field, { inherited: context.defaults, level: LEVEL_CLUSTER }),
+    context.defaults,
+  );
   const rawNodes = readTableArray(table.nodes, `${field}.nodes`, {
     min: NODES_PER_CLUSTER_MIN,
     what: "[[clusters.nodes]]",
   });
+  const before = problems.length;
   const nodes = rawNodes.map((node, i) =>
-    readNode(node, `${field}.nodes[${i}]`, { ...context, clusterId: id, inherited })
+    attempt(
+      () => readNode(node, `${field}.nodes[${i}]`, { ...context, clusterId: id, inherited }),
+      undefined as unknown as NodeConfig,
+    )
   );
-  if (nodes.every((n) => n.join)) {
+  // Only about nodes that were read: a bad `join` must not also count as "every node joins".
+  if (problems.length === before && nodes.every((n) => n.join)) {
     fail(
       `${field}.nodes`,
       "every node has join = true, so no node can found the cluster; at least one must not join",
@@ -183,31 +238,46 @@ interface NodeContext extends ClusterContext {
 
 function readNode(raw: unknown, field: string, context: NodeContext): NodeConfig {
   const table = expectTable(raw, field);
+  const before = problems.length;
   if (table.secret !== undefined) {
     const cluster = field.slice(0, field.lastIndexOf(".nodes["));
-    fail(
-      `${field}.secret`,
-      `a node cannot have its own secret: every node of a cluster must share one, ` +
-        `so set it on ${cluster} or in cluster_defaults`,
-    );
+    attempt(() =>
+      fail(
+        `${field}.secret`,
+        `a node cannot have its own secret: every node of a cluster must share one, ` +
+          `so set it on ${cluster} or in cluster_defaults`,
+      ), undefined);
+  } else {
+    checkFields(table, field, NODE_FIELDS);
   }
-  checkFields(table, field, NODE_FIELDS);
-  const id = readId(table.id, `${field}.id`);
-  claim(context.seen.nodeIds, id, { field: `${field}.id`, what: `node id "${id}"` });
-  const raft = readAddress(table.raft, `${field}.raft`, context.seen);
-  const http = readAddress(table.http, `${field}.http`, context.seen);
-  const dataDir = readDataDir(table.data, `${field}.data`, context);
-  const join = table.join ?? false;
-  if (typeof join !== "boolean") fail(`${field}.join`, `must be true or false, got ${show(join)}`);
-  const own = readLevel(table, field, { inherited: context.inherited, level: LEVEL_NODE });
-  checkTiming(own);
+  const id = attempt(() => {
+    const id = readId(table.id, `${field}.id`);
+    claim(context.seen.nodeIds, id, { field: `${field}.id`, what: `node id "${id}"` });
+    return id;
+  }, "");
+  const raft = attempt(() => readAddress(table.raft, `${field}.raft`, context.seen), undefined);
+  const http = attempt(() => readAddress(table.http, `${field}.http`, context.seen), undefined);
+  const dataDir = attempt(() => readDataDir(table.data, `${field}.data`, context), "");
+  const join: unknown = table.join ?? false;
+  if (typeof join !== "boolean") {
+    attempt(() => fail(`${field}.join`, `must be true or false, got ${show(join)}`), undefined);
+  }
+  const own = attempt(
+    () => readLevel(table, field, { inherited: context.inherited, level: LEVEL_NODE }),
+    undefined,
+  );
+  if (own !== undefined) attempt(() => checkTiming(own), undefined);
+  if (problems.length > before || raft === undefined || http === undefined || own === undefined) {
+    // Reported already; the caller's fallback stands in for this node.
+    throw problems.pop()!;
+  }
   const node: NodeConfig = {
     id,
     clusterId: context.clusterId,
     raft,
     http,
     dataDir,
-    join,
+    join: join as boolean,
     electionTimeoutMs: own.election.value,
     heartbeatMs: own.heartbeat.value,
   };
@@ -360,13 +430,16 @@ function readTableArray(
   return items;
 }
 
-/** Rejects fields outside `allowed`, naming the path and the allowed fields. */
+/** Reports each field outside `allowed`, naming the path and the allowed fields. */
 function checkFields(table: Table, field: string, allowed: readonly string[]): void {
   for (const key of Object.keys(table)) {
     if (allowed.includes(key)) continue;
     const path = field === "" ? tomlKey(key) : `${field}.${tomlKey(key)}`;
     const where = field === "" ? "at the top level" : `in ${field}`;
-    fail(path, `unknown field; the fields allowed ${where} are ${allowed.join(", ")}`);
+    attempt(
+      () => fail(path, `unknown field; the fields allowed ${where} are ${allowed.join(", ")}`),
+      undefined,
+    );
   }
 }
 

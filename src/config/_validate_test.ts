@@ -428,3 +428,20 @@ Deno.test("wrong types are errors naming the field", () => {
     "got a date",
   );
 });
+
+Deno.test("a file with three mistakes lists all three at once", () => {
+  const text = ADMIN +
+    clusterToml("a", [
+      nodeToml("a1", 1, "heartbeat_ms = 0"),
+      nodeToml("a2", 2).replace(`raft = "127.0.0.1:7102"`, `raft = "127.0.0.1:99999"`),
+      nodeToml("a3", 3, "colour = 1"),
+    ]);
+  const error = configError(text);
+  assert.deepEqual(error.problems.map((p) => p.field), [
+    "clusters[0].nodes[0].heartbeat_ms",
+    "clusters[0].nodes[1].raft",
+    "clusters[0].nodes[2].colour",
+  ]);
+  assert.match(error.message, /^Invalid config: 3 problems:\n {2}- Invalid config field /);
+  for (const p of error.problems) assert.ok(error.message.includes(p.message), p.message);
+});

@@ -68,4 +68,39 @@ export interface LinkContext {
   closing(): boolean;
   /** Delivers a message received from an authenticated peer. */
   deliver(m: Message): void;
+  /** This node's incarnation, sent in every hello and welcome. */
+  readonly incarnation: string;
+  /** Why to refuse an authenticated peer presenting `incarnation`, or undefined to accept. */
+  verifyPeer(peer: string, incarnation: string): string | undefined;
+  /** Called after a handshake with `peer` succeeded (both directions). */
+  notePeer(peer: string, incarnation: string): void;
+  /** Refusal warnings, one per episode and peer. */
+  readonly refusals: RefusalLog;
+}
+
+/**
+ * Logs refusals of a peer's identity once per episode: the first refusal (or one with a new
+ * reason) is a warning, repeats are debug lines, and a successful handshake ends the episode.
+ * A wiped node redials every couple of seconds; its operator needs one line, not a flood.
+ */
+export class RefusalLog {
+  readonly #log: LogFunction;
+  readonly #last = new Map<string, string>();
+
+  /** Creates the log writing to `log`. */
+  constructor(log: LogFunction) {
+    this.#log = log;
+  }
+
+  /** Reports `message` about `peer` (a warning unless it repeats the episode's last one). */
+  report(peer: string, reason: string, message: string): void {
+    const repeated = this.#last.get(peer) === reason;
+    this.#last.set(peer, reason);
+    this.#log(repeated ? "debug" : "warn", message, { peer });
+  }
+
+  /** Ends the episode of `peer`: its next refusal is a warning again. */
+  clear(peer: string): void {
+    this.#last.delete(peer);
+  }
 }

@@ -1,15 +1,26 @@
 /**
  * The handshake that opens every peer connection.
  *
- * Without a cluster secret the dialer sends `{v: 1, cluster, from, to}` as the first frame.
- * With a secret the listener first sends a challenge `{nonce}` (16 random bytes) and the
- * dialer answers with the hello plus `nonce` (echoed) and
- * `mac = HMAC-SHA256(secret, "koi-hello-v1|" + cluster + "|" + from + "|" + to + "|" + hex(nonce))`.
- * The listener checks cluster, receiver, sender and MAC (constant time, crypto.subtle.verify).
+ * Without a cluster secret the dialer sends `{v: 2, cluster, from, to, incarnation}` as the
+ * first frame. With a secret the listener first sends a challenge `{nonce}` (16 random bytes)
+ * and the dialer answers with the hello plus `nonce` (echoed) and
+ * `mac = HMAC-SHA256(secret, "koi-hello-v2|cluster|from|to|incarnation|hex(nonce)")`.
+ * The listener checks cluster, receiver, sender and MAC (constant time, crypto.subtle.verify),
+ * then asks whether the sender's incarnation (the id of its data directory) is the one the
+ * cluster knows, and answers with a welcome `{v: 2, incarnation}` (with a secret also
+ * `mac = HMAC-SHA256(secret, "koi-welcome-v2|cluster|listener|dialer|incarnation|hex(nonce)")`)
+ * or a refusal `{v: 2, refused: reason}`. The dialer checks the welcome the same way, so each
+ * side learns the other's incarnation and either can refuse a node whose disk was wiped.
  */
 
-/** The version of the hello this code speaks. */
-export const HELLO_VERSION = 1;
+/** The version of the hello this code speaks (2: incarnations and the welcome). */
+export const HELLO_VERSION = 2;
+
+/** Longest incarnation id accepted in a hello or welcome. */
+export const INCARNATION_CHARS_MAX = 128;
+
+/** Longest refusal reason a listener sends (longer ones are cut). */
+export const REFUSAL_CHARS_MAX = 512;
 
 /** Default time allowed for dialing plus the handshake, in milliseconds. */
 export const HANDSHAKE_TIMEOUT_MS = 5_000;
@@ -23,7 +34,8 @@ export const MAC_BYTES = 32;
 /** Longest cluster or node id accepted in a hello (ids in config.toml are far shorter). */
 export const HELLO_ID_CHARS_MAX = 256;
 
-const MAC_CONTEXT = "koi-hello-v1";
+const MAC_CONTEXT = "koi-hello-v2";
+const WELCOME_MAC_CONTEXT = "koi-welcome-v2";
 const TEXT = new TextEncoder();
 
 /** The first frame a dialer sends. */
@@ -36,6 +48,8 @@ export interface Hello {
   readonly from: string;
   /** The node id the dialer believes it reached. */
   readonly to: string;
+  /** The id of the dialer's data directory (see `KvLogStorage.incarnation`). */
+  readonly incarnation: string;
   /** The listener's challenge, echoed (only with a secret). */
   readonly nonce?: Uint8Array;
   /** HMAC-SHA256 proving knowledge of the secret (only with a secret). */
@@ -81,28 +95,60 @@ export function newNonce(): Uint8Array {
   return crypto.getRandomValues(new Uint8Array(NONCE_BYTES));
 }
 
-/** What the MAC covers: the hello's names and the listener's challenge nonce. */
+/** What a MAC covers: the names, the sender's incarnation and the listener's challenge. */
 export interface MacFields {
-  /** The dialer's cluster. */
+  /** The cluster. */
   readonly cluster: string;
-  /** The dialer. */
+  /** The sender (the dialer for a hello, the listener for a welcome). */
   readonly from: string;
-  /** The listener. */
+  /** The receiver. */
   readonly to: string;
+  /** The sender's incarnation. */
+  readonly incarnation: string;
   /** The listener's challenge. */
   readonly nonce: Uint8Array;
 }
 
-/** The bytes the MAC covers: `koi-hello-v1|cluster|from|to|hex(nonce)`. */
+/** The bytes the hello's MAC covers: `koi-hello-v2|cluster|from|to|incarnation|hex(nonce)`. */
 export function helloMacInput(fields: MacFields): Uint8Array {
+  return macInput(MAC_CONTEXT, fields);
+}
+
+/** The bytes the welcome's MAC covers: the same with `koi-welcome-v2` (from = listener). */
+export function welcomeMacInput(fields: MacFields): Uint8Array {
+  return macInput(WELCOME_MAC_CONTEXT, fields);
+}
+
+function macInput(context: string, fields: MacFields): Uint8Array {
   const hex = Array.from(fields.nonce, (b) => b.toString(16).padStart(2, "0")).join("");
-  return TEXT.encode(`${MAC_CONTEXT}|${fields.cluster}|${fields.from}|${fields.to}|${hex}`);
+  return TEXT.encode(
+    `${context}|${fields.cluster}|${fields.from}|${fields.to}|${fields.incarnation}|${hex}`,
+  );
 }
 
 /** The hello's MAC: HMAC-SHA256 with the secret's `key` over {@linkcode helloMacInput}. */
-export async function signHello(key: CryptoKey, fields: MacFields): Promise<Uint8Array> {
-  const input = helloMacInput(fields) as Uint8Array<ArrayBuffer>;
-  return new Uint8Array(await crypto.subtle.sign("HMAC", key, input));
+export function signHello(key: CryptoKey, fields: MacFields): Promise<Uint8Array> {
+  return sign(key, helloMacInput(fields));
+}
+
+/** The welcome's MAC: HMAC-SHA256 with the secret's `key` over {@linkcode welcomeMacInput}. */
+export function signWelcome(key: CryptoKey, fields: MacFields): Promise<Uint8Array> {
+  return sign(key, welcomeMacInput(fields));
+}
+
+async function sign(key: CryptoKey, input: Uint8Array): Promise<Uint8Array> {
+  return new Uint8Array(
+    await crypto.subtle.sign("HMAC", key, input as Uint8Array<ArrayBuffer>),
+  );
+}
+
+function verify(key: CryptoKey, mac: Uint8Array, input: Uint8Array): Promise<boolean> {
+  return crypto.subtle.verify(
+    "HMAC",
+    key,
+    mac as Uint8Array<ArrayBuffer>,
+    input as Uint8Array<ArrayBuffer>,
+  );
 }
 
 /** The msgpack-ready form of a hello (absent optional fields are left out). */
@@ -112,6 +158,7 @@ export function encodeHello(hello: Hello): Record<string, unknown> {
     cluster: hello.cluster,
     from: hello.from,
     to: hello.to,
+    incarnation: hello.incarnation,
   };
   if (hello.nonce !== undefined) wire.nonce = hello.nonce;
   if (hello.mac !== undefined) wire.mac = hello.mac;
@@ -129,6 +176,7 @@ export function parseHello(body: unknown): Hello {
     cluster: helloId(body.cluster, "cluster"),
     from: helloId(body.from, "from"),
     to: helloId(body.to, "to"),
+    incarnation: incarnationOf(body.incarnation),
   };
   if (body.nonce !== undefined) hello.nonce = helloBytes(body.nonce, "nonce", NONCE_BYTES);
   if (body.mac !== undefined) hello.mac = helloBytes(body.mac, "mac", MAC_BYTES);
@@ -170,14 +218,60 @@ export async function checkHello(
   if (hello.nonce === undefined || !equalBytes(hello.nonce, expect.nonce)) {
     return "the nonce does not match the challenge";
   }
-  const input = helloMacInput({ ...hello, nonce: expect.nonce }) as Uint8Array<ArrayBuffer>;
-  const ok = await crypto.subtle.verify(
-    "HMAC",
-    expect.key,
-    hello.mac as Uint8Array<ArrayBuffer>,
-    input,
-  );
+  const ok = await verify(expect.key, hello.mac, helloMacInput({ ...hello, nonce: expect.nonce }));
   return ok ? undefined : "wrong MAC: the peer does not know the cluster secret";
+}
+
+/** The listener's answer to an accepted hello, or its refusal. */
+export type Welcome =
+  | {
+    /** The listener's incarnation. */
+    readonly incarnation: string;
+    /** HMAC-SHA256 over {@linkcode welcomeMacInput} (only with a secret). */
+    readonly mac?: Uint8Array;
+  }
+  | {
+    /** Why the listener refuses the dialer (it closes the connection after this frame). */
+    readonly refused: string;
+  };
+
+/** The msgpack-ready form of a welcome or refusal. */
+export function encodeWelcome(welcome: Welcome): Record<string, unknown> {
+  if ("refused" in welcome) {
+    return { v: HELLO_VERSION, refused: welcome.refused.slice(0, REFUSAL_CHARS_MAX) };
+  }
+  const wire: Record<string, unknown> = { v: HELLO_VERSION, incarnation: welcome.incarnation };
+  if (welcome.mac !== undefined) wire.mac = welcome.mac;
+  return wire;
+}
+
+/** Validates a decoded welcome frame; throws {@linkcode HandshakeError}. */
+export function parseWelcome(body: unknown): Welcome {
+  if (!isRecord(body)) throw new HandshakeError("the answer to the hello is not a welcome map");
+  if (body.v !== HELLO_VERSION) {
+    throw new HandshakeError(`unsupported welcome version ${String(body.v)}`);
+  }
+  if (body.refused !== undefined) {
+    if (typeof body.refused !== "string" || body.refused.length > REFUSAL_CHARS_MAX) {
+      throw new HandshakeError(`welcome field refused must be a string of 0..${REFUSAL_CHARS_MAX}`);
+    }
+    return { refused: body.refused };
+  }
+  const incarnation = incarnationOf(body.incarnation);
+  if (body.mac === undefined) return { incarnation };
+  return { incarnation, mac: helloBytes(body.mac, "mac", MAC_BYTES) };
+}
+
+/** Why the dialer refuses a welcome's MAC, or undefined when it is good (or not needed). */
+export async function checkWelcome(
+  welcome: { readonly incarnation: string; readonly mac?: Uint8Array },
+  expect: { readonly key?: CryptoKey; readonly fields: Omit<MacFields, "incarnation"> },
+): Promise<string | undefined> {
+  if (expect.key === undefined) return undefined;
+  if (welcome.mac === undefined) return "the welcome has no MAC, but a cluster secret is set";
+  const input = welcomeMacInput({ ...expect.fields, incarnation: welcome.incarnation });
+  const ok = await verify(expect.key, welcome.mac, input);
+  return ok ? undefined : "wrong welcome MAC: the peer does not know the cluster secret";
 }
 
 function isRecord(value: unknown): value is Record<string, unknown> {
@@ -188,6 +282,15 @@ function isRecord(value: unknown): value is Record<string, unknown> {
 function helloId(value: unknown, field: string): string {
   if (typeof value !== "string" || value === "" || value.length > HELLO_ID_CHARS_MAX) {
     throw new HandshakeError(`hello field ${field} must be a string of 1..${HELLO_ID_CHARS_MAX}`);
+  }
+  return value;
+}
+
+function incarnationOf(value: unknown): string {
+  if (typeof value !== "string" || value === "" || value.length > INCARNATION_CHARS_MAX) {
+    throw new HandshakeError(
+      `field incarnation must be a string of 1..${INCARNATION_CHARS_MAX}`,
+    );
   }
   return value;
 }

@@ -9,7 +9,16 @@ import type { FrameConnection } from "./_connection.ts";
 import type { LinkContext } from "./_context.ts";
 import { describeError } from "./_async.ts";
 import { decodeFrameBody, encodeFrame, FrameTooLargeError, MalformedFrameError } from "./_frame.ts";
-import { checkHello, encodeChallenge, HandshakeError, newNonce, parseHello } from "./_hello.ts";
+import {
+  checkHello,
+  encodeChallenge,
+  encodeWelcome,
+  HandshakeError,
+  type Hello,
+  newNonce,
+  parseHello,
+  signWelcome,
+} from "./_hello.ts";
 
 /** The transport as an inbound connection sees it. */
 export interface InboundContext extends LinkContext {
@@ -66,6 +75,7 @@ async function acceptHello(
       nonce,
     });
     if (reason !== undefined) throw new HandshakeError(reason);
+    if (!(await welcome(connection, hello, { ctx, key, nonce }))) return undefined;
     return hello.from;
   } catch (error) {
     if (ctx.closing()) return undefined;
@@ -85,12 +95,53 @@ async function acceptHello(
   }
 }
 
+/**
+ * Asks whether the authenticated sender's incarnation is the one the cluster knows, then
+ * answers with a welcome carrying this node's incarnation, or with the refusal (and closes).
+ */
+async function welcome(
+  connection: FrameConnection,
+  hello: Hello,
+  options: { ctx: LinkContext; key: CryptoKey | undefined; nonce: Uint8Array | undefined },
+): Promise<boolean> {
+  const { ctx, key, nonce } = options;
+  const refused = ctx.verifyPeer(hello.from, hello.incarnation);
+  if (refused !== undefined) {
+    ctx.counters.connectionsRefused++;
+    ctx.refusals.report(
+      hello.from,
+      refused,
+      `Refusing peer ${hello.from}: ${refused}`,
+    );
+    await connection.writeAll(encodeFrame(encodeWelcome({ refused }), ctx.frameBytesMax), 1)
+      .catch(() => {}); // the dialer may be gone already; it is refused either way
+    connection.close();
+    return false;
+  }
+  const fields = {
+    cluster: ctx.clusterId,
+    from: ctx.nodeId,
+    to: hello.from,
+    incarnation: ctx.incarnation,
+  };
+  const mac = key === undefined || nonce === undefined
+    ? undefined
+    : await signWelcome(key, { ...fields, nonce });
+  const frame = encodeWelcome({ incarnation: ctx.incarnation, ...(mac ? { mac } : {}) });
+  await connection.writeAll(encodeFrame(frame, ctx.frameBytesMax), 1);
+  // The refusal episode ends with the first message, not here: the dialer may still refuse
+  // this welcome, and clearing now would warn again on every redial.
+  ctx.notePeer(hello.from, hello.incarnation);
+  return true;
+}
+
 /** Delivers the peer's messages until the connection ends or carries something invalid. */
 async function receiveMessages(
   connection: FrameConnection,
   peer: string,
   ctx: LinkContext,
 ): Promise<void> {
+  let first = true;
   try {
     while (true) {
       const body = await connection.readBody();
@@ -104,6 +155,10 @@ async function receiveMessages(
         throw new MalformedMessageError(
           `${m.type} from ${m.from} to ${m.to} on the connection of ${peer} to ${ctx.nodeId}`,
         );
+      }
+      if (first) {
+        first = false;
+        ctx.refusals.clear(peer); // the dialer accepted our welcome: the link works
       }
       if (!deliver(m, ctx, connection)) return;
     }

@@ -8,11 +8,36 @@ import { describeError, Signal, Sleeper } from "./_async.ts";
 import { FrameConnection } from "./_connection.ts";
 import type { LinkContext } from "./_context.ts";
 import { decodeFrameBody, encodeFrame } from "./_frame.ts";
-import { encodeHello, HandshakeError, HELLO_VERSION, parseChallenge, signHello } from "./_hello.ts";
+import {
+  checkWelcome,
+  encodeHello,
+  HandshakeError,
+  HELLO_VERSION,
+  parseChallenge,
+  parseWelcome,
+  signHello,
+} from "./_hello.ts";
 import { isBadInput } from "./_inbound.ts";
 
 /** Queued frames are joined into writes of at most this many bytes (a larger frame goes alone). */
 export const WRITE_BATCH_BYTES_MAX = 4 * 1024 * 1024;
+
+/**
+ * A link that has failed for this long is reported as a warning (once per outage); shorter
+ * outages, such as peers starting one after the other, are debug lines only.
+ */
+export const LINK_DOWN_WARN_MS = 10_000;
+
+/** The peer answered the hello with a refusal, or its welcome is refused here. */
+class PeerRefusedError extends Error {
+  /** The reason, as the refusing side gave it. */
+  readonly reason: string;
+  constructor(message: string, reason: string) {
+    super(message);
+    this.name = "PeerRefusedError";
+    this.reason = reason;
+  }
+}
 
 /**
  * The delay before reconnect attempt `attempt` (0 for the first), with "equal jitter": uniform
@@ -44,7 +69,9 @@ export class OutboundPeer {
   #task: Promise<void> | undefined;
   #closed = false;
   #dials = 0;
-  #failures = 0;
+  /** When the current outage began (performance.now()), or undefined while the link is up. */
+  #downSinceMs: number | undefined;
+  #warned = false;
 
   /** Creates the link; nothing is dialed before the first frame is queued. */
   constructor(id: string, address: HostPort, ctx: LinkContext) {
@@ -114,7 +141,6 @@ export class OutboundPeer {
           // (e.g. a refused handshake) does not, so a refusing peer is not hammered.
           if (livedMs >= this.#ctx.reconnectDelayMs.max) {
             attempt = 0;
-            this.#failures = 0;
           } else if (!this.#closed && !this.#ctx.closing()) {
             this.#reportFailure(
               `the connection ended ${livedMs} ms after the hello (refused? check the cluster ` +
@@ -159,13 +185,17 @@ export class OutboundPeer {
       if (this.#closed || abort.signal.aborted) throw new Error("dial cancelled");
       await this.#handshake(connection);
       this.#connected = true;
+      this.#noteUp();
       ctx.log("debug", `Connected to peer ${this.id} at ${host}:${port}`, { peer: this.id });
       return connection;
     } catch (error) {
       connection?.close();
       this.#connection = undefined;
       const cancelled = abort.signal.aborted && !timedOut; // closing, or the peer moved
-      if (!cancelled && !this.#closed && !ctx.closing()) {
+      if (error instanceof PeerRefusedError && !this.#closed && !ctx.closing()) {
+        ctx.refusals.report(this.id, error.reason, error.message);
+        this.#reportFailure(error.message, { quiet: true });
+      } else if (!cancelled && !this.#closed && !ctx.closing()) {
         this.#reportFailure(
           timedOut ? `no handshake within ${ctx.handshakeTimeoutMs} ms` : describeError(error),
         );
@@ -177,19 +207,50 @@ export class OutboundPeer {
     }
   }
 
-  /** Logs a failed link: the first failure in a row as a warning, the retries as debug. */
-  #reportFailure(reason: string): void {
-    const level = this.#failures++ === 0 ? "warn" : "debug";
-    this.#ctx.log(level, `Cannot connect to peer ${this.id} at ${this.#address.text}: ${reason}`, {
-      peer: this.id,
-    });
+  /**
+   * Logs a failed link: debug lines while the outage is short (peers start one after the
+   * other), one warning once it has lasted {@linkcode LINK_DOWN_WARN_MS} (unless `quiet`:
+   * a refusal has its own warning).
+   */
+  #reportFailure(reason: string, options: { quiet?: boolean } = {}): void {
+    const now = performance.now();
+    this.#downSinceMs ??= now;
+    const downMs = now - this.#downSinceMs;
+    const warn = !this.#warned && !options.quiet && downMs >= LINK_DOWN_WARN_MS;
+    if (warn || options.quiet) this.#warned = true;
+    const lasting = warn ? ` (down for ${Math.round(downMs / 1000)} s)` : "";
+    this.#ctx.log(
+      warn ? "warn" : "debug",
+      `Cannot connect to peer ${this.id} at ${this.#address.text}: ${reason}${lasting}`,
+      { peer: this.id },
+    );
   }
 
-  /** The dialer's half of the handshake: answer the challenge (with a secret), send the hello. */
+  /** The link is up: ends the outage (with a line when it had been reported). */
+  #noteUp(): void {
+    if (this.#warned && this.#downSinceMs !== undefined) {
+      const downMs = Math.round(performance.now() - this.#downSinceMs);
+      this.#ctx.log("info", `Connected to peer ${this.id} again after ${downMs} ms`, {
+        peer: this.id,
+      });
+    }
+    this.#downSinceMs = undefined;
+    this.#warned = false;
+  }
+
+  /**
+   * The dialer's half of the handshake: answer the challenge (with a secret), send the hello,
+   * then check the listener's welcome and its incarnation.
+   */
   async #handshake(connection: FrameConnection): Promise<void> {
     const ctx = this.#ctx;
     const key = await ctx.key;
-    const fields = { cluster: ctx.clusterId, from: ctx.nodeId, to: this.id };
+    const fields = {
+      cluster: ctx.clusterId,
+      from: ctx.nodeId,
+      to: this.id,
+      incarnation: ctx.incarnation,
+    };
     let nonce: Uint8Array | undefined;
     let mac: Uint8Array | undefined;
     if (key !== undefined) {
@@ -202,6 +263,34 @@ export class OutboundPeer {
     }
     const hello = encodeHello({ v: HELLO_VERSION, ...fields, nonce, mac });
     await connection.writeAll(encodeFrame(hello, ctx.frameBytesMax), 1);
+    const body = await connection.readBody();
+    if (body === null) {
+      throw new HandshakeError("the peer closed the connection instead of welcoming the hello");
+    }
+    const welcome = parseWelcome(decodeFrameBody(body));
+    if ("refused" in welcome) {
+      throw new PeerRefusedError(
+        `Peer ${this.id} refuses this node: ${welcome.refused}`,
+        welcome.refused,
+      );
+    }
+    const badMac = await checkWelcome(welcome, {
+      key,
+      fields: {
+        cluster: ctx.clusterId,
+        from: this.id,
+        to: ctx.nodeId,
+        nonce: nonce ?? new Uint8Array(),
+      },
+    });
+    if (badMac !== undefined) throw new HandshakeError(badMac);
+    const refused = ctx.verifyPeer(this.id, welcome.incarnation);
+    if (refused !== undefined) {
+      ctx.counters.connectionsRefused++;
+      throw new PeerRefusedError(`Refusing peer ${this.id}: ${refused}`, refused);
+    }
+    ctx.refusals.clear(this.id);
+    ctx.notePeer(this.id, welcome.incarnation);
   }
 
   /** Runs the writer and a watcher (the peer never sends on this connection) until it ends. */

@@ -112,8 +112,10 @@ export function rawConnect(port: number): Promise<Deno.TcpConn> {
 }
 
 /** The frame of a hello. */
-export function helloFrame(hello: Omit<Hello, "v"> & { v?: number }): Uint8Array {
-  return encodeFrame(encodeHello({ v: 1, ...hello } as Hello));
+export function helloFrame(
+  hello: Omit<Hello, "v" | "incarnation"> & { v?: number; incarnation?: string },
+): Uint8Array {
+  return encodeFrame(encodeHello({ v: 2, incarnation: "test-incarnation", ...hello } as Hello));
 }
 
 /** Writes all of `bytes`; false when the peer already closed the connection. */

@@ -1,8 +1,10 @@
 import assert from "node:assert/strict";
 import {
   checkHello,
+  checkWelcome,
   encodeChallenge,
   encodeHello,
+  encodeWelcome,
   HandshakeError,
   type Hello,
   helloMacInput,
@@ -12,7 +14,11 @@ import {
   NONCE_BYTES,
   parseChallenge,
   parseHello,
+  parseWelcome,
+  REFUSAL_CHARS_MAX,
   signHello,
+  signWelcome,
+  welcomeMacInput,
 } from "./_hello.ts";
 import { decodeFrameBody, encodeFrame, FRAME_HEADER_BYTES } from "./_frame.ts";
 
@@ -29,7 +35,7 @@ function wire(value: unknown): unknown {
 }
 
 async function signedHello(secret: string, nonce: Uint8Array, fields: Partial<Hello> = {}) {
-  const base = { v: 1 as const, cluster: "a", from: "a2", to: "a1", ...fields };
+  const base = { v: 2 as const, cluster: "a", from: "a2", to: "a1", incarnation: "i2", ...fields };
   const mac = await signHello(await importHelloKey(secret), { ...base, nonce });
   return parseHello(wire(encodeHello({ ...base, nonce, mac })));
 }
@@ -37,9 +43,9 @@ async function signedHello(secret: string, nonce: Uint8Array, fields: Partial<He
 Deno.test("hello MAC input is the documented string", () => {
   const nonce = Uint8Array.from({ length: NONCE_BYTES }, (_, i) => i);
   const text = new TextDecoder().decode(
-    helloMacInput({ cluster: "a", from: "a2", to: "a1", nonce }),
+    helloMacInput({ cluster: "a", from: "a2", to: "a1", incarnation: "i2", nonce }),
   );
-  assert.equal(text, "koi-hello-v1|a|a2|a1|000102030405060708090a0b0c0d0e0f");
+  assert.equal(text, "koi-hello-v2|a|a2|a1|i2|000102030405060708090a0b0c0d0e0f");
 });
 
 Deno.test("checkHello accepts a hello signed with the secret over the challenge", async () => {
@@ -55,7 +61,9 @@ Deno.test("checkHello refuses a wrong secret, a missing MAC and a replayed nonce
   const nonce = newNonce();
   const wrong = await signedHello("not the secret at all", nonce);
   assert.match((await checkHello(wrong, expectation(key, nonce)))!, /wrong MAC/);
-  const bare = parseHello(wire(encodeHello({ v: 1, cluster: "a", from: "a2", to: "a1" })));
+  const bare = parseHello(
+    wire(encodeHello({ v: 2, cluster: "a", from: "a2", to: "a1", incarnation: "i2" })),
+  );
   assert.match((await checkHello(bare, expectation(key, nonce)))!, /no MAC/);
   const replayed = await signedHello(SECRET, newNonce()); // signed for another challenge
   assert.match((await checkHello(replayed, expectation(key, nonce)))!, /nonce does not match/);
@@ -76,22 +84,27 @@ Deno.test("checkHello refuses a wrong cluster, receiver or sender, with or witho
     const signed = await signedHello(SECRET, nonce, fields);
     assert.match((await checkHello(signed, expectation(key, nonce)))!, reason);
     const plain = parseHello(
-      wire(encodeHello({ v: 1, cluster: "a", from: "a2", to: "a1", ...fields })),
+      wire(encodeHello({ v: 2, cluster: "a", from: "a2", to: "a1", incarnation: "i2", ...fields })),
     );
     assert.match((await checkHello(plain, expectation()))!, reason);
   }
-  const plain = parseHello(wire(encodeHello({ v: 1, cluster: "a", from: "a3", to: "a1" })));
+  const plain = parseHello(
+    wire(encodeHello({ v: 2, cluster: "a", from: "a3", to: "a1", incarnation: "i3" })),
+  );
   assert.equal(await checkHello(plain, expectation()), undefined);
 });
 
 Deno.test("parseHello and parseChallenge refuse malformed frames", () => {
-  const good = { v: 1, cluster: "a", from: "a2", to: "a1" };
+  const good = { v: 2, cluster: "a", from: "a2", to: "a1", incarnation: "i2" };
   const bad: unknown[] = [
     null,
     7,
     [1, "a", "a2", "a1"],
     new Uint8Array(4),
-    { ...good, v: 2 },
+    { ...good, v: 1 },
+    { ...good, incarnation: undefined },
+    { ...good, incarnation: "" },
+    { ...good, incarnation: "x".repeat(129) },
     { ...good, cluster: 5 },
     { ...good, from: "" },
     { ...good, to: "x".repeat(257) },
@@ -104,4 +117,29 @@ Deno.test("parseHello and parseChallenge refuse malformed frames", () => {
   assert.deepEqual(parseHello({ ...good, extra: true }), good); // unknown keys are ignored
   assert.throws(() => parseChallenge({ nonce: new Uint8Array(8) }), HandshakeError);
   assert.throws(() => parseChallenge(good), HandshakeError);
+});
+
+Deno.test("the welcome MAC covers the listener's incarnation; a refusal carries its reason", async () => {
+  const key = await importHelloKey(SECRET);
+  const nonce = newNonce();
+  const fields = { cluster: "a", from: "a1", to: "a2", nonce };
+  assert.equal(
+    new TextDecoder().decode(
+      welcomeMacInput({ ...fields, incarnation: "i1", nonce: new Uint8Array(1) }),
+    ),
+    "koi-welcome-v2|a|a1|a2|i1|00",
+  );
+  const mac = await signWelcome(key, { ...fields, incarnation: "i1" });
+  const good = parseWelcome(wire(encodeWelcome({ incarnation: "i1", mac })));
+  assert.deepEqual(good, { incarnation: "i1", mac });
+  assert.equal(await checkWelcome(good as { incarnation: string }, { key, fields }), undefined);
+  const swapped = { incarnation: "i9", mac }; // a replayed MAC with another incarnation
+  assert.match((await checkWelcome(swapped, { key, fields }))!, /wrong welcome MAC/);
+  assert.match((await checkWelcome({ incarnation: "i1" }, { key, fields }))!, /no MAC/);
+  assert.equal(await checkWelcome({ incarnation: "i1" }, { fields }), undefined); // no secret
+  const refused = parseWelcome(wire(encodeWelcome({ refused: "x".repeat(600) })));
+  assert.deepEqual(refused, { refused: "x".repeat(REFUSAL_CHARS_MAX) });
+  for (const bad of [null, { v: 1, incarnation: "i1" }, { v: 2 }, { v: 2, refused: 7 }]) {
+    assert.throws(() => parseWelcome(bad), HandshakeError, JSON.stringify(bad));
+  }
 });

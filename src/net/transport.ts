@@ -12,9 +12,9 @@ import type { Message } from "../raft/mod.ts";
 import { describeError, Sleeper } from "./_async.ts";
 import { encodeMessage } from "./_codec.ts";
 import { FrameConnection } from "./_connection.ts";
-import { type LinkContext, type LogFunction, newCounters } from "./_context.ts";
+import { type LinkContext, type LogFunction, newCounters, RefusalLog } from "./_context.ts";
 import { checkFrameBytesMax, encodeFrame, FRAME_BYTES_MAX, FrameTooLargeError } from "./_frame.ts";
-import { HANDSHAKE_TIMEOUT_MS, importHelloKey } from "./_hello.ts";
+import { HANDSHAKE_TIMEOUT_MS, importHelloKey, INCARNATION_CHARS_MAX } from "./_hello.ts";
 import { serveInbound } from "./_inbound.ts";
 import { OutboundPeer } from "./_outbound.ts";
 
@@ -56,6 +56,19 @@ export interface TransportOptions {
   log?: LogFunction;
   /** Jitter source in [0, 1); default Math.random. */
   random?: () => number;
+  /**
+   * This node's incarnation (the id of its data directory), sent in every hello and welcome;
+   * default: a random id for this transport's lifetime.
+   */
+  incarnation?: string;
+  /**
+   * Asked after a peer authenticated (as dialer or listener) with the incarnation it
+   * presented: a reason refuses the connection (closed, one warning per episode), undefined
+   * accepts it. Default: accept all.
+   */
+  verifyPeer?(peer: string, incarnation: string): string | undefined;
+  /** Called after a handshake with `peer` succeeded, with the incarnation it presented. */
+  notePeer?(peer: string, incarnation: string): void;
 }
 
 /**
@@ -107,6 +120,10 @@ export class PeerTransport {
       isPeer: (id) => id !== options.nodeId && this.#peers.has(id),
       closing: () => this.#closed,
       deliver: (m) => options.onMessage(m),
+      incarnation: options.incarnation ?? crypto.randomUUID(),
+      verifyPeer: (peer, incarnation) => options.verifyPeer?.(peer, incarnation),
+      notePeer: (peer, incarnation) => options.notePeer?.(peer, incarnation),
+      refusals: new RefusalLog(log),
     };
   }
 
@@ -290,6 +307,15 @@ function checkOptions(options: TransportOptions): void {
   }
   if (options.secret === "") {
     throw new RangeError("Invalid transport options: secret must not be empty when set");
+  }
+  const incarnation = options.incarnation;
+  if (
+    incarnation !== undefined &&
+    (incarnation === "" || incarnation.length > INCARNATION_CHARS_MAX)
+  ) {
+    throw new RangeError(
+      `Invalid transport options: incarnation must be 1..${INCARNATION_CHARS_MAX} characters`,
+    );
   }
   const frameBytesMax = options.frameBytesMax ?? FRAME_BYTES_MAX;
   checkFrameBytesMax(frameBytesMax);

@@ -264,16 +264,32 @@ function parseAddress(value: unknown, field: string): string {
   }
 }
 
-/** The body of `POST /v1/members`: `{"id", "raft", "http", "voter": bool}`. */
-export function parseMemberSpec(body: Uint8Array): MemberSpec {
+/**
+ * The body of `POST /v1/members`: `{"id", "raft"?, "http"?, "voter"?}`. The addresses may be
+ * left out for a node config.toml knows (`known`); `voter` defaults to false (a learner).
+ */
+export function parseMemberSpec(
+  body: Uint8Array,
+  known: ReadonlyMap<string, { readonly raft: string; readonly http: string }> = new Map(),
+): MemberSpec {
   const record = parseJsonObject(body, ["id", "raft", "http", "voter"]);
   const id = parseNodeId(record.id, "id");
-  const raft = parseAddress(record.raft, "raft");
-  const http = parseAddress(record.http, "http");
-  if (typeof record.voter !== "boolean") {
-    throw new BadRequestError(`Invalid voter: must be true or false, got ${kindOf(record.voter)}`);
+  const configured = known.get(id);
+  const address = (field: "raft" | "http") => {
+    if (record[field] !== undefined) return parseAddress(record[field], field);
+    if (configured !== undefined) return configured[field];
+    throw new BadRequestError(
+      `Invalid ${field}: missing, and node ${id} is not in config.toml; give its "raft" and ` +
+        `"http" addresses`,
+    );
+  };
+  const raft = address("raft");
+  const http = address("http");
+  const voter = record.voter ?? false;
+  if (typeof voter !== "boolean") {
+    throw new BadRequestError(`Invalid voter: must be true or false, got ${kindOf(voter)}`);
   }
-  return { id, raft, http, voter: record.voter };
+  return { id, raft, http, voter };
 }
 
 /** The body of `POST /v1/leader`: `{"to": id}`. */

@@ -75,3 +75,22 @@ export class UnauthorizedError extends Error {
     this.name = "UnauthorizedError";
   }
 }
+
+/** A node cannot listen: its address is taken. The message names the config field. */
+export class AddressInUseError extends Error {
+  /** The TOML path of the address, e.g. `clusters[0].nodes[1].http`. */
+  readonly field: string;
+  /** The address, `host:port`. */
+  readonly address: string;
+  /** Creates the error for `address`, configured at `field`. */
+  constructor(field: string, address: string, options?: ErrorOptions) {
+    super(
+      `Address already in use: ${field} ${address} (another process listens there; stop it ` +
+        `or change ${field})`,
+      options,
+    );
+    this.name = "AddressInUseError";
+    this.field = field;
+    this.address = address;
+  }
+}

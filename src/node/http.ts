@@ -10,7 +10,7 @@ import { Hono } from "hono";
 import type { Context, MiddlewareHandler } from "hono";
 import { NotLeaderError } from "../raft/mod.ts";
 import type { KvCommand, KvResult, KvValue } from "../storage/mod.ts";
-import { WrongShardError } from "./errors.ts";
+import { BadRequestError, WrongShardError } from "./errors.ts";
 import type { NodeService, NodeStatus } from "./service.ts";
 import { bearerAuth } from "./_http_auth.ts";
 import {
@@ -21,6 +21,7 @@ import {
   responseForError,
 } from "./_http_errors.ts";
 import { type ForwardOptions, forwardToLeader } from "./_http_forward.ts";
+import { checkNotSystem, decodeBase64Url, encodeBase64Url } from "./_http_keys.ts";
 import {
   bodyOf,
   checkContentLength,
@@ -72,6 +73,11 @@ export interface HttpOptions {
   forwardTimeoutMs?: number;
   /** Where unexpected errors (answered 500) are reported; default `console.error`. */
   log?: (message: string, error: unknown) => void;
+  /**
+   * Addresses of the nodes config.toml knows (id -> raft and http): `POST /v1/members`
+   * takes them from here when the body names only the id.
+   */
+  members?: ReadonlyMap<string, { readonly raft: string; readonly http: string }>;
 }
 
 interface Resolved {
@@ -82,6 +88,7 @@ interface Resolved {
   readonly listLimitDefault: number;
   readonly forward: ForwardOptions;
   readonly log: HttpLog;
+  readonly members: ReadonlyMap<string, { readonly raft: string; readonly http: string }>;
 }
 
 const KV_PATH = "/v1/kv";
@@ -91,7 +98,7 @@ const MEMBERS_PREFIX = "/v1/members/";
 const MANAGEMENT_PATHS = ["/v1/status", "/v1/members/*", "/v1/leader", "/v1/snapshot", "/metrics"];
 /** Each route and the methods it serves, for 405 and OPTIONS (more specific first). */
 const ROUTES: readonly (readonly [string, readonly string[]])[] = [
-  [KV_PATH, ["GET"]],
+  [KV_PATH, ["GET", "PUT", "DELETE"]],
   ["/v1/kv/*", ["GET", "PUT", "DELETE"]],
   ["/v1/status", ["GET"]],
   ["/v1/members", ["POST"]],
@@ -169,6 +176,7 @@ function resolveOptions(options: HttpOptions): Resolved {
       answerBytesMax,
     },
     log: options.log ?? ((message, error) => console.error(message, error)),
+    members: options.members ?? new Map(),
   };
 }
 
@@ -223,13 +231,34 @@ async function withLeader<T>(
 
 interface Key {
   readonly bytes: Uint8Array;
+  /** The key for messages: its text, or `base64url:<key_b64>` when it came as base64url. */
   readonly text: string;
 }
 
-/** The key of `/v1/kv/{key}`: percent-decoded, 1..keyBytesMax bytes of UTF-8. */
-function keyFromUrl(url: URL, method: string, resolved: Resolved): Key {
-  if (!url.pathname.startsWith(KV_KEY_PREFIX)) {
-    throw new MethodNotAllowedError(method, url.pathname, ["GET", "HEAD", "OPTIONS"]);
+/**
+ * The key of `/v1/kv/{key}` (percent-decoded, 1..keyBytesMax bytes of UTF-8) or of
+ * `/v1/kv?key_b64=` (any 1..keyBytesMax bytes, not starting with 0xFF).
+ */
+function keyFromUrl(url: URL, query: Map<string, string>, resolved: Resolved): Key {
+  const b64 = query.get("key_b64");
+  if (url.pathname === KV_PATH) {
+    if (b64 === undefined) {
+      throw new BadRequestError(
+        "Missing key: use /v1/kv/{url-encoded key} or /v1/kv?key_b64=<base64url of the key>",
+      );
+    }
+    const bytes = decodeBase64Url(b64, "key_b64");
+    const bytesMax = resolved.keyBytesMax;
+    if (bytes.length < 1 || bytes.length > bytesMax) {
+      throw new BadRequestError(
+        `Invalid key_b64: the key must be 1 to ${bytesMax} bytes, got ${bytes.length}`,
+      );
+    }
+    checkNotSystem(bytes, "key_b64");
+    return { bytes, text: `base64url:${b64}` };
+  }
+  if (b64 !== undefined) {
+    throw new BadRequestError("Invalid key: give it in the path or as key_b64, not both");
   }
   const text = percentDecode(url.pathname.slice(KV_KEY_PREFIX.length), "key");
   return { bytes: keyBytes(text, "key", { bytesMax: resolved.keyBytesMax }), text };
@@ -246,23 +275,35 @@ function checkOwned(service: NodeService, key: Key): void {
 }
 
 function routeData(app: Hono, resolved: Resolved): void {
-  app.get(KV_PATH, (c) => listKeys(c, resolved));
-  app.get("/v1/kv/*", (c) => getKey(c, resolved));
-  app.put("/v1/kv/*", (c) => putKey(c, resolved));
-  app.delete("/v1/kv/*", (c) => deleteKey(c, resolved));
+  app.get(
+    KV_PATH,
+    (c) =>
+      new URL(c.req.url).searchParams.has("key_b64") ? getKey(c, resolved) : listKeys(c, resolved),
+  );
+  for (const path of [KV_PATH, "/v1/kv/*"]) {
+    if (path !== KV_PATH) app.get(path, (c) => getKey(c, resolved));
+    app.put(path, (c) => putKey(c, resolved));
+    app.delete(path, (c) => deleteKey(c, resolved));
+  }
 }
 
 async function getKey(c: Context, resolved: Resolved): Promise<Response> {
   const url = new URL(c.req.url);
-  const key = keyFromUrl(url, c.req.method, resolved);
-  const stale = parseStale(parseQuery(url.search));
+  const query = parseQuery(url.search);
+  const key = keyFromUrl(url, query, resolved);
+  const stale = parseStale(query);
   checkOwned(resolved.service, key);
+  // content-length is explicit so that HEAD (hono answers it with GET's headers) carries it.
   const answer = (found: KvValue | undefined) =>
     found === undefined
       ? errorResponse(404, "not_found", `Key not found: ${show(key.text)}`)
       : new Response(bodyOf(found.value), {
         status: 200,
-        headers: { "content-type": OCTET_STREAM, etag: `"${found.rev}"` },
+        headers: {
+          "content-type": OCTET_STREAM,
+          "content-length": String(found.value.length),
+          etag: `"${found.rev}"`,
+        },
       });
   // A stale read is served from local state by any member: never forwarded.
   if (stale) return answer(await resolved.service.get(key.bytes, { stale: true }));
@@ -277,7 +318,8 @@ async function getKey(c: Context, resolved: Resolved): Promise<Response> {
 
 async function putKey(c: Context, resolved: Resolved): Promise<Response> {
   const request = c.req.raw;
-  const key = keyFromUrl(new URL(request.url), request.method, resolved);
+  const url = new URL(request.url);
+  const key = keyFromUrl(url, parseQuery(url.search), resolved);
   const checks = parseConditions(request.headers, key.bytes);
   const requestId = parseRequestIdHeader(request.headers);
   checkContentLength(request.headers, resolved.valueBytesMax, "Value");
@@ -299,7 +341,8 @@ async function putKey(c: Context, resolved: Resolved): Promise<Response> {
 
 async function deleteKey(c: Context, resolved: Resolved): Promise<Response> {
   const request = c.req.raw;
-  const key = keyFromUrl(new URL(request.url), request.method, resolved);
+  const url = new URL(request.url);
+  const key = keyFromUrl(url, parseQuery(url.search), resolved);
   const checks = parseConditions(request.headers, key.bytes);
   const requestId = parseRequestIdHeader(request.headers);
   checkOwned(resolved.service, key);
@@ -351,9 +394,9 @@ function writeAnswer(
 async function listKeys(c: Context, resolved: Resolved): Promise<Response> {
   const query = parseQuery(new URL(c.req.url).search);
   const stale = parseStale(query);
-  const bytesMax = resolved.keyBytesMax;
-  const prefix = keyBytes(query.get("prefix") ?? "", "prefix", { bytesMax, emptyOk: true });
-  const after = keyBytes(query.get("after") ?? "", "after", { bytesMax, emptyOk: true });
+  const binary = query.has("prefix_b64") || query.has("after_b64");
+  const prefix = listBound(query, "prefix", resolved.keyBytesMax);
+  const after = listBound(query, "after", resolved.keyBytesMax);
   const limit = parseLimit(query, {
     limitMax: resolved.listLimitMax,
     limitDefault: resolved.listLimitDefault,
@@ -363,11 +406,52 @@ async function listKeys(c: Context, resolved: Resolved): Promise<Response> {
   const answer = (page: Awaited<ReturnType<NodeService["list"]>>) =>
     jsonResponse(200, {
       // Keys enter as UTF-8 through the HTTP paths; a foreign byte string decodes lossily.
-      items: page.items.map((item) => ({ key: utf8Lossy.decode(item.key), rev: item.rev })),
+      items: page.items.map((item) => listItem(item, binary)),
       more: page.more,
     });
   if (stale) return answer(await resolved.service.list(options));
   return await withLeader(c, resolved, undefined, () => resolved.service.list(options), answer);
+}
+
+/** `prefix` / `after` as UTF-8 text, or `prefix_b64` / `after_b64` as base64url bytes. */
+function listBound(query: Map<string, string>, name: string, bytesMax: number): Uint8Array {
+  const text = query.get(name);
+  const b64 = query.get(`${name}_b64`);
+  if (b64 === undefined) return keyBytes(text ?? "", name, { bytesMax, emptyOk: true });
+  if (text !== undefined) {
+    throw new BadRequestError(`Invalid query: give ${name} or ${name}_b64, not both`);
+  }
+  const bytes = decodeBase64Url(b64, `${name}_b64`);
+  if (bytes.length > bytesMax) {
+    throw new BadRequestError(
+      `Invalid ${name}_b64: must be 0 to ${bytesMax} bytes, got ${bytes.length}`,
+    );
+  }
+  if (name === "prefix") checkNotSystem(bytes, "prefix_b64");
+  return bytes;
+}
+
+/**
+ * One listed key: its text (lossy when it is not UTF-8), plus its exact bytes as `key_b64`
+ * when the listing was asked in base64url or the text cannot carry them.
+ */
+function listItem(
+  item: { readonly key: Uint8Array; readonly rev: number },
+  binary: boolean,
+): { key: string; rev: number; key_b64?: string } {
+  const key = utf8Lossy.decode(item.key);
+  const exact = !key.includes("\uFFFD") || utf8Strict(item.key);
+  if (!binary && exact) return { key, rev: item.rev };
+  return { key, rev: item.rev, key_b64: encodeBase64Url(item.key) };
+}
+
+function utf8Strict(bytes: Uint8Array): boolean {
+  try {
+    new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -395,7 +479,7 @@ function routeManagement(app: Hono, resolved: Resolved): void {
   app.get("/v1/status", () => jsonResponse(200, statusBody(service.status())));
   app.post("/v1/members", async (c) => {
     const body = await readBody(c.req.raw, MANAGEMENT_BODY_BYTES_MAX, "Body");
-    const member = parseMemberSpec(body);
+    const member = parseMemberSpec(body, resolved.members);
     return await withLeader(c, resolved, body, () => service.addMember(member), ok);
   });
   app.delete("/v1/members/:id", async (c) => {
@@ -423,11 +507,22 @@ function routeManagement(app: Hono, resolved: Resolved): void {
       status: 200,
       headers: { "content-type": METRICS_CONTENT_TYPE },
     }));
-  app.get("/healthz", () =>
-    service.loaded() ? jsonResponse(200, { ok: true }) : errorResponse(
-      503,
-      "loading",
-      `Node ${service.nodeId} has not loaded its state yet`,
-      { "retry-after": "1" },
-    ));
+  // Healthy means able to serve: state loaded and a leader known (as etcd's /health).
+  app.get("/healthz", () => {
+    if (!service.loaded()) {
+      return errorResponse(503, "loading", `Node ${service.nodeId} has not loaded its state yet`, {
+        "retry-after": "1",
+      });
+    }
+    const leader = service.leader();
+    if (leader === "") {
+      return errorResponse(
+        503,
+        "no_leader",
+        `Node ${service.nodeId} knows no leader of cluster ${service.clusterId}`,
+        { "retry-after": "1" },
+      );
+    }
+    return jsonResponse(200, { ok: true, leader });
+  });
 }

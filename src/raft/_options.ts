@@ -91,8 +91,10 @@ export function resolveOptions(
   );
   const electionTicksMax = options.electionTicksMax ?? 2 * options.electionTicks;
   assert(
-    Number.isInteger(electionTicksMax) && electionTicksMax > options.electionTicks,
-    "electionTicksMax must be an integer > electionTicks",
+    // A span of one tick gives every node the same timeout: candidates in lockstep can
+    // split the vote forever.
+    Number.isInteger(electionTicksMax) && electionTicksMax >= options.electionTicks + 2,
+    "electionTicksMax must be an integer >= electionTicks + 2",
   );
   for (const [name, value] of Object.entries(limits)) {
     assert(Number.isInteger(value) && value >= 1, `limit ${name} must be an integer >= 1`);

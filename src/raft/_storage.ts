@@ -47,8 +47,12 @@ export interface LogStorage extends Storage {
   /** Persists the hard state. */
   setHardState(hardState: HardState): void | Promise<void>;
   /**
-   * Persists the core's Ready batch in one step: snapshot (if any), then entries, then the
-   * hard state. A crash leaves either all of it or none of it.
+   * Persists the core's Ready batch: snapshot (if any), entries and hard state. A crash may
+   * keep only a prefix of it, which must be a consistent state: the new term and vote no
+   * later than any entry of the batch, the entries a prefix of the batch's, and a commit
+   * index never past the entries kept. A batch that changes only the commit index may be
+   * written lazily (the state machine is rebuilt from the log, so a lower commit index after
+   * a crash is safe).
    */
   persist(batch: PersistBatch): void | Promise<void>;
   /**

@@ -44,7 +44,11 @@ export interface ProcessNode {
   readonly http: string;
   readonly raft: string;
   readonly join: boolean;
+  /** The node's data directory. */
+  readonly data: string;
   child?: Deno.ChildProcess;
+  /** What the current (or last) process printed, stdout and stderr interleaved. */
+  output: string;
 }
 
 /** A cluster of real node processes described by a generated config.toml. */
@@ -73,6 +77,8 @@ export class ProcessCluster {
       raft: `127.0.0.1:${ports[2 * i]}`,
       http: `127.0.0.1:${ports[2 * i + 1]}`,
       join: i >= founders.length,
+      data: `${dir}/data/${id}`,
+      output: "",
     }));
     const toml = [
       `[admin]\nhttp = "127.0.0.1:${ports[ports.length - 1]}"\n`,
@@ -88,11 +94,48 @@ export class ProcessCluster {
     return c;
   }
 
-  /** Starts node `id` (`deno run … cli.ts node`). */
-  start(id: string): void {
+  /** Starts node `id` (`deno run … cli.ts node`), with `args` added (e.g. `--join`). */
+  start(id: string, args: string[] = []): Deno.ChildProcess {
     const n = this.node(id);
     if (n.child !== undefined) throw new Error(`${id} is running`);
-    const cmd = new Deno.Command(Deno.execPath(), {
+    const child = this.spawn(id, args);
+    n.child = child;
+    n.output = "";
+    this.#collect(n, child);
+    return child;
+  }
+
+  /**
+   * Runs a second process for node `id` next to whatever runs (it is not tracked as the
+   * node's process); resolves with its exit code and output. Killed by PID after `timeoutMs`.
+   */
+  async runExtra(
+    id: string,
+    args: string[] = [],
+    timeoutMs = 20_000,
+  ): Promise<{ code: number; output: string }> {
+    const child = this.spawn(id, args);
+    const sink: ProcessNode = { ...this.node(id), output: "" };
+    const collected = this.#collect(sink, child);
+    const timer = setTimeout(() => {
+      try {
+        child.kill("SIGKILL");
+      } catch {
+        // exited meanwhile
+      }
+    }, timeoutMs);
+    try {
+      const status = await child.status;
+      await collected;
+      return { code: status.code, output: sink.output };
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** The `koi node` process of `id` (not tracked). */
+  spawn(id: string, args: string[] = []): Deno.ChildProcess {
+    return new Deno.Command(Deno.execPath(), {
       args: [
         "run",
         "-A",
@@ -104,22 +147,23 @@ export class ProcessCluster {
         this.configPath,
         "--id",
         id,
-        "--log-level",
-        "warning",
+        ...args,
       ],
       stdin: "null",
       stdout: "piped",
       stderr: "piped",
-    });
-    n.child = cmd.spawn();
+    }).spawn();
+  }
+
+  #collect(n: ProcessNode, child: Deno.ChildProcess): Promise<unknown> {
     const collect = async (stream: ReadableStream<Uint8Array>) => {
       for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
-        this.#logs.push(`[${id}] ${chunk}`);
+        n.output += chunk;
+        this.#logs.push(`[${n.id}] ${chunk}`);
         if (this.#logs.length > 500) this.#logs.shift();
       }
     };
-    collect(n.child.stdout);
-    collect(n.child.stderr);
+    return Promise.all([collect(child.stdout), collect(child.stderr)]);
   }
 
   /** Starts every node that is not running. */
@@ -139,6 +183,14 @@ export class ProcessCluster {
       // already exited
     }
     return await child.status;
+  }
+
+  /** Sends SIGTERM to node `id` by PID without waiting; the process is still tracked. */
+  signal(id: string, signal: Deno.Signal = "SIGTERM"): Deno.ChildProcess {
+    const child = this.node(id).child;
+    if (child === undefined) throw new Error(`${id} is not running`);
+    child.kill(signal);
+    return child;
   }
 
   /** Stops every process by PID and removes the files. */

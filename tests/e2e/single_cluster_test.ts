@@ -162,7 +162,9 @@ withCluster(
   { joiners: ["a4"] },
   async (c) => {
     c.startAll();
-    await healthy(c, [...FOUNDERS, "a4"]);
+    await healthy(c, FOUNDERS);
+    // A joining node knows no leader until it is added, so /healthz says 503 until then.
+    await waitFor(async () => (await c.status("a4")).node === "a4", "a4 up");
     const leader = await c.leader();
     const writer = new Writer(c, { workers: 4, prefix: "m" });
     await waitFor(() => writer.acked.size >= 50, "writes under load");

@@ -16,6 +16,8 @@ import {
   type ReadState,
 } from "../../src/raft/mod.ts";
 
+/** Ready rounds one node may need in one processReady() call. */
+const READY_ROUNDS_MAX = 10_000;
 /** A deterministic pseudo-random source for `RaftOptions.random` (mulberry32). */
 export function seededRandom(seed: number): () => number {
   let a = seed >>> 0;
@@ -139,7 +141,11 @@ export class TestCluster {
   /** Processes every node's Ready: persist, queue messages, apply, advance. */
   processReady(): void {
     for (const node of this.nodes.values()) {
-      while (node.raft.hasReady()) {
+      // A core that always has more Ready (a bug) fails the test instead of hanging it.
+      for (let rounds = 0; node.raft.hasReady(); rounds++) {
+        if (rounds >= READY_ROUNDS_MAX) {
+          throw new Error(`processReady: ${node.raft.id} still has a Ready after ${rounds} rounds`);
+        }
         const rd = node.raft.ready();
         node.storage.persist({
           snapshot: rd.snapshot,

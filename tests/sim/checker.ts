@@ -36,6 +36,12 @@ export class SafetyChecker {
   readonly #acks = new Map<string, { time: number; rev: number }[]>();
   /** Counts of checks made, for the report. */
   readonly counts = { readsChecked: 0, writesAcked: 0, entriesChecked: 0, elections: 0 };
+  #highestLeaderTerm = 0;
+
+  /** The highest term any node led in so far. */
+  get highestLeaderTerm(): number {
+    return this.#highestLeaderTerm;
+  }
 
   /** Election safety: at most one leader per term. */
   onLeader(id: NodeId, term: number): void {
@@ -45,6 +51,7 @@ export class SafetyChecker {
     }
     if (other === undefined) this.counts.elections++;
     this.#leaders.set(term, id);
+    this.#highestLeaderTerm = Math.max(this.#highestLeaderTerm, term);
   }
 
   /** Log matching: equal (index, term) means equal content and equal preceding term. */
@@ -78,17 +85,18 @@ export class SafetyChecker {
 
   /**
    * A node in term `nodeTerm` declared (`index`, `term`) committed: it must agree with every
-   * other node.
+   * other node. Returns whether this is the first time any node declared it.
    */
   onCommitted(
     id: NodeId,
     nodeTerm: number,
     e: { index: number; term: number; hash: number },
-  ): void {
+  ): boolean {
     const { index, term, hash } = e;
     const known = this.#committed.get(index);
     if (known === undefined) {
       this.#committed.set(index, { term, hash, commitTerm: nodeTerm });
+      return true;
     } else if (known.term === term && known.hash === hash) {
       known.commitTerm = Math.min(known.commitTerm, nodeTerm);
     } else {
@@ -97,6 +105,7 @@ export class SafetyChecker {
           `another node with term ${known.term}`,
       );
     }
+    return false;
   }
 
   /** State machine safety: every node has the same state after applying the same index. */

@@ -1,25 +1,29 @@
 /**
  * `deno task sim`: runs the deterministic Raft simulation.
  *
- *   deno task sim --seed 42          replay one seed (prints its rates and events)
+ *   deno task sim --seed 42          replay one seed (prints its configuration and counts)
  *   deno task sim --seeds 5000       sweep seeds 1..5000 (or --from N --seeds M)
  *
- * Prints, per fault kind, how often it happened over the sweep, and the violations with the
- * command that replays each. Exits 1 when any seed violated a property.
+ * Prints, per fault kind and per coverage counter, how often it happened over the sweep, and
+ * the violations with the command that replays each. Exits 1 when any seed violated a
+ * property.
  *
  * @module
  */
 import { parseArgs } from "node:util";
-import { runSimulation, type SimStats } from "./simulation.ts";
+import { runSimulation } from "./simulation.ts";
+import { COVERAGE_DOCS, isCoverage } from "./stats.ts";
 
 const USAGE = `Usage: deno task sim [--seed N | --seeds COUNT [--from FIRST]] [--fault-ms MS]
+                     [--stop-on-violation]
 
 Runs the deterministic Raft simulation. A failing seed prints the command that replays it.
 
-  --seed N        run exactly seed N and print what happened
-  --seeds COUNT   run COUNT seeds (default 100), starting at --from (default 1)
-  --fault-ms MS   simulated milliseconds of faults per seed (default 5000)
-  -h, --help      show this help`;
+  --seed N              run exactly seed N and print what happened
+  --seeds COUNT         run COUNT seeds (default 100), starting at --from (default 1)
+  --fault-ms MS         simulated milliseconds of faults per seed (default 5000)
+  --stop-on-violation   stop the sweep at the first violation (used by deno task mutants)
+  -h, --help            show this help`;
 
 function parsePositive(name: string, text: string | undefined, fallback: number): number {
   if (text === undefined) return fallback;
@@ -41,6 +45,7 @@ async function main(): Promise<number> {
         seeds: { type: "string" },
         from: { type: "string" },
         "fault-ms": { type: "string" },
+        "stop-on-violation": { type: "boolean" },
         help: { type: "boolean", short: "h" },
       },
     }));
@@ -64,24 +69,35 @@ async function main(): Promise<number> {
   const totals: Record<string, number> = {};
   let violations = 0;
   const started = performance.now();
+  let ran = 0;
   for (const seed of seeds) {
     const r = await runSimulation(seed, { faultMs });
+    ran++;
     for (const [k, v] of Object.entries(r.stats)) totals[k] = (totals[k] ?? 0) + v;
     if (seeds.length === 1) {
-      console.log(`seed ${seed}: rates ${JSON.stringify(r.rates)}`);
+      console.log(`seed ${seed}: config ${JSON.stringify(r.config)}`);
       console.log(`seed ${seed}: ran ${r.timeMs} simulated ms; ${JSON.stringify(r.stats)}`);
     }
     if (r.violation !== undefined) {
       violations++;
       console.log(`VIOLATION seed ${seed}: ${r.violation}`);
       console.log(`  replay: deno task sim --seed ${seed}`);
+      if (values["stop-on-violation"]) break;
     }
   }
   const secs = ((performance.now() - started) / 1000).toFixed(1);
-  console.log(`\n${seeds.length} seeds in ${secs} s; occurrences per kind over all seeds:`);
-  for (const [kind, n] of Object.entries(totals) as [keyof SimStats, number][]) {
-    console.log(`  ${kind.padEnd(16)} ${n}`);
+  console.log(`\n${ran} seeds in ${secs} s; occurrences per kind over all seeds:`);
+  const unreached: string[] = [];
+  for (const [kind, n] of Object.entries(totals)) {
+    if (!isCoverage(kind)) console.log(`  ${kind.padEnd(20)} ${n}`);
   }
+  console.log("coverage (hard states reached):");
+  for (const [kind, n] of Object.entries(totals)) {
+    if (!isCoverage(kind)) continue;
+    console.log(`  ${kind.padEnd(20)} ${String(n).padStart(8)}  ${COVERAGE_DOCS[kind]}`);
+    if (n === 0) unreached.push(kind);
+  }
+  if (unreached.length > 0) console.log(`coverage not reached: ${unreached.join(", ")}`);
   console.log(`violations: ${violations}`);
   return violations === 0 ? 0 : 1;
 }

@@ -1,29 +1,46 @@
 /**
  * Deterministic simulation of a Raft cluster: every node in one process, a simulated network
- * (drop, delay, reorder, duplicate, partitions that heal), simulated disks (a crash loses
- * what was not yet handed to storage), restarts, membership changes, snapshots and
- * compaction, leadership transfers, client writes and ReadIndex reads. One seeded PRNG drives
- * everything; each seed draws its own fault rates. Phase one checks safety under faults after
- * every event; phase two stops the faults and requires progress within a time budget.
+ * (drop, delay, reorder, duplicate, partitions that heal), simulated disks that take time and
+ * lose what a crash interrupts ({@linkcode SimDisk}), restarts, membership changes, snapshots
+ * and compaction, leadership transfers, client writes and ReadIndex reads. One seeded PRNG
+ * drives everything; each seed draws its own configuration ({@linkcode drawConfig}). Phase one
+ * checks safety under faults after every event; phase two stops the faults and requires
+ * progress within a time budget.
+ *
+ * Each node is driven like the real driver (`src/node/driver.ts`): a Ready's `messages` leave
+ * when it is taken; the persist takes simulated time, during which the node keeps being
+ * ticked and stepped and sends what `readyMessages()` hands out; `messagesAfterPersist` leave
+ * once the persist completed; then the node applies and advances.
  *
  * @module
  */
 import {
   type Entry,
-  MemoryStorage,
+  type HardState,
+  isJoint,
+  membersOf,
   type Message,
   type NodeId,
+  NONE,
   NotLeaderError,
   ProposalDroppedError,
   Raft,
   type Ready,
 } from "../../src/raft/mod.ts";
-import { bootstrapStorage, isJoint, MembershipChangeError, membersOf } from "../../src/raft/mod.ts";
-import type { MembershipChange } from "../../src/raft/mod.ts";
 import { SafetyChecker, SimViolation } from "./checker.ts";
+import { drawConfig, type FaultRates, type SimConfig, TICK_MS } from "./config.ts";
+import { SimDisk } from "./disk.ts";
 import { EventQueue } from "./event_queue.ts";
+import { CHAOS_MS, Faults } from "./faults.ts";
+import { SimNode } from "./node.ts";
 import { Prng } from "./prng.ts";
-import { encodeWrite, entryHash, KvStateMachine } from "./state_machine.ts";
+import { describeNodes, traceReady } from "./report.ts";
+import { entryHash, KvStateMachine } from "./state_machine.ts";
+import { emptyStats, type SimStats } from "./stats.ts";
+import { Workload } from "./workload.ts";
+
+export type { FaultRates, SimConfig } from "./config.ts";
+export type { SimStats } from "./stats.ts";
 
 /** Print every persisted Ready (set SIM_TRACE=1 when replaying one seed). */
 const TRACE = (() => {
@@ -34,81 +51,15 @@ const TRACE = (() => {
   }
 })();
 
-/** Milliseconds of simulated time between two ticks of a node. */
-const TICK_MS = 10;
-/** Milliseconds between two chaos decisions in phase one. */
-const CHAOS_MS = 50;
-/** Largest number of node ids a seed may create (initial plus added). */
-const NODES_MAX = 11;
-/** Largest number of voters a membership change may produce. */
-const VOTERS_MAX = 7;
-/** Keys the clients write and read (few, so reads race writes). */
-const KEYS = ["k0", "k1", "k2", "k3", "k4"];
-/** A client gives up on a request after this long (its outcome stays unknown). */
-const CLIENT_TIMEOUT_MS = 2_000;
-
-/** The fault rates of one seed (probabilities per message or per chaos round). */
-export interface FaultRates {
-  /** A message is dropped. */
-  readonly drop: number;
-  /** A message is delivered twice. */
-  readonly duplicate: number;
-  /** Largest network delay in ms (delays are uniform in [1, max], so messages reorder). */
-  readonly delayMaxMs: number;
-  /** Per chaos round: crash a node. */
-  readonly crash: number;
-  /** Per chaos round: start a partition. */
-  readonly partition: number;
-  /** Per chaos round: a node snapshots and compacts its log. */
-  readonly snapshot: number;
-  /** Per chaos round: the leader proposes a membership change. */
-  readonly membership: number;
-  /** Per chaos round: the leader transfers leadership. */
-  readonly transfer: number;
-  /** Per chaos round: a node pauses (a GC pause or a stopped VM): no ticks, no input. */
-  readonly pause: number;
-  /** Each node's clock runs at a rate drawn from [1 - drift, 1 + drift]. */
-  readonly clockDrift: number;
-  /** A new leader crashes within a few ms of winning (mid-replication of old entries). */
-  readonly leaderKill: number;
-}
-
-/** How often each kind of fault or event happened in a run. */
-export interface SimStats {
-  /** Messages dropped (loss or partition). */
-  drop: number;
-  /** Messages delivered twice. */
-  duplicate: number;
-  /** Partitions started. */
-  partition: number;
-  /** Node crashes (unpersisted state lost). */
-  crash: number;
-  /** Node restarts from disk. */
-  restart: number;
-  /** Node pauses (time passes, the node does nothing, then resumes with a backlog). */
-  pause: number;
-  /** Snapshots taken and logs compacted. */
-  compaction: number;
-  /** Snapshots received over InstallSnapshot and installed. */
-  snapshotInstall: number;
-  /** Membership changes committed (joint entries, leave-joint entries, learner changes). */
-  membershipChange: number;
-  /** Leadership transfers that made their target leader. */
-  leaderTransfer: number;
-  /** Distinct leader terms. */
-  election: number;
-  /** Client writes acknowledged. */
-  writeAcked: number;
-  /** Linearizable reads checked. */
-  readChecked: number;
-}
+/** A crash this soon after persisting a vote counts as a crash right after voting. */
+const VOTE_CRASH_WINDOW_MS = 50;
 
 /** The outcome of one seed. */
 export interface SimResult {
   /** The seed. */
   readonly seed: number;
-  /** The rates it drew. */
-  readonly rates: FaultRates;
+  /** The configuration it drew. */
+  readonly config: SimConfig;
   /** What happened. */
   readonly stats: SimStats;
   /** The violated property, when one was. */
@@ -125,157 +76,129 @@ export interface SimOptions {
   readonly healBudgetMs?: number;
 }
 
-type SimEvent =
+/** An event of the queue. */
+export type SimEvent =
   | { kind: "tick"; id: NodeId; inc: number }
   | { kind: "deliver"; msg: Message }
   | { kind: "persisted"; id: NodeId; inc: number }
   | { kind: "chaos" }
-  | { kind: "client"; client: number }
+  | { kind: "client"; client: number; retry?: boolean }
   | { kind: "restart"; id: NodeId }
-  | { kind: "kill"; id: NodeId; inc: number }
-  | { kind: "heal" }
+  | { kind: "kill"; id: NodeId; inc: number; restartMs: number }
+  | { kind: "isolate"; id: NodeId; inc: number }
+  | { kind: "heal"; partition: number }
   | { kind: "settle" };
 
-interface Proposal {
-  readonly term: number;
-  readonly client: number;
-  readonly key: string;
-}
-
-interface PendingRead {
-  readonly client: number;
-  readonly key: string;
-  readonly start: number;
-}
-
-class SimNode {
-  readonly id: NodeId;
-  readonly storage: MemoryStorage;
-  raft: Raft | undefined;
-  inc = 0;
-  sm = new KvStateMachine();
-  persisting: { ready: Ready; term: number } | undefined;
-  proposals = new Map<number, Proposal>();
-  reads = new Map<string, PendingRead>();
-  readyReads: { context: string; index: number }[] = [];
-  reaped = false;
-  tickMs = TICK_MS;
-  pausedUntil = 0;
-
-  constructor(id: NodeId, storage: MemoryStorage) {
-    this.id = id;
-    this.storage = storage;
-  }
-}
-
-interface Client {
+/** A network partition: messages cross only within a group. */
+export interface Partition {
+  /** Identifies it, so that the heal of a replaced one does not end it. */
   readonly id: number;
-  seq: number;
-  busyUntil: number;
+  /** node -> its group. */
+  readonly groups: ReadonlyMap<NodeId, number>;
 }
 
-function emptyStats(): SimStats {
-  return {
-    drop: 0,
-    duplicate: 0,
-    partition: 0,
-    crash: 0,
-    restart: 0,
-    pause: 0,
-    compaction: 0,
-    snapshotInstall: 0,
-    membershipChange: 0,
-    leaderTransfer: 0,
-    election: 0,
-    writeAcked: 0,
-    readChecked: 0,
-  };
-}
+/** One seeded run. Fields without `#` are shared with the workload and the fault scheduler. */
+export class Simulation {
+  /** The run's only source of chance. */
+  readonly prng: Prng;
+  /** What the seed drew. */
+  readonly config: SimConfig;
+  /** What happened so far. */
+  readonly stats: SimStats = emptyStats();
+  /** The safety properties. */
+  readonly checker: SafetyChecker = new SafetyChecker();
+  /** Every node ever created. */
+  readonly nodes: Map<NodeId, SimNode> = new Map();
+  /** The current partition, if any. */
+  partition: Partition | undefined;
+  /** The number of the next node id. */
+  nextNodeNumber = 1;
+  /** A transfer in progress: counted when its target leads in a later term. */
+  transferTarget: { id: NodeId; term: number } | undefined;
+  /** Nodes some committed membership included: once a committed one drops them, it is final. */
+  readonly everCommittedMember: Set<NodeId> = new Set();
+  /** The members of the newest committed membership (the same on every node). */
+  latestCommittedMembers: Set<NodeId> = new Set();
 
-/** Draws the fault rates of a seed: some seeds are calm, some hostile. */
-function drawRates(prng: Prng): FaultRates {
-  const pick = (max: number) => (prng.chance(0.2) ? 0 : prng.next() * max);
-  return {
-    drop: pick(0.15),
-    duplicate: pick(0.1),
-    delayMaxMs: prng.int(2, 40),
-    crash: pick(0.08),
-    partition: pick(0.06),
-    snapshot: pick(0.15),
-    membership: pick(0.08),
-    transfer: pick(0.05),
-    pause: pick(0.05),
-    clockDrift: pick(0.5),
-    leaderKill: pick(0.3),
-  };
-}
-
-/** One seeded run. */
-class Simulation {
-  readonly #prng: Prng;
-  readonly rates: FaultRates;
-  readonly stats = emptyStats();
-  readonly #checker = new SafetyChecker();
   readonly #events = new EventQueue<SimEvent>();
-  readonly #nodes = new Map<NodeId, SimNode>();
-  readonly #clients: Client[] = [];
-  readonly #limits: {
-    appendEntriesMax: number;
-    inflightAppendsMax: number;
-    snapshotChunkBytes: number;
-  };
-  readonly #electionTicks = 10;
+  readonly #faults: Faults;
+  readonly #workload: Workload;
+  #latestCommittedIndex = 0;
+  #committedConfigs = new Set<number>();
   #now = 0;
   #faulty = true;
-  #partition: Map<NodeId, number> | undefined;
-  #nextNodeNumber = 1;
-  #transferTarget: { id: NodeId; term: number } | undefined;
-  #committedConfigs = new Set<number>();
-  /** Nodes some committed membership included: once a committed one drops them, it is final. */
-  #everCommittedMember = new Set<NodeId>();
-  /** The newest committed membership (from applied config entries: the same on every node). */
-  #latestCommittedConfig: { index: number; members: Set<NodeId> } = {
-    index: 0,
-    members: new Set(),
-  };
   #marker: { node: NodeId; index: number; term: number } | undefined;
   #settled = false;
 
+  /** Draws the seed's configuration. */
   constructor(seed: number) {
-    this.#prng = new Prng(seed);
-    this.rates = drawRates(this.#prng);
-    this.#limits = {
-      appendEntriesMax: this.#prng.chance(0.3) ? 1 : this.#prng.int(1, 64),
-      inflightAppendsMax: this.#prng.int(1, 8),
-      snapshotChunkBytes: this.#prng.int(16, 512),
-    };
+    this.prng = new Prng(seed);
+    this.config = drawConfig(this.prng);
+    this.#faults = new Faults(this);
+    this.#workload = new Workload(this);
   }
 
+  /** Simulated ms since the start. */
+  get now(): number {
+    return this.#now;
+  }
+
+  /** Whether phase one (faults) is still on. */
+  get faulty(): boolean {
+    return this.#faulty;
+  }
+
+  /** The fault rates of the seed. */
+  get rates(): FaultRates {
+    return this.config.rates;
+  }
+
+  /** Queues an event. */
+  schedule(time: number, ev: SimEvent): void {
+    this.#events.push(time, ev);
+  }
+
+  /** Bootstraps the founding voters, the clients and the chaos. */
   async start(): Promise<void> {
-    const voters = this.#prng.chance(0.5) ? 3 : 5;
     const ids: NodeId[] = [];
-    for (let i = 0; i < voters; i++) ids.push(this.#newId());
+    for (let i = 0; i < this.config.voters; i++) ids.push(this.newId());
     for (const id of ids) {
-      const storage = new MemoryStorage();
-      await bootstrapStorage(storage, ids);
-      this.#addNode(id, storage);
+      const node = new SimNode(id);
+      await node.disk.bootstrap(ids);
+      this.nodes.set(id, node);
+      this.#boot(node);
     }
-    for (let c = 0; c < this.#prng.int(2, 5); c++) {
-      this.#clients.push({ id: c, seq: 0, busyUntil: 0 });
-      this.#events.push(this.#prng.int(0, 50), { kind: "client", client: c });
-    }
-    this.#events.push(CHAOS_MS, { kind: "chaos" });
+    this.#workload.start(this.config.clients);
+    this.schedule(CHAOS_MS, { kind: "chaos" });
   }
 
-  #newId(): NodeId {
-    return `n${this.#nextNodeNumber++}`;
+  /** A fresh node id. */
+  newId(): NodeId {
+    return `n${this.nextNodeNumber++}`;
   }
 
-  #addNode(id: NodeId, storage: MemoryStorage): SimNode {
-    const node = new SimNode(id, storage);
-    this.#nodes.set(id, node);
+  /** Creates and boots a node with an empty disk. */
+  addNode(id: NodeId): SimNode {
+    const node = new SimNode(id);
+    this.nodes.set(id, node);
     this.#boot(node);
     return node;
+  }
+
+  /** Every node that is up. */
+  upNodes(): SimNode[] {
+    return [...this.nodes.values()].filter((n) => n.raft !== undefined);
+  }
+
+  /** The up node that leads in the highest term, if any. */
+  leader(): SimNode | undefined {
+    let best: SimNode | undefined;
+    for (const n of this.nodes.values()) {
+      if (n.raft?.role === "leader" && (best === undefined || n.raft.term > best.raft!.term)) {
+        best = n;
+      }
+    }
+    return best;
   }
 
   /** Starts a node from its disk: state machine from the snapshot, core from the log. */
@@ -286,35 +209,70 @@ class Simulation {
     node.persisting = undefined;
     node.tickMs = Math.max(
       1,
-      Math.round(TICK_MS * (1 + (2 * this.#prng.next() - 1) * this.rates.clockDrift)),
+      Math.round(TICK_MS * (1 + (2 * this.prng.next() - 1) * this.rates.clockDrift)),
     );
-    const random = this.#prng.fork();
+    const random = this.prng.fork();
+    const c = this.config;
     node.raft = new Raft({
       id: node.id,
       storage: node.storage,
-      electionTicks: this.#electionTicks,
-      heartbeatTicks: 2,
+      electionTicks: c.electionTicks,
+      electionTicksMax: c.electionTicksMax,
+      heartbeatTicks: c.heartbeatTicks,
+      preVote: c.preVote,
+      checkQuorum: c.checkQuorum,
       random: () => random.next(),
       applied: snapshot.meta.index,
-      limits: this.#limits,
+      limits: c.limits,
     });
-    this.#events.push(this.#now + this.#prng.int(1, TICK_MS), {
+    node.ledTerm = 0;
+    node.termFirstIndex = 0;
+    node.completenessAt = undefined;
+    this.schedule(this.#now + this.prng.int(1, TICK_MS), {
       kind: "tick",
       id: node.id,
       inc: node.inc,
     });
   }
 
+  /**
+   * Crashes `node`: a persist in progress keeps a prefix of its parts, anything else not
+   * written is lost. Restarts it after `restartMs` unless undefined.
+   */
+  crash(node: SimNode, restartMs: number | undefined): void {
+    if (TRACE) console.log(`${this.#now} ${node.id} CRASH`);
+    const p = node.persisting;
+    if (p !== undefined) {
+      this.stats.crashInPersist++;
+      const batch = { snapshot: p.ready.snapshot, entries: p.ready.entries, ...hard(p.ready) };
+      const parts = SimDisk.parts(batch);
+      const kept = parts === 0 ? 0 : this.prng.int(0, parts - 1);
+      if (kept > 0) this.stats.partialPersist++;
+      node.disk.writePrefix(batch, kept);
+    }
+    if (this.#now - node.votedAt <= VOTE_CRASH_WINDOW_MS) this.stats.crashAfterVote++;
+    if (node.disk.crash()) this.stats.commitRegressed++;
+    node.raft = undefined;
+    node.persisting = undefined;
+    this.#workload.release(node);
+    node.proposals.clear();
+    node.reads.clear();
+    node.readyReads = [];
+    this.stats.crash++;
+    if (restartMs !== undefined) {
+      this.schedule(this.#now + restartMs, { kind: "restart", id: node.id });
+    }
+  }
+
   /** Runs phase one for `faultMs`, then phase two until settled or out of budget. */
   run(faultMs: number, healBudgetMs: number): void {
-    const healAt = faultMs;
     const deadline = faultMs + healBudgetMs;
     let healed = false;
     for (;;) {
       const ev = this.#events.pop();
       if (ev === undefined) throw new SimViolation("liveness: the event queue ran dry");
       this.#now = ev.time;
-      if (!healed && this.#now >= healAt) {
+      if (!healed && this.#now >= faultMs) {
         healed = true;
         this.#startHealing();
       }
@@ -324,7 +282,7 @@ class Simulation {
             (this.#marker === undefined
               ? "no leader could commit a new entry"
               : `entry ${this.#marker.index} is not applied on every member`) +
-            ` (${this.#describe()})`,
+            ` (${describeNodes(this.nodes.values())})`,
         );
       }
       this.#handle(ev.item);
@@ -332,126 +290,138 @@ class Simulation {
     }
   }
 
-  get now(): number {
-    return this.#now;
-  }
-
   /** Defers an event aimed at a paused node until it resumes; returns whether it did. */
   #deferIfPaused(node: SimNode | undefined, ev: SimEvent): boolean {
     if (node === undefined || node.pausedUntil <= this.#now) return false;
-    this.#events.push(node.pausedUntil, ev);
+    this.schedule(node.pausedUntil, ev);
     return true;
   }
 
   #handle(ev: SimEvent): void {
     switch (ev.kind) {
       case "tick": {
-        const node = this.#nodes.get(ev.id)!;
+        const node = this.nodes.get(ev.id)!;
         if (node.inc !== ev.inc || node.raft === undefined) return;
-        if (node.pausedUntil > this.#now) {
-          this.#events.push(node.pausedUntil, ev); // a paused clock does not tick
-          return;
-        }
+        if (this.#deferIfPaused(node, ev)) return; // a paused clock does not tick
         node.raft.tick();
-        this.#kick(node);
-        this.#events.push(this.#now + node.tickMs, ev);
+        this.kick(node);
+        this.schedule(this.#now + node.tickMs, ev);
         return;
       }
       case "deliver":
-        if (this.#deferIfPaused(this.#nodes.get(ev.msg.to), ev)) return;
+        if (this.#deferIfPaused(this.nodes.get(ev.msg.to), ev)) return;
         return this.#deliver(ev.msg);
       case "persisted": {
-        const node = this.#nodes.get(ev.id)!;
+        const node = this.nodes.get(ev.id)!;
         if (node.inc !== ev.inc || node.raft === undefined) return;
         if (this.#deferIfPaused(node, ev)) return;
         return this.#onPersisted(node);
       }
       case "chaos":
         if (!this.#faulty) return;
-        this.#chaos();
-        this.#events.push(this.#now + CHAOS_MS, ev);
+        this.#faults.chaos();
+        this.schedule(this.#now + CHAOS_MS, ev);
         return;
       case "client":
-        this.#clientStep(this.#clients[ev.client]);
-        this.#events.push(this.#now + this.#prng.int(5, 40), ev);
-        return;
+        return this.#workload.step(ev.client, ev.retry);
       case "restart": {
-        const node = this.#nodes.get(ev.id)!;
+        const node = this.nodes.get(ev.id)!;
         if (node.raft !== undefined || node.reaped) return;
         this.stats.restart++;
         this.#boot(node);
         return;
       }
       case "kill": {
-        const node = this.#nodes.get(ev.id)!;
+        const node = this.nodes.get(ev.id)!;
         if (node.inc !== ev.inc || node.raft === undefined || !this.#faulty) return;
-        this.#crash(node);
-        this.#events.push(this.#now + this.#prng.int(20, 800), { kind: "restart", id: node.id });
-        return;
+        return this.crash(node, ev.restartMs);
+      }
+      case "isolate": {
+        const node = this.nodes.get(ev.id)!;
+        if (node.inc !== ev.inc || node.raft?.role !== "leader" || !this.#faulty) return;
+        return this.#faults.isolate(node);
       }
       case "heal":
-        this.#partition = undefined;
+        if (this.partition?.id === ev.partition) this.partition = undefined;
         return;
       case "settle":
         this.#settle();
-        this.#events.push(this.#now + CHAOS_MS, ev);
+        this.schedule(this.#now + CHAOS_MS, ev);
         return;
     }
   }
 
   // ---------------------------------------------------------------------------------------
-  // Node driver: the same loop a real node runs, with a disk that takes time.
+  // Node driver: the loop a real node runs, with a disk that takes time.
 
-  #kick(node: SimNode): void {
+  /** After any input: take the next Ready, or send what may leave during the persist. */
+  kick(node: SimNode): void {
     const raft = node.raft;
-    if (raft === undefined || node.persisting !== undefined || !raft.hasReady()) return;
-    node.persisting = { ready: raft.ready(), term: raft.term };
-    this.#events.push(this.#now + this.#prng.int(0, 3), {
-      kind: "persisted",
-      id: node.id,
-      inc: node.inc,
-    });
+    if (raft === undefined) return;
+    if (raft.role === "leader" && node.ledTerm !== raft.term) this.#onElected(node, raft);
+    if (node.persisting !== undefined) {
+      const msgs = raft.readyMessages();
+      this.stats.sentDuringPersist += msgs.length;
+      for (const m of msgs) this.#send(m);
+      return;
+    }
+    if (!raft.hasReady()) return;
+    const prevCommit = node.storage.hardState().commit;
+    const rd = raft.ready();
+    if (raft.role === "leader") {
+      if (rd.entries.some((e) => e.term === raft.term)) this.#faults.onLeaderAppend(node);
+      if ((rd.hardState?.commit ?? 0) > prevCommit) this.#faults.onLeaderCommit(node);
+    }
+    for (const m of rd.messages) this.#send(m);
+    const latency = this.prng.int(0, this.config.diskLatencyMaxMs);
+    const doneAt = this.#now + latency;
+    node.persisting = { ready: rd, term: raft.term, doneAt };
+    this.schedule(doneAt, { kind: "persisted", id: node.id, inc: node.inc });
+    this.#faults.onPersistStart(node, doneAt);
+    const hs = rd.hardState;
+    const durable = node.storage.hardState();
+    if (
+      hs !== undefined && hs.vote !== NONE && (hs.vote !== durable.vote || hs.term !== durable.term)
+    ) {
+      this.#faults.onVotePersistStart(node, doneAt);
+    }
+  }
+
+  /** The first sign of a node's leadership in a term: before it serves any request. */
+  #onElected(node: SimNode, raft: Raft): void {
+    const term = raft.term;
+    node.ledTerm = term;
+    this.checker.onLeader(node.id, term);
+    this.stats.election = this.checker.counts.elections;
+    if (isJoint(raft.membership)) this.stats.jointElection++;
+    node.termFirstIndex = raft.status().lastIndex; // its election no-op
+    node.completenessAt = { term, index: node.termFirstIndex };
+    if (this.transferTarget?.id === node.id && term > this.transferTarget.term) {
+      this.stats.leaderTransfer++;
+      this.transferTarget = undefined;
+    }
+    this.#faults.onElected(node);
+    this.#workload.onElected(node);
   }
 
   #onPersisted(node: SimNode): void {
     const raft = node.raft!;
     const { ready: rd, term } = node.persisting!;
     node.persisting = undefined;
-    const prevCommit = node.storage.hardState().commit;
-    node.storage.persist({ snapshot: rd.snapshot, entries: rd.entries, hardState: rd.hardState });
-    if (TRACE) {
-      const es = rd.entries.map((e) =>
-        `${e.index}/${e.term}${
-          e.type === "config"
-            ? `C[${e.membership!.voters}|${e.membership!.outgoing}|${e.membership!.learners}]`
-            : ""
-        }`
-      );
-      console.log(
-        `${this.#now} ${node.id} persist ${es.join(",")} hs=${JSON.stringify(rd.hardState ?? {})}` +
-          ` soft=${JSON.stringify(rd.softState ?? {})} snap=${rd.snapshot?.meta.index ?? "-"}` +
-          ` msgs=${rd.messages.map((m) => `${m.type}>${m.to}`).join(",")}`,
-      );
+    const prevHard = node.storage.hardState();
+    node.disk.write({ snapshot: rd.snapshot, entries: rd.entries, ...hard(rd) });
+    if (TRACE) traceReady(this.#now, node, rd);
+    this.checker.onPersistEntries(node.id, rd.entries, node.storage);
+    this.#checkPersistedCommit(node, prevHard.commit, term);
+    this.#checkCompleteness(node, raft);
+    const voted = rd.hardState !== undefined && rd.hardState.vote !== NONE &&
+      (rd.hardState.vote !== prevHard.vote || rd.hardState.term !== prevHard.term);
+    if (voted) node.votedAt = this.#now;
+    if (this.#faults.crashesAfterPersist(node, voted)) {
+      this.stats.crashAfterPersist++;
+      return;
     }
-    this.#checker.onPersistEntries(node.id, rd.entries, node.storage);
-    this.#checkPersistedCommit(node, prevCommit, term);
-    if (rd.softState?.role === "leader") {
-      this.#checker.onLeader(node.id, term);
-      this.stats.election = this.#checker.counts.elections;
-      this.#checker.checkLeaderCompleteness(node.id, term, node.storage);
-      if (this.#faulty && this.#prng.chance(this.rates.leaderKill)) {
-        this.#events.push(this.#now + this.#prng.int(1, 30), {
-          kind: "kill",
-          id: node.id,
-          inc: node.inc,
-        });
-      }
-      if (this.#transferTarget?.id === node.id && term > this.#transferTarget.term) {
-        this.stats.leaderTransfer++;
-        this.#transferTarget = undefined;
-      }
-    }
-    for (const m of [...rd.messages, ...rd.messagesAfterPersist]) this.#send(m);
+    for (const m of rd.messagesAfterPersist) this.#send(m);
     if (rd.snapshot !== undefined) {
       node.sm = KvStateMachine.decode(rd.snapshot.data);
       if (node.sm.applied !== rd.snapshot.meta.index) {
@@ -459,31 +429,51 @@ class Simulation {
           `snapshot at ${rd.snapshot.meta.index} holds state of ${node.sm.applied}`,
         );
       }
-      this.#checker.onRestored(node.id, node.sm.applied, node.sm.chain);
+      this.checker.onRestored(node.id, node.sm.applied, node.sm.chain);
       this.stats.snapshotInstall++;
     }
     for (const e of rd.committedEntries) this.#apply(node, e, term);
     node.readyReads.push(...rd.readStates);
-    this.#serveReads(node);
+    this.#workload.serveReads(node);
     raft.advance();
-    this.#kick(node);
+    this.kick(node);
   }
 
   /** A persisted commit index must cover entries that agree with every other node. */
   #checkPersistedCommit(node: SimNode, prevCommit: number, term: number): void {
-    const commit = node.storage.hardState().commit;
-    if (commit > node.storage.lastIndex()) {
+    const storage = node.storage;
+    const commit = storage.hardState().commit;
+    if (commit > storage.lastIndex()) {
       throw new SimViolation(`${node.id} persisted commit ${commit} beyond its log`);
     }
-    const lo = Math.max(prevCommit + 1, node.storage.firstIndex());
+    const lo = Math.max(prevCommit + 1, storage.firstIndex());
     if (lo > commit) return;
-    for (const e of node.storage.entries(lo, commit + 1)) {
-      this.#checker.onCommitted(node.id, term, {
+    const leading = node.raft!.role === "leader" && node.raft!.term === term;
+    for (const e of storage.entries(lo, commit + 1)) {
+      const first = this.checker.onCommitted(node.id, term, {
         index: e.index,
         term: e.term,
         hash: entryHash(e),
       });
+      // Figure 8 (e): only an entry of the leader's term commits the earlier ones before it.
+      if (first && leading && e.term < term) this.stats.oldTermCommitted++;
     }
+  }
+
+  /** A new leader holds every entry committed before its term, once its log is durable. */
+  #checkCompleteness(node: SimNode, raft: Raft): void {
+    const at = node.completenessAt;
+    if (at === undefined) return;
+    if (raft.term !== at.term) {
+      node.completenessAt = undefined; // deposed before its no-op was durable
+      return;
+    }
+    const s = node.storage;
+    if (s.lastIndex() < at.index || at.index < s.firstIndex() || s.term(at.index) !== at.term) {
+      return;
+    }
+    node.completenessAt = undefined;
+    this.checker.checkLeaderCompleteness(node.id, at.term, s);
   }
 
   #apply(node: SimNode, e: Entry, term: number): void {
@@ -493,28 +483,17 @@ class Simulation {
       );
     }
     const write = node.sm.apply(e);
-    this.#checker.onApplied(node.id, term, e, node.sm.chain);
+    this.checker.onApplied(node.id, term, e, node.sm.chain);
     if (e.type === "config" && !this.#committedConfigs.has(e.index)) {
       this.#committedConfigs.add(e.index);
-      for (const id of membersOf(e.membership!)) this.#everCommittedMember.add(id);
-      if (e.index > this.#latestCommittedConfig.index) {
-        this.#latestCommittedConfig = {
-          index: e.index,
-          members: new Set(membersOf(e.membership!)),
-        };
+      for (const id of membersOf(e.membership!)) this.everCommittedMember.add(id);
+      if (e.index > this.#latestCommittedIndex) {
+        this.#latestCommittedIndex = e.index;
+        this.latestCommittedMembers = new Set(membersOf(e.membership!));
       }
       if (e.index > 1) this.stats.membershipChange++;
     }
-    const p = node.proposals.get(e.index);
-    if (p !== undefined) {
-      node.proposals.delete(e.index);
-      const client = this.#clients[p.client];
-      client.busyUntil = 0;
-      if (p.term === e.term && write !== undefined) {
-        this.#checker.onWriteAcked(p.key, e.index, this.#now);
-        this.stats.writeAcked++;
-      }
-    }
+    this.#workload.onApplied(node, e, write);
     if (
       this.#marker !== undefined && this.#marker.node === node.id &&
       this.#marker.index === e.index && this.#marker.term !== e.term
@@ -523,244 +502,37 @@ class Simulation {
     }
   }
 
-  #serveReads(node: SimNode): void {
-    const waiting: { context: string; index: number }[] = [];
-    for (const rs of node.readyReads) {
-      if (rs.index > node.sm.applied) {
-        waiting.push(rs);
-        continue;
-      }
-      const r = node.reads.get(rs.context);
-      if (r === undefined) continue;
-      node.reads.delete(rs.context);
-      this.#checker.onRead(node.id, r.key, node.sm.kv.get(r.key)?.rev ?? 0, r.start);
-      this.stats.readChecked++;
-      this.#clients[r.client].busyUntil = 0;
-    }
-    node.readyReads = waiting;
-  }
-
   // ---------------------------------------------------------------------------------------
   // Network
 
+  #cut(m: Message): boolean {
+    const g = this.partition?.groups;
+    return g !== undefined && g.get(m.from) !== g.get(m.to);
+  }
+
   #send(m: Message): void {
     const rates = this.rates;
-    if (
-      this.#partition !== undefined && this.#partition.get(m.from) !== this.#partition.get(m.to)
-    ) {
-      this.stats.drop++;
-      return;
-    }
-    if (this.#faulty && this.#prng.chance(rates.drop)) {
+    if (this.#cut(m) || (this.#faulty && this.prng.chance(rates.drop))) {
       this.stats.drop++;
       return;
     }
     const delayMax = this.#faulty ? rates.delayMaxMs : 3;
-    this.#events.push(this.#now + this.#prng.int(1, delayMax), { kind: "deliver", msg: m });
-    if (this.#faulty && this.#prng.chance(rates.duplicate)) {
+    this.schedule(this.#now + this.prng.int(1, delayMax), { kind: "deliver", msg: m });
+    if (this.#faulty && this.prng.chance(rates.duplicate)) {
       this.stats.duplicate++;
-      this.#events.push(this.#now + this.#prng.int(1, delayMax), { kind: "deliver", msg: m });
+      this.schedule(this.#now + this.prng.int(1, delayMax), { kind: "deliver", msg: m });
     }
   }
 
   #deliver(m: Message): void {
-    const node = this.#nodes.get(m.to);
+    const node = this.nodes.get(m.to);
     if (node?.raft === undefined) return;
-    if (
-      this.#partition !== undefined && this.#partition.get(m.from) !== this.#partition.get(m.to)
-    ) {
-      this.stats.drop++;
+    if (this.#cut(m)) {
+      this.stats.drop++; // a partition that began while the message was in flight
       return;
     }
     node.raft.step(m);
-    this.#kick(node);
-  }
-
-  // ---------------------------------------------------------------------------------------
-  // Clients
-
-  #clientStep(client: Client): void {
-    if (client.busyUntil > this.#now) return;
-    const up = [...this.#nodes.values()].filter((n) => n.raft !== undefined);
-    if (up.length === 0) return;
-    const leader = this.#leader();
-    const key = this.#prng.pick(KEYS);
-    client.seq++;
-    if (this.#prng.chance(0.5)) {
-      const node = leader !== undefined && this.#prng.chance(0.9) ? leader : this.#prng.pick(up);
-      const value = `c${client.id}s${client.seq}`;
-      try {
-        const { index, term } = node.raft!.propose(
-          encodeWrite({ client: client.id, seq: client.seq, key, value }),
-        );
-        node.proposals.set(index, { term, client: client.id, key });
-        client.busyUntil = this.#now + CLIENT_TIMEOUT_MS;
-      } catch (e) {
-        if (!(e instanceof NotLeaderError) && !(e instanceof ProposalDroppedError)) throw e;
-      }
-      this.#kick(node);
-    } else {
-      const node = this.#prng.pick(up);
-      const context = `c${client.id}r${client.seq}`;
-      try {
-        node.raft!.readIndex(context);
-        node.reads.set(context, { client: client.id, key, start: this.#now });
-        client.busyUntil = this.#now + CLIENT_TIMEOUT_MS;
-      } catch (e) {
-        if (!(e instanceof NotLeaderError) && !(e instanceof ProposalDroppedError)) throw e;
-      }
-      this.#kick(node);
-    }
-  }
-
-  /** The up node that leads in the highest term, if any. */
-  #leader(): SimNode | undefined {
-    let best: SimNode | undefined;
-    for (const n of this.#nodes.values()) {
-      if (n.raft?.role === "leader" && (best === undefined || n.raft.term > best.raft!.term)) {
-        best = n;
-      }
-    }
-    return best;
-  }
-
-  // ---------------------------------------------------------------------------------------
-  // Chaos (phase one)
-
-  #chaos(): void {
-    const r = this.rates;
-    const p = this.#prng;
-    if (p.chance(r.crash)) this.#crashSomeone();
-    if (p.chance(r.pause)) this.#pauseSomeone();
-    if (p.chance(r.partition) && this.#partition === undefined) this.#partitionSome();
-    if (p.chance(r.snapshot)) this.#snapshotSomeone();
-    if (p.chance(r.membership)) this.#changeMembership();
-    if (p.chance(r.transfer)) this.#transferLeadership();
-    if (p.chance(0.05)) this.#reapRemoved();
-  }
-
-  /** An up node; half the time the leader, whose failures are the interesting ones. */
-  #victim(): SimNode | undefined {
-    const leader = this.#leader();
-    if (leader !== undefined && this.#prng.chance(0.5)) return leader;
-    const up = [...this.#nodes.values()].filter((n) => n.raft !== undefined);
-    return up.length === 0 ? undefined : this.#prng.pick(up);
-  }
-
-  #pauseSomeone(): void {
-    const node = this.#victim();
-    if (node === undefined || node.pausedUntil > this.#now) return;
-    node.pausedUntil = this.#now + this.#prng.int(50, 800);
-    this.stats.pause++;
-  }
-
-  #crashSomeone(): void {
-    const node = this.#victim();
-    if (node === undefined) return;
-    this.#crash(node);
-    this.#events.push(this.#now + this.#prng.int(50, 1500), { kind: "restart", id: node.id });
-  }
-
-  #crash(node: SimNode): void {
-    if (TRACE) console.log(`${this.#now} ${node.id} CRASH`);
-    node.raft = undefined;
-    node.persisting = undefined; // the write in progress never reached the disk
-    for (const p of node.proposals.values()) this.#clients[p.client].busyUntil = 0;
-    for (const r of node.reads.values()) this.#clients[r.client].busyUntil = 0;
-    node.proposals.clear();
-    node.reads.clear();
-    node.readyReads = [];
-    this.stats.crash++;
-  }
-
-  #partitionSome(): void {
-    const ids = [...this.#nodes.keys()];
-    const groups = new Map<NodeId, number>();
-    for (const id of ids) groups.set(id, this.#prng.int(0, 1));
-    const leader = this.#leader();
-    if (leader !== undefined && this.#prng.chance(0.5)) {
-      // Cut the leader off with at most a minority of the others.
-      for (const id of ids) groups.set(id, this.#prng.chance(0.25) ? 1 : 0);
-      groups.set(leader.id, 1);
-    }
-    this.#partition = groups;
-    this.stats.partition++;
-    this.#events.push(this.#now + this.#prng.int(100, 2000), { kind: "heal" });
-  }
-
-  #snapshotSomeone(): void {
-    const up = [...this.#nodes.values()].filter((n) =>
-      n.raft !== undefined && n.sm.applied > n.storage.snapshot().meta.index
-    );
-    if (up.length === 0) return;
-    const node = this.#prng.pick(up);
-    node.storage.createSnapshot(node.sm.applied, {
-      membership: node.sm.membership,
-      data: node.sm.encode(),
-    });
-    this.stats.compaction++;
-  }
-
-  #changeMembership(): void {
-    const leader = this.#leader();
-    if (leader === undefined) return;
-    const m = leader.raft!.membership;
-    const options: (() => MembershipChange)[] = [];
-    if (this.#nextNodeNumber <= NODES_MAX) {
-      options.push(() => ({
-        type: "addLearner",
-        id: this.#addNode(this.#newId(), new MemoryStorage()).id,
-      }));
-      if (m.voters.length < VOTERS_MAX) {
-        options.push(() => ({
-          type: "addVoter",
-          id: this.#addNode(this.#newId(), new MemoryStorage()).id,
-        }));
-      }
-    }
-    if (m.learners.length > 0 && m.voters.length < VOTERS_MAX) {
-      options.push(() => ({ type: "addVoter", id: this.#prng.pick(m.learners) }));
-    }
-    if (m.learners.length > 0) {
-      options.push(() => ({ type: "remove", id: this.#prng.pick(m.learners) }));
-    }
-    if (m.voters.length > 1) {
-      options.push(() => ({ type: "remove", id: this.#prng.pick(m.voters) }));
-    }
-    if (options.length === 0) return;
-    const change = this.#prng.pick(options)();
-    try {
-      leader.raft!.proposeMembership([change]);
-    } catch (e) {
-      if (!(e instanceof MembershipChangeError) && !(e instanceof ProposalDroppedError)) throw e;
-    }
-    this.#kick(leader);
-  }
-
-  #transferLeadership(): void {
-    const leader = this.#leader();
-    if (leader === undefined) return;
-    const voters = leader.raft!.membership.voters.filter((id) => id !== leader.id);
-    if (voters.length === 0) return;
-    const to = this.#prng.pick(voters);
-    leader.raft!.transferLeader(to);
-    this.#transferTarget = { id: to, term: leader.raft!.term };
-    this.#kick(leader);
-  }
-
-  /**
-   * Stops for good a node whose removal is committed. A node whose addition never committed
-   * stays: the addition may still commit from another node's log.
-   */
-  #reapRemoved(): void {
-    const members = this.#latestCommittedConfig.members;
-    for (const node of this.#nodes.values()) {
-      if (!members.has(node.id) && !node.reaped && this.#everCommittedMember.has(node.id)) {
-        if (node.raft !== undefined) this.#crash(node);
-        node.reaped = true;
-        return;
-      }
-    }
+    this.kick(node);
   }
 
   // ---------------------------------------------------------------------------------------
@@ -768,19 +540,19 @@ class Simulation {
 
   #startHealing(): void {
     this.#faulty = false;
-    this.#partition = undefined;
-    for (const node of this.#nodes.values()) node.pausedUntil = 0;
-    for (const node of this.#nodes.values()) {
+    this.partition = undefined;
+    for (const node of this.nodes.values()) node.pausedUntil = 0;
+    for (const node of this.nodes.values()) {
       if (node.raft === undefined && !node.reaped) {
         this.stats.restart++;
         this.#boot(node);
       }
     }
-    this.#events.push(this.#now, { kind: "settle" });
+    this.schedule(this.#now, { kind: "settle" });
   }
 
   #settle(): void {
-    const leader = this.#leader();
+    const leader = this.leader();
     if (leader === undefined) return;
     if (this.#marker === undefined) {
       try {
@@ -789,32 +561,22 @@ class Simulation {
       } catch (e) {
         if (!(e instanceof NotLeaderError) && !(e instanceof ProposalDroppedError)) throw e;
       }
-      this.#kick(leader);
+      this.kick(leader);
       return;
     }
     const st = leader.raft!.status();
     if (isJoint(st.membership) || st.membershipIndex > st.commit) return;
     for (const id of membersOf(st.membership)) {
-      const n = this.#nodes.get(id);
+      const n = this.nodes.get(id);
       if (n === undefined || n.sm.applied < this.#marker.index) return;
     }
     this.#settled = true;
   }
+}
 
-  #describe(): string {
-    return [...this.#nodes.values()].map((n) => {
-      if (n.reaped) return `${n.id}:reaped`;
-      if (n.raft === undefined) return `${n.id}:down`;
-      const s = n.raft.status();
-      return `${n.id}:${s.role}/t${s.term}/c${s.commit}/a${n.sm.applied}/v[${s.membership.voters}]` +
-        (s.membership.outgoing.length > 0 ? `/o[${s.membership.outgoing}]` : "") +
-        (s.membership.learners.length > 0 ? `/l[${s.membership.learners}]` : "") +
-        (s.role === "leader"
-          ? ` {${s.progress.map((p) => `${p.id}:${p.state}/m${p.match}/n${p.next}`).join(",")}}` +
-            `/first${s.firstIndex}`
-          : "");
-    }).join(" ");
-  }
+/** The hard state of a Ready as an optional batch field (absent, not undefined). */
+function hard(rd: Ready): { hardState?: HardState } {
+  return rd.hardState === undefined ? {} : { hardState: rd.hardState };
 }
 
 /** Runs one seed; a safety or liveness violation is returned, never thrown. */
@@ -831,7 +593,7 @@ export async function runSimulation(seed: number, options: SimOptions = {}): Pro
   }
   return {
     seed,
-    rates: sim.rates,
+    config: sim.config,
     stats: sim.stats,
     ...(violation === undefined ? {} : { violation }),
     timeMs: sim.now,

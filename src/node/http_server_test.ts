@@ -1,0 +1,163 @@
+/** The HTTP server's limits on real sockets (127.0.0.1): deadlines, idle timeout, bound, drain. */
+import assert from "node:assert/strict";
+import { HttpServer, type HttpServerLimits } from "./_http_server.ts";
+
+const TEXT = new TextEncoder();
+
+async function withServer(
+  limits: Partial<HttpServerLimits>,
+  fetch: (request: Request) => Response | Promise<Response>,
+  fn: (server: HttpServer) => Promise<void>,
+): Promise<void> {
+  const server = await HttpServer.listen({ hostname: "127.0.0.1", port: 0, fetch, limits });
+  try {
+    await fn(server);
+  } finally {
+    await server.close(100);
+  }
+}
+
+/** Reads from `conn` until it closes or `deadlineMs` passes; the text and whether it closed. */
+async function readUntilClosed(
+  conn: Deno.Conn,
+  deadlineMs: number,
+): Promise<{ text: string; closed: boolean }> {
+  const chunks: string[] = [];
+  const buffer = new Uint8Array(4096);
+  const timer = setTimeout(() => conn.close(), deadlineMs);
+  let closed = false;
+  try {
+    for (;;) {
+      const n = await conn.read(buffer);
+      if (n === null) {
+        closed = true;
+        break;
+      }
+      chunks.push(new TextDecoder().decode(buffer.subarray(0, n)));
+    }
+  } catch {
+    // closed by the timer
+  } finally {
+    clearTimeout(timer);
+  }
+  if (closed) conn.close();
+  return { text: chunks.join(""), closed };
+}
+
+const echo = async (request: Request) =>
+  new Response(request.body === null ? "none" : new Uint8Array(await request.arrayBuffer()));
+
+Deno.test("a client sending its body too slowly is answered 408 and cut off", async () => {
+  await withServer(
+    { requestTimeoutMs: 400, headersTimeoutMs: 400, timeoutCheckMs: 50 },
+    echo,
+    async (s) => {
+      const conn = await Deno.connect({ hostname: "127.0.0.1", port: s.port });
+      const started = performance.now();
+      await conn.write(TEXT.encode("PUT /k HTTP/1.1\r\nhost: x\r\ncontent-length: 100\r\n\r\nab"));
+      const { text, closed } = await readUntilClosed(conn, 5_000);
+      const elapsed = performance.now() - started;
+      assert.ok(closed, "the server closed the connection");
+      assert.match(text, /^HTTP\/1\.1 408 /);
+      assert.match(text, /"code":"request_timeout"/);
+      assert.ok(elapsed < 3_000, `cut off after ${elapsed} ms`);
+    },
+  );
+});
+
+Deno.test("an idle keep-alive connection is closed after the idle timeout", async () => {
+  await withServer({ keepAliveTimeoutMs: 200 }, echo, async (s) => {
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port: s.port });
+    await conn.write(TEXT.encode("GET / HTTP/1.1\r\nhost: x\r\n\r\n"));
+    const { text, closed } = await readUntilClosed(conn, 5_000);
+    assert.ok(closed, "closed while idle");
+    assert.match(text, /^HTTP\/1\.1 200 /);
+    assert.match(text, /none$/);
+  });
+});
+
+Deno.test("connections beyond the bound are answered 503 and closed", async () => {
+  await withServer({ connectionsMax: 2 }, echo, async (s) => {
+    const held = [
+      await Deno.connect({ hostname: "127.0.0.1", port: s.port }),
+      await Deno.connect({ hostname: "127.0.0.1", port: s.port }),
+    ];
+    try {
+      // The server counts a connection once it accepted it: wait for both.
+      const deadline = performance.now() + 5_000;
+      while (s.connections < 2 && performance.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 5));
+      }
+      assert.equal(s.connections, 2);
+      const extra = await Deno.connect({ hostname: "127.0.0.1", port: s.port });
+      const { text, closed } = await readUntilClosed(extra, 5_000);
+      assert.ok(closed);
+      assert.match(text, /^HTTP\/1\.1 503 /);
+      assert.match(text, /retry-after: 1/);
+      assert.match(text, /Too many open connections: the limit is 2/);
+      // A held one leaves: a new connection is served again.
+      held.pop()!.close();
+      const until = performance.now() + 5_000;
+      while (s.connections > 1 && performance.now() < until) {
+        await new Promise((r) => setTimeout(r, 5));
+      }
+      const r = await fetch(`http://127.0.0.1:${s.port}/`, { method: "PUT", body: "hi" });
+      assert.equal(r.status, 200);
+      assert.equal(await r.text(), "hi");
+    } finally {
+      for (const c of held) c.close();
+    }
+  });
+});
+
+Deno.test("close drains in-flight requests and cuts off what outlives the deadline", async () => {
+  let release!: () => void;
+  const released = new Promise<void>((r) => (release = r));
+  let entered = 0;
+  const server = await HttpServer.listen({
+    hostname: "127.0.0.1",
+    port: 0,
+    fetch: async (request) => {
+      entered++;
+      if (new URL(request.url).pathname === "/quick") await released;
+      else await new Promise(() => {}); // never answers
+      return new Response("done");
+    },
+  });
+  try {
+    const quick = fetch(`http://127.0.0.1:${server.port}/quick`).then((r) => r.text());
+    const stuck = fetch(`http://127.0.0.1:${server.port}/stuck`).then(
+      (r) => r.text(),
+      (e) => `failed: ${e}`,
+    );
+    const deadline = performance.now() + 5_000;
+    while (entered < 2 && performance.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    const started = performance.now();
+    const closing = server.close(300);
+    release();
+    assert.equal(await quick, "done");
+    await closing;
+    const elapsed = performance.now() - started;
+    assert.match(await stuck, /^failed/);
+    assert.ok(elapsed >= 250 && elapsed < 3_000, `closed after ${elapsed} ms`);
+  } finally {
+    await server.close(0);
+  }
+});
+
+Deno.test("HEAD answers the headers without a body; a taken port rejects with EADDRINUSE", async () => {
+  const app = () => new Response(null, { headers: { "content-length": "5", etag: '"3"' } });
+  await withServer({}, app, async (s) => {
+    const r = await fetch(`http://127.0.0.1:${s.port}/`, { method: "HEAD" });
+    assert.equal(r.status, 200);
+    assert.equal(r.headers.get("content-length"), "5");
+    assert.equal(r.headers.get("etag"), '"3"');
+    assert.equal(await r.text(), "");
+    await assert.rejects(
+      () => HttpServer.listen({ hostname: "127.0.0.1", port: s.port, fetch: app }),
+      (e: Error & { code?: string }) => e.code === "EADDRINUSE",
+    );
+  });
+});
