@@ -51,8 +51,15 @@ export function renderMetrics(m: MetricsInput): string {
   for (const [k, v] of Object.entries(m.storage)) {
     if (!named.has(k)) gauge(`storage_${snake(k)}`, `Storage counter ${k}.`, v);
   }
-  for (const [k, v] of Object.entries(m.raftDropped ?? {})) {
-    gauge(`raft_dropped_${snake(k)}`, `Peer messages the Raft core dropped: ${k}.`, v);
+  const dropped = Object.entries(m.raftDropped ?? {});
+  if (dropped.length > 0) {
+    lines.push(
+      "# HELP koi_raft_dropped_messages_total Peer messages the Raft core dropped, by reason.",
+      "# TYPE koi_raft_dropped_messages_total counter",
+    );
+    for (const [reason, v] of dropped) {
+      lines.push(`koi_raft_dropped_messages_total{${labels},reason="${snake(reason)}"} ${v}`);
+    }
   }
   for (const [k, v] of Object.entries(m.counters)) gauge(snake(k), `Driver counter ${k}.`, v);
   for (const [k, v] of Object.entries(m.transport)) {

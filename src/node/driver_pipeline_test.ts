@@ -107,6 +107,12 @@ Deno.test("driver: a write costs one Deno.Kv commit on each member, not two", as
       // Without the lazy commit index every write costs two: the entry, then its commit index.
       assert.ok(commits <= writes + 2, `${id}: ${writes} writes cost ${commits} Deno.Kv commits`);
     }
+    // /metrics shows it: Ready batches that only moved the commit index made no commit.
+    assert.ok(metric(leader, "storage_persists_skipped") >= writes - 2);
+    assert.match(
+      leader.metrics(),
+      /koi_raft_dropped_messages_total\{[^}]*reason="commit_beyond_log"\} 0/,
+    );
   } finally {
     stop();
     await c.close();
