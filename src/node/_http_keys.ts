@@ -71,12 +71,19 @@ export function refusedTarget(target: string): string | undefined {
   if (path.includes("\\")) {
     return "Invalid request target: a backslash in the path must be percent-encoded as %5C";
   }
-  for (const segment of path.split("/")) {
+  const segments = path.split("/");
+  // Route names are matched decoded but keys are cut from the raw path: `/v1/%6bv/k2` would
+  // route as `/v1/kv/` and write the key `v/k2`. Only the key (or member id) part may be
+  // percent-encoded.
+  if (segments.slice(1, 3).some((segment) => segment.includes("%"))) {
+    return "Invalid request target: route names such as /v1/kv/ must not be percent-encoded";
+  }
+  for (const segment of segments) {
     const dots = segment.replace(/%2e/gi, ".");
     if (dots === "." || dots === "..") {
       return `Invalid request target: the path segment ${show(segment)} is not allowed, ` +
         "because URL normalization would remove it and change the key; address such keys " +
-        "with ?key_b64=<base64url of the key> (see API.md)";
+        "with ?key_b64=<base64url of the key> (see docs/http_api.md)";
     }
   }
   return undefined;

@@ -170,6 +170,28 @@ Deno.test("a real server refuses dot segments: PUT /v1/kv/zz/%2e%2e/t5 does not 
   }
 });
 
+Deno.test("a percent-encoded route name is refused: PUT /v1/%6bv/k2 does not write v/k2", async () => {
+  const { app, service } = harness();
+  const server = await HttpServer.listen({ hostname: "127.0.0.1", port: 0, fetch: app.fetch });
+  try {
+    for (const target of ["/v1/%6bv/k2", "/v1/%6Dembers/a4", "/%761/kv/k", "/v1/kv%2Fk"]) {
+      assert.match(refusedTarget(target) ?? "", /route names/, target);
+      const conn = await Deno.connect({ hostname: "127.0.0.1", port: server.port });
+      await conn.write(
+        TEXT.encode(
+          `PUT ${target} HTTP/1.1\r\nhost: x\r\nconnection: close\r\ncontent-length: 1\r\n\r\nv`,
+        ),
+      );
+      const answer = new TextDecoder().decode(await new Response(conn.readable).arrayBuffer());
+      assert.match(answer, /^HTTP\/1\.1 400 /, target);
+    }
+    assert.equal(service.calls.length, 0, "nothing reached the service");
+    assert.equal(refusedTarget("/v1/kv/%6bv/k2"), undefined, "the key itself may be encoded");
+  } finally {
+    await server.close(100);
+  }
+});
+
 Deno.test("members: POST {id} takes the addresses of a node config.toml knows", async () => {
   const members = new Map([["a4", { raft: "127.0.0.1:7104", http: "127.0.0.1:7204" }]]);
   const { app, service } = harness({}, { members });
