@@ -55,24 +55,24 @@ export const MUTANTS: readonly Mutant[] = [
   {
     name: "vote-sent-before-persist",
     bug: "a granted vote leaves before the vote is durable",
-    file: "src/raft/raft.ts",
+    file: "src/raft/_ready.ts",
     find: 'm.type === "vote" || m.type === "voteResp" || m.type === "preVoteResp"',
     replace: 'm.type === "vote" || m.type === "preVoteResp"',
   },
   {
     name: "read-index-without-term-commit",
     bug: "a new leader serves ReadIndex before it committed an entry of its term",
-    file: "src/raft/raft.ts",
-    find: "if (log.term(log.committed) !== this.#term) {\n      // Until an entry of this term",
+    file: "src/raft/_leader.ts",
+    find: "if (log.term(log.committed) !== term) {\n      // Until an entry of this term",
     replace:
-      "if (log.term(log.committed) !== this.#term && false) {\n      // Until an entry of this term",
+      "if (log.term(log.committed) !== term && false) {\n      // Until an entry of this term",
   },
   {
     name: "append-ack-before-persist",
     bug: "a follower acknowledges entries before they are durable",
-    file: "src/raft/raft.ts",
-    find: "this.#outbox.sendAfterPersist(m, m.reject ? 0 : m.index);",
-    replace: "this.#outbox.sendNow(m);",
+    file: "src/raft/_ready.ts",
+    find: "this.sendAfterPersist(m, m.reject ? 0 : m.index);",
+    replace: "this.sendNow(m);",
   },
   {
     name: "vote-twice",
@@ -100,9 +100,9 @@ export const MUTANTS: readonly Mutant[] = [
   {
     name: "leader-self-match-before-persist",
     bug: "the leader counts its own entries in the commit quorum before they are durable",
-    file: "src/raft/raft.ts",
+    file: "src/raft/_leader.ts",
     find: "    // The leader's own match moves only when its entries are durable (advance()).\n",
-    replace: "    this.#progress().get(this.#id)?.maybeUpdate(last);\n",
+    replace: "    this.repl.progress.get(this.#host.id)?.maybeUpdate(last);\n",
   },
   {
     name: "joint-commit-new-majority-only",
@@ -135,7 +135,7 @@ export const MUTANTS: readonly Mutant[] = [
   {
     name: "hard-state-commit-beyond-durable",
     bug: "the persisted commit index passes the entries persisted with it",
-    file: "src/raft/raft.ts",
+    file: "src/raft/_ready_cycle.ts",
     find: "commit: Math.min(log.committed, durableLast) };",
     replace: "commit: log.committed };",
   },

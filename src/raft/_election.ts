@@ -1,11 +1,12 @@
 /**
- * Election rules that need no state of their own (Raft §5.2, §5.4.1; dissertation §4.2.2,
- * §4.2.3 and §9.6): who may campaign, whom to ask, when to ignore or grant a vote request.
+ * Election and term rules that need no state of their own (Raft §5.1, §5.2, §5.4.1;
+ * dissertation §4.2.2, §4.2.3 and §9.6): who may campaign, whom to ask, what a higher term does,
+ * when to ignore or grant a vote request and how to answer it.
  *
  * @module
  */
 import { isVoter, membersOf } from "./_membership.ts";
-import type { Message, VoteMessage } from "./_message.ts";
+import type { Message, VoteMessage, VoteResponseMessage } from "./_message.ts";
 import type { Outgoing } from "./_follower.ts";
 import type { RaftLog } from "./_raft_log.ts";
 import { type NodeId, NONE } from "./_types.ts";
@@ -48,10 +49,45 @@ export function voteRequests(
  */
 export function inLease(
   m: VoteMessage,
-  state: { checkQuorum: boolean; lead: NodeId; electionElapsed: number; electionTicks: number },
+  state: { checkQuorum: boolean; lead: NodeId; electionTimeoutPassed: boolean },
 ): boolean {
-  return state.checkQuorum && state.lead !== NONE &&
-    state.electionElapsed < state.electionTicks && !m.transfer;
+  return state.checkQuorum && state.lead !== NONE && !state.electionTimeoutPassed &&
+    !m.transfer;
+}
+
+/**
+ * What a message of a higher term does. A node adopts any higher term it sees (§5.1), except
+ * that it ignores a vote request within a leader lease ({@linkcode inLease}), and that neither
+ * answering a pre-vote nor having its own pre-vote granted changes its term (§9.6). Returns
+ * `"ignore"` (drop the message), `"keep"` (process it in the current term), or the leader of
+ * the new term to follow: the sender when it is that leader, else {@linkcode NONE}.
+ */
+export function higherTermRule(
+  m: Message,
+  lease: Parameters<typeof inLease>[1],
+): "ignore" | "keep" | { readonly lead: NodeId } {
+  if ((m.type === "vote" || m.type === "preVote") && inLease(m, lease)) return "ignore";
+  if (m.type === "preVote") return "keep"; // answering a pre-vote never changes our term
+  if (m.type === "preVoteResp" && !m.reject) return "keep"; // our own pre-vote, granted
+  const fromLeader = m.type === "app" || m.type === "heartbeat" || m.type === "snap" ||
+    m.type === "timeoutNow";
+  return { lead: fromLeader ? m.from : NONE };
+}
+
+/**
+ * The answer of `state.id` to a vote request of its term (or a pre-vote for a later one),
+ * granted as {@linkcode grantsVote} decides. A granted pre-vote carries the term it was asked
+ * for, so the candidate counts it; a refusal carries the voter's term.
+ */
+export function answerVote(
+  m: VoteMessage,
+  state: { id: NodeId; vote: NodeId; lead: NodeId; term: number; log: RaftLog },
+): VoteResponseMessage {
+  const type = m.type === "vote" ? "voteResp" : "preVoteResp";
+  if (grantsVote(m, state)) {
+    return { type, from: state.id, to: m.from, term: m.term, reject: false };
+  }
+  return { type, to: m.from, reject: true, from: state.id, term: state.term };
 }
 
 /** Whether to grant a vote request of the current term (or a pre-vote for a later one). */

@@ -3,7 +3,7 @@
  * assertion of the core or half-apply: {@linkcode checkShape} rejects what no correct peer
  * builds (wrong types, negative or fractional numbers, entries that are not contiguous, terms
  * above the message's own), and the core adds the checks that need its state before it
- * changes anything.
+ * changes anything. {@linkcode DropCounter} counts what was dropped, by reason.
  *
  * @module
  */
@@ -65,6 +65,31 @@ export const DROP_REASONS: readonly DropReason[] = [
   "unrequestedRead",
   "readsPendingFull",
 ];
+
+/** The messages a node dropped, by reason. */
+export class DropCounter {
+  readonly #counts = Object.fromEntries(DROP_REASONS.map((r) => [r, 0])) as Record<
+    DropReason,
+    number
+  >;
+  readonly #onDrop: ((reason: DropReason, message: unknown) => void) | undefined;
+
+  /** Counts drops; `onDrop`, if given, hears of each one (so the driver can log it). */
+  constructor(onDrop: ((reason: DropReason, message: unknown) => void) | undefined) {
+    this.#onDrop = onDrop;
+  }
+
+  /** Counts `message` as dropped for `reason`, then tells `onDrop`. */
+  count(reason: DropReason, message: unknown): void {
+    this.#counts[reason]++;
+    this.#onDrop?.(reason, message);
+  }
+
+  /** The counts so far, as a frozen copy. */
+  counts(): Readonly<Record<DropReason, number>> {
+    return Object.freeze({ ...this.#counts });
+  }
+}
 
 const TYPES = new Set<string>(MESSAGE_TYPES);
 

@@ -131,6 +131,21 @@ export class Outbox {
   #now: Message[] = [];
   #held: Held[] = [];
 
+  /**
+   * Queues a message by what it vouches for. Votes, vote requests and append
+   * acknowledgements leave only once that is durable: the term and vote, and for an
+   * acknowledgement its entries. Everything else may leave at once.
+   */
+  send(m: Message): void {
+    if (m.type === "appResp") {
+      this.sendAfterPersist(m, m.reject ? 0 : m.index);
+    } else if (m.type === "vote" || m.type === "voteResp" || m.type === "preVoteResp") {
+      this.sendAfterPersist(m, 0);
+    } else {
+      this.sendNow(m);
+    }
+  }
+
   /** Queues a message that may leave at once. */
   sendNow(m: Message): void {
     this.#now.push(m);
