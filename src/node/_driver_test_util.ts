@@ -56,6 +56,10 @@ export class DriverCluster {
   readonly down = new Set<NodeId>();
   readonly storages = new Map<NodeId, KvLogStorage>();
   readonly gates = new Map<NodeId, PersistGate>();
+  /** The peer addresses each node last gave its transport. */
+  readonly peers = new Map<NodeId, ReadonlyMap<NodeId, string>>();
+  /** The error each node stopped on (its onFatal), if it did. */
+  readonly fatal = new Map<NodeId, unknown>();
   /** Every message sent, in order, with the sender's last durable log index at the time. */
   readonly sent: { m: Message; senderDurable: number }[] = [];
   readonly dir: string;
@@ -103,7 +107,7 @@ export class DriverCluster {
           });
         }
       },
-      setPeers: () => {},
+      setPeers: (peers) => this.peers.set(id, new Map(peers)),
     };
     const storage = await KvLogStorage.open(kv);
     const gate = new PersistGate();
@@ -133,6 +137,7 @@ export class DriverCluster {
       epoch: 1,
       ticks,
       limits: this.limits,
+      onFatal: (error) => this.fatal.set(id, error),
     });
     this.nodes.set(id, node);
     return node;

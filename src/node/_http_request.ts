@@ -276,7 +276,18 @@ export function parseMemberSpec(
   const id = parseNodeId(record.id, "id");
   const configured = known.get(id);
   const address = (field: "raft" | "http") => {
-    if (record[field] !== undefined) return parseAddress(record[field], field);
+    if (record[field] !== undefined) {
+      const given = parseAddress(record[field], field);
+      // An address that contradicts config.toml would send the cluster's traffic for this
+      // member somewhere else; the file is the single source of the deployment's addresses.
+      if (configured !== undefined && given !== configured[field]) {
+        throw new BadRequestError(
+          `Invalid ${field}: node ${id} is in config.toml with ${field} ${configured[field]}, ` +
+            `got ${given}; leave "${field}" out (it is taken from config.toml) or fix config.toml`,
+        );
+      }
+      return given;
+    }
     if (configured !== undefined) return configured[field];
     throw new BadRequestError(
       `Invalid ${field}: missing, and node ${id} is not in config.toml; give its "raft" and ` +

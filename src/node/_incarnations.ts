@@ -49,11 +49,12 @@ export class IncarnationRegistry {
   verify(nodeId: NodeId, incarnation: string): string | undefined {
     const recorded = this.#host.get(incarnationKey(nodeId));
     if (recorded === undefined) return undefined;
-    const known = decodeIncarnation(recorded.value);
-    if (known === incarnation) return undefined;
+    if (decodeIncarnation(recorded.value) === incarnation) return undefined;
     this.refused++;
-    return `its data directory was recreated (incarnation ${incarnation}, cluster ` +
-      `${this.#host.clusterId} recorded ${known}); remove it with DELETE /v1/members/${nodeId} ` +
+    // The recorded incarnation is not in the reason: it travels to the peer, and without a
+    // cluster secret it is all a forger would need to pass as that member.
+    return `its data directory was recreated (incarnation ${incarnation} is not the one ` +
+      `cluster ${this.#host.clusterId} recorded); remove it with DELETE /v1/members/${nodeId} ` +
       `and add it back as a joining member (see docs/operations.md)`;
   }
 

@@ -82,6 +82,8 @@ export class RaftNode implements NodeService {
   /** Makes read contexts unique across restarts: a leader may still hold a pre-restart one. */
   readonly #bootNonce = crypto.randomUUID().slice(0, 13);
   #sendScheduled = false;
+  /** Ticks since the leader was last heard from (see {@linkcode leader}). */
+  #ticksSinceLeader = 0;
   readonly #dropLoggedAt = new Map<string, number>();
   readonly #snapshots: BackgroundSnapshots;
   readonly #incarnations: IncarnationRegistry;
@@ -153,7 +155,9 @@ export class RaftNode implements NodeService {
     if ((this.#dropLoggedAt.get(reason) ?? -Infinity) > now - DROP_LOG_INTERVAL_MS) return;
     this.#dropLoggedAt.set(reason, now);
     const m = message as Partial<Message>;
-    this.#log("warning", "dropped an impossible peer message", {
+    // Counted in /metrics; logged at info because some are expected (a node that rejoins gets
+    // heartbeats beyond its log until the leader finds where it is).
+    this.#log("info", "dropped an impossible peer message", {
       reason,
       type: m?.type,
       from: m?.from,
@@ -182,6 +186,7 @@ export class RaftNode implements NodeService {
   /** Advances the Raft clock by one tick. */
   tick(): void {
     if (this.#closed) return;
+    this.#ticksSinceLeader++;
     this.#raft.tick();
     this.#scheduleSend();
     this.#kick();
@@ -191,6 +196,12 @@ export class RaftNode implements NodeService {
   step(m: Message): void {
     if (this.#closed) return;
     this.#raft.step(m);
+    if (
+      (m.type === "app" || m.type === "heartbeat" || m.type === "snap") &&
+      m.from === this.#raft.leader
+    ) {
+      this.#ticksSinceLeader = 0;
+    }
     this.#scheduleSend();
     this.#kick();
   }
@@ -248,6 +259,11 @@ export class RaftNode implements NodeService {
           this.#counters.messagesSentBeforePersist += rd.messages.length;
           this.#o.transport.send(rd.messages);
         }
+        // A received snapshot is decoded before it is written: one that does not decode would
+        // otherwise be on disk, and the node could never start again.
+        const installing = rd.snapshot === undefined
+          ? undefined
+          : await this.#decodeReceivedSnapshot(rd.snapshot);
         await this.#storage.persist({
           snapshot: rd.snapshot,
           entries: rd.entries,
@@ -259,7 +275,7 @@ export class RaftNode implements NodeService {
           this.#counters.messagesSentAfterPersist += rd.messagesAfterPersist.length;
           this.#o.transport.send(rd.messagesAfterPersist);
         }
-        if (rd.snapshot !== undefined) await this.#installSnapshot(rd.snapshot);
+        if (rd.snapshot !== undefined) this.#installSnapshot(rd.snapshot, installing!);
         for (const e of rd.committedEntries) this.#apply(e);
         this.#readyReads.push(...rd.readStates);
         this.#serveReads();
@@ -297,9 +313,23 @@ export class RaftNode implements NodeService {
     }
   }
 
-  async #installSnapshot(snapshot: Snapshot): Promise<void> {
-    // Decoded in steps that yield, so ticks and heartbeats go on during a large install.
-    this.#sm = await KvStateMachine.decodeSnapshotAsync(snapshot.data, this.#o.stateMachine);
+  /** Decodes a snapshot from the leader in steps that yield (ticks and heartbeats go on). */
+  async #decodeReceivedSnapshot(snapshot: Snapshot): Promise<KvStateMachine> {
+    try {
+      return await KvStateMachine.decodeSnapshotAsync(snapshot.data, this.#o.stateMachine);
+    } catch (error) {
+      // The core already took it as its log; stopping before it reaches the disk leaves the
+      // node able to restart from what it had (and the leader sends a good one then).
+      throw new SnapshotRefusedError(
+        `Cannot install the snapshot at index ${snapshot.meta.index} from ${this.#raft.leader}: ` +
+          `${error instanceof Error ? error.message : String(error)}; it was not written`,
+        { cause: error },
+      );
+    }
+  }
+
+  #installSnapshot(snapshot: Snapshot, sm: KvStateMachine): void {
+    this.#sm = sm;
     this.#counters.snapshotsInstalled++;
     this.#snapshots.lastIndex = snapshot.meta.index;
     for (const [id, a] of this.#sm.addresses()) this.#addresses.set(id, a);
@@ -398,6 +428,9 @@ export class RaftNode implements NodeService {
     if (this.#reads.size >= this.#limits.readsPendingMax) {
       throw new OverloadedError(`${this.#reads.size} reads wait on node ${this.nodeId}`);
     }
+    if (this.leader() === "") {
+      throw new NoLeaderError(`Cannot read: node ${this.nodeId} has not heard from a leader`);
+    }
     const context = `${this.nodeId}:${this.#bootNonce}:${++this.#readSeq}`;
     try {
       this.#raft.readIndex(context);
@@ -424,12 +457,16 @@ export class RaftNode implements NodeService {
 
   /** See {@linkcode NodeService.leader}. */
   leader(): NodeId {
+    if (this.#raft.role === "leader") return this.#raft.leader;
+    // A learner never campaigns, so the core keeps naming a leader that died; a follower that
+    // has not heard from it for a whole election timeout cannot vouch for it either.
+    if (this.#ticksSinceLeader > this.#o.electionTicks[1]) return "";
     return this.#raft.leader;
   }
 
   /** See {@linkcode NodeService.leaderHttp}. */
   leaderHttp(): string | undefined {
-    const leader = this.#raft.leader;
+    const leader = this.leader();
     return leader === "" ? undefined : this.#addresses.get(leader)?.http;
   }
 
@@ -533,9 +570,10 @@ export class RaftNode implements NodeService {
     const isLearner = m.learners.includes(member.id);
     const type = member.voter ? "addVoter" : "addLearner";
     if (!member.voter && isLearner) return; // already a learner
+    if (member.voter && m.voters.includes(member.id) && !isJoint(m)) return; // already a voter
+    // The addresses take effect when the config entry is appended (#noteAddresses), so a
+    // refused change never redirects a member's traffic.
     const context = encodeMemberContext({ [member.id]: { raft: member.raft, http: member.http } });
-    this.#addresses.set(member.id, { raft: member.raft, http: member.http });
-    this.#updatePeers();
     await this.#changeMembership(() =>
       this.#raft.proposeMembership([{ type, id: member.id }], context)
     );
@@ -640,7 +678,17 @@ export class RaftNode implements NodeService {
         readsPending: this.#reads.size,
         keys: this.#sm.size,
         stateBytes: this.#sm.bytes,
+        commandsRejected: this.#sm.commandsRejected,
       },
     });
+  }
+}
+
+/** A snapshot received from the leader did not decode; the node stops without writing it. */
+export class SnapshotRefusedError extends Error {
+  /** Creates the error. */
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "SnapshotRefusedError";
   }
 }

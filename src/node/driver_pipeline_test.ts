@@ -207,3 +207,79 @@ Deno.test("driver: members' incarnations are recorded, checked on every member, 
     await c.close();
   }
 });
+
+Deno.test("driver: a snapshot that does not decode is never written; the node restarts with its data", async () => {
+  const c = await DriverCluster.create(["a1", "a2", "a3"]);
+  const stop = c.autoTick();
+  try {
+    const leader = await c.leader();
+    for (let i = 0; i < 5; i++) assert.ok((await leader.write(put(`k${i}`, "v"))).ok);
+    const victim = [...c.nodes.values()].find((n) => n !== leader)!;
+    await waitFor(() => victim.status().applied >= leader.status().commit, "the victim applies");
+    const st = leader.status();
+    // What an unauthenticated peer (no cluster secret) can send: a whole "snapshot" of junk.
+    victim.step({
+      type: "snap",
+      from: leader.nodeId,
+      to: victim.nodeId,
+      term: st.term,
+      meta: { index: st.commit + 100, term: st.term, membership: leader.membership() },
+      offset: 0,
+      total: 4,
+      chunk: enc("evil"),
+    });
+    await waitFor(() => c.fatal.has(victim.nodeId), "the victim to stop on the junk snapshot");
+    assert.match(String(c.fatal.get(victim.nodeId)), /SnapshotRefusedError.*it was not written/);
+    assert.equal(c.storages.get(victim.nodeId)!.snapshot().meta.index, 0, "nothing was written");
+    await c.stop(victim.nodeId);
+    const again = await c.start(victim.nodeId); // before the fix: StorageCorruptError here
+    await waitFor(() => again.status().applied >= st.commit, "the restarted node to catch up");
+    assert.equal(
+      new TextDecoder().decode((await again.get(enc("k4"), { stale: true }))!.value),
+      "v",
+    );
+  } finally {
+    stop();
+    await c.close();
+  }
+});
+
+Deno.test("driver: a learner that stops hearing from the leader reports no leader", async () => {
+  const c = await DriverCluster.create(["a1", "a2", "a3"]);
+  const stop = c.autoTick();
+  try {
+    const leader = await c.leader();
+    const learner = await c.start("a4", { join: true });
+    const a4 = c.addresses.get("a4")!;
+    await leader.addMember({ id: "a4", raft: a4.raft, http: a4.http, voter: false });
+    await waitFor(() => learner.leader() === leader.nodeId, "the learner to know the leader");
+    const voters = [...c.nodes.keys()].filter((id) => id !== "a4" && id !== leader.nodeId);
+    await c.stop(leader.nodeId);
+    await c.stop(voters[0]);
+    await c.tick(30); // more than one election timeout (10..20 ticks)
+    assert.equal(learner.leader(), "", "a dead leader is not reported");
+    assert.equal(learner.leaderHttp(), undefined);
+    await assert.rejects(learner.get(enc("k"), { stale: false }), /has not heard from a leader/);
+  } finally {
+    stop();
+    await c.close();
+  }
+});
+
+Deno.test("driver: adding a member that is already a voter changes nothing, not even its address", async () => {
+  const c = await DriverCluster.create(["a1", "a2", "a3"]);
+  const stop = c.autoTick();
+  try {
+    const leader = await c.leader();
+    await leader.write(put("k", "v"));
+    const other = [...c.nodes.keys()].find((id) => id !== leader.nodeId)!;
+    const before = c.peers.get(leader.nodeId)!.get(other);
+    await leader.addMember({ id: other, raft: "127.0.0.1:1", http: "127.0.0.1:2", voter: true });
+    await leader.write(put("k", "w"));
+    assert.equal(c.peers.get(leader.nodeId)!.get(other), before);
+    assert.equal(leader.membership().voters.length, 3);
+  } finally {
+    stop();
+    await c.close();
+  }
+});

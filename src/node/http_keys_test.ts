@@ -203,13 +203,22 @@ Deno.test("members: POST {id} takes the addresses of a node config.toml knows", 
   });
   response = await app.request("/v1/members", {
     method: "POST",
-    body: '{"id":"a4","voter":true,"http":"127.0.0.1:7999"}',
+    body: '{"id":"a4","voter":true,"http":"127.0.0.1:7204"}',
   });
-  assert.equal(response.status, 200);
+  assert.equal(response.status, 200, "the address config.toml has may be repeated");
   assert.deepEqual(service.calls.at(-1), {
     op: "addMember",
-    member: { id: "a4", raft: "127.0.0.1:7104", http: "127.0.0.1:7999", voter: true },
+    member: { id: "a4", raft: "127.0.0.1:7104", http: "127.0.0.1:7204", voter: true },
   });
+  // An address that contradicts config.toml is refused: it would divert the member's traffic.
+  const calls = service.calls.length;
+  response = await app.request("/v1/members", {
+    method: "POST",
+    body: '{"id":"a4","voter":true,"raft":"127.0.0.1:1"}',
+  });
+  assert.equal(response.status, 400);
+  assert.match((await errorOf(response)).message, /config\.toml with raft 127\.0\.0\.1:7104/);
+  assert.equal(service.calls.length, calls, "nothing reached the service");
   response = await app.request("/v1/members", { method: "POST", body: '{"id":"a9"}' });
   assert.equal(response.status, 400);
   assert.match((await errorOf(response)).message, /node a9 is not in config\.toml/);

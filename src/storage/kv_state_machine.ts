@@ -55,7 +55,12 @@ export function encodeMemberContext(
 /** Decodes a config entry's context; an empty or foreign context names no address. */
 export function decodeMemberContext(data: Uint8Array): Record<string, MemberAddress> {
   if (data.length === 0) return {};
-  const v = decode(data);
+  let v: unknown;
+  try {
+    v = decode(data);
+  } catch {
+    return {}; // a foreign context names no address (and must not stop the node)
+  }
   const out: Record<string, MemberAddress> = {};
   if (typeof v !== "object" || v === null) return out;
   for (const [id, a] of Object.entries(v as Record<string, unknown>)) {
@@ -84,6 +89,7 @@ export class KvStateMachine {
   /** stamp -> client, least recently written first (B-trees: O(1) copy-on-write clones). */
   #requestOrder: BTree<number, string> = new BTree<number, string>();
   #applied = 0;
+  #commandsRejected = 0;
   #membership: Membership = EMPTY_MEMBERSHIP;
   #addresses = new Map<string, MemberAddress>();
 
@@ -162,7 +168,22 @@ export class KvStateMachine {
       return undefined;
     }
     if (entry.data.length === 0) return undefined; // a leader's no-op
-    return this.#applyCommand(entry.index, decodeCommand(entry.data));
+    let command: KvCommand;
+    try {
+      command = decodeCommand(entry.data);
+    } catch {
+      // Not a command this code wrote (a forged or foreign entry): every replica decodes the
+      // same bytes the same way, so skipping it keeps them equal; throwing would stop the
+      // node at every restart, since the entry stays in the log.
+      this.#commandsRejected++;
+      return undefined;
+    }
+    return this.#applyCommand(entry.index, command);
+  }
+
+  /** Committed entries that did not decode as a command and were skipped. */
+  get commandsRejected(): number {
+    return this.#commandsRejected;
   }
 
   #applyConfig(entry: Entry): void {

@@ -176,3 +176,22 @@ Deno.test("KvStateMachine: replicas applying the same commands agree (property)"
     assert.ok(a.bytes <= 20 || ra.every((r) => r?.ok !== true));
   }));
 });
+
+Deno.test("KvStateMachine: a committed entry that is not a command is skipped, never thrown", () => {
+  const sm = new KvStateMachine();
+  run(sm, put("a", "1"));
+  const garbage: Uint8Array[] = [enc("evil"), new Uint8Array([0xc1]), new Uint8Array([0x93, 1, 2])];
+  for (const data of garbage) {
+    const index = sm.applied + 1;
+    assert.equal(sm.apply({ index, term: 1, type: "normal", data }), undefined);
+    assert.equal(sm.applied, index);
+  }
+  assert.equal(sm.commandsRejected, garbage.length);
+  assert.equal(sm.size, 1);
+  assert.equal(dec(sm.get(enc("a"))!.value), "1");
+  // A config entry whose context is not msgpack names no address and still applies.
+  const index = sm.applied + 1;
+  const membership = { voters: ["n1"], outgoing: [], learners: [] };
+  sm.apply({ index, term: 1, type: "config", data: new Uint8Array([0xc1]), membership });
+  assert.deepEqual(sm.membership, membership);
+});
