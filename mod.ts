@@ -12,5 +12,6 @@ export type {
   HostPort,
   KoiConfig,
   NodeConfig,
+  ParseConfigOptions,
   RoutingScheme,
 } from "./src/config/mod.ts";
