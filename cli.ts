@@ -39,8 +39,10 @@ const NODE_USAGE = `Usage: koi node --config <config.toml> --id <node id> [optio
 
 Runs one Raft member of the deployment described by config.toml: its Raft peer port, its
 HTTP API and its Deno.Kv file under the node's data directory. On the very first start a
-founding member bootstraps the cluster with the other founding members of its cluster; a
-node with join = true starts empty and waits until a member adds it (POST /v1/members).
+founding member bootstraps the cluster with the other founding members of its cluster, once a
+majority of them are up with empty data directories too; if a peer already holds the cluster
+(this node started late, or lost its disk), it starts empty instead and waits for the leader.
+A node with join = true starts empty and waits until a member adds it (POST /v1/members).
 SIGINT or SIGTERM stop it cleanly: a leader first hands leadership to another member, then
 Raft stops, in-flight HTTP requests drain, and the files close (at most 10 s; a second
 signal exits at once). At the default log level a healthy node prints one line when it is

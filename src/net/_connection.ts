@@ -3,8 +3,16 @@
 import type { Counters } from "./_context.ts";
 import { FrameDecoder, MalformedFrameError } from "./_frame.ts";
 
-/** Size of the buffer each connection reads into. */
+/** Size of the buffer an authenticated connection reads into. */
 export const READ_BUFFER_BYTES = 64 * 1024;
+
+/**
+ * Limit of a frame body before the handshake is through: challenge, hello, welcome and
+ * refusal are all far smaller (ids, an incarnation, a nonce and a MAC). A connection that
+ * announces a larger frame before it is authenticated is closed without allocating it, so a
+ * pending handshake holds a few KiB, never the 16 MiB of FRAME_BYTES_MAX.
+ */
+export const HELLO_FRAME_BYTES_MAX = 4 * 1024;
 
 /** A TCP connection carrying frames; counts bytes and frames in `counters`. */
 export class FrameConnection {
@@ -13,22 +21,42 @@ export class FrameConnection {
   readonly #conn: Deno.Conn;
   readonly #decoder: FrameDecoder;
   readonly #counters: Counters;
-  readonly #readBuffer = new Uint8Array(READ_BUFFER_BYTES);
+  readonly #frameBytesMax: number;
+  /** Small until {@linkcode FrameConnection.authenticated}: see HELLO_FRAME_BYTES_MAX. */
+  #readBuffer: Uint8Array;
   #pending: Iterator<Uint8Array, void, undefined> | undefined;
   #closed = false;
 
-  /** Wraps `conn`; bodies above `options.frameBytesMax` are refused. */
+  /**
+   * Wraps `conn`. Until {@linkcode FrameConnection.authenticated}, bodies above
+   * {@linkcode HELLO_FRAME_BYTES_MAX} are refused; after it, those above `options.frameBytesMax`.
+   */
   constructor(
     conn: Deno.Conn,
     options: { readonly frameBytesMax: number; readonly counters: Counters },
   ) {
     this.#conn = conn;
-    this.#decoder = new FrameDecoder(options.frameBytesMax);
+    this.#frameBytesMax = options.frameBytesMax;
+    const helloMax = Math.min(HELLO_FRAME_BYTES_MAX, options.frameBytesMax);
+    this.#decoder = new FrameDecoder(helloMax);
+    this.#readBuffer = new Uint8Array(helloMax + 4);
     this.#counters = options.counters;
     const addr = conn.remoteAddr as Deno.NetAddr;
     this.remote = addr.hostname.includes(":")
       ? `[${addr.hostname}]:${addr.port}`
       : `${addr.hostname}:${addr.port}`;
+  }
+
+  /**
+   * The handshake is through: frames up to the transport's `frameBytesMax` are accepted from
+   * now on (also the rest of the chunk already read), read with a larger buffer.
+   */
+  authenticated(): void {
+    this.#decoder.bytesMax = this.#frameBytesMax;
+    // The chunk being split still refers to the old buffer; reads use the new one.
+    if (this.#readBuffer.length < READ_BUFFER_BYTES) {
+      this.#readBuffer = new Uint8Array(READ_BUFFER_BYTES);
+    }
   }
 
   /** Whether {@linkcode FrameConnection.close} was called. */

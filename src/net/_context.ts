@@ -40,6 +40,13 @@ export function newCounters(): Counters {
   return Object.fromEntries(TRANSPORT_COUNTERS.map((name) => [name, 0])) as Counters;
 }
 
+/** What a handshake taught about a peer (see `TransportOptions.onPeerState`). */
+export type PeerState =
+  /** The peer answered: whether its data directory holds a cluster (a refusal implies it). */
+  | { readonly formed: boolean }
+  /** A dial failed before the peer said anything (refused, timed out, bad answer). */
+  | { readonly unreachable: string };
+
 /** The transport as its connection loops see it. */
 export interface LinkContext {
   /** This node's cluster. */
@@ -76,6 +83,51 @@ export interface LinkContext {
   notePeer(peer: string, incarnation: string): void;
   /** Refusal warnings, one per episode and peer. */
   readonly refusals: RefusalLog;
+  /** Warnings about connections that never authenticated, rate-limited per kind. */
+  readonly throttled: ThrottledLog;
+  /** Whether this node's data directory holds a cluster, sent in every hello and welcome. */
+  formed(): boolean;
+  /** Reports what a handshake taught about `peer`. */
+  peerState(peer: string, state: PeerState): void;
+}
+
+/** Lines of one kind that {@linkcode ThrottledLog} prints at most once per this interval. */
+export const THROTTLED_LOG_INTERVAL_MS = 10_000;
+
+/**
+ * Rate-limits lines by kind: the first line of a kind is logged, and then at most one per
+ * {@linkcode THROTTLED_LOG_INTERVAL_MS}, carrying the number of lines of that kind left out
+ * since the last one. For what anyone can cause by connecting (stalled or malformed
+ * handshakes): a flood of connections must not become a flood of log lines.
+ */
+export class ThrottledLog {
+  readonly #log: LogFunction;
+  readonly #now: () => number;
+  readonly #kinds = new Map<string, { at: number; suppressed: number }>();
+
+  /** Creates the log writing to `log`; `now` in milliseconds (default performance.now). */
+  constructor(log: LogFunction, now: () => number = () => performance.now()) {
+    this.#log = log;
+    this.#now = now;
+  }
+
+  /** Logs `message` unless a line of `kind` was logged in the last interval (then counts it). */
+  report(kind: string, level: LogLevel, message: string, fields?: Record<string, unknown>): void {
+    const now = this.#now();
+    const last = this.#kinds.get(kind);
+    if (last !== undefined && now - last.at < THROTTLED_LOG_INTERVAL_MS) {
+      last.suppressed++;
+      return;
+    }
+    const suppressed = last?.suppressed ?? 0;
+    this.#kinds.set(kind, { at: now, suppressed: 0 });
+    const more = suppressed === 0
+      ? ""
+      : ` (and ${suppressed} more of this kind since the last such line ${
+        Math.round((now - last!.at) / 1000)
+      } s ago)`;
+    this.#log(level, `${message}${more}`, { ...fields, kind, suppressed });
+  }
 }
 
 /**

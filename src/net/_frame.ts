@@ -79,7 +79,7 @@ export function decodeFrameBody(body: Uint8Array): unknown {
  * decoder stays failed (the stream has lost its framing).
  */
 export class FrameDecoder {
-  readonly #bytesMax: number;
+  #bytesMax: number;
   readonly #header = new Uint8Array(FRAME_HEADER_BYTES);
   #headerFill = 0;
   #body: Uint8Array | undefined;
@@ -88,6 +88,17 @@ export class FrameDecoder {
 
   /** Creates a decoder that refuses bodies larger than `bytesMax`. */
   constructor(bytesMax: number = FRAME_BYTES_MAX) {
+    checkFrameBytesMax(bytesMax);
+    this.#bytesMax = bytesMax;
+  }
+
+  /** The limit of one body; frames whose length was not read yet are checked against it. */
+  get bytesMax(): number {
+    return this.#bytesMax;
+  }
+
+  /** Changes the limit (e.g. raised once a peer is authenticated); see {@linkcode checkFrameBytesMax}. */
+  set bytesMax(bytesMax: number) {
     checkFrameBytesMax(bytesMax);
     this.#bytesMax = bytesMax;
   }

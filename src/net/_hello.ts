@@ -1,26 +1,43 @@
 /**
  * The handshake that opens every peer connection.
  *
- * Without a cluster secret the dialer sends `{v: 2, cluster, from, to, incarnation}` as the
- * first frame. With a secret the listener first sends a challenge `{nonce}` (16 random bytes)
- * and the dialer answers with the hello plus `nonce` (echoed) and
- * `mac = HMAC-SHA256(secret, "koi-hello-v2|cluster|from|to|incarnation|hex(nonce)")`.
- * The listener checks cluster, receiver, sender and MAC (constant time, crypto.subtle.verify),
- * then asks whether the sender's incarnation (the id of its data directory) is the one the
- * cluster knows, and answers with a welcome `{v: 2, incarnation}` (with a secret also
- * `mac = HMAC-SHA256(secret, "koi-welcome-v2|cluster|listener|dialer|incarnation|hex(nonce)")`)
- * or a refusal `{v: 2, refused: reason}`. The dialer checks the welcome the same way, so each
- * side learns the other's incarnation and either can refuse a node whose disk was wiped.
+ * Without a cluster secret the dialer sends `{v: 3, cluster, from, to, incarnation, formed}`
+ * as the first frame. With a secret the listener first sends a challenge `{nonce}` (16 random
+ * bytes) and the dialer answers with the hello plus `nonce` (echoed) and
+ * `mac = HMAC-SHA256(secret, "koi-hello-v3|cluster|from|to|incarnation|formed|hex(nonce)")`
+ * (`formed` as `1` or `0`). The listener checks cluster, receiver, sender and MAC (constant
+ * time, crypto.subtle.verify), then asks whether the sender's incarnation (the id of its data
+ * directory) is the one the cluster knows, and answers with a welcome
+ * `{v: 3, incarnation, formed}` (with a secret also
+ * `mac = HMAC-SHA256(secret, "koi-welcome-v3|cluster|listener|dialer|incarnation|formed|hex(nonce)")`)
+ * or a refusal `{v: 3, refused: REFUSAL_REASON}` (with a secret also
+ * `mac = HMAC-SHA256(secret, "koi-refusal-v3|cluster|listener|dialer|hex(nonce)")`). The
+ * refusal's text on the wire is always the fixed {@linkcode REFUSAL_REASON}: why exactly is
+ * in the refusing node's log, never sent to a peer. The dialer checks the welcome the same
+ * way, so each side learns the other's incarnation and either can refuse a node whose disk
+ * was wiped.
+ *
+ * `formed` says whether the sender's data directory already holds a cluster (any log entry
+ * or snapshot); a refusal implies it. A founding node whose data directory is empty uses it
+ * to tell "the cluster does not exist yet" from "it exists and I lost my disk".
  */
 
-/** The version of the hello this code speaks (2: incarnations and the welcome). */
-export const HELLO_VERSION = 2;
+/** The version of the hello this code speaks (3: incarnations, the welcome and `formed`). */
+export const HELLO_VERSION = 3;
 
 /** Longest incarnation id accepted in a hello or welcome. */
 export const INCARNATION_CHARS_MAX = 128;
 
-/** Longest refusal reason a listener sends (longer ones are cut). */
-export const REFUSAL_CHARS_MAX = 512;
+/** Longest refusal text a dialer accepts from a listener (which sends {@linkcode REFUSAL_REASON}). */
+export const REFUSAL_CHARS_MAX = 256;
+
+/**
+ * The one refusal text a listener puts on the wire. The detailed reason (which may name the
+ * incarnation the cluster recorded) stays in the listener's log.
+ */
+export const REFUSAL_REASON =
+  "this node's data directory is not the one the cluster knows for it; the refusing peer's " +
+  "log says why (see docs/operations.md)";
 
 /** Default time allowed for dialing plus the handshake, in milliseconds. */
 export const HANDSHAKE_TIMEOUT_MS = 5_000;
@@ -34,8 +51,9 @@ export const MAC_BYTES = 32;
 /** Longest cluster or node id accepted in a hello (ids in config.toml are far shorter). */
 export const HELLO_ID_CHARS_MAX = 256;
 
-const MAC_CONTEXT = "koi-hello-v2";
-const WELCOME_MAC_CONTEXT = "koi-welcome-v2";
+const MAC_CONTEXT = "koi-hello-v3";
+const WELCOME_MAC_CONTEXT = "koi-welcome-v3";
+const REFUSAL_MAC_CONTEXT = "koi-refusal-v3";
 const TEXT = new TextEncoder();
 
 /** The first frame a dialer sends. */
@@ -50,6 +68,8 @@ export interface Hello {
   readonly to: string;
   /** The id of the dialer's data directory (see `KvLogStorage.incarnation`). */
   readonly incarnation: string;
+  /** Whether the dialer's data directory already holds a cluster (a log entry or snapshot). */
+  readonly formed: boolean;
   /** The listener's challenge, echoed (only with a secret). */
   readonly nonce?: Uint8Array;
   /** HMAC-SHA256 proving knowledge of the secret (only with a secret). */
@@ -95,7 +115,7 @@ export function newNonce(): Uint8Array {
   return crypto.getRandomValues(new Uint8Array(NONCE_BYTES));
 }
 
-/** What a MAC covers: the names, the sender's incarnation and the listener's challenge. */
+/** What a MAC covers: the names, the sender's incarnation and state, the listener's challenge. */
 export interface MacFields {
   /** The cluster. */
   readonly cluster: string;
@@ -105,24 +125,45 @@ export interface MacFields {
   readonly to: string;
   /** The sender's incarnation. */
   readonly incarnation: string;
+  /** Whether the sender's data directory holds a cluster. */
+  readonly formed: boolean;
   /** The listener's challenge. */
   readonly nonce: Uint8Array;
 }
 
-/** The bytes the hello's MAC covers: `koi-hello-v2|cluster|from|to|incarnation|hex(nonce)`. */
+/** What a refusal's MAC covers: the names and the listener's challenge. */
+export type RefusalMacFields = Omit<MacFields, "incarnation" | "formed">;
+
+/**
+ * The bytes the hello's MAC covers:
+ * `koi-hello-v3|cluster|from|to|incarnation|formed|hex(nonce)`, formed as `1` or `0`.
+ */
 export function helloMacInput(fields: MacFields): Uint8Array {
   return macInput(MAC_CONTEXT, fields);
 }
 
-/** The bytes the welcome's MAC covers: the same with `koi-welcome-v2` (from = listener). */
+/** The bytes the welcome's MAC covers: the same with `koi-welcome-v3` (from = listener). */
 export function welcomeMacInput(fields: MacFields): Uint8Array {
   return macInput(WELCOME_MAC_CONTEXT, fields);
 }
 
-function macInput(context: string, fields: MacFields): Uint8Array {
-  const hex = Array.from(fields.nonce, (b) => b.toString(16).padStart(2, "0")).join("");
+/** The bytes a refusal's MAC covers: `koi-refusal-v3|cluster|from|to|hex(nonce)` (from = listener). */
+export function refusalMacInput(fields: RefusalMacFields): Uint8Array {
   return TEXT.encode(
-    `${context}|${fields.cluster}|${fields.from}|${fields.to}|${fields.incarnation}|${hex}`,
+    `${REFUSAL_MAC_CONTEXT}|${fields.cluster}|${fields.from}|${fields.to}|${hex(fields.nonce)}`,
+  );
+}
+
+function hex(bytes: Uint8Array): string {
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+function macInput(context: string, fields: MacFields): Uint8Array {
+  const formed = fields.formed ? "1" : "0";
+  return TEXT.encode(
+    `${context}|${fields.cluster}|${fields.from}|${fields.to}|${fields.incarnation}|${formed}|${
+      hex(fields.nonce)
+    }`,
   );
 }
 
@@ -134,6 +175,11 @@ export function signHello(key: CryptoKey, fields: MacFields): Promise<Uint8Array
 /** The welcome's MAC: HMAC-SHA256 with the secret's `key` over {@linkcode welcomeMacInput}. */
 export function signWelcome(key: CryptoKey, fields: MacFields): Promise<Uint8Array> {
   return sign(key, welcomeMacInput(fields));
+}
+
+/** A refusal's MAC: HMAC-SHA256 with the secret's `key` over {@linkcode refusalMacInput}. */
+export function signRefusal(key: CryptoKey, fields: RefusalMacFields): Promise<Uint8Array> {
+  return sign(key, refusalMacInput(fields));
 }
 
 async function sign(key: CryptoKey, input: Uint8Array): Promise<Uint8Array> {
@@ -159,6 +205,7 @@ export function encodeHello(hello: Hello): Record<string, unknown> {
     from: hello.from,
     to: hello.to,
     incarnation: hello.incarnation,
+    formed: hello.formed,
   };
   if (hello.nonce !== undefined) wire.nonce = hello.nonce;
   if (hello.mac !== undefined) wire.mac = hello.mac;
@@ -177,6 +224,7 @@ export function parseHello(body: unknown): Hello {
     from: helloId(body.from, "from"),
     to: helloId(body.to, "to"),
     incarnation: incarnationOf(body.incarnation),
+    formed: formedOf(body.formed),
   };
   if (body.nonce !== undefined) hello.nonce = helloBytes(body.nonce, "nonce", NONCE_BYTES);
   if (body.mac !== undefined) hello.mac = helloBytes(body.mac, "mac", MAC_BYTES);
@@ -194,53 +242,91 @@ export function parseChallenge(body: unknown): Uint8Array {
   return helloBytes(body.nonce, "nonce", NONCE_BYTES);
 }
 
+/**
+ * The kinds of refused hellos: a fixed set, so that logs can be rate-limited per kind
+ * whatever a hostile peer puts in its hello.
+ */
+export type HelloRefusalKind =
+  | "wrong cluster"
+  | "wrong receiver"
+  | "unknown sender"
+  | "no MAC"
+  | "nonce mismatch"
+  | "wrong MAC";
+
+/** Why a listener refuses a hello: its kind and the text for the log. */
+export interface HelloRefusal {
+  /** The kind (fixed set). */
+  readonly kind: HelloRefusalKind;
+  /** The detailed reason. */
+  readonly reason: string;
+}
+
 /** Why the listener refuses `hello`, or undefined when it is accepted. */
 export async function checkHello(
   hello: Hello,
   expect: HelloExpectation,
-): Promise<string | undefined> {
+): Promise<HelloRefusal | undefined> {
   if (hello.cluster !== expect.clusterId) {
-    return `wrong cluster ${JSON.stringify(hello.cluster)}, this is ${
-      JSON.stringify(expect.clusterId)
-    }`;
+    return {
+      kind: "wrong cluster",
+      reason: `wrong cluster ${JSON.stringify(hello.cluster)}, this is ${
+        JSON.stringify(expect.clusterId)
+      }`,
+    };
   }
   if (hello.to !== expect.nodeId) {
-    return `hello names receiver ${JSON.stringify(hello.to)}, this is ${
-      JSON.stringify(expect.nodeId)
-    }`;
+    return {
+      kind: "wrong receiver",
+      reason: `hello names receiver ${JSON.stringify(hello.to)}, this is ${
+        JSON.stringify(expect.nodeId)
+      }`,
+    };
   }
   if (hello.from === expect.nodeId || !expect.isPeer(hello.from)) {
-    return `unknown sender ${JSON.stringify(hello.from)}`;
+    return { kind: "unknown sender", reason: `unknown sender ${JSON.stringify(hello.from)}` };
   }
   if (expect.key === undefined) return undefined;
   if (expect.nonce === undefined) throw new Error("checkHello: a key needs the challenge nonce");
-  if (hello.mac === undefined) return "no MAC, but a cluster secret is configured";
+  if (hello.mac === undefined) {
+    return { kind: "no MAC", reason: "no MAC, but a cluster secret is configured" };
+  }
   if (hello.nonce === undefined || !equalBytes(hello.nonce, expect.nonce)) {
-    return "the nonce does not match the challenge";
+    return { kind: "nonce mismatch", reason: "the nonce does not match the challenge" };
   }
   const ok = await verify(expect.key, hello.mac, helloMacInput({ ...hello, nonce: expect.nonce }));
-  return ok ? undefined : "wrong MAC: the peer does not know the cluster secret";
+  return ok
+    ? undefined
+    : { kind: "wrong MAC", reason: "wrong MAC: the peer does not know the cluster secret" };
 }
 
-/** The listener's answer to an accepted hello, or its refusal. */
+/** The listener's answer to an accepted hello, or its refusal, as received. */
 export type Welcome =
   | {
     /** The listener's incarnation. */
     readonly incarnation: string;
+    /** Whether the listener's data directory holds a cluster. */
+    readonly formed: boolean;
     /** HMAC-SHA256 over {@linkcode welcomeMacInput} (only with a secret). */
     readonly mac?: Uint8Array;
   }
   | {
-    /** Why the listener refuses the dialer (it closes the connection after this frame). */
+    /** The text the listener gave (it closes the connection after this frame). */
     readonly refused: string;
+    /** HMAC-SHA256 over {@linkcode refusalMacInput} (only with a secret). */
+    readonly mac?: Uint8Array;
   };
 
+/** What a listener sends: a welcome, or a refusal, whose text is always {@linkcode REFUSAL_REASON}. */
+export type WelcomeAnswer =
+  | Exclude<Welcome, { readonly refused: string }>
+  | { readonly refused: true; readonly mac?: Uint8Array };
+
 /** The msgpack-ready form of a welcome or refusal. */
-export function encodeWelcome(welcome: Welcome): Record<string, unknown> {
-  if ("refused" in welcome) {
-    return { v: HELLO_VERSION, refused: welcome.refused.slice(0, REFUSAL_CHARS_MAX) };
-  }
-  const wire: Record<string, unknown> = { v: HELLO_VERSION, incarnation: welcome.incarnation };
+export function encodeWelcome(welcome: WelcomeAnswer): Record<string, unknown> {
+  const wire: Record<string, unknown> = "refused" in welcome
+    ? { v: HELLO_VERSION, refused: REFUSAL_REASON }
+    : { v: HELLO_VERSION, incarnation: welcome.incarnation, formed: welcome.formed };
   if (welcome.mac !== undefined) wire.mac = welcome.mac;
   return wire;
 }
@@ -251,27 +337,33 @@ export function parseWelcome(body: unknown): Welcome {
   if (body.v !== HELLO_VERSION) {
     throw new HandshakeError(`unsupported welcome version ${String(body.v)}`);
   }
+  const mac = body.mac === undefined ? undefined : helloBytes(body.mac, "mac", MAC_BYTES);
   if (body.refused !== undefined) {
     if (typeof body.refused !== "string" || body.refused.length > REFUSAL_CHARS_MAX) {
       throw new HandshakeError(`welcome field refused must be a string of 0..${REFUSAL_CHARS_MAX}`);
     }
-    return { refused: body.refused };
+    return mac === undefined ? { refused: body.refused } : { refused: body.refused, mac };
   }
   const incarnation = incarnationOf(body.incarnation);
-  if (body.mac === undefined) return { incarnation };
-  return { incarnation, mac: helloBytes(body.mac, "mac", MAC_BYTES) };
+  const formed = formedOf(body.formed);
+  return mac === undefined ? { incarnation, formed } : { incarnation, formed, mac };
 }
 
-/** Why the dialer refuses a welcome's MAC, or undefined when it is good (or not needed). */
+/** Why the dialer refuses a welcome's (or refusal's) MAC, or undefined when it is good (or not needed). */
 export async function checkWelcome(
-  welcome: { readonly incarnation: string; readonly mac?: Uint8Array },
-  expect: { readonly key?: CryptoKey; readonly fields: Omit<MacFields, "incarnation"> },
+  welcome: Welcome,
+  expect: { readonly key?: CryptoKey; readonly fields: RefusalMacFields },
 ): Promise<string | undefined> {
   if (expect.key === undefined) return undefined;
-  if (welcome.mac === undefined) return "the welcome has no MAC, but a cluster secret is set";
-  const input = welcomeMacInput({ ...expect.fields, incarnation: welcome.incarnation });
+  const what = "refused" in welcome ? "refusal" : "welcome";
+  if (welcome.mac === undefined) return `the ${what} has no MAC, but a cluster secret is set`;
+  const input = "refused" in welcome ? refusalMacInput(expect.fields) : welcomeMacInput({
+    ...expect.fields,
+    incarnation: welcome.incarnation,
+    formed: welcome.formed,
+  });
   const ok = await verify(expect.key, welcome.mac, input);
-  return ok ? undefined : "wrong welcome MAC: the peer does not know the cluster secret";
+  return ok ? undefined : `wrong ${what} MAC: the peer does not know the cluster secret`;
 }
 
 function isRecord(value: unknown): value is Record<string, unknown> {
@@ -292,6 +384,11 @@ function incarnationOf(value: unknown): string {
       `field incarnation must be a string of 1..${INCARNATION_CHARS_MAX}`,
     );
   }
+  return value;
+}
+
+function formedOf(value: unknown): boolean {
+  if (typeof value !== "boolean") throw new HandshakeError("field formed must be a boolean");
   return value;
 }
 

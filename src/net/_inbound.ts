@@ -15,13 +15,21 @@ import {
   encodeWelcome,
   HandshakeError,
   type Hello,
+  type HelloRefusal,
   newNonce,
   parseHello,
+  signRefusal,
   signWelcome,
 } from "./_hello.ts";
 
 /** The transport as an inbound connection sees it. */
 export interface InboundContext extends LinkContext {
+  /** Time allowed from the accept to the complete hello. */
+  readonly helloTimeoutMs: number;
+  /** The hello arrived: the connection is no longer a candidate for eviction. */
+  helloReceived(): void;
+  /** Why the transport closed this connection before its hello, if it did. */
+  evicted(): string | undefined;
   /** Called once the peer is authenticated: the transport tracks the connection by peer id. */
   authenticated(peer: string): void;
 }
@@ -36,6 +44,7 @@ export async function serveInbound(
   try {
     const peer = await acceptHello(connection, ctx);
     if (peer === undefined) return;
+    connection.authenticated(); // full-size frames from now on
     ctx.authenticated(peer);
     await receiveMessages(connection, peer, ctx);
   } catch (error) {
@@ -48,16 +57,27 @@ export async function serveInbound(
   }
 }
 
+/** A hello that {@linkcode checkHello} refused. */
+class RefusedHelloError extends Error {
+  readonly refusal: HelloRefusal;
+  constructor(refusal: HelloRefusal) {
+    super(refusal.reason);
+    this.refusal = refusal;
+  }
+}
+
 /** Runs the listener's half of the handshake; the peer's id, or undefined when refused. */
 async function acceptHello(
   connection: FrameConnection,
-  ctx: LinkContext,
+  ctx: InboundContext,
 ): Promise<string | undefined> {
-  let timedOut = false;
-  const timer = setTimeout(() => {
-    timedOut = true;
+  let timedOut: string | undefined;
+  const helloMs = Math.min(ctx.helloTimeoutMs, ctx.handshakeTimeoutMs);
+  const expire = (reason: string) => () => {
+    timedOut = reason;
     connection.close();
-  }, ctx.handshakeTimeoutMs);
+  };
+  let timer = setTimeout(expire(`no hello within ${helloMs} ms`), helloMs);
   try {
     const key = await ctx.key;
     const nonce = key === undefined ? undefined : newNonce();
@@ -66,28 +86,50 @@ async function acceptHello(
     }
     const body = await connection.readBody();
     if (body === null) throw new HandshakeError("the peer closed the connection before its hello");
+    ctx.helloReceived();
+    clearTimeout(timer);
+    timer = setTimeout(
+      expire(`no handshake within ${ctx.handshakeTimeoutMs} ms`),
+      ctx.handshakeTimeoutMs,
+    );
     const hello = parseHello(decodeFrameBody(body));
-    const reason = await checkHello(hello, {
+    const refusal = await checkHello(hello, {
       clusterId: ctx.clusterId,
       nodeId: ctx.nodeId,
       isPeer: (id) => ctx.isPeer(id),
       key,
       nonce,
     });
-    if (reason !== undefined) throw new HandshakeError(reason);
+    if (refusal !== undefined) throw new RefusedHelloError(refusal);
+    ctx.peerState(hello.from, { formed: hello.formed }); // authenticated: worth believing
     if (!(await welcome(connection, hello, { ctx, key, nonce }))) return undefined;
     return hello.from;
   } catch (error) {
     if (ctx.closing()) return undefined;
-    const reason = timedOut
-      ? `no hello within ${ctx.handshakeTimeoutMs} ms`
-      : error instanceof Error
-      ? error.message
-      : String(error);
     ctx.counters.connectionsRefused++;
-    ctx.log("warn", `Refused peer connection from ${connection.remote}: ${reason}`, {
-      remote: connection.remote,
-    });
+    const evicted = ctx.evicted();
+    const remote = connection.remote;
+    if (evicted !== undefined) {
+      ctx.throttled.report(
+        "evicted",
+        "warn",
+        `Closed a pending peer handshake from ${remote}: ${evicted}`,
+        { remote },
+      );
+    } else {
+      const [kind, reason] = timedOut !== undefined
+        ? ["handshake timeout", timedOut]
+        : error instanceof RefusedHelloError
+        ? [error.refusal.kind, error.refusal.reason]
+        : error instanceof FrameTooLargeError
+        ? ["oversized handshake frame", error.message]
+        : isBadInput(error)
+        ? ["malformed handshake", (error as Error).message]
+        : ["handshake failed", describeError(error)];
+      ctx.throttled.report(kind, "warn", `Refused peer connection from ${remote}: ${reason}`, {
+        remote,
+      });
+    }
     connection.close();
     return undefined;
   } finally {
@@ -98,6 +140,7 @@ async function acceptHello(
 /**
  * Asks whether the authenticated sender's incarnation is the one the cluster knows, then
  * answers with a welcome carrying this node's incarnation, or with the refusal (and closes).
+ * The refusal on the wire is the fixed REFUSAL_REASON; the detailed reason is logged here.
  */
 async function welcome(
   connection: FrameConnection,
@@ -105,6 +148,7 @@ async function welcome(
   options: { ctx: LinkContext; key: CryptoKey | undefined; nonce: Uint8Array | undefined },
 ): Promise<boolean> {
   const { ctx, key, nonce } = options;
+  const names = { cluster: ctx.clusterId, from: ctx.nodeId, to: hello.from };
   const refused = ctx.verifyPeer(hello.from, hello.incarnation);
   if (refused !== undefined) {
     ctx.counters.connectionsRefused++;
@@ -113,21 +157,24 @@ async function welcome(
       refused,
       `Refusing peer ${hello.from}: ${refused}`,
     );
-    await connection.writeAll(encodeFrame(encodeWelcome({ refused }), ctx.frameBytesMax), 1)
+    const mac = key === undefined || nonce === undefined
+      ? undefined
+      : await signRefusal(key, { ...names, nonce });
+    const frame = encodeWelcome({ refused: true, ...(mac ? { mac } : {}) });
+    await connection.writeAll(encodeFrame(frame, ctx.frameBytesMax), 1)
       .catch(() => {}); // the dialer may be gone already; it is refused either way
     connection.close();
     return false;
   }
-  const fields = {
-    cluster: ctx.clusterId,
-    from: ctx.nodeId,
-    to: hello.from,
-    incarnation: ctx.incarnation,
-  };
+  const fields = { ...names, incarnation: ctx.incarnation, formed: ctx.formed() };
   const mac = key === undefined || nonce === undefined
     ? undefined
     : await signWelcome(key, { ...fields, nonce });
-  const frame = encodeWelcome({ incarnation: ctx.incarnation, ...(mac ? { mac } : {}) });
+  const frame = encodeWelcome({
+    incarnation: fields.incarnation,
+    formed: fields.formed,
+    ...(mac ? { mac } : {}),
+  });
   await connection.writeAll(encodeFrame(frame, ctx.frameBytesMax), 1);
   // The refusal episode ends with the first message, not here: the dialer may still refuse
   // this welcome, and clearing now would warn again on every redial.

@@ -72,6 +72,8 @@ export class OutboundPeer {
   /** When the current outage began (performance.now()), or undefined while the link is up. */
   #downSinceMs: number | undefined;
   #warned = false;
+  /** Dial (and redial) even with nothing to send: see {@linkcode OutboundPeer.keepConnected}. */
+  #eager = false;
 
   /** Creates the link; nothing is dialed before the first frame is queued. */
   constructor(id: string, address: HostPort, ctx: LinkContext) {
@@ -102,6 +104,19 @@ export class OutboundPeer {
     return true;
   }
 
+  /**
+   * With `eager`, the link is dialed now and redialed after failures even while nothing is
+   * queued (to learn the peer's state from its welcome); without, only when frames wait.
+   */
+  keepConnected(eager: boolean): void {
+    if (this.#closed || this.#eager === eager) return;
+    this.#eager = eager;
+    if (eager) {
+      this.#wake.notify();
+      this.#task ??= this.#run();
+    }
+  }
+
   /** Moves the peer to `address`: a live connection to the old one is closed and redialed. */
   setAddress(address: HostPort): void {
     if (address.host === this.#address.host && address.port === this.#address.port) return;
@@ -128,7 +143,7 @@ export class OutboundPeer {
     try {
       let attempt = 0;
       while (!this.#closed) {
-        if (this.#queue.length === 0) {
+        if (this.#queue.length === 0 && !this.#eager) {
           await this.#wake.wait(); // idle: dial again only when there is something to send
           continue;
         }
@@ -196,9 +211,11 @@ export class OutboundPeer {
         ctx.refusals.report(this.id, error.reason, error.message);
         this.#reportFailure(error.message, { quiet: true });
       } else if (!cancelled && !this.#closed && !ctx.closing()) {
-        this.#reportFailure(
-          timedOut ? `no handshake within ${ctx.handshakeTimeoutMs} ms` : describeError(error),
-        );
+        const reason = timedOut
+          ? `no handshake within ${ctx.handshakeTimeoutMs} ms`
+          : describeError(error);
+        ctx.peerState(this.id, { unreachable: reason });
+        this.#reportFailure(reason);
       }
       return undefined;
     } finally {
@@ -250,6 +267,7 @@ export class OutboundPeer {
       from: ctx.nodeId,
       to: this.id,
       incarnation: ctx.incarnation,
+      formed: ctx.formed(),
     };
     let nonce: Uint8Array | undefined;
     let mac: Uint8Array | undefined;
@@ -268,12 +286,6 @@ export class OutboundPeer {
       throw new HandshakeError("the peer closed the connection instead of welcoming the hello");
     }
     const welcome = parseWelcome(decodeFrameBody(body));
-    if ("refused" in welcome) {
-      throw new PeerRefusedError(
-        `Peer ${this.id} refuses this node: ${welcome.refused}`,
-        welcome.refused,
-      );
-    }
     const badMac = await checkWelcome(welcome, {
       key,
       fields: {
@@ -284,6 +296,14 @@ export class OutboundPeer {
       },
     });
     if (badMac !== undefined) throw new HandshakeError(badMac);
+    if ("refused" in welcome) {
+      ctx.peerState(this.id, { formed: true }); // only a member of a cluster refuses
+      throw new PeerRefusedError(
+        `Peer ${this.id} refuses this node: ${welcome.refused}`,
+        welcome.refused,
+      );
+    }
+    ctx.peerState(this.id, { formed: welcome.formed });
     const refused = ctx.verifyPeer(this.id, welcome.incarnation);
     if (refused !== undefined) {
       ctx.counters.connectionsRefused++;

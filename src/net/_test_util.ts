@@ -113,9 +113,15 @@ export function rawConnect(port: number): Promise<Deno.TcpConn> {
 
 /** The frame of a hello. */
 export function helloFrame(
-  hello: Omit<Hello, "v" | "incarnation"> & { v?: number; incarnation?: string },
+  hello: Omit<Hello, "v" | "incarnation" | "formed"> & {
+    v?: number;
+    incarnation?: string;
+    formed?: boolean;
+  },
 ): Uint8Array {
-  return encodeFrame(encodeHello({ v: 2, incarnation: "test-incarnation", ...hello } as Hello));
+  return encodeFrame(
+    encodeHello({ v: 3, incarnation: "test-incarnation", formed: true, ...hello } as Hello),
+  );
 }
 
 /** Writes all of `bytes`; false when the peer already closed the connection. */

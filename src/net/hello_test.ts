@@ -16,7 +16,10 @@ import {
   parseHello,
   parseWelcome,
   REFUSAL_CHARS_MAX,
+  REFUSAL_REASON,
+  refusalMacInput,
   signHello,
+  signRefusal,
   signWelcome,
   welcomeMacInput,
 } from "./_hello.ts";
@@ -24,6 +27,14 @@ import { decodeFrameBody, encodeFrame, FRAME_HEADER_BYTES } from "./_frame.ts";
 
 const SECRET = "correct horse battery staple";
 const PEERS = new Set(["a2", "a3"]);
+const PLAIN = {
+  v: 3 as const,
+  cluster: "a",
+  from: "a2",
+  to: "a1",
+  incarnation: "i2",
+  formed: true,
+};
 
 function expectation(key?: CryptoKey, nonce?: Uint8Array) {
   return { clusterId: "a", nodeId: "a1", isPeer: (id: string) => PEERS.has(id), key, nonce };
@@ -35,7 +46,15 @@ function wire(value: unknown): unknown {
 }
 
 async function signedHello(secret: string, nonce: Uint8Array, fields: Partial<Hello> = {}) {
-  const base = { v: 2 as const, cluster: "a", from: "a2", to: "a1", incarnation: "i2", ...fields };
+  const base = {
+    v: 3 as const,
+    cluster: "a",
+    from: "a2",
+    to: "a1",
+    incarnation: "i2",
+    formed: false,
+    ...fields,
+  };
   const mac = await signHello(await importHelloKey(secret), { ...base, nonce });
   return parseHello(wire(encodeHello({ ...base, nonce, mac })));
 }
@@ -43,9 +62,19 @@ async function signedHello(secret: string, nonce: Uint8Array, fields: Partial<He
 Deno.test("hello MAC input is the documented string", () => {
   const nonce = Uint8Array.from({ length: NONCE_BYTES }, (_, i) => i);
   const text = new TextDecoder().decode(
-    helloMacInput({ cluster: "a", from: "a2", to: "a1", incarnation: "i2", nonce }),
+    helloMacInput({ cluster: "a", from: "a2", to: "a1", incarnation: "i2", formed: true, nonce }),
   );
-  assert.equal(text, "koi-hello-v2|a|a2|a1|i2|000102030405060708090a0b0c0d0e0f");
+  assert.equal(text, "koi-hello-v3|a|a2|a1|i2|1|000102030405060708090a0b0c0d0e0f");
+});
+
+Deno.test("the hello MAC covers formed: a hello whose formed was flipped is refused", async () => {
+  const key = await importHelloKey(SECRET);
+  const nonce = newNonce();
+  const hello = await signedHello(SECRET, nonce, { formed: false });
+  assert.equal(hello.formed, false);
+  assert.equal(await checkHello(hello, expectation(key, nonce)), undefined);
+  const flipped = { ...hello, formed: true };
+  assert.equal((await checkHello(flipped, expectation(key, nonce)))?.kind, "wrong MAC");
 });
 
 Deno.test("checkHello accepts a hello signed with the secret over the challenge", async () => {
@@ -60,15 +89,20 @@ Deno.test("checkHello refuses a wrong secret, a missing MAC and a replayed nonce
   const key = await importHelloKey(SECRET);
   const nonce = newNonce();
   const wrong = await signedHello("not the secret at all", nonce);
-  assert.match((await checkHello(wrong, expectation(key, nonce)))!, /wrong MAC/);
+  assert.match((await checkHello(wrong, expectation(key, nonce)))!.reason, /wrong MAC/);
   const bare = parseHello(
-    wire(encodeHello({ v: 2, cluster: "a", from: "a2", to: "a1", incarnation: "i2" })),
+    wire(
+      encodeHello({ v: 3, cluster: "a", from: "a2", to: "a1", incarnation: "i2", formed: true }),
+    ),
   );
-  assert.match((await checkHello(bare, expectation(key, nonce)))!, /no MAC/);
+  assert.match((await checkHello(bare, expectation(key, nonce)))!.reason, /no MAC/);
   const replayed = await signedHello(SECRET, newNonce()); // signed for another challenge
-  assert.match((await checkHello(replayed, expectation(key, nonce)))!, /nonce does not match/);
+  assert.match(
+    (await checkHello(replayed, expectation(key, nonce)))!.reason,
+    /nonce does not match/,
+  );
   const lying = { ...replayed, nonce }; // echoes the right nonce with the old MAC
-  assert.match((await checkHello(lying, expectation(key, nonce)))!, /wrong MAC/);
+  assert.match((await checkHello(lying, expectation(key, nonce)))!.reason, /wrong MAC/);
 });
 
 Deno.test("checkHello refuses a wrong cluster, receiver or sender, with or without a secret", async () => {
@@ -82,26 +116,28 @@ Deno.test("checkHello refuses a wrong cluster, receiver or sender, with or witho
   for (const [fields, reason] of cases) {
     const nonce = newNonce();
     const signed = await signedHello(SECRET, nonce, fields);
-    assert.match((await checkHello(signed, expectation(key, nonce)))!, reason);
+    assert.match((await checkHello(signed, expectation(key, nonce)))!.reason, reason);
     const plain = parseHello(
-      wire(encodeHello({ v: 2, cluster: "a", from: "a2", to: "a1", incarnation: "i2", ...fields })),
+      wire(encodeHello({ ...PLAIN, ...fields })),
     );
-    assert.match((await checkHello(plain, expectation()))!, reason);
+    assert.match((await checkHello(plain, expectation()))!.reason, reason);
   }
   const plain = parseHello(
-    wire(encodeHello({ v: 2, cluster: "a", from: "a3", to: "a1", incarnation: "i3" })),
+    wire(encodeHello({ ...PLAIN, from: "a3", incarnation: "i3" })),
   );
   assert.equal(await checkHello(plain, expectation()), undefined);
 });
 
 Deno.test("parseHello and parseChallenge refuse malformed frames", () => {
-  const good = { v: 2, cluster: "a", from: "a2", to: "a1", incarnation: "i2" };
+  const good = { ...PLAIN };
   const bad: unknown[] = [
     null,
     7,
     [1, "a", "a2", "a1"],
     new Uint8Array(4),
-    { ...good, v: 1 },
+    { ...good, v: 2 },
+    { ...good, formed: undefined },
+    { ...good, formed: 1 },
     { ...good, incarnation: undefined },
     { ...good, incarnation: "" },
     { ...good, incarnation: "x".repeat(129) },
@@ -119,27 +155,59 @@ Deno.test("parseHello and parseChallenge refuse malformed frames", () => {
   assert.throws(() => parseChallenge(good), HandshakeError);
 });
 
-Deno.test("the welcome MAC covers the listener's incarnation; a refusal carries its reason", async () => {
+Deno.test("the welcome MAC covers the listener's incarnation and formed", async () => {
   const key = await importHelloKey(SECRET);
   const nonce = newNonce();
   const fields = { cluster: "a", from: "a1", to: "a2", nonce };
   assert.equal(
     new TextDecoder().decode(
-      welcomeMacInput({ ...fields, incarnation: "i1", nonce: new Uint8Array(1) }),
+      welcomeMacInput({ ...fields, incarnation: "i1", formed: false, nonce: new Uint8Array(1) }),
     ),
-    "koi-welcome-v2|a|a1|a2|i1|00",
+    "koi-welcome-v3|a|a1|a2|i1|0|00",
   );
-  const mac = await signWelcome(key, { ...fields, incarnation: "i1" });
-  const good = parseWelcome(wire(encodeWelcome({ incarnation: "i1", mac })));
-  assert.deepEqual(good, { incarnation: "i1", mac });
-  assert.equal(await checkWelcome(good as { incarnation: string }, { key, fields }), undefined);
-  const swapped = { incarnation: "i9", mac }; // a replayed MAC with another incarnation
+  const mac = await signWelcome(key, { ...fields, incarnation: "i1", formed: true });
+  const good = parseWelcome(wire(encodeWelcome({ incarnation: "i1", formed: true, mac })));
+  assert.deepEqual(good, { incarnation: "i1", formed: true, mac });
+  assert.equal(await checkWelcome(good, { key, fields }), undefined);
+  const swapped = { incarnation: "i9", formed: true, mac }; // a replayed MAC, another incarnation
   assert.match((await checkWelcome(swapped, { key, fields }))!, /wrong welcome MAC/);
-  assert.match((await checkWelcome({ incarnation: "i1" }, { key, fields }))!, /no MAC/);
-  assert.equal(await checkWelcome({ incarnation: "i1" }, { fields }), undefined); // no secret
-  const refused = parseWelcome(wire(encodeWelcome({ refused: "x".repeat(600) })));
-  assert.deepEqual(refused, { refused: "x".repeat(REFUSAL_CHARS_MAX) });
-  for (const bad of [null, { v: 1, incarnation: "i1" }, { v: 2 }, { v: 2, refused: 7 }]) {
+  const flipped = { incarnation: "i1", formed: false, mac };
+  assert.match((await checkWelcome(flipped, { key, fields }))!, /wrong welcome MAC/);
+  const bare = { incarnation: "i1", formed: true };
+  assert.match((await checkWelcome(bare, { key, fields }))!, /no MAC/);
+  assert.equal(await checkWelcome(bare, { fields }), undefined); // no secret
+  for (
+    const bad of [null, { v: 2, incarnation: "i1", formed: true }, { v: 3 }, { v: 3, refused: 7 }, {
+      v: 3,
+      incarnation: "i1",
+    }]
+  ) {
     assert.throws(() => parseWelcome(bad), HandshakeError, JSON.stringify(bad));
   }
+});
+
+Deno.test("a refusal carries only the fixed reason on the wire, signed with a secret", async () => {
+  const key = await importHelloKey(SECRET);
+  const nonce = newNonce();
+  const fields = { cluster: "a", from: "a1", to: "a2", nonce };
+  assert.equal(
+    new TextDecoder().decode(refusalMacInput({ ...fields, nonce: new Uint8Array(2) })),
+    "koi-refusal-v3|a|a1|a2|0000",
+  );
+  const mac = await signRefusal(key, fields);
+  const wireForm = encodeWelcome({ refused: true, mac });
+  assert.deepEqual(Object.keys(wireForm).sort(), ["mac", "refused", "v"]);
+  assert.equal(wireForm.refused, REFUSAL_REASON);
+  assert.ok(REFUSAL_REASON.length <= REFUSAL_CHARS_MAX);
+  const refused = parseWelcome(wire(wireForm));
+  assert.deepEqual(refused, { refused: REFUSAL_REASON, mac });
+  assert.equal(await checkWelcome(refused, { key, fields }), undefined);
+  const forged = parseWelcome(wire(encodeWelcome({ refused: true })));
+  assert.match((await checkWelcome(forged, { key, fields }))!, /refusal has no MAC/);
+  const other = { ...fields, to: "a3" }; // replayed to another dialer
+  assert.match((await checkWelcome(refused, { key, fields: other }))!, /wrong refusal MAC/);
+  assert.throws(
+    () => parseWelcome({ v: 3, refused: "x".repeat(REFUSAL_CHARS_MAX + 1) }),
+    HandshakeError,
+  );
 });

@@ -31,6 +31,7 @@
 
 export {
   HANDSHAKES_PENDING_MAX,
+  HELLO_TIMEOUT_MS,
   PeerTransport,
   RECONNECT_DELAY_MS,
   SEND_QUEUE_BYTES_MAX,
@@ -46,10 +47,13 @@ export {
   MalformedFrameError,
 } from "./_frame.ts";
 export { decodeMessage, encodeMessage, MalformedMessageError } from "./_codec.ts";
-export { HANDSHAKE_TIMEOUT_MS, HandshakeError } from "./_hello.ts";
+export { HANDSHAKE_TIMEOUT_MS, HandshakeError, REFUSAL_REASON } from "./_hello.ts";
+export { HELLO_FRAME_BYTES_MAX } from "./_connection.ts";
 export {
   type LogFunction,
   type LogLevel,
+  type PeerState,
+  THROTTLED_LOG_INTERVAL_MS,
   TRANSPORT_COUNTERS,
   type TransportCounter,
 } from "./_context.ts";

@@ -12,7 +12,14 @@ import type { Message } from "../raft/mod.ts";
 import { describeError, Sleeper } from "./_async.ts";
 import { encodeMessage } from "./_codec.ts";
 import { FrameConnection } from "./_connection.ts";
-import { type LinkContext, type LogFunction, newCounters, RefusalLog } from "./_context.ts";
+import {
+  type LinkContext,
+  type LogFunction,
+  newCounters,
+  type PeerState,
+  RefusalLog,
+  ThrottledLog,
+} from "./_context.ts";
 import { checkFrameBytesMax, encodeFrame, FRAME_BYTES_MAX, FrameTooLargeError } from "./_frame.ts";
 import { HANDSHAKE_TIMEOUT_MS, importHelloKey, INCARNATION_CHARS_MAX } from "./_hello.ts";
 import { serveInbound } from "./_inbound.ts";
@@ -27,8 +34,21 @@ export const RECONNECT_DELAY_MS: { readonly min: number; readonly max: number } 
   max: 2_000,
 };
 
-/** Connections accepted but not yet through the handshake, at most; more are refused. */
-export const HANDSHAKES_PENDING_MAX = 64;
+/**
+ * Connections accepted but not yet through the handshake, at most. When all are taken, a new
+ * connection evicts the oldest one still waiting for its hello from the remote host that has
+ * the most of them: a real peer sends its hello at once, a stalled connection holds a slot
+ * for nothing, so a flood (from one host or many) cannot lock out a real peer. A pending
+ * handshake holds a few KiB (see HELLO_FRAME_BYTES_MAX) and one file descriptor.
+ */
+export const HANDSHAKES_PENDING_MAX = 128;
+
+/**
+ * Default time from the accept to the complete hello, in milliseconds (a real dialer sends
+ * its hello at once, or one round trip after the challenge); the rest of the handshake has
+ * {@linkcode HANDSHAKE_TIMEOUT_MS}.
+ */
+export const HELLO_TIMEOUT_MS = 2_000;
 
 /** Settings of a {@linkcode PeerTransport}. */
 export interface TransportOptions {
@@ -52,6 +72,11 @@ export interface TransportOptions {
   reconnectDelayMs?: { min: number; max: number };
   /** Time allowed for dialing plus handshake; default {@linkcode HANDSHAKE_TIMEOUT_MS}. */
   handshakeTimeoutMs?: number;
+  /**
+   * Time a listener waits for the hello of an accepted connection; default
+   * {@linkcode HELLO_TIMEOUT_MS} (at most `handshakeTimeoutMs`).
+   */
+  helloTimeoutMs?: number;
   /** Where to report refused and failed connections; default: warnings and errors to the console. */
   log?: LogFunction;
   /** Jitter source in [0, 1); default Math.random. */
@@ -69,6 +94,17 @@ export interface TransportOptions {
   verifyPeer?(peer: string, incarnation: string): string | undefined;
   /** Called after a handshake with `peer` succeeded, with the incarnation it presented. */
   notePeer?(peer: string, incarnation: string): void;
+  /**
+   * Whether this node's data directory already holds a cluster (any log entry or snapshot),
+   * asked for every hello and welcome sent; default: true.
+   */
+  formed?(): boolean;
+  /**
+   * Reports what a handshake taught about `peer`: `{formed}` from its authenticated hello or
+   * welcome (a refusal means formed), `{unreachable}` when a dial to it failed before it
+   * answered.
+   */
+  onPeerState?(peer: string, state: PeerState): void;
 }
 
 /**
@@ -88,6 +124,9 @@ export class PeerTransport {
   readonly #inbound = new Map<string, FrameConnection>();
   /** Every accepted connection, authenticated or not. */
   readonly #accepted = new Set<FrameConnection>();
+  /** Accepted connections still in the handshake, oldest first. */
+  readonly #pending = new Map<FrameConnection, PendingHandshake>();
+  readonly #helloTimeoutMs: number;
   /** Loops and closings to await in close(). */
   readonly #tasks = new Set<Promise<void>>();
   readonly #acceptSleeper = new Sleeper();
@@ -124,7 +163,11 @@ export class PeerTransport {
       verifyPeer: (peer, incarnation) => options.verifyPeer?.(peer, incarnation),
       notePeer: (peer, incarnation) => options.notePeer?.(peer, incarnation),
       refusals: new RefusalLog(log),
+      throttled: new ThrottledLog(log),
+      formed: () => options.formed?.() ?? true,
+      peerState: (peer, state) => options.onPeerState?.(peer, state),
     };
+    this.#helloTimeoutMs = options.helloTimeoutMs ?? HELLO_TIMEOUT_MS;
   }
 
   /** Starts listening; resolves with the bound port (listen.port may be 0 in tests). */
@@ -175,6 +218,21 @@ export class PeerTransport {
       }
       if (!peer.enqueue(frame)) this.#counters.dropsQueueFull++;
     }
+  }
+
+  /**
+   * Dials `peers` now and keeps their links up (redialing with backoff) even while nothing is
+   * sent to them, so that their welcomes report their state (`onPeerState`); every other
+   * peer is dialed on its first message again. Peers must be in the peer set.
+   */
+  keepConnected(peers: ReadonlySet<string>): void {
+    if (this.#closed) return;
+    for (const id of peers) {
+      const address = this.#ctx.isPeer(id) ? this.#peers.get(id) : undefined;
+      if (address === undefined || this.#outbound.has(id)) continue;
+      this.#outbound.set(id, new OutboundPeer(id, address, this.#ctx));
+    }
+    for (const [id, peer] of this.#outbound) peer.keepConnected(peers.has(id));
   }
 
   /** Replaces the peer set: links to removed peers close, moved peers are redialed. */
@@ -262,34 +320,78 @@ export class PeerTransport {
   }
 
   #accept(conn: Deno.TcpConn): void {
+    if (this.#closed) {
+      conn.close();
+      return;
+    }
     conn.setNoDelay(true);
     const connection = new FrameConnection(conn, this.#ctx);
-    if (this.#closed || this.#accepted.size - this.#inbound.size >= HANDSHAKES_PENDING_MAX) {
-      if (!this.#closed) {
-        this.#counters.connectionsRefused++;
-        this.#ctx.log(
-          "warn",
-          `Refused peer connection from ${connection.remote}: too many handshakes`,
-        );
-      }
+    const host = (conn.remoteAddr as Deno.NetAddr).hostname;
+    if (!this.#makeRoom()) {
+      this.#counters.connectionsRefused++;
+      this.#ctx.throttled.report(
+        "too many handshakes",
+        "warn",
+        `Refused peer connection from ${connection.remote}: too many handshakes`,
+        { remote: connection.remote },
+      );
       connection.close();
       return;
     }
+    const pending: PendingHandshake = { host, awaitingHello: true, evicted: undefined };
+    this.#pending.set(connection, pending);
     this.#counters.connectionsAccepted++;
     this.#accepted.add(connection);
     let peerId: string | undefined;
     const authenticated = (peer: string) => {
       peerId = peer;
+      this.#pending.delete(connection);
       this.#inbound.get(peer)?.close(); // the peer redialed: its old connection is dead to it
       this.#inbound.set(peer, connection);
     };
-    const task = serveInbound(connection, { ...this.#ctx, authenticated }).finally(() => {
+    const task = serveInbound(connection, {
+      ...this.#ctx,
+      helloTimeoutMs: this.#helloTimeoutMs,
+      helloReceived: () => pending.awaitingHello = false,
+      evicted: () => pending.evicted,
+      authenticated,
+    }).finally(() => {
       this.#accepted.delete(connection);
+      this.#pending.delete(connection);
       if (peerId !== undefined && this.#inbound.get(peerId) === connection) {
         this.#inbound.delete(peerId);
       }
     });
     this.#track(task);
+  }
+
+  /**
+   * Makes room for one more pending handshake: below {@linkcode HANDSHAKES_PENDING_MAX}
+   * there is room; at it, the oldest handshake still waiting for its hello from the host with
+   * the most such handshakes is evicted. False when every pending handshake has its hello
+   * already (they finish soon): then the new connection is refused.
+   */
+  #makeRoom(): boolean {
+    if (this.#pending.size < HANDSHAKES_PENDING_MAX) return true;
+    const byHost = new Map<string, { count: number; oldest: FrameConnection }>();
+    let heaviest: { count: number; oldest: FrameConnection } | undefined;
+    for (const [connection, p] of this.#pending) {
+      if (!p.awaitingHello) continue;
+      let host = byHost.get(p.host);
+      if (host === undefined) byHost.set(p.host, host = { count: 0, oldest: connection });
+      host.count++;
+      if (heaviest === undefined || host.count > heaviest.count) heaviest = host;
+    }
+    if (heaviest === undefined) return false;
+    this.#evict(heaviest.oldest, `${this.#pending.size} handshakes pending`);
+    return true;
+  }
+
+  #evict(connection: FrameConnection, why: string): void {
+    const pending = this.#pending.get(connection)!;
+    pending.evicted = `${why}; the oldest waiting for its hello is closed for a new connection`;
+    this.#pending.delete(connection); // its slot is free now; it finishes (logs) on its own
+    connection.close();
   }
 
   /** Keeps `task` for close() to await; it must never reject (the loops catch everything). */
@@ -299,6 +401,16 @@ export class PeerTransport {
     }).finally(() => this.#tasks.delete(tracked));
     this.#tasks.add(tracked);
   }
+}
+
+/** An accepted connection in the handshake. */
+interface PendingHandshake {
+  /** The remote host (IP address). */
+  readonly host: string;
+  /** True until its hello frame has arrived. */
+  awaitingHello: boolean;
+  /** Why it was closed to make room, once it was. */
+  evicted: string | undefined;
 }
 
 function checkOptions(options: TransportOptions): void {
@@ -334,6 +446,10 @@ function checkOptions(options: TransportOptions): void {
   const timeoutMs = options.handshakeTimeoutMs ?? HANDSHAKE_TIMEOUT_MS;
   if (!(timeoutMs > 0 && Number.isFinite(timeoutMs))) {
     throw new RangeError(`Invalid handshakeTimeoutMs: must be > 0, got ${timeoutMs}`);
+  }
+  const helloMs = options.helloTimeoutMs ?? HELLO_TIMEOUT_MS;
+  if (!(helloMs > 0 && Number.isFinite(helloMs))) {
+    throw new RangeError(`Invalid helloTimeoutMs: must be > 0, got ${helloMs}`);
   }
 }
 

@@ -3,7 +3,13 @@
  * directory) and either side refuses a peer whose incarnation the cluster does not know.
  */
 import assert from "node:assert/strict";
+import { REFUSAL_REASON } from "./_hello.ts";
 import { closeAll, connectAll, ping, startNode, type TestNode, waitFor } from "./_test_util.ts";
+import type { PeerState } from "./_context.ts";
+
+function stateText(s: PeerState): string {
+  return "formed" in s ? (s.formed ? "formed" : "unformed") : "unreachable";
+}
 
 const REASON = "its data directory was recreated (incarnation new, the cluster recorded old)";
 
@@ -20,6 +26,7 @@ for (const secret of [undefined, "a cluster secret of some length"]) {
     try {
       let refuse = true;
       const noted: string[] = [];
+      const states: string[] = [];
       // a is the cluster's old member view: it refuses b's (new) incarnation.
       a = await startNode("a", {
         ...(secret === undefined ? {} : { secret }),
@@ -27,11 +34,15 @@ for (const secret of [undefined, "a cluster secret of some length"]) {
         verifyPeer: (peer, incarnation) =>
           refuse && peer === "b" && incarnation === "inc-b" ? REASON : undefined,
         notePeer: (peer, incarnation) => noted.push(`${peer}=${incarnation}`),
+        formed: () => true,
+        onPeerState: (peer, state) => states.push(`a:${peer}=${stateText(state)}`),
       });
       b = await startNode("b", {
         ...(secret === undefined ? {} : { secret }),
         incarnation: "inc-b",
         notePeer: (peer, incarnation) => noted.push(`${peer}=${incarnation}`),
+        formed: () => false,
+        onPeerState: (peer, state) => states.push(`b:${peer}=${stateText(state)}`),
       });
       connectAll([a, b]);
       const [na, nb] = [a, b];
@@ -50,11 +61,17 @@ for (const secret of [undefined, "a cluster secret of some length"]) {
       assert.deepEqual(noted.filter((n) => n === "b=inc-b"), [], "a never notes b");
       // One warning on a for the whole episode (both directions share it), one on b.
       assert.deepEqual(warnings(na), [`Refusing peer b: ${REASON}`], JSON.stringify(na.logs));
+      // The detailed reason (it may name the recorded incarnation) never leaves a: b only
+      // gets the fixed text.
       assert.deepEqual(
         warnings(nb).filter((m) => m.includes("refuses")),
-        [`Peer a refuses this node: ${REASON}`],
+        [`Peer a refuses this node: ${REFUSAL_REASON}`],
         JSON.stringify(nb.logs),
       );
+      assert.ok(nb.logs.every((l) => !l.message.includes("recorded old")), JSON.stringify(nb.logs));
+      // A refusal says a is formed; b reports it. a learned b's state from b's hellos.
+      assert.ok(states.includes("b:a=formed"), JSON.stringify(states));
+      assert.ok(states.includes("a:b=unformed"), JSON.stringify(states));
       // Once accepted (say, after the operator re-added b), messages flow and both note it.
       refuse = false;
       na.transport.send([ping("a", "b", 100)]);

@@ -6,7 +6,7 @@ import {
   type NodeConfig,
   parseHostPort,
 } from "../config/mod.ts";
-import { PeerTransport } from "../net/mod.ts";
+import { type PeerState, PeerTransport } from "../net/mod.ts";
 import type { Message, NodeId } from "../raft/mod.ts";
 import { type DataDirLock, KvLogStorage, lockDataDir, type MemberAddress } from "../storage/mod.ts";
 import { type DriverLimits, type NodeLog, RaftNode, type TickSource } from "./driver.ts";
@@ -22,6 +22,51 @@ export const SHUTDOWN_HANDOFF_MS = 3_000;
 
 /** Shutdown step three: how long in-flight HTTP requests may take before they are cut off. */
 export const SHUTDOWN_DRAIN_MS = 2_000;
+
+/** A founding node still waiting this long to learn whether its cluster exists warns, once. */
+export const FOUNDING_WAIT_WARN_MS = 10_000;
+
+/** What a founding node with an empty data directory knows about one peer. */
+export interface PeerKnowledge {
+  /** Whether the peer's data directory holds a cluster, as its last handshake said. */
+  readonly formed?: boolean;
+  /** Why the last dial to it failed, while it has not answered since. */
+  readonly unreachable?: string;
+}
+
+/** What a founding node with an empty data directory does next. */
+export type FoundingDecision =
+  /** A majority of the founders (itself included) are empty and none holds the cluster. */
+  | { readonly action: "bootstrap" }
+  /** `peer` holds the cluster: start empty, as a joining node, and wait for the leader. */
+  | { readonly action: "join"; readonly peer: NodeId }
+  /** Not known yet: `missing` founders have not said they are empty (unreachable, untried). */
+  | { readonly action: "wait"; readonly missing: readonly NodeId[] };
+
+/**
+ * The rule of a founding node whose data directory is empty (issue 10, item 3): it must not
+ * found a second cluster when its cluster already exists (its disk was lost, or it is merely
+ * late). Any peer that holds the cluster (`formed`) makes it start empty, as a joiner would;
+ * it bootstraps only once a majority of the founders, itself included, are known empty, none
+ * is known formed, and every other founder was asked at least once (so a reachable member
+ * that holds the cluster is heard before a quick "empty" answer from another wiped node).
+ * Founders that bootstrap at about the same moment write identical bootstrap entries.
+ */
+export function foundingDecision(
+  self: NodeId,
+  founders: readonly NodeId[],
+  peers: ReadonlyMap<NodeId, PeerKnowledge>,
+): FoundingDecision {
+  for (const [id, k] of peers) {
+    if (id !== self && k.formed === true) return { action: "join", peer: id };
+  }
+  const others = founders.filter((id) => id !== self);
+  const empty = 1 + others.filter((id) => peers.get(id)?.formed === false).length;
+  const asked = others.every((id) => peers.has(id));
+  const majority = Math.floor(Math.max(founders.length, 1) / 2) + 1;
+  if (empty >= majority && asked) return { action: "bootstrap" };
+  return { action: "wait", missing: others.filter((id) => peers.get(id)?.formed !== false) };
+}
 
 /** Options of {@linkcode runNode}. */
 export interface RunNodeOptions {
@@ -46,6 +91,8 @@ export interface RunNodeOptions {
   readonly httpLimits?: Partial<HttpServerLimits>;
   /** Called when the node cannot go on; the process should exit non-zero. */
   readonly onFatal?: (error: unknown) => void;
+  /** See {@linkcode FOUNDING_WAIT_WARN_MS} (tests). */
+  readonly foundingWaitWarnMs?: number;
 }
 
 /** A running node. */
@@ -131,29 +178,89 @@ export async function runNode(options: RunNodeOptions): Promise<RunningNode> {
     const kv = await Deno.openKv(`${self.dataDir}/${KV_FILE}`);
     cleanups.push(() => kv.close());
     const storage = await KvLogStorage.open(kv);
+    const formed = () => storage.lastIndex() > 0 || storage.snapshot().meta.index > 0;
+    const join = options.join ?? self.join;
+    const founderIds = cluster.nodes.filter((n) => !n.join).map((n) => n.id);
+    // A founding node whose data directory is empty first finds out whether the cluster
+    // exists (foundingDecision); a single founder has nobody to ask.
+    const waits = !join && !formed() && founderIds.filter((id) => id !== nodeId).length > 0;
     const ref: { node?: RaftNode } = {};
+    const knowledge = new Map<NodeId, PeerKnowledge>();
+    let learned: (() => void) | undefined;
+    const onPeerState = (peer: string, state: PeerState) => {
+      if (ref.node !== undefined) return;
+      const known = knowledge.get(peer);
+      if ("formed" in state) {
+        knowledge.set(peer, { formed: known?.formed === true || state.formed });
+      } else knowledge.set(peer, { ...known, unreachable: state.unreachable });
+      learned?.();
+    };
+    // Hellos completed before the driver exists, for it to note (the leader records them).
+    const earlyPeers = new Map<string, string>();
     const transport = new PeerTransport({
       clusterId: cluster.id,
       nodeId,
       listen: self.raft,
       ...(self.secret === undefined ? {} : { secret: self.secret }),
       peers: new Map(),
-      onMessage: (m: Message) => ref.node?.step(m),
+      onMessage: (m: Message) => ref.node?.step(m), // dropped while the node waits
       log: (level, message, fields) => log(level === "warn" ? "warning" : level, message, fields),
       incarnation: storage.incarnation,
-      // Before the driver exists nothing is delivered anyway: accept, the driver decides later.
+      // Before the driver exists (only while an empty founder waits) there are no records:
+      // accept, as the empty driver would.
       verifyPeer: (peer, incarnation) => ref.node?.verifyPeer(peer, incarnation),
-      notePeer: (peer, incarnation) => ref.node?.notePeer(peer, incarnation),
+      notePeer: (peer, incarnation) => {
+        if (ref.node === undefined) earlyPeers.set(peer, incarnation);
+        else ref.node.notePeer(peer, incarnation);
+      },
+      formed,
+      onPeerState,
     });
     cleanups.push(() => transport.close());
     const knownAddresses = new Map(cluster.nodes.map((n) => [n.id, addressOf(n)]));
-    const join = options.join ?? self.join;
+    let raftPort: number | undefined;
+    let startJoining = join;
+    if (waits) {
+      transport.setPeers(
+        new Map(cluster.nodes.filter((n) => n.id !== nodeId).map((n) => [n.id, n.raft])),
+      );
+      ({ port: raftPort } = await bind(`${field}.raft`, self.raft, () => transport.start()));
+      // The HTTP port is served only once the node runs; a taken one fails now, not later.
+      await bind(`${field}.http`, self.http, () => {
+        Deno.listen({ hostname: self.http.host, port: self.http.port }).close();
+        return Promise.resolve();
+      });
+      transport.keepConnected(new Set(founderIds.filter((id) => id !== nodeId)));
+      const decision = await waitForFounders({
+        clusterId: cluster.id,
+        nodeId,
+        founders: founderIds,
+        knowledge,
+        log,
+        warnMs: options.foundingWaitWarnMs ?? FOUNDING_WAIT_WARN_MS,
+        onChange: (f) => learned = f,
+      });
+      learned = undefined;
+      transport.keepConnected(new Set());
+      if (decision.action === "join") {
+        startJoining = true;
+        log(
+          "warning",
+          `Cluster ${cluster.id} already exists (peer ${decision.peer} holds it) and this node's ` +
+            `data directory is empty: starting empty and waiting for the leader; if this node ` +
+            `was a member before, its disk was lost — see docs/operations.md`,
+          { peer: decision.peer },
+        );
+      } else {
+        log("info", `Bootstrapping cluster ${cluster.id}: a majority of its founders are empty`);
+      }
+    }
     const node = await RaftNode.start({
       nodeId,
       clusterId: cluster.id,
       storage,
       founders: new Map(cluster.nodes.filter((n) => !n.join).map((n) => [n.id, addressOf(n)])),
-      join,
+      join: startJoining,
       knownAddresses,
       ...raftTiming(self),
       transport: {
@@ -173,8 +280,11 @@ export async function runNode(options: RunNodeOptions): Promise<RunningNode> {
       onFatal: options.onFatal ?? (() => {}),
     });
     ref.node = node;
+    for (const [peer, incarnation] of earlyPeers) node.notePeer(peer, incarnation);
+    earlyPeers.clear();
     cleanups.push(() => node.close());
-    const { port: raftPort } = await bind(`${field}.raft`, self.raft, () => transport.start());
+    // A node that did not wait listens only now, once it can check its peers' incarnations.
+    raftPort ??= (await bind(`${field}.raft`, self.raft, () => transport.start())).port;
     const app = createNodeApp({
       service: node,
       ...(self.secret === undefined ? {} : { secret: self.secret }),
@@ -197,7 +307,7 @@ export async function runNode(options: RunNodeOptions): Promise<RunningNode> {
       raft: `${self.raft.host}:${raftPort}`,
       http: `${self.http.host}:${server.port}`,
       data: self.dataDir,
-      join,
+      join: startJoining,
     });
     const close = async () => {
       cleanups.splice(0); // this close runs the steps in its own order
@@ -231,4 +341,49 @@ export async function runNode(options: RunNodeOptions): Promise<RunningNode> {
     await cleanup();
     throw error;
   }
+}
+
+/**
+ * Waits until {@linkcode foundingDecision} says bootstrap or join, re-deciding whenever the
+ * transport learns something (`onChange`). Logs what it waits for (info), and once, after
+ * `warnMs`, a warning naming the founders not heard from.
+ */
+async function waitForFounders(options: {
+  clusterId: string;
+  nodeId: NodeId;
+  founders: readonly NodeId[];
+  knowledge: ReadonlyMap<NodeId, PeerKnowledge>;
+  log: NodeLog;
+  warnMs: number;
+  onChange(f: () => void): void;
+}): Promise<Exclude<FoundingDecision, { action: "wait" }>> {
+  const { clusterId, nodeId, founders, knowledge, log } = options;
+  const decide = () => foundingDecision(nodeId, founders, knowledge);
+  const first = decide();
+  if (first.action !== "wait") return first;
+  log(
+    "info",
+    `This founding node's data directory is empty: waiting until a majority of the founders of ` +
+      `cluster ${clusterId} (${founders.join(", ")}) are known empty, or one holds the cluster`,
+    { waitingFor: first.missing },
+  );
+  return await new Promise((resolve) => {
+    const warn = setTimeout(() => {
+      const d = decide();
+      if (d.action !== "wait") return;
+      log(
+        "warning",
+        `waiting for a majority of the founders of cluster ${clusterId} to start: ${
+          d.missing.join(", ")
+        } not reachable`,
+        { waitingFor: d.missing },
+      );
+    }, options.warnMs);
+    options.onChange(() => {
+      const d = decide();
+      if (d.action === "wait") return;
+      clearTimeout(warn);
+      resolve(d);
+    });
+  });
 }
