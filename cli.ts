@@ -113,6 +113,24 @@ async function nodeMode(args: string[]): Promise<number> {
   let fatal: unknown;
   let stop!: () => void;
   const stopped = new Promise<void>((resolve) => (stop = resolve));
+  let started = false;
+  let signalled = false;
+  const onSignal = () => {
+    if (!started) {
+      // Still starting (e.g. a founder waiting for the other founders): nothing to hand off
+      // or drain, and whatever was written is crash-safe, so stop at once.
+      lifecycle.info("node stopped", { node: values.id, cluster, beforeReady: true });
+      Deno.exit(0);
+    }
+    if (signalled) {
+      console.error(`koi node ${values.id}: second signal: exiting without a clean stop`);
+      Deno.exit(1);
+    }
+    signalled = true;
+    stop();
+  };
+  Deno.addSignalListener("SIGINT", onSignal);
+  Deno.addSignalListener("SIGTERM", onSignal);
   const running = await runNode({
     config,
     nodeId: values.id,
@@ -124,17 +142,7 @@ async function nodeMode(args: string[]): Promise<number> {
       stop();
     },
   });
-  let signalled = false;
-  const onSignal = () => {
-    if (signalled) {
-      console.error(`koi node ${values.id}: second signal: exiting without a clean stop`);
-      Deno.exit(1);
-    }
-    signalled = true;
-    stop();
-  };
-  Deno.addSignalListener("SIGINT", onSignal);
-  Deno.addSignalListener("SIGTERM", onSignal);
+  started = true;
   await stopped;
   const backstop = setTimeout(() => {
     console.error(`koi node ${values.id}: did not stop within ${SHUTDOWN_HARD_MS} ms; exiting`);

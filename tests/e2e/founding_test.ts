@@ -206,3 +206,22 @@ Deno.test("foundingDecision: join on any formed peer; bootstrap on a majority of
   two.set("a5", { unreachable: "x" });
   assert.equal(foundingDecision("a1", five, two).action, "bootstrap"); // 3 of 5 empty
 });
+
+e2e(
+  "e2e: SIGTERM while a founder waits for the others stops it at once, with the stopped line",
+  async () => {
+    const c = await ProcessCluster.create(FOUNDERS);
+    try {
+      c.start("a1", ["--log-level", "info"]);
+      await waitFor(() => c.node("a1").output.includes("waiting until a majority"), "the wait");
+      const started = Date.now();
+      const child = c.signal("a1", "SIGTERM");
+      const status = await child.status;
+      assert.equal(status.code, 0, c.logs());
+      assert.ok(Date.now() - started < 3_000, `stopped in ${Date.now() - started} ms`);
+      await waitFor(() => c.node("a1").output.includes('"beforeReady":true'), "the stopped line");
+    } finally {
+      await c.close();
+    }
+  },
+);
