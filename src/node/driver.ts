@@ -555,7 +555,7 @@ export class RaftNode implements NodeService {
       cluster: this.clusterId,
       role: st.role,
       term: st.term,
-      leader: st.leader,
+      leader: this.leader(), // "" once a dead leader has been silent for an election timeout
       commit: st.commit,
       applied: this.#sm.applied,
       snapshot: this.#storage.snapshot().meta.index,

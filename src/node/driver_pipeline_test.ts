@@ -259,6 +259,7 @@ Deno.test("driver: a learner that stops hearing from the leader reports no leade
     await c.tick(30); // more than one election timeout (10..20 ticks)
     assert.equal(learner.leader(), "", "a dead leader is not reported");
     assert.equal(learner.leaderHttp(), undefined);
+    assert.equal(learner.status().leader, "", "GET /v1/status agrees with /healthz");
     await assert.rejects(learner.get(enc("k"), { stale: false }), /has not heard from a leader/);
   } finally {
     stop();

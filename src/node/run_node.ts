@@ -244,8 +244,11 @@ export async function runNode(options: RunNodeOptions): Promise<RunningNode> {
       transport.keepConnected(new Set());
       if (decision.action === "join") {
         startJoining = true;
+        // Info, not warning: a founder that merely started late lands here on every healthy
+        // first start. A node that lost its disk is refused by its peers next, and that
+        // refusal is the warning an operator sees.
         log(
-          "warning",
+          "info",
           `Cluster ${cluster.id} already exists (peer ${decision.peer} holds it) and this node's ` +
             `data directory is empty: starting empty and waiting for the leader; if this node ` +
             `was a member before, its disk was lost — see docs/operations.md`,
