@@ -157,6 +157,16 @@ export class RaftNode implements NodeService {
     const m = message as Partial<Message>;
     // Counted in /metrics; logged at info because some are expected (a node that rejoins gets
     // heartbeats beyond its log until the leader finds where it is).
+    if (reason === "divergedCommit") {
+      // Not expected in any healthy cluster: this node cannot follow the leader any more.
+      this.#log(
+        "error",
+        "this node's committed entries differ from the leader's log: it cannot follow it; " +
+          "remove it (DELETE /v1/members) and add it back with an empty data directory",
+        { reason, from: (message as Partial<Message>)?.from },
+      );
+      return;
+    }
     this.#log("info", "dropped an impossible peer message", {
       reason,
       type: m?.type,

@@ -9,6 +9,7 @@
  */
 import { isVoter } from "./_membership.ts";
 import {
+  type AppendMessage,
   type HeartbeatMessage,
   type Message,
   MESSAGE_TYPES,
@@ -41,6 +42,10 @@ export type DropReason =
   | "secondLeader"
   /** A heartbeat commit index beyond this node's last index: this node lost its log. */
   | "commitBeyondLog"
+  /** AppendEntries whose previous entry is one of our committed entries, with another term:
+   * the leader's log and our committed prefix diverged, which Raft rules out (forged
+   * messages, or a disk that lost or changed entries). */
+  | "divergedCommit"
   /** A snapshot larger than `snapshotBytesMax`. */
   | "snapshotTooLarge"
   /** A snapshot chunk of another transfer than the one being received. */
@@ -60,6 +65,7 @@ export const DROP_REASONS: readonly DropReason[] = [
   "inconsistent",
   "secondLeader",
   "commitBeyondLog",
+  "divergedCommit",
   "snapshotTooLarge",
   "snapshotChunk",
   "unrequestedRead",
@@ -255,6 +261,7 @@ export function checkMessage(m: Message, view: MessageView): DropReason | undefi
         return "secondLeader";
       }
       if (m.type === "heartbeat") return checkHeartbeat(m, view);
+      if (m.type === "app") return checkAppendPrevious(m, view);
       if (m.type === "snap") return checkSnapshot(m, view);
       return undefined;
     case "appResp":
@@ -284,6 +291,18 @@ export function checkMessage(m: Message, view: MessageView): DropReason | undefi
  */
 function checkHeartbeat(m: HeartbeatMessage, view: MessageView): DropReason | undefined {
   return m.commit > view.log.lastIndex() ? "commitBeyondLog" : undefined;
+}
+
+/**
+ * Leader completeness: every committed entry is in the leader's log. An append whose previous
+ * entry is committed here with another term proves our log and the leader's diverged; the
+ * usual answer ("I hold everything up to my commit index") would make the leader believe we
+ * match and leave this node silently stuck. Drop it and count it, so it shows.
+ */
+function checkAppendPrevious(m: AppendMessage, view: MessageView): DropReason | undefined {
+  if (m.index > view.log.committed) return undefined;
+  const term = view.log.term(m.index);
+  return term !== undefined && term !== m.logTerm ? "divergedCommit" : undefined;
 }
 
 function checkSnapshot(m: SnapshotMessage, view: MessageView): DropReason | undefined {

@@ -36,6 +36,24 @@ Deno.test("a follower restarted with an empty data dir drops the leader's heartb
   assert.deepEqual(b.raft.status().term, before.term, "not even the term was taken");
 });
 
+Deno.test("a follower drops an append that contradicts its committed entries instead of acknowledging it", async () => {
+  const c = await TestCluster.create(["a", "b", "c"]);
+  c.elect("a");
+  for (let i = 0; i < 3; i++) c.propose("a", `w${i}`);
+  const b = c.node("b").raft;
+  const before = b.status();
+  assert.ok(before.commit >= 3);
+  const index = before.commit - 1; // committed here with the current term
+  // What a leader whose log diverged from ours (or a forger) would send: our committed entry
+  // with another term. Answering "I hold up to my commit" would make it think we match.
+  c.inflight = [];
+  b.step(append("a", "b", b.term, index, b.term - 1, [], before.commit));
+  assert.equal(b.droppedMessages().divergedCommit, 1);
+  assert.deepEqual(b.status(), before);
+  assert.equal(b.ready().messagesAfterPersist.length, 0, "no acknowledgement");
+  b.advance();
+});
+
 Deno.test("a leader drops AppendEntries, heartbeats and snapshots from a second leader of its term", async () => {
   const c = await TestCluster.create(["a", "b", "c"]);
   c.elect("a");
