@@ -3,10 +3,12 @@
 # 64 connections, 100-byte values, unique keys, against the leader. Prints wrk's report and
 # the leader's Deno.Kv commits (fsyncs) per Ready batch and writes per batch from /metrics.
 #
-#   bash bench/load_single_cluster.sh [seconds]        (needs deno, curl and wrk)
+#   bash bench/load_single_cluster.sh [seconds]        (needs curl and wrk; deno from PATH or npm)
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-DENO=${DENO:-deno}
+# shellcheck source=scripts/_deno.sh
+source "$ROOT/scripts/_deno.sh"
+koi_find_deno "$ROOT"
 SECS=${1:-10}
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/koi-load.XXXXXX")
 declare -A PIDS=()

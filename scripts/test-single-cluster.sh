@@ -4,11 +4,13 @@
 # killed node and check that it catches up. Every process is stopped by its PID on exit, also
 # on failure. Exits non-zero when any check fails.
 #
-#   bash scripts/test-single-cluster.sh            (needs deno and curl on PATH)
+#   bash scripts/test-single-cluster.sh            (needs curl; deno from PATH or npm)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-DENO=${DENO:-deno}
+# shellcheck source=scripts/_deno.sh
+source "$ROOT/scripts/_deno.sh"
+koi_find_deno "$ROOT"
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/koi-single-cluster.XXXXXX")
 declare -A PIDS=()
 

@@ -130,6 +130,10 @@ export class FakeNodeService implements NodeService {
   epoch(): number {
     return this.epochValue;
   }
+  owner(key: Uint8Array): string {
+    return this.ownsKey(key) ? this.clusterId : "elsewhere";
+  }
+
   owns(key: Uint8Array): boolean {
     return this.ownsKey(key);
   }

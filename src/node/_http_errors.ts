@@ -79,7 +79,11 @@ function typedErrorResponse(error: unknown): Response | undefined {
     });
   }
   if (error instanceof WrongShardError) {
-    return errorResponse(421, "wrong_shard", message, { "x-koi-epoch": String(error.epoch) });
+    // The owner travels in a header (for clients) and in the message (for people).
+    return errorResponse(421, "wrong_shard", message, {
+      "x-koi-epoch": String(error.epoch),
+      ...(error.owner === undefined ? {} : { "x-koi-owner": error.owner }),
+    });
   }
   if (error instanceof NoLeaderError) {
     return errorResponse(503, "no_leader", message, retryAfter(error.retryAfterSec));

@@ -490,6 +490,11 @@ export class RaftNode implements NodeService {
     return this.#o.owns(key);
   }
 
+  /** See {@linkcode NodeService.owner}. */
+  owner(key: Uint8Array): string {
+    return this.#o.owner?.(key) ?? (this.#o.owns(key) ? this.clusterId : "");
+  }
+
   /** See {@linkcode NodeService.membership}. */
   membership(): Membership {
     return this.#raft.membership;

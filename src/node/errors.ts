@@ -41,11 +41,14 @@ export class RequestTimeoutError extends Error {
 export class WrongShardError extends Error {
   /** The routing epoch the node checked against. */
   readonly epoch: number;
+  /** The cluster that owns the key at that epoch, when known. */
+  readonly owner: string | undefined;
   /** Creates the error. */
-  constructor(message: string, epoch: number) {
+  constructor(message: string, epoch: number, owner?: string) {
     super(message);
     this.name = "WrongShardError";
     this.epoch = epoch;
+    this.owner = owner;
   }
 }
 

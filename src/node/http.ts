@@ -267,10 +267,12 @@ function keyFromUrl(url: URL, query: Map<string, string>, resolved: Resolved): K
 function checkOwned(service: NodeService, key: Key): void {
   if (service.owns(key.bytes)) return;
   const epoch = service.epoch();
+  const owner = service.owner?.(key.bytes);
   throw new WrongShardError(
     `Wrong shard: key ${show(key.text)} does not belong to cluster ${service.clusterId} ` +
-      `at routing epoch ${epoch}`,
+      `at routing epoch ${epoch}` + (owner === undefined ? "" : `; it belongs to cluster ${owner}`),
     epoch,
+    owner,
   );
 }
 

@@ -147,7 +147,10 @@ Deno.test("keys: a key of another cluster is 421 wrong_shard with x-koi-epoch", 
     assert.equal(response.status, 421, method);
     assert.equal(response.headers.get("x-koi-epoch"), "12");
     assert.equal(response.headers.get("x-koi-leader"), "n1");
-    assert.equal((await errorOf(response)).code, "wrong_shard");
+    assert.equal(response.headers.get("x-koi-owner"), "elsewhere", "names the owning cluster");
+    const error = await errorOf(response);
+    assert.equal(error.code, "wrong_shard");
+    assert.match(error.message, /belongs to cluster elsewhere/);
   }
   assert.equal(service.calls.length, 0);
 });

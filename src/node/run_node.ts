@@ -276,6 +276,7 @@ export async function runNode(options: RunNodeOptions): Promise<RunningNode> {
         stats: () => transport.stats(),
       },
       owns: (key) => table.owner(key) === cluster.id,
+      owner: (key) => table.owner(key),
       epoch: config.routing.epoch,
       ...(options.ticks === undefined ? {} : { ticks: options.ticks }),
       ...(options.limits === undefined ? {} : { limits: options.limits }),

@@ -77,6 +77,8 @@ export interface NodeService {
   epoch(): number;
   /** Whether this node's cluster owns `key` under the current routing table. */
   owns(key: Uint8Array): boolean;
+  /** The cluster that owns `key` under the current routing table (for `421 wrong_shard`). */
+  owner?(key: Uint8Array): string;
   /**
    * Reads a key. `stale: false` is linearizable (ReadIndex: may throw `NoLeaderError`,
    * `OverloadedError`, `RequestTimeoutError`); `stale: true` reads local state at once.

@@ -19,3 +19,34 @@ Deno.test({
     assert.match(text, /caught up: every write is there/);
   },
 });
+
+Deno.test({
+  name: "e2e: scripts/test-single-cluster.sh finds Deno without it on PATH (Node.js and npm only)",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  fn: async () => {
+    // A PATH with the system tools (bash, curl, node, npm) but not this Deno's directory.
+    const denoDir = Deno.execPath().replace(/\/[^/]+$/, "");
+    const path = (Deno.env.get("PATH") ?? "").split(":").filter((d) => d !== "" && d !== denoDir)
+      .filter((d) => {
+        try {
+          Deno.statSync(`${d}/deno`);
+          return false; // another deno on PATH would hide the fallback
+        } catch {
+          return true;
+        }
+      });
+    const out = await new Deno.Command("bash", {
+      args: [`${ROOT}scripts/test-single-cluster.sh`],
+      env: {
+        PATH: path.join(":"),
+        ...(Deno.env.get("HOME") === undefined ? {} : { HOME: Deno.env.get("HOME")! }),
+      },
+      clearEnv: true,
+      stdin: "null",
+    }).output();
+    const text = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
+    assert.equal(out.code, 0, text);
+    assert.match(text, /all 20 acknowledged writes are intact/);
+  },
+});
