@@ -3,7 +3,7 @@
  *
  * - `src/raft/` and `src/carp/` are pure: they import only files of their own folder and use
  *   no `Deno.*`, timers, clock, `Math.random` or `crypto` (randomness and time are injected).
- * - Imports between layers go one way only (see DESIGN.md): each layer lists the layers it
+ * - Imports between layers go one way only (see the README, "Layout"): each layer lists the layers it
  *   may import; anything else is a violation.
  *
  * Exits 1 with one line per violation.

@@ -1,6 +1,6 @@
 /**
  * Scheme `"carp"`: draft-vinod-carp-v1-03 exactly, as Squid's `carp.c` implements it and
- * CARP.md pins it. All integer arithmetic is unsigned 32-bit and wraps.
+ * docs/carp.md pins it. All integer arithmetic is unsigned 32-bit and wraps.
  */
 
 import { CarpConfigError } from "./_errors.ts";

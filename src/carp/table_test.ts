@@ -126,7 +126,7 @@ Deno.test("table: adding an 11th equal cluster moves ~1/11 of keys, all of them 
       assert.equal(to, "cluster-11", `${scheme}: moved between old clusters`);
     }
     const fraction = moved.length / KEYS.length;
-    // carp's correlated scores give 9.5–10.8 % (CARP.md); carp64 is within noise of 1/11
+    // carp's correlated scores give 9.5–10.8 % (docs/carp.md); carp64 is within noise of 1/11
     const tolerance = scheme === "carp64" ? 0.004 : 0.02;
     assert.ok(Math.abs(fraction - 1 / 11) < tolerance, `${scheme}: moved ${fraction}`);
   }

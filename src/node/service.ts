@@ -11,7 +11,7 @@ export interface MemberStatus {
   readonly match: number;
 }
 
-/** The answer of `GET /v1/status` (API.md). */
+/** The answer of `GET /v1/status` (docs/http_api.md). */
 export interface NodeStatus {
   /** This node. */
   readonly node: NodeId;
