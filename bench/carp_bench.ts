@@ -1,5 +1,5 @@
 /**
- * CARP routing: `owner()` latency of both schemes with 3 and 10 clusters, and (printed once
+ * CARP routing: `owner()` latency of both schemes with 3, 10 and 100 clusters, and (printed once
  * when the module loads) the distribution report that compares the draft-exact `carp` with
  * koi's `carp64` side by side over 10^6 random keys: evenness of equal clusters, shares of
  * load factors 1:2:3:4, and the keys moved by adding a cluster or changing a load factor.
@@ -141,7 +141,7 @@ report();
 const LATENCY_KEYS = Array.from({ length: 4096 }, (_, i) => `user:${(i * 7919) % 1_000_000}`);
 /** Where each call's result goes, so that it is used. */
 export let sink = 0;
-for (const count of [3, 10]) {
+for (const count of [3, 10, 100]) {
   for (const scheme of SCHEMES) {
     const table = new CarpTable({ scheme, epoch: 1, members: equal(count) });
     let i = 0;
