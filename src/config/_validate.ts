@@ -160,10 +160,13 @@ function readRouting(raw: unknown): { scheme: RoutingScheme; epoch: number } {
   if (raw === undefined) return { scheme: ROUTING_SCHEME_DEFAULT, epoch: ROUTING_EPOCH_DEFAULT };
   const routing = expectTable(raw, "routing");
   checkFields(routing, "routing", ROUTING_FIELDS);
-  const epoch = routing.epoch ?? ROUTING_EPOCH_DEFAULT;
-  if (!isInteger(epoch) || epoch < 1) {
-    fail("routing.epoch", `must be an integer >= 1, got ${show(routing.epoch)}`);
-  }
+  const epoch = attempt(() => {
+    const value = routing.epoch ?? ROUTING_EPOCH_DEFAULT;
+    if (!isInteger(value) || value < 1) {
+      fail("routing.epoch", `must be an integer >= 1, got ${show(routing.epoch)}`);
+    }
+    return value as number;
+  }, ROUTING_EPOCH_DEFAULT); // a bad epoch does not hide a bad scheme
   const scheme = routing.scheme;
   if (scheme === undefined) return { scheme: ROUTING_SCHEME_DEFAULT, epoch };
   if (!ROUTING_SCHEMES.includes(scheme as RoutingScheme)) {
@@ -247,9 +250,10 @@ function readNode(raw: unknown, field: string, context: NodeContext): NodeConfig
         `a node cannot have its own secret: every node of a cluster must share one, ` +
           `so set it on ${cluster} or in cluster_defaults`,
       ), undefined);
-  } else {
-    checkFields(table, field, NODE_FIELDS);
   }
+  // The other fields are checked either way: every problem is listed at once.
+  const { secret: _secret, ...others } = table;
+  checkFields(others, field, NODE_FIELDS);
   const id = attempt(() => {
     const id = readId(table.id, `${field}.id`);
     claim(context.seen.nodeIds, id, { field: `${field}.id`, what: `node id "${id}"` });

@@ -445,3 +445,15 @@ Deno.test("a file with three mistakes lists all three at once", () => {
   assert.match(error.message, /^Invalid config: 3 problems:\n {2}- Invalid config field /);
   for (const p of error.problems) assert.ok(error.message.includes(p.message), p.message);
 });
+
+Deno.test("a node's own secret does not hide its other mistakes, nor a bad epoch a bad scheme", () => {
+  const text = ADMIN + `[routing]\nepoch = 0\nscheme = "fnv"\n` +
+    clusterToml("a", [nodeToml("a1", 1, `secret = "0123456789abcdef"\ncolour = 1`)]);
+  const error = configError(text);
+  assert.deepEqual(error.problems.map((p) => p.field), [
+    "routing.epoch",
+    "routing.scheme",
+    "clusters[0].nodes[0].secret",
+    "clusters[0].nodes[0].colour",
+  ]);
+});

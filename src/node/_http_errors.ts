@@ -1,4 +1,4 @@
-/** Error answers of the node's HTTP API: one mapping from typed errors to docs/http_api.md statuses. */
+/** Error answers of the node's HTTP API: one mapping from typed errors to docs/api.md statuses. */
 
 import {
   MembershipChangeError,
@@ -31,7 +31,7 @@ export class MethodNotAllowedError extends Error {
   }
 }
 
-/** The JSON error answer `{"error": {"code", "message"}}` of docs/http_api.md. */
+/** The JSON error answer `{"error": {"code", "message"}}` of docs/api.md. */
 export function errorResponse(
   status: number,
   code: string,
@@ -104,7 +104,7 @@ function typedErrorResponse(error: unknown): Response | undefined {
     return errorResponse(503, "no_leader", message, retryAfter(1));
   }
   if (error instanceof MembershipChangeError || error instanceof TransferLeaderError) {
-    // docs/http_api.md names no status for these: 409 conflict, since the request is well-formed but
+    // docs/api.md names no status for these: 409 conflict, since the request is well-formed but
     // clashes with the cluster's current state (a change in progress, an unknown member...).
     return errorResponse(409, "conflict", message);
   }

@@ -83,7 +83,7 @@ export function refusedTarget(target: string): string | undefined {
     if (dots === "." || dots === "..") {
       return `Invalid request target: the path segment ${show(segment)} is not allowed, ` +
         "because URL normalization would remove it and change the key; address such keys " +
-        "with ?key_b64=<base64url of the key> (see docs/http_api.md)";
+        "with ?key_b64=<base64url of the key> (see docs/api.md)";
     }
   }
   return undefined;

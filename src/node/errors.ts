@@ -1,5 +1,5 @@
 /**
- * Typed operating errors of a node. One hono `onError` maps each to its status in docs/http_api.md.
+ * Typed operating errors of a node. One hono `onError` maps each to its status in docs/api.md.
  *
  * @module
  */

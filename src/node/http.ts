@@ -1,7 +1,7 @@
 /**
- * The node's HTTP API (docs/http_api.md) as a hono app over a
+ * The node's HTTP API (docs/api.md) as a hono app over a
  * {@linkcode NodeService}: validation of everything that enters, follower forwarding of what
- * needs the leader, and one `onError` that maps typed errors to the statuses of docs/http_api.md.
+ * needs the leader, and one `onError` that maps typed errors to the statuses of docs/api.md.
  *
  * @module
  */
@@ -39,9 +39,9 @@ import {
   show,
 } from "./_http_request.ts";
 
-/** Largest key, in UTF-8 bytes of the decoded key (docs/http_api.md "Limits"). */
+/** Largest key, in UTF-8 bytes of the decoded key (docs/api.md "Limits"). */
 export const KEY_BYTES_MAX = 1024;
-/** Largest value, in bytes: 1 MiB (docs/http_api.md "Limits"). */
+/** Largest value, in bytes: 1 MiB (docs/api.md "Limits"). */
 export const VALUE_BYTES_MAX: number = 1 << 20;
 /** Largest `limit` of `GET /v1/kv`. */
 export const LIST_LIMIT_MAX = 1000;
@@ -459,7 +459,7 @@ function utf8Strict(bytes: Uint8Array): boolean {
 // ---------------------------------------------------------------------------------------
 // Management
 
-/** Exactly docs/http_api.md's fields, whatever else the service's object carries. */
+/** Exactly docs/api.md's fields, whatever else the service's object carries. */
 function statusBody(status: NodeStatus): NodeStatus {
   return {
     node: status.node,

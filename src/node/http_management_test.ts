@@ -76,10 +76,10 @@ Deno.test("auth: without a configured secret management is open", async () => {
 
 // ---- GET /v1/status
 
-Deno.test("status: exactly the fields of docs/http_api.md", async () => {
+Deno.test("status: exactly the fields of docs/api.md", async () => {
   const { app, service } = harness();
   const base = service.status();
-  const member = { id: "n1", voter: true, match: 4, next: 5 }; // `next` is not in docs/http_api.md
+  const member = { id: "n1", voter: true, match: 4, next: 5 }; // `next` is not in docs/api.md
   const status = { ...base, internal: "hidden", members: [member] };
   service.status = (): NodeStatus => status;
   const response = await app.request("/v1/status");

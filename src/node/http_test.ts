@@ -14,7 +14,7 @@ function bytesOf(text: string): Uint8Array {
   return utf8.encode(text);
 }
 
-Deno.test("limits are the named constants of docs/http_api.md", () => {
+Deno.test("limits are the named constants of docs/api.md", () => {
   assert.equal(KEY_BYTES_MAX, 1024);
   assert.equal(VALUE_BYTES_MAX, 1_048_576);
   assert.equal(LIST_LIMIT_MAX, 1000);

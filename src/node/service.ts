@@ -11,7 +11,7 @@ export interface MemberStatus {
   readonly match: number;
 }
 
-/** The answer of `GET /v1/status` (docs/http_api.md). */
+/** The answer of `GET /v1/status` (docs/api.md). */
 export interface NodeStatus {
   /** This node. */
   readonly node: NodeId;
