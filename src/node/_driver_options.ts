@@ -86,10 +86,8 @@ export interface DriverOptions {
   readonly electionTicks: readonly [number, number];
   /** The peer transport. */
   readonly transport: PeerSender;
-  /** Whether this cluster owns a key under the routing table of `epoch`. */
-  readonly owns: (key: Uint8Array) => boolean;
   /** The cluster that owns a key under the routing table of `epoch`. */
-  readonly owner?: (key: Uint8Array) => string;
+  readonly owner: (key: Uint8Array) => string;
   /** The routing epoch. */
   readonly epoch: number;
   /** Injected clock (default: the system's). */

@@ -4,7 +4,7 @@
  * log that lost acknowledged entries. The leader records each member's incarnation (from its
  * hello) in the replicated state, so every member refuses a peer that presents another one.
  */
-import type { Membership, NodeId } from "../raft/mod.ts";
+import { type Membership, membersOf, type NodeId } from "../raft/mod.ts";
 import type { KvCommand, KvValue } from "../storage/mod.ts";
 import { decodeIncarnation, encodeIncarnation, incarnationKey } from "./_system_keys.ts";
 
@@ -24,10 +24,6 @@ export interface IncarnationHost {
   leads(): boolean;
   /** Replicates a system command; resolves once applied, never rejects. */
   write(command: KvCommand): Promise<void>;
-}
-
-function membersOf(m: Membership): Set<NodeId> {
-  return new Set([...m.voters, ...m.outgoing, ...m.learners]);
 }
 
 /** Verifies peers against the records and, on the leader, keeps the records current. */
@@ -80,7 +76,7 @@ export class IncarnationRegistry {
     this.forgetRemoved();
     const seen = new Map(this.#seen);
     seen.set(host.nodeId, host.incarnation);
-    const members = membersOf(host.membership());
+    const members = new Set(membersOf(host.membership()));
     for (const [id, incarnation] of seen) {
       // Only members: a removed node that still calls must not be recorded again, or it
       // could not come back with a new data directory.
@@ -99,7 +95,7 @@ export class IncarnationRegistry {
   forgetRemoved(): Promise<void> {
     const host = this.#host;
     if (!host.leads()) return Promise.resolve();
-    const members = membersOf(host.membership());
+    const members = new Set(membersOf(host.membership()));
     const prefix = incarnationKey("");
     const stale = host.keys(prefix).filter((key) =>
       !members.has(new TextDecoder().decode(key.subarray(prefix.length)))

@@ -487,12 +487,12 @@ export class RaftNode implements NodeService {
 
   /** See {@linkcode NodeService.owns}. */
   owns(key: Uint8Array): boolean {
-    return this.#o.owns(key);
+    return this.#o.owner(key) === this.clusterId;
   }
 
   /** See {@linkcode NodeService.owner}. */
   owner(key: Uint8Array): string {
-    return this.#o.owner?.(key) ?? (this.#o.owns(key) ? this.clusterId : "");
+    return this.#o.owner(key);
   }
 
   /** See {@linkcode NodeService.membership}. */

@@ -1,7 +1,7 @@
 /** The driver under slow disks and big states: pipelining, fsyncs per write, snapshots. */
 import assert from "node:assert/strict";
-import type { KvCommand } from "../storage/mod.ts";
-import { DriverCluster, waitFor } from "./_driver_test_util.ts";
+import type { KvCommand, KvResult } from "../storage/mod.ts";
+import { DriverCluster, type PersistGate, waitFor } from "./_driver_test_util.ts";
 import type { RaftNode } from "./driver.ts";
 
 const enc = (s: string) => new TextEncoder().encode(s);
@@ -20,28 +20,48 @@ function metric(node: RaftNode, name: string): number {
   return Number(m[1]);
 }
 
+/** Holds the leader's persists and starts a write that waits behind them. */
+async function writeWhileLeaderDiskHeld(
+  c: DriverCluster,
+  leader: RaftNode,
+  key: string,
+): Promise<{ gate: PersistGate; pending: Promise<KvResult> }> {
+  const gate = c.gates.get(leader.nodeId)!;
+  gate.hold();
+  const pending = leader.write(put(key, "v"));
+  pending.catch(() => {}); // awaited by the test; a failed test must not leave it unhandled
+  await waitFor(() => gate.blocked > 0, "the leader's persist to be held");
+  return { gate, pending };
+}
+
+/** Releases the disk, ticks, and expects the held write to succeed. */
+async function releaseAndExpectOk(
+  c: DriverCluster,
+  gate: PersistGate,
+  pending: Promise<KvResult>,
+): Promise<void> {
+  gate.release();
+  const stop = c.autoTick();
+  try {
+    assert.ok((await pending).ok);
+  } finally {
+    stop();
+  }
+}
+
 Deno.test("driver: heartbeats keep flowing while the leader's persist is stuck, so no election starts", async () => {
   const c = await DriverCluster.create(["a1", "a2", "a3"]);
   try {
     const leader = await c.leader();
     await c.tick(5);
     const term = leader.status().term;
-    const gate = c.gates.get(leader.nodeId)!;
-    gate.hold();
-    const pending = leader.write(put("k", "v"));
-    await waitFor(() => gate.blocked > 0, "the leader's persist to be held");
+    const { gate, pending } = await writeWhileLeaderDiskHeld(c, leader, "k");
     await c.tick(120); // six to twelve election timeouts (10..20 ticks)
     for (const n of c.nodes.values()) {
       assert.equal(n.status().term, term, `${n.nodeId} stayed in term ${term}`);
     }
     assert.equal(leader.status().role, "leader");
-    gate.release();
-    const stop = c.autoTick();
-    try {
-      assert.ok((await pending).ok);
-    } finally {
-      stop();
-    }
+    await releaseAndExpectOk(c, gate, pending);
   } finally {
     c.gates.forEach((g) => g.release());
     await c.close();
@@ -53,12 +73,9 @@ Deno.test("driver: the leader sends a batch's appends while it persists them", a
   try {
     const leader = await c.leader();
     await c.tick(5);
-    const gate = c.gates.get(leader.nodeId)!;
-    gate.hold();
-    const pending = leader.write(put("parallel", "v"));
+    const { gate, pending } = await writeWhileLeaderDiskHeld(c, leader, "parallel");
     let answered = false;
     pending.then(() => answered = true, () => answered = true);
-    await waitFor(() => gate.blocked > 0, "the leader's persist to be held");
     await waitFor(
       () =>
         c.sent.some(({ m, senderDurable }) =>
@@ -71,13 +88,7 @@ Deno.test("driver: the leader sends a batch's appends while it persists them", a
     // leader answers only after its own Ready is durable and applied.
     await c.tick(3);
     assert.equal(answered, false);
-    const stop = c.autoTick();
-    gate.release();
-    try {
-      assert.ok((await pending).ok);
-    } finally {
-      stop();
-    }
+    await releaseAndExpectOk(c, gate, pending);
   } finally {
     c.gates.forEach((g) => g.release());
     await c.close();

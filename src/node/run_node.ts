@@ -275,7 +275,6 @@ export async function runNode(options: RunNodeOptions): Promise<RunningNode> {
         },
         stats: () => transport.stats(),
       },
-      owns: (key) => table.owner(key) === cluster.id,
       owner: (key) => table.owner(key),
       epoch: config.routing.epoch,
       ...(options.ticks === undefined ? {} : { ticks: options.ticks }),
