@@ -70,6 +70,11 @@ export interface KoiConfig {
   admin: {
     /** The admin's HTTP address. */
     http: HostPort;
+    /**
+     * absolute path of the admin's state directory (`admin.data`, default `data/admin`
+     * resolved against the config file's folder): its lock and the generated secret
+     */
+    dataDir: string;
   };
   /** How keys are routed to clusters. */
   routing: {
@@ -81,6 +86,9 @@ export interface KoiConfig {
   /** The clusters, in file order. */
   clusters: ClusterConfig[];
 }
+
+/** `admin.data` when absent, relative to the config file's folder. */
+export const ADMIN_DATA_DEFAULT = "data/admin";
 
 /** The routing epoch when `routing.epoch` is absent. */
 export const ROUTING_EPOCH_DEFAULT = 1;

@@ -11,6 +11,7 @@ import { resolve } from "node:path";
 import { ConfigError } from "./_error.ts";
 import { addressKey, parseHostPort } from "./_host_port.ts";
 import {
+  ADMIN_DATA_DEFAULT,
   type ClusterConfig,
   CLUSTERS_MIN,
   ELECTION_TIMEOUT_HEARTBEATS_MIN,
@@ -46,7 +47,7 @@ export interface ValidateOptions {
 type Table = Record<string, unknown>;
 
 const TOP_FIELDS = ["admin", "routing", "cluster_defaults", "clusters"];
-const ADMIN_FIELDS = ["http"];
+const ADMIN_FIELDS = ["http", "data"];
 const ROUTING_FIELDS = ["scheme", "epoch"];
 const DEFAULTS_FIELDS = ["election_timeout_ms", "heartbeat_ms", "secret"];
 const CLUSTER_FIELDS = [
@@ -132,11 +133,22 @@ function validateRoot(raw: unknown, options: ValidateOptions): KoiConfig {
     addresses: new Map(),
     dataDirs: new Map(),
   };
-  const adminHttp = attempt(() => {
+  const baseDir = resolve(options.baseDir);
+  const admin = attempt(() => {
     const admin = expectTable(required(root.admin, "admin", "must be a table ([admin])"), "admin");
     checkFields(admin, "admin", ADMIN_FIELDS);
-    return readAddress(admin.http, "admin.http", seen);
-  }, undefined as unknown as HostPort);
+    const http = attempt(() => readAddress(admin.http, "admin.http", seen), undefined);
+    const dataDir = attempt(
+      () =>
+        readDataDir(admin.data ?? ADMIN_DATA_DEFAULT, "admin.data", {
+          baseDir,
+          seen,
+          defaults: builtInDefaults(),
+        }),
+      "",
+    );
+    return { http: http as HostPort, dataDir };
+  }, { http: undefined as unknown as HostPort, dataDir: "" });
   const routing = attempt(() => readRouting(root.routing), {
     scheme: ROUTING_SCHEME_DEFAULT,
     epoch: ROUTING_EPOCH_DEFAULT,
@@ -146,14 +158,13 @@ function validateRoot(raw: unknown, options: ValidateOptions): KoiConfig {
     min: CLUSTERS_MIN,
     what: "[[clusters]]",
   });
-  const baseDir = resolve(options.baseDir);
   const clusters = rawClusters.map((cluster, i) =>
     attempt(
       () => readCluster(cluster, `clusters[${i}]`, { defaults, seen, baseDir }),
       undefined as unknown as ClusterConfig,
     )
   );
-  return { path: options.path, admin: { http: adminHttp }, routing, clusters };
+  return { path: options.path, admin, routing, clusters };
 }
 
 function readRouting(raw: unknown): { scheme: RoutingScheme; epoch: number } {

@@ -19,8 +19,15 @@
 
 export { ConfigError } from "./_error.ts";
 export { parseHostPort } from "./_host_port.ts";
+export {
+  needsGeneratedSecret,
+  readSecretFile,
+  SECRET_FILE_BYTES_MAX,
+  withDefaultSecret,
+} from "./_secret.ts";
 export { findNode, loadConfig, parseConfig, type ParseConfigOptions } from "./_load.ts";
 export {
+  ADMIN_DATA_DEFAULT,
   type ClusterConfig,
   CLUSTERS_MIN,
   ELECTION_TIMEOUT_HEARTBEATS_MIN,

@@ -1,0 +1,139 @@
+/**
+ * `koi bench`: the benchmarks of the command line (`dist` today).
+ *
+ * @module
+ */
+import { parseArgs } from "node:util";
+import process from "node:process";
+import cliProgress from "cli-progress";
+import { distSvg, distWork, formatDist, runDist } from "../carp/_dist.ts";
+import { progressAllowed, UsageError } from "./_common.ts";
+
+/** The usage of `koi bench`. */
+export const BENCH_USAGE = `Usage: koi bench <benchmark> [options]
+
+Benchmarks:
+  dist     how CARP spreads keys over clusters, both schemes   (koi bench dist --help)
+  load     HTTP load against a deployment (coming with the client issue)
+
+Options:
+  -h, --help   show this help`;
+
+/** The usage of `koi bench dist`. */
+export const BENCH_DIST_USAGE =
+  `Usage: koi bench dist [--keys N] [--clusters 3,10] [--json] [--svg <path>]
+
+Routes N deterministic keys (key-0 .. key-<N-1>, as UTF-8) over K clusters cluster-1..K,
+with equal load factors and with load factors 1..K, under both schemes: "carp" (the draft,
+exactly) and "carp64" (koi's default). Prints, per case and scheme, max/mean and min/mean,
+the coefficient of variation and the largest deviation of count / expected count (expected
+= N * w / sum w), the fraction of keys moved when cluster-<K+1> is added (load factor 1, or
+K+1 when weighted; ideal w / (sum w + w), 1/(K+1) for equal clusters) or cluster-<K> is
+removed (ideal w_K / sum w, 1/K for equal clusters), and the share of every cluster. The same
+flags give the same numbers on every machine. A progress bar shows on stderr when stdout and
+stderr are terminals and CI is not set.
+
+Options:
+      --keys <N>          number of keys, 1 .. 100000000 (default: 1000000; 1e6 and 1_000_000
+                          are accepted)
+      --clusters <list>   comma-separated cluster counts K to sweep, each 2 .. 1000
+                          (default: 3,10)
+      --json              print the full report as JSON instead of the tables
+      --svg <path>        also write an SVG chart of the shares per cluster, both schemes side
+                          by side, one panel per case (written only when this flag is given)
+  -h, --help              show this help
+
+Exit codes: 0 done, 1 runtime failure (e.g. the SVG cannot be written), 2 usage error.`;
+
+const KEYS_MAX = 100_000_000;
+const CLUSTERS_MAX = 1000;
+
+/** Runs `koi bench <args>`; returns the exit code. */
+export async function benchCommand(args: string[]): Promise<number> {
+  const [which, ...rest] = args;
+  switch (which) {
+    case undefined:
+    case "-h":
+    case "--help":
+    case "help":
+      console.log(BENCH_USAGE);
+      return 0;
+    case "dist":
+      return await benchDist(rest);
+    default:
+      throw new UsageError(`Unknown benchmark: ${which}`);
+  }
+}
+
+function parseKeys(text: string): number {
+  const clean = text.replace(/_/g, "");
+  const n = /^\d+(e\d+)?$/i.test(clean) ? Number(clean) : NaN;
+  if (!Number.isSafeInteger(n) || n < 1 || n > KEYS_MAX) {
+    throw new UsageError(
+      `Invalid --keys: ${text}; expected an integer from 1 to ${KEYS_MAX.toLocaleString("en")}`,
+    );
+  }
+  return n;
+}
+
+function parseClusters(text: string): number[] {
+  const list = text.split(",").map((part) => part.trim());
+  const counts = list.map((part) => (/^\d+$/.test(part) ? Number(part) : NaN));
+  if (counts.length === 0 || counts.some((k) => !(k >= 2 && k <= CLUSTERS_MAX))) {
+    throw new UsageError(
+      `Invalid --clusters: ${text}; expected comma-separated integers from 2 to ${CLUSTERS_MAX}`,
+    );
+  }
+  return counts;
+}
+
+/** The part of cli-progress's SingleBar this file uses (the package ships no types). */
+interface ProgressBar {
+  start(total: number, value: number): void;
+  increment(step: number): void;
+  stop(): void;
+}
+
+async function benchDist(args: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      keys: { type: "string" },
+      clusters: { type: "string" },
+      json: { type: "boolean" },
+      svg: { type: "string" },
+      help: { type: "boolean", short: "h" },
+    },
+    strict: true,
+    allowPositionals: false,
+  });
+  if (values.help) {
+    console.log(BENCH_DIST_USAGE);
+    return 0;
+  }
+  const keys = values.keys === undefined ? 1_000_000 : parseKeys(values.keys);
+  const clusters = values.clusters === undefined ? [3, 10] : parseClusters(values.clusters);
+  if (values.svg === "") throw new UsageError("Invalid --svg: expected a file path");
+  let bar: ProgressBar | undefined;
+  if (progressAllowed()) {
+    const { SingleBar, Presets } = cliProgress as unknown as {
+      SingleBar: new (options: object, preset: object) => ProgressBar;
+      Presets: { shades_classic: object };
+    };
+    bar = new SingleBar(
+      { format: "koi bench dist [{bar}] {percentage}% | ETA {eta}s", stream: process.stderr },
+      Presets.shades_classic,
+    );
+    bar.start(distWork({ keys, clusters }), 0);
+  }
+  const report = runDist({
+    keys,
+    clusters,
+    ...(bar ? { onProgress: (n: number) => bar.increment(n) } : {}),
+  });
+  bar?.stop();
+  if (values.svg !== undefined) await Deno.writeTextFile(values.svg, distSvg(report));
+  console.log(values.json ? JSON.stringify(report, null, 2) : formatDist(report));
+  if (values.svg !== undefined && !values.json) console.log(`\nSVG chart: ${values.svg}`);
+  return 0;
+}

@@ -1,0 +1,101 @@
+/**
+ * A cluster secret that does not come from config.toml: the admin generates one for a
+ * deployment whose file sets none, keeps it in a file of mode 0600, and hands the file to its
+ * nodes (`koi node --secret-file`).
+ *
+ * @module
+ */
+import { ConfigError } from "./_error.ts";
+import { type KoiConfig, SECRET_CHARS_MIN } from "./_schema.ts";
+
+/** Longest secret file read, in bytes: a secret is a short line. */
+export const SECRET_FILE_BYTES_MAX = 4096;
+
+/**
+ * Gives every cluster that sets no `secret` in config.toml the secret `secret`; clusters
+ * with their own keep it. Returns a new config; `config` is unchanged.
+ */
+export function withDefaultSecret(config: KoiConfig, secret: string): KoiConfig {
+  checkSecret(secret, "the secret");
+  return {
+    ...config,
+    clusters: config.clusters.map((cluster) => ({
+      ...cluster,
+      nodes: cluster.nodes.map((node) => node.secret === undefined ? { ...node, secret } : node),
+    })),
+  };
+}
+
+/** Whether any cluster of `config` has no secret of its own. */
+export function needsGeneratedSecret(config: KoiConfig): boolean {
+  return config.clusters.some((cluster) => cluster.nodes.some((n) => n.secret === undefined));
+}
+
+/**
+ * Reads a secret file: the secret alone, one trailing newline allowed, at least
+ * {@linkcode SECRET_CHARS_MIN} characters, no whitespace or control characters, at most
+ * {@linkcode SECRET_FILE_BYTES_MAX} bytes. Throws {@linkcode ConfigError} (field
+ * `--secret-file`) naming the file, never the secret.
+ */
+export async function readSecretFile(path: string): Promise<string> {
+  let bytes: Uint8Array;
+  try {
+    using file = await Deno.open(path, { read: true });
+    const info = await file.stat();
+    if (!info.isFile) {
+      throw new ConfigError(
+        "--secret-file",
+        `Invalid --secret-file: ${path} is not a file`,
+      );
+    }
+    if (info.size > SECRET_FILE_BYTES_MAX) {
+      throw new ConfigError(
+        "--secret-file",
+        `Invalid --secret-file: ${path} holds ${info.size} bytes; a secret file holds at most ${SECRET_FILE_BYTES_MAX}`,
+      );
+    }
+    bytes = new Uint8Array(info.size);
+    let read = 0;
+    while (read < bytes.length) {
+      const n = await file.read(bytes.subarray(read));
+      if (n === null) break;
+      read += n;
+    }
+    bytes = bytes.subarray(0, read);
+  } catch (error) {
+    if (error instanceof ConfigError) throw error;
+    const why = error instanceof Deno.errors.NotFound ? "no such file" : String(error);
+    throw new ConfigError(
+      "--secret-file",
+      `Invalid --secret-file: cannot read ${path}: ${why}`,
+    );
+  }
+  let text: string;
+  try {
+    text = new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+  } catch {
+    throw new ConfigError(
+      "--secret-file",
+      `Invalid --secret-file: ${path} is not UTF-8 text`,
+    );
+  }
+  const secret = text.endsWith("\n") ? text.slice(0, -1) : text;
+  checkSecret(secret, path);
+  return secret;
+}
+
+function checkSecret(secret: string, where: string): void {
+  if ([...secret].length < SECRET_CHARS_MIN) {
+    throw new ConfigError(
+      "--secret-file",
+      `Invalid --secret-file: ${where}: a secret has at least ${SECRET_CHARS_MIN} characters`,
+    );
+  }
+  // deno-lint-ignore no-control-regex
+  if (/[\s\x00-\x1f\x7f]/.test(secret)) {
+    throw new ConfigError(
+      "--secret-file",
+      `Invalid --secret-file: ${where}: a secret has no whitespace or control characters`,
+    );
+  }
+}
