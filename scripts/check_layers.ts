@@ -22,7 +22,7 @@ const ALLOWED_IMPORTS: Record<string, readonly string[]> = {
   net: ["raft", "config"],
   node: ["raft", "storage", "net", "config", "carp"],
   client: ["carp", "config"],
-  admin: ["config", "carp", "client"],
+  admin: ["config", "carp", "client", "storage"],
   // the command line: every mode, so any layer but raft internals through their mod.ts
   cli: ["config", "carp", "client", "admin", "node", "storage", "net", "raft"],
 };

@@ -64,3 +64,10 @@ export function progressAllowed(): boolean {
     return false; // no env permission: stay quiet
   }
 }
+
+/**
+ * Signals closer than this to the first one are the same request to stop: a Ctrl-C reaches
+ * every process of the terminal's group, and `deno task` forwards the signal it gets, so one
+ * keypress can arrive twice. Only a later one means "stop now".
+ */
+export const SECOND_SIGNAL_AFTER_MS = 500;

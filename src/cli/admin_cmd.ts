@@ -1,14 +1,129 @@
 /**
- * `koi admin`: spawns and supervises every node of config.toml and serves the routing table.
+ * `koi admin`: spawns and supervises every node of config.toml, serves the routing table,
+ * the state of every node and a status page, and stops every node on SIGINT/SIGTERM.
  *
  * @module
  */
-import { UsageError } from "./_common.ts";
+import { parseArgs } from "node:util";
+import { fileURLToPath } from "node:url";
+import { loadConfig } from "../config/mod.ts";
+import { runAdmin } from "../admin/run_admin.ts";
+import type { SpawnSpec } from "../admin/_node_process.ts";
+import { parseLogLevel, SECOND_SIGNAL_AFTER_MS } from "./_common.ts";
 
 /** The usage of `koi admin`. */
-export const ADMIN_USAGE = `Usage: koi admin --config <config.toml> [options]`;
+export const ADMIN_USAGE = `Usage: koi admin [--config <config.toml>] [options]
+
+Runs a whole deployment: spawns every node of config.toml as a child process (this same
+executable in node mode, or "deno run … cli.ts node" from source), prints each node's output
+prefixed with its id, and once every cluster has a leader serves on admin.http:
+
+  GET /            the status page (clusters, nodes, roles, leaders, indexes, keys)
+  GET /v1/carp     the routing table clients fetch (koi client, connect() in mod.ts)
+  GET /v1/clusters every node's status; unreachable ones marked
+  GET /healthz     200 while every cluster has a leader
+
+A node that dies unexpectedly is restarted with backoff (0.5 s doubling to 30 s). When the
+config sets no secret, the admin generates one on first start, keeps it in
+<admin.data>/secret (mode 0600) and gives it to its nodes, so peers and management are
+authenticated. A second admin of the same deployment refuses to start; addresses already
+in use are named by their config field. SIGINT or SIGTERM stop every node by its PID and
+then the admin (a second signal kills the nodes at once). See docs/operations.md.
+
+Options:
+  -c, --config <path>      the deployment file (default: config.toml)
+      --log-level <level>  the nodes' log level: trace, debug, info, warning, error or
+                           fatal (default: warning)
+  -h, --help               show this help
+
+Exit codes: 0 stopped by a signal, 1 runtime failure (another admin runs the deployment,
+an address is in use, ...), 2 usage or configuration error.`;
+
+/** Every node start: the same binary when compiled, else `deno run … cli.ts` from source. */
+export function nodeSpawnSpec(args: readonly string[]): SpawnSpec {
+  if (Deno.build.standalone) return { command: Deno.execPath(), args };
+  const root = new URL("../../", import.meta.url);
+  return {
+    command: Deno.execPath(),
+    args: [
+      "run",
+      "-A",
+      "--config",
+      fileURLToPath(new URL("deno.json", root)),
+      fileURLToPath(new URL("cli.ts", root)),
+      ...args,
+    ],
+  };
+}
 
 /** Runs `koi admin <args>`; returns the exit code. */
-export function adminCommand(_args: string[]): Promise<number> {
-  return Promise.reject(new UsageError("koi admin is not built yet"));
+export async function adminCommand(args: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      config: { type: "string", short: "c" },
+      "log-level": { type: "string" },
+      help: { type: "boolean", short: "h" },
+    },
+    strict: true,
+    allowPositionals: false,
+  });
+  if (values.help) {
+    console.log(ADMIN_USAGE);
+    return 0;
+  }
+  const level = values["log-level"] === undefined ? undefined : parseLogLevel(values["log-level"]);
+  const config = await loadConfig(values.config ?? "config.toml");
+  const log = (line: string) => console.error(`[admin] ${line}`);
+  const nodes = config.clusters.reduce((n, c) => n + c.nodes.length, 0);
+  log(
+    `starting ${nodes} node${nodes === 1 ? "" : "s"} in ${config.clusters.length} ` +
+      `cluster${config.clusters.length === 1 ? "" : "s"} (${config.path})`,
+  );
+  const admin = await runAdmin({
+    config,
+    nodeCommand: nodeSpawnSpec,
+    log,
+    ...(level === undefined ? {} : { nodeLogLevel: level }),
+  });
+  let signalled = 0;
+  let signalledAt = 0;
+  let stop!: () => void;
+  const stopped = new Promise<void>((resolve) => (stop = resolve));
+  const onSignal = () => {
+    if (signalled > 0 && Date.now() - signalledAt < SECOND_SIGNAL_AFTER_MS) return; // the same one
+    signalled++;
+    if (signalled === 1) {
+      signalledAt = Date.now();
+      log("stopping every node (Ctrl-C again to kill them at once)");
+      stop();
+    } else {
+      log("second signal: killing every node");
+      admin.kill().finally(() => Deno.exit(1));
+    }
+  };
+  Deno.addSignalListener("SIGINT", onSignal);
+  Deno.addSignalListener("SIGTERM", onSignal);
+  const slow = setTimeout(() => {
+    log(
+      "still waiting for a leader in every cluster; see the nodes' lines above and " +
+        `${admin.url}/v1/clusters`,
+    );
+  }, 30_000);
+  admin.ready.then(() => {
+    clearTimeout(slow);
+    if (signalled > 0) return;
+    const leaders = Object.entries(admin.leaders()).map(([c, l]) => `${c}: ${l}`).join(", ");
+    log(`every cluster has a leader (${leaders}); ${nodes} nodes running`);
+    log(`status page:   ${admin.url}/`);
+    log(`routing table: ${admin.url}/v1/carp`);
+    log(`try:           koi client put hello world --admin ${admin.url}`);
+  });
+  await stopped;
+  clearTimeout(slow);
+  await admin.close();
+  Deno.removeSignalListener("SIGINT", onSignal);
+  Deno.removeSignalListener("SIGTERM", onSignal);
+  log("stopped");
+  return 0;
 }

@@ -7,7 +7,7 @@ import { parseArgs } from "node:util";
 import { getLogger } from "@logtape/logtape";
 import { loadConfig, readSecretFile, withDefaultSecret } from "../config/mod.ts";
 import { runNode, SHUTDOWN_DRAIN_MS, SHUTDOWN_HANDOFF_MS } from "../node/run_node.ts";
-import { configureLogging, parseLogLevel, UsageError } from "./_common.ts";
+import { configureLogging, parseLogLevel, SECOND_SIGNAL_AFTER_MS, UsageError } from "./_common.ts";
 
 /**
  * A node that has not stopped this long after SIGINT/SIGTERM exits anyway (code 1): the
@@ -38,6 +38,9 @@ Options:
                           the cluster secret for a cluster whose config sets none (the
                           admin generates one and passes it this way); the file holds
                           the secret alone, at least 16 characters
+      --exit-on-stdin-close
+                          stop cleanly when stdin closes (the admin starts its nodes so:
+                          they stop when the admin dies, whatever killed it)
       --log-level <level> trace, debug, info, warning, error or fatal (default: warning)
   -h, --help              show this help
 
@@ -53,6 +56,7 @@ export async function nodeCommand(args: string[]): Promise<number> {
       id: { type: "string" },
       join: { type: "boolean" },
       "secret-file": { type: "string" },
+      "exit-on-stdin-close": { type: "boolean" },
       "log-level": { type: "string" },
       help: { type: "boolean", short: "h" },
     },
@@ -79,6 +83,7 @@ export async function nodeCommand(args: string[]): Promise<number> {
   const stopped = new Promise<void>((resolve) => (stop = resolve));
   let started = false;
   let signalled = false;
+  let signalledAt = 0;
   const onSignal = () => {
     if (!started) {
       // Still starting (e.g. a founder waiting for the other founders): nothing to hand off
@@ -86,15 +91,29 @@ export async function nodeCommand(args: string[]): Promise<number> {
       lifecycle.info("node stopped", { node: values.id, cluster, beforeReady: true });
       Deno.exit(0);
     }
+    if (signalled && Date.now() - signalledAt < SECOND_SIGNAL_AFTER_MS) return; // the same one
     if (signalled) {
       console.error(`koi node ${values.id}: second signal: exiting without a clean stop`);
       Deno.exit(1);
     }
     signalled = true;
+    signalledAt = Date.now();
     stop();
   };
   Deno.addSignalListener("SIGINT", onSignal);
   Deno.addSignalListener("SIGTERM", onSignal);
+  if (values["exit-on-stdin-close"]) {
+    // The admin holds the other end: when it dies, even by SIGKILL, this node stops cleanly
+    // instead of living on as an orphan holding its ports and data directory.
+    (async () => {
+      try {
+        for await (const _ of Deno.stdin.readable) { /* the admin never writes */ }
+      } catch { /* a read error means the pipe is gone too */ }
+      if (signalled) return; // already stopping: not a second signal
+      logger.warning("stdin closed (the admin is gone): stopping");
+      onSignal();
+    })();
+  }
   const running = await runNode({
     config,
     nodeId: values.id,

@@ -216,6 +216,8 @@ export class FakeNodeService implements NodeService {
       applied: this.#index,
       snapshot: 0,
       epoch: this.epochValue,
+      keys: this.#data.size,
+      bytes: 0,
       members: [{ id: this.nodeId, voter: true, match: this.#index }],
     };
   }

@@ -26,7 +26,12 @@ import {
 import { NoLeaderError, OverloadedError } from "./errors.ts";
 import { renderMetrics } from "./_metrics.ts";
 import { BackgroundSnapshots } from "./_background_snapshot.ts";
-import { isSystemKey } from "./_system_keys.ts";
+import { isSystemKey, SYSTEM_KEY_BYTE } from "./_system_keys.ts";
+
+/** The prefix of koi's own records, which status counts apart from the user's keys. */
+const SYSTEM_PREFIX = new Uint8Array([SYSTEM_KEY_BYTE]);
+/** More than the system records a cluster ever holds (one per member). */
+const SYSTEM_KEYS_COUNTED_MAX = 100_000;
 import type { ListPage, MemberSpec, NodeService, NodeStatus } from "./service.ts";
 import {
   DRIVER_LIMITS,
@@ -575,8 +580,19 @@ export class RaftNode implements NodeService {
       applied: this.#sm.applied,
       snapshot: this.#storage.snapshot().meta.index,
       epoch: this.#o.epoch,
+      ...this.#userKeys(),
       members,
     };
+  }
+
+  /** Keys and bytes of the state, without koi's own records (a handful: one per member). */
+  #userKeys(): { keys: number; bytes: number } {
+    const system = this.#sm.list({ prefix: SYSTEM_PREFIX, limit: SYSTEM_KEYS_COUNTED_MAX });
+    let bytes = this.#sm.bytes;
+    for (const { key } of system.items) {
+      bytes -= key.length + (this.#sm.get(key)?.value.length ?? 0);
+    }
+    return { keys: this.#sm.size - system.items.length, bytes };
   }
 
   /** See {@linkcode NodeService.addMember}. */

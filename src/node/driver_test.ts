@@ -3,6 +3,7 @@ import { NotLeaderError } from "../raft/mod.ts";
 import type { KvCommand, KvResult } from "../storage/mod.ts";
 import { DriverCluster, waitFor } from "./_driver_test_util.ts";
 import { NoLeaderError } from "./errors.ts";
+import { incarnationKey } from "./_system_keys.ts";
 
 /**
  * Writes through the current leader, retrying only what the driver reports as not applied
@@ -167,6 +168,30 @@ Deno.test("driver: add a learner, promote it, then remove the leader", async () 
     assert.ok(r.ok);
     await waitFor(() => a4.status().applied >= next.status().commit, "a4 follows");
     assert.equal(dec((await a4.get(enc("after"), { stale: true }))!.value), "removal");
+  } finally {
+    stop();
+    await c.close();
+  }
+});
+
+Deno.test("driver: status counts the user's keys and bytes, not koi's own records", async () => {
+  const c = await DriverCluster.create(["a1", "a2", "a3"]);
+  const stop = c.autoTick();
+  try {
+    const leader = await c.leader();
+    await Promise.all(Array.from({ length: 20 }, (_, i) => leader.write(put(`k${i}`, "vv"))));
+    const target = leader.status().commit;
+    for (const node of c.nodes.values()) {
+      // The leader records each member's incarnation under a system key: they exist…
+      // (proposed when the leader was elected, so before the writes above).
+      await waitFor(() => node.status().applied >= target, `${node.nodeId} applies ${target}`);
+      assert.ok(await node.get(incarnationKey(leader.nodeId), { stale: true }), node.nodeId);
+      // …and are not counted.
+      const expectedBytes = Array.from({ length: 20 }, (_, i) => `k${i}`.length + 2)
+        .reduce((a, b) => a + b, 0);
+      assert.equal(node.status().keys, 20, node.nodeId);
+      assert.equal(node.status().bytes, expectedBytes, node.nodeId);
+    }
   } finally {
     stop();
     await c.close();

@@ -471,6 +471,8 @@ function statusBody(status: NodeStatus): NodeStatus {
     applied: status.applied,
     snapshot: status.snapshot,
     epoch: status.epoch,
+    keys: status.keys,
+    bytes: status.bytes,
     members: status.members.map((m) => ({ id: m.id, voter: m.voter, match: m.match })),
   };
 }

@@ -96,6 +96,8 @@ Deno.test("status: exactly the fields of docs/api.md", async () => {
     "applied",
     "snapshot",
     "epoch",
+    "keys",
+    "bytes",
     "members",
   ]);
   assert.deepEqual(body.members, [{ id: "n1", voter: true, match: 4 }]);

@@ -31,6 +31,10 @@ export interface NodeStatus {
   readonly snapshot: number;
   /** The routing epoch the node checks keys against. */
   readonly epoch: number;
+  /** Keys this node's state holds (koi's own records not counted). */
+  readonly keys: number;
+  /** Bytes of those keys and values. */
+  readonly bytes: number;
   /** The members of the membership in effect. */
   readonly members: readonly MemberStatus[];
 }

@@ -1,0 +1,202 @@
+/**
+ * The admin's view of the deployment: it asks every node for `GET /v1/status` twice a
+ * second (with the cluster's bearer token) and keeps the latest answer or the reason there
+ * was none. The routing table's leader hints, `/v1/clusters`, `/healthz` and the status page
+ * all read from here.
+ *
+ * @module
+ */
+import type { KoiConfig, NodeConfig } from "../config/mod.ts";
+
+/** A node's `GET /v1/status` answer (docs/api.md). */
+export interface PolledStatus {
+  /** Node id. */
+  readonly node: string;
+  /** Cluster id. */
+  readonly cluster: string;
+  /** Raft role. */
+  readonly role: string;
+  /** Current term. */
+  readonly term: number;
+  /** The leader it knows, or "". */
+  readonly leader: string;
+  /** Commit index. */
+  readonly commit: number;
+  /** Applied index. */
+  readonly applied: number;
+  /** Latest snapshot index. */
+  readonly snapshot: number;
+  /** Routing epoch. */
+  readonly epoch: number;
+  /** Keys held. */
+  readonly keys: number;
+  /** Bytes of keys and values held. */
+  readonly bytes: number;
+  /** Members. */
+  readonly members: readonly { id: string; voter: boolean; match: number }[];
+}
+
+/** The latest poll of one node. */
+export interface NodeView {
+  /** Its answer, or null when it gave none. */
+  readonly status: PolledStatus | null;
+  /** Why there was no answer ("" when there was). */
+  readonly error: string;
+  /** When the poll finished (ms since the epoch; 0 before the first). */
+  readonly at: number;
+}
+
+/** How often every node is asked, in milliseconds. */
+export const POLL_INTERVAL_MS = 500;
+/** How long one status request may take, in milliseconds. */
+export const POLL_TIMEOUT_MS = 1_000;
+/** Largest status answer read, in bytes (a status is under 1 KiB per member). */
+export const STATUS_BYTES_MAX = 1 << 20;
+
+/** Polls every node of a config. */
+export class StatusPoller {
+  readonly #config: KoiConfig;
+  readonly #views = new Map<string, NodeView>();
+  readonly #fetch: typeof fetch;
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  #running = false;
+  #round: Promise<void> = Promise.resolve();
+  readonly #waiters = new Set<() => void>();
+  readonly #abort = new AbortController();
+
+  /** @param config the deployment, secrets resolved (generated ones included) */
+  constructor(config: KoiConfig, options: { fetch?: typeof fetch } = {}) {
+    this.#config = config;
+    this.#fetch = options.fetch ?? fetch;
+    for (const c of config.clusters) {
+      for (const n of c.nodes) {
+        this.#views.set(n.id, { status: null, error: "not polled yet", at: 0 });
+      }
+    }
+  }
+
+  /** Starts polling (the first round at once). */
+  start(): void {
+    if (this.#running) return;
+    this.#running = true;
+    const loop = async () => {
+      this.#round = this.pollOnce();
+      await this.#round;
+      if (this.#running) this.#timer = setTimeout(loop, POLL_INTERVAL_MS);
+    };
+    loop();
+  }
+
+  /** Stops polling; resolves once the round in flight ended. */
+  async stop(): Promise<void> {
+    this.#running = false;
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    this.#abort.abort();
+    await this.#round;
+  }
+
+  /** Polls every node once, in parallel. */
+  async pollOnce(): Promise<void> {
+    const nodes = this.#config.clusters.flatMap((c) => c.nodes);
+    await Promise.all(nodes.map(async (node) => this.#views.set(node.id, await this.#poll(node))));
+    for (const wake of [...this.#waiters]) wake();
+  }
+
+  async #poll(node: NodeConfig): Promise<NodeView> {
+    const headers: Record<string, string> = {};
+    if (node.secret !== undefined) headers.authorization = `Bearer ${node.secret}`;
+    try {
+      const response = await this.#fetch(`http://${hostPort(node)}/v1/status`, {
+        headers,
+        signal: AbortSignal.any([AbortSignal.timeout(POLL_TIMEOUT_MS), this.#abort.signal]),
+      });
+      const text = await readCapped(response, STATUS_BYTES_MAX);
+      if (response.status !== 200) {
+        const why = response.status === 401
+          ? "401: the node refuses the admin's secret (does its data belong to another deployment?)"
+          : `HTTP ${response.status}`;
+        return { status: null, error: why, at: Date.now() };
+      }
+      return { status: JSON.parse(text) as PolledStatus, error: "", at: Date.now() };
+    } catch (error) {
+      return { status: null, error: describeFetchError(error), at: Date.now() };
+    }
+  }
+
+  /** The latest view of node `id`. */
+  view(id: string): NodeView {
+    return this.#views.get(id) ?? { status: null, error: "unknown node", at: 0 };
+  }
+
+  /**
+   * The leader of cluster `clusterId` as its members see it: the node that reports itself
+   * leader in the highest term, or "" when none does.
+   */
+  leaderOf(clusterId: string): string {
+    const cluster = this.#config.clusters.find((c) => c.id === clusterId);
+    let best: PolledStatus | undefined;
+    for (const node of cluster?.nodes ?? []) {
+      const s = this.view(node.id).status;
+      if (s?.role === "leader" && (best === undefined || s.term > best.term)) best = s;
+    }
+    return best?.node ?? "";
+  }
+
+  /** Whether every cluster has a leader in the latest round. */
+  allLeaders(): boolean {
+    return this.#config.clusters.every((c) => this.leaderOf(c.id) !== "");
+  }
+
+  /** Resolves after the next completed round (or when `signal` aborts). */
+  nextRound(signal?: AbortSignal): Promise<void> {
+    return new Promise((resolve) => {
+      const done = () => {
+        this.#waiters.delete(done);
+        signal?.removeEventListener("abort", done);
+        resolve();
+      };
+      this.#waiters.add(done);
+      signal?.addEventListener("abort", done, { once: true });
+    });
+  }
+}
+
+/** `host:port` for a URL (IPv6 hosts in brackets). */
+export function hostPort(node: { http: { host: string; port: number } }): string {
+  const host = node.http.host.includes(":") ? `[${node.http.host}]` : node.http.host;
+  return `${host}:${node.http.port}`;
+}
+
+async function readCapped(response: Response, max: number): Promise<string> {
+  const reader = response.body?.getReader();
+  if (reader === undefined) return "";
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    size += value.length;
+    if (size > max) {
+      await reader.cancel();
+      throw new Error(`answer over ${max} bytes`);
+    }
+    chunks.push(value);
+  }
+  const all = new Uint8Array(size);
+  let at = 0;
+  for (const c of chunks) {
+    all.set(c, at);
+    at += c.length;
+  }
+  return new TextDecoder().decode(all);
+}
+
+/** A short reason for a failed status request. */
+export function describeFetchError(error: unknown): string {
+  if (error instanceof DOMException && error.name === "TimeoutError") return "timed out";
+  if (error instanceof DOMException && error.name === "AbortError") return "stopped";
+  const text = String((error as Error)?.message ?? error);
+  if (/refused/i.test(text)) return "connection refused";
+  if (/reset/i.test(text)) return "connection reset";
+  return text.slice(0, 200);
+}
