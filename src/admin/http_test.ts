@@ -1,0 +1,117 @@
+import assert from "node:assert/strict";
+import { parseConfig } from "../config/mod.ts";
+import { adminApp } from "./_http.ts";
+import { StatusPoller } from "./_poller.ts";
+
+const CONFIG = parseConfig(
+  `[admin]\nhttp = "127.0.0.1:7000"\n[[clusters]]\nid = "a"\n` +
+    `[[clusters.nodes]]\nid = "a1"\nraft = "127.0.0.1:7101"\nhttp = "127.0.0.1:7151"\ndata = "d1"\n` +
+    `[[clusters]]\nid = "b"\nload_factor = 2\n` +
+    `[[clusters.nodes]]\nid = "b1"\nraft = "127.0.0.1:7201"\nhttp = "127.0.0.1:7251"\ndata = "d2"\n`,
+  { baseDir: "/tmp" },
+);
+
+/** A poller whose nodes answer from `answers` (by port); a missing one refuses. */
+function poller(answers: Map<string, Record<string, unknown> | string>): StatusPoller {
+  const fake = (input: string | URL | Request): Promise<Response> => {
+    const url = new URL(String(input));
+    const answer = answers.get(url.port);
+    if (answer === undefined) {
+      return Promise.reject(new TypeError("Connection refused (os error 111)"));
+    }
+    if (typeof answer === "string") return Promise.reject(new TypeError(answer));
+    return Promise.resolve(new Response(JSON.stringify(answer), { status: 200 }));
+  };
+  return new StatusPoller(CONFIG, { fetch: fake as typeof fetch });
+}
+
+const status = (node: string, cluster: string, role: string) => ({
+  node,
+  cluster,
+  role,
+  term: 3,
+  leader: role === "leader" ? node : "",
+  commit: 9,
+  applied: 9,
+  snapshot: 0,
+  epoch: 1,
+  keys: 4,
+  bytes: 40,
+  members: [{ id: node, voter: true, match: 9 }],
+});
+
+Deno.test("admin http: /v1/carp waits for every leader, then gives the table", async () => {
+  const answers = new Map<string, Record<string, unknown> | string>([
+    ["7151", status("a1", "a", "leader")],
+  ]);
+  const p = poller(answers);
+  let ready = false;
+  const app = adminApp({ config: CONFIG, poller: p, processes: new Map() }, () => ready);
+  await p.pollOnce();
+  const starting = await app.request("/v1/carp");
+  assert.equal(starting.status, 503);
+  assert.equal(starting.headers.get("retry-after"), "1");
+  const body = await starting.json();
+  assert.equal(body.error.code, "starting");
+  assert.match(body.error.message, /no leader yet in cluster b$/);
+  const health = await app.request("/healthz");
+  assert.equal(health.status, 503);
+  assert.equal((await health.json()).error.code, "no_leader");
+
+  answers.set("7251", status("b1", "b", "leader"));
+  await p.pollOnce();
+  ready = true;
+  const table = await (await app.request("/v1/carp")).json();
+  assert.deepEqual(table, {
+    epoch: 1,
+    scheme: "carp64",
+    clusters: [
+      { id: "a", loadFactor: 1, leader: "a1", nodes: [{ id: "a1", http: "127.0.0.1:7151" }] },
+      { id: "b", loadFactor: 2, leader: "b1", nodes: [{ id: "b1", http: "127.0.0.1:7251" }] },
+    ],
+  });
+  assert.deepEqual(await (await app.request("/healthz")).json(), {
+    ok: true,
+    leaders: { a: "a1", b: "b1" },
+  });
+});
+
+Deno.test("admin http: /v1/clusters marks unreachable nodes with the reason", async () => {
+  const answers = new Map<string, Record<string, unknown> | string>([
+    ["7151", status("a1", "a", "leader")],
+  ]);
+  const p = poller(answers);
+  await p.pollOnce();
+  const app = adminApp({ config: CONFIG, poller: p, processes: new Map() }, () => true);
+  const body = await (await app.request("/v1/clusters")).json();
+  assert.equal(body.healthy, false);
+  const [a1] = body.clusters[0].nodes;
+  const [b1] = body.clusters[1].nodes;
+  assert.equal(a1.reachable, true);
+  assert.equal(a1.status.keys, 4);
+  assert.equal(b1.reachable, false);
+  assert.equal(b1.status, null);
+  assert.equal(b1.error, "connection refused");
+  assert.equal(b1.pid, null);
+});
+
+Deno.test("admin http: the status page escapes what nodes report; unknown routes are JSON errors", async () => {
+  const answers = new Map<string, Record<string, unknown> | string>([
+    ["7151", { ...status("a1", "a", "leader"), role: "<script>alert(1)</script>" }],
+    ["7251", "<img src=x onerror=alert(1)>"],
+  ]);
+  const p = poller(answers);
+  await p.pollOnce();
+  const app = adminApp({ config: CONFIG, poller: p, processes: new Map() }, () => true);
+  const page = await (await app.request("/")).text();
+  assert.doesNotMatch(page, /<script>alert/);
+  assert.doesNotMatch(page, /<img src=x/);
+  assert.match(page, /&lt;script&gt;alert\(1\)&lt;\/script&gt;/);
+  assert.match(page, /<td>a1<\/td>/);
+  const missing = await app.request("/v1/nope");
+  assert.equal(missing.status, 404);
+  assert.equal((await missing.json()).error.code, "not_found");
+  const post = await app.request("/v1/carp", { method: "POST" });
+  assert.equal(post.status, 405);
+  assert.equal(post.headers.get("allow"), "GET, HEAD");
+});
