@@ -7,34 +7,10 @@
  * @module
  */
 import type { KoiConfig, NodeConfig } from "../config/mod.ts";
+import type { NodeStatus } from "../client/mod.ts";
 
-/** A node's `GET /v1/status` answer (docs/api.md). */
-export interface PolledStatus {
-  /** Node id. */
-  readonly node: string;
-  /** Cluster id. */
-  readonly cluster: string;
-  /** Raft role. */
-  readonly role: string;
-  /** Current term. */
-  readonly term: number;
-  /** The leader it knows, or "". */
-  readonly leader: string;
-  /** Commit index. */
-  readonly commit: number;
-  /** Applied index. */
-  readonly applied: number;
-  /** Latest snapshot index. */
-  readonly snapshot: number;
-  /** Routing epoch. */
-  readonly epoch: number;
-  /** Keys held. */
-  readonly keys: number;
-  /** Bytes of keys and values held. */
-  readonly bytes: number;
-  /** Members. */
-  readonly members: readonly { id: string; voter: boolean; match: number }[];
-}
+/** A node's `GET /v1/status` answer (docs/api.md), as the client library reads it. */
+export type PolledStatus = NodeStatus;
 
 /** The latest poll of one node. */
 export interface NodeView {

@@ -5,6 +5,7 @@ import {
   type Membership,
   type Message,
   type NodeId,
+  NONE,
   NotLeaderError,
   ProposalDroppedError,
   Raft,
@@ -58,6 +59,14 @@ interface AppliedWaiter {
   readonly waiter: Waiter<void>;
 }
 
+/** A linearizable read waiting for the core's ReadState (its context changes when re-asked). */
+interface PendingRead {
+  context: string;
+  /** Whether the core gave its index (then only the apply is awaited; no re-asking). */
+  indexed: boolean;
+  waiter: Waiter<void>;
+}
+
 interface ProposalWaiter extends Waiter<KvResult | undefined> {
   readonly term: number;
 }
@@ -81,7 +90,12 @@ export class RaftNode implements NodeService {
   readonly #log: NodeLog;
   readonly #addresses = new Map<NodeId, MemberAddress>();
   readonly #proposals = new Map<number, ProposalWaiter>();
-  readonly #reads = new Map<string, Waiter<void>>();
+  /** Reads waiting for their index, by their current context. */
+  readonly #reads = new Map<string, PendingRead>();
+  /** The term the waiting reads were last checked in (see #reissueReads). */
+  #readsTerm = 0;
+  /** Whether some waiting read was dropped by a term change and awaits a leader. */
+  #readsOrphaned = false;
   #readyReads: ReadState[] = [];
   #readSeq = 0;
   /** Makes read contexts unique across restarts: a leader may still hold a pre-restart one. */
@@ -102,6 +116,7 @@ export class RaftNode implements NodeService {
     writes: 0,
     writesFailed: 0,
     reads: 0,
+    readsReissued: 0,
     readyBatches: 0,
     entriesApplied: 0,
     messagesSentBeforePersist: 0,
@@ -246,7 +261,7 @@ export class RaftNode implements NodeService {
     this.#stopTicks();
     const closing = new NoLeaderError(`Node ${this.nodeId} is shutting down`);
     for (const w of this.#proposals.values()) settle(w, closing);
-    for (const w of this.#reads.values()) settle(w, closing);
+    for (const r of this.#reads.values()) settle(r.waiter, closing);
     for (const { waiter } of this.#appliedWaiters) settle(waiter, closing);
     this.#proposals.clear();
     this.#reads.clear();
@@ -293,8 +308,13 @@ export class RaftNode implements NodeService {
         if (rd.snapshot !== undefined) this.#installSnapshot(rd.snapshot, installing!);
         for (const e of rd.committedEntries) this.#apply(e);
         this.#readyReads.push(...rd.readStates);
+        for (const rs of rd.readStates) {
+          const read = this.#reads.get(rs.context);
+          if (read !== undefined) read.indexed = true;
+        }
         this.#serveReads();
         this.#raft.advance();
+        this.#reissueReads();
         if (rd.softState !== undefined) this.#onSoftState(rd.softState);
         this.#checkAppliedWaiters();
         this.#snapshots.maybe();
@@ -406,10 +426,10 @@ export class RaftNode implements NodeService {
         waiting.push(rs);
         continue;
       }
-      const w = this.#reads.get(rs.context);
-      if (w === undefined) continue; // timed out meanwhile
+      const read = this.#reads.get(rs.context);
+      if (read === undefined) continue; // timed out meanwhile
       this.#reads.delete(rs.context);
-      settle(w, undefined);
+      settle(read.waiter, undefined);
     }
     this.#readyReads = waiting;
   }
@@ -446,7 +466,7 @@ export class RaftNode implements NodeService {
     if (this.leader() === "") {
       throw new NoLeaderError(`Cannot read: node ${this.nodeId} has not heard from a leader`);
     }
-    const context = `${this.nodeId}:${this.#bootNonce}:${++this.#readSeq}`;
+    const context = this.#readContext();
     try {
       this.#raft.readIndex(context);
     } catch (e) {
@@ -457,9 +477,51 @@ export class RaftNode implements NodeService {
     this.#counters.reads++;
     this.#scheduleSend(); // the heartbeat round that confirms leadership
     this.#kick();
-    const p = this.#wait<void>((w) => this.#reads.set(context, w), "The read");
-    p.catch(() => this.#reads.delete(context));
+    const read: PendingRead = { context, indexed: false, waiter: undefined! };
+    const p = this.#wait<void>((w) => {
+      read.waiter = w;
+      this.#reads.set(context, read);
+    }, "The read");
+    p.catch(() => this.#reads.delete(read.context));
     await p;
+  }
+
+  #readContext(): string {
+    return `${this.nodeId}:${this.#bootNonce}:${++this.#readSeq}`;
+  }
+
+  /**
+   * A new term drops every read the core had not answered yet (the old leader's confirmation
+   * round, or a follower's request to the old leader, can no longer be trusted), so their
+   * waiters would wait for nothing until they time out. Instead each is asked again, under a
+   * new context, as soon as a leader is known: a client reading from a follower while its
+   * leader dies gets its answer from the new leader a moment after the election.
+   */
+  #reissueReads(): void {
+    const term = this.#raft.term;
+    if (term === this.#readsTerm && !this.#readsOrphaned) return;
+    if (term !== this.#readsTerm) {
+      this.#readsTerm = term;
+      for (const read of this.#reads.values()) if (!read.indexed) this.#readsOrphaned = true;
+    }
+    if (!this.#readsOrphaned || this.#raft.leader === NONE) return;
+    for (const read of [...this.#reads.values()]) {
+      if (read.indexed) continue;
+      this.#reads.delete(read.context);
+      read.context = this.#readContext();
+      try {
+        this.#raft.readIndex(read.context);
+      } catch (e) {
+        const error = e instanceof NotLeaderError ? new NoLeaderError(e.message) : e;
+        settle(read.waiter, error instanceof Error ? error : new Error(String(error)));
+        continue;
+      }
+      this.#reads.set(read.context, read);
+      this.#counters.readsReissued++;
+    }
+    this.#readsOrphaned = false;
+    this.#scheduleSend();
+    this.#kick();
   }
 
   // ---------------------------------------------------------------------------------------

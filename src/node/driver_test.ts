@@ -197,3 +197,34 @@ Deno.test("driver: status counts the user's keys and bytes, not koi's own record
     await c.close();
   }
 });
+
+Deno.test("driver: a read waiting on a leader that dies is asked again of the new leader", async () => {
+  // Without re-asking, the read would wait out requestTimeoutMs and fail with NoLeaderError.
+  const c = await DriverCluster.create(["a1", "a2", "a3"], { requestTimeoutMs: 4_000 });
+  const stop = c.autoTick();
+  try {
+    const leader = await c.leader();
+    const written = await write(c, put("k", "v1"));
+    assert.ok(written.ok);
+    const follower = [...c.nodes.values()].find((n) => n !== leader)!;
+    await waitFor(() => follower.status().applied >= written.rev, "the follower applies");
+    // The leader vanishes from the network (it keeps running, as a partitioned node does);
+    // the follower's read goes to it and gets no answer.
+    c.down.add(leader.nodeId);
+    const read = follower.get(enc("k"), { stale: false });
+    await waitFor(
+      () => [...c.nodes.values()].some((n) => n !== leader && n.status().role === "leader"),
+      "a new leader",
+    );
+    const got = await read;
+    assert.equal(dec(got!.value), "v1");
+    assert.match(
+      follower.metrics(),
+      /koi_reads_reissued\{[^}]*\} [1-9]/,
+      "the read was asked again",
+    );
+  } finally {
+    stop();
+    await c.close();
+  }
+});

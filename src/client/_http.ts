@@ -1,0 +1,186 @@
+/** The HTTP plumbing of the client: one attempt with its own timeout, admin URLs, error bodies. */
+
+import { isObject } from "./_table.ts";
+import { KoiError } from "./errors.ts";
+
+/** The `fetch` the client calls (the global one, or one injected for tests). */
+export type FetchLike = (input: URL, init: RequestInit) => Promise<Response>;
+
+/** A fetch bound to its own HTTP client, and how to release that client's sockets. */
+export interface Fetcher {
+  readonly fetch: FetchLike;
+  /** Closes the pooled keep-alive connections (no-op for an injected fetch). */
+  readonly close: () => void;
+}
+
+/**
+ * Idle pooled connections are dropped after this long: below the node's 5 s keep-alive
+ * timeout, so a request never races a connection the node is closing.
+ */
+const POOL_IDLE_MS = 2_000;
+
+/** The injected fetch, or the global one on an own `Deno.HttpClient` (closed by `close`). */
+export function makeFetcher(injected: FetchLike | undefined): Fetcher {
+  if (injected !== undefined) return { fetch: injected, close: () => {} };
+  const client = Deno.createHttpClient({ poolIdleTimeout: POOL_IDLE_MS });
+  let closed = false;
+  return {
+    fetch: (input, init) => fetch(input, { ...init, client }),
+    close: () => {
+      if (closed) return;
+      closed = true;
+      client.close();
+    },
+  };
+}
+
+/** The admin's base URL: `http://` is assumed when `admin` has no scheme. */
+export function adminBaseUrl(admin: string | URL): URL {
+  const text = admin instanceof URL ? admin.href : admin.trim();
+  const withScheme = /^[A-Za-z][A-Za-z0-9+.-]*:\/\//.test(text) ? text : `http://${text}`;
+  let url: URL;
+  try {
+    url = new URL(withScheme);
+  } catch {
+    throw new KoiError("bad_request", `Invalid admin URL ${JSON.stringify(String(admin))}`);
+  }
+  if (url.protocol !== "http:" && url.protocol !== "https:") {
+    throw new KoiError(
+      "bad_request",
+      `Invalid admin URL ${JSON.stringify(String(admin))}: expected http:// or https://`,
+    );
+  }
+  if (!url.pathname.endsWith("/")) url.pathname += "/";
+  url.search = "";
+  url.hash = "";
+  return url;
+}
+
+/** An answer read in full. */
+export interface Answer {
+  readonly status: number;
+  readonly headers: Headers;
+  readonly body: Uint8Array;
+}
+
+/** Why an attempt ended without an answer. */
+export type AttemptFailure =
+  | { readonly kind: "timeout"; readonly ms: number }
+  | { readonly kind: "network"; readonly refused: boolean; readonly message: string }
+  | { readonly kind: "aborted"; readonly reason: unknown };
+
+/** The reason an attempt's own timer aborts it with. */
+class AttemptTimeout {
+  constructor(readonly ms: number) {}
+}
+
+/**
+ * Sends one request and reads the whole answer, within `ms` milliseconds, or until
+ * `signal` aborts. Never throws: a failure is returned as an {@linkcode AttemptFailure}.
+ */
+export async function attempt(
+  fetchFn: FetchLike,
+  url: URL,
+  init: RequestInit,
+  ms: number,
+  signal: AbortSignal,
+): Promise<Answer | AttemptFailure> {
+  if (signal.aborted) return { kind: "aborted", reason: signal.reason };
+  const controller = new AbortController();
+  const timeout = new AttemptTimeout(ms);
+  const timer = setTimeout(() => controller.abort(timeout), Math.max(0, ms));
+  const onAbort = () => controller.abort(signal.reason);
+  signal.addEventListener("abort", onAbort, { once: true });
+  try {
+    const response = await fetchFn(url, { ...init, signal: controller.signal });
+    const body = new Uint8Array(await response.arrayBuffer());
+    return { status: response.status, headers: response.headers, body };
+  } catch (error) {
+    if (controller.signal.aborted) {
+      return controller.signal.reason === timeout
+        ? { kind: "timeout", ms }
+        : { kind: "aborted", reason: controller.signal.reason };
+    }
+    const chain = causeChain(error);
+    const refused = chain.some((m) => /connection refused|ECONNREFUSED|os error 111\b/i.test(m));
+    return {
+      kind: "network",
+      refused,
+      message: refused ? "connection refused" : chain[chain.length - 1] ?? "network error",
+    };
+  } finally {
+    clearTimeout(timer);
+    signal.removeEventListener("abort", onAbort);
+  }
+}
+
+/** The messages of `error` and its causes, outermost first (fetch hides the reason in `cause`). */
+function causeChain(error: unknown): string[] {
+  const messages: string[] = [];
+  for (let e = error, depth = 0; e !== undefined && e !== null && depth < 5; depth++) {
+    messages.push(e instanceof Error ? e.message : String(e));
+    e = e instanceof Error ? e.cause : undefined;
+  }
+  return messages;
+}
+
+/** Whether an attempt's result is an answer. */
+export function isAnswer(result: Answer | AttemptFailure): result is Answer {
+  return "status" in result;
+}
+
+const decoder = new TextDecoder();
+
+/** The `{"error": {code, message}}` of an error answer (or a stand-in for a foreign body). */
+export function errorOf(answer: Answer): { code: string; message: string } {
+  const text = decoder.decode(answer.body);
+  try {
+    const json = JSON.parse(text);
+    const error = isObject(json) ? json.error : undefined;
+    if (isObject(error) && typeof error.code === "string") {
+      return {
+        code: error.code,
+        message: typeof error.message === "string" ? error.message : error.code,
+      };
+    }
+  } catch {
+    // not koi's error shape: fall through
+  }
+  const snippet = text.length > 200 ? `${text.slice(0, 200)}…` : text;
+  return { code: `http_${answer.status}`, message: snippet.trim() || `HTTP ${answer.status}` };
+}
+
+/** The answer's JSON body, or undefined when it is not JSON. */
+export function jsonOf(answer: Answer): unknown {
+  try {
+    return JSON.parse(decoder.decode(answer.body));
+  } catch {
+    return undefined;
+  }
+}
+
+/** `retry-after` in milliseconds (delta-seconds only), or undefined. */
+export function retryAfterMs(headers: Headers): number | undefined {
+  const text = headers.get("retry-after");
+  if (text === null || !/^\s*\d{1,6}\s*$/.test(text)) return undefined;
+  return Number(text) * 1000;
+}
+
+/** Sleeps `ms`, or until `signal` aborts (then resolves early; the caller checks). */
+export function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  if (signal.aborted || ms <= 0) return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      signal.removeEventListener("abort", done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal.addEventListener("abort", done, { once: true });
+  });
+}
+
+/** A monotonic clock in milliseconds. */
+export function now(): number {
+  return performance.now();
+}

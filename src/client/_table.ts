@@ -1,0 +1,115 @@
+/** The routing table the admin serves (`GET /v1/carp`), checked and turned into a CarpTable. */
+
+import { CARP_SCHEMES, CarpTable } from "../carp/mod.ts";
+import type { CarpScheme } from "../carp/mod.ts";
+import { KoiError } from "./errors.ts";
+
+/** One node of a cluster, as the admin lists it. */
+export interface NodeInfo {
+  /** The node id (`clusters.nodes.id` of config.toml). */
+  readonly id: string;
+  /** The node's HTTP address, `host:port`. */
+  readonly http: string;
+}
+
+/** One cluster of the routing table. */
+export interface ClusterInfo {
+  /** The cluster id: the CARP member name. */
+  readonly id: string;
+  /** The cluster's CARP load factor. */
+  readonly loadFactor: number;
+  /** The leader the admin knew when the table was fetched; `""` when it knew none. */
+  readonly leader: string;
+  /** The cluster's nodes, in config order. */
+  readonly nodes: readonly NodeInfo[];
+}
+
+/** The routing table a client holds: the admin's answer and the CARP table built from it. */
+export interface RoutingTable {
+  /** The routing epoch (`[routing] epoch` of config.toml). */
+  readonly epoch: number;
+  /** The CARP scheme. */
+  readonly scheme: CarpScheme;
+  /** The clusters, in config order. */
+  readonly clusters: readonly ClusterInfo[];
+  /** The CARP table of these clusters: `carp.owner(key)` is the id of the owning cluster. */
+  readonly carp: CarpTable;
+}
+
+const ID = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
+const HOST_PORT = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):[0-9]{1,5}$/;
+
+/** Checks the admin's `/v1/carp` answer; throws `KoiError("bad_response")` naming the flaw. */
+export function parseRoutingTable(json: unknown, source: string): RoutingTable {
+  const bad = (what: string, cause?: unknown): never => {
+    throw new KoiError(
+      "bad_response",
+      `The admin ${source} answered an invalid routing table: ${what}`,
+      cause === undefined ? {} : { cause },
+    );
+  };
+  if (!isObject(json)) return bad("not a JSON object");
+  const { epoch, scheme, clusters } = json;
+  if (!Number.isSafeInteger(epoch) || (epoch as number) < 1) {
+    return bad(`epoch ${JSON.stringify(epoch)}`);
+  }
+  if (typeof scheme !== "string" || !(CARP_SCHEMES as readonly string[]).includes(scheme)) {
+    return bad(`scheme ${JSON.stringify(scheme)}`);
+  }
+  if (!Array.isArray(clusters) || clusters.length === 0) return bad("no clusters");
+  const seenNodes = new Set<string>();
+  const parsed = clusters.map((c, i): ClusterInfo => {
+    if (!isObject(c)) return bad(`clusters[${i}] is not an object`);
+    if (typeof c.id !== "string" || !ID.test(c.id)) {
+      return bad(`clusters[${i}].id ${JSON.stringify(c.id)}`);
+    }
+    if (typeof c.loadFactor !== "number") {
+      return bad(`clusters[${i}].loadFactor ${JSON.stringify(c.loadFactor)}`);
+    }
+    const leader = c.leader ?? "";
+    if (typeof leader !== "string") return bad(`clusters[${i}].leader ${JSON.stringify(leader)}`);
+    if (!Array.isArray(c.nodes) || c.nodes.length === 0) {
+      return bad(`clusters[${i}] (${c.id}) has no nodes`);
+    }
+    const nodes = c.nodes.map((n, j): NodeInfo => {
+      const where = `clusters[${i}].nodes[${j}]`;
+      if (!isObject(n)) return bad(`${where} is not an object`);
+      if (typeof n.id !== "string" || !ID.test(n.id)) {
+        return bad(`${where}.id ${JSON.stringify(n.id)}`);
+      }
+      if (seenNodes.has(n.id)) return bad(`node id ${n.id} is listed twice`);
+      seenNodes.add(n.id);
+      if (typeof n.http !== "string" || !HOST_PORT.test(n.http)) {
+        return bad(`${where}.http ${JSON.stringify(n.http)}`);
+      }
+      return Object.freeze({ id: n.id, http: n.http });
+    });
+    return Object.freeze({
+      id: c.id,
+      loadFactor: c.loadFactor,
+      leader,
+      nodes: Object.freeze(nodes),
+    });
+  });
+  let carp: CarpTable;
+  try {
+    carp = new CarpTable({
+      scheme: scheme as CarpScheme,
+      epoch: epoch as number,
+      members: parsed.map((c) => ({ id: c.id, loadFactor: c.loadFactor })),
+    });
+  } catch (error) {
+    return bad(error instanceof Error ? error.message : String(error), error);
+  }
+  return Object.freeze({
+    epoch: epoch as number,
+    scheme: scheme as CarpScheme,
+    clusters: Object.freeze(parsed),
+    carp,
+  });
+}
+
+/** Whether `value` is a plain JSON object. */
+export function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
