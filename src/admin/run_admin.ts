@@ -16,6 +16,7 @@ import { adminApp } from "./_http.ts";
 import { NodeProcess, type RestartPolicy, type SpawnSpec } from "./_node_process.ts";
 import { checkAddressesFree, configAddresses } from "./_ports.ts";
 import { StatusPoller } from "./_poller.ts";
+import { LineOutput } from "./_output.ts";
 import { loadOrCreateSecret, type StoredSecret } from "./_secret_store.ts";
 
 /** Options of {@linkcode runAdmin}. */
@@ -24,7 +25,10 @@ export interface RunAdminOptions {
   readonly config: KoiConfig;
   /** How to run `koi node` with `args` (the same executable, or `deno run … cli.ts`). */
   readonly nodeCommand: (args: readonly string[]) => SpawnSpec;
-  /** Every line a node prints, prefixed with `[node id] ` (default: stdout). */
+  /**
+   * Every line a node prints, prefixed with `[node id] ` (default: stdout, through a bounded
+   * queue that drops lines rather than block when stdout is slow).
+   */
   readonly output?: (line: string) => void;
   /** The admin's own lines (default: stderr). */
   readonly log?: (line: string) => void;
@@ -72,7 +76,8 @@ export class AdminLockedError extends Error {
 /** Starts the admin; see the module comment for the order of the steps. */
 export async function runAdmin(options: RunAdminOptions): Promise<RunningAdmin> {
   const log = options.log ?? ((line: string) => console.error(`[admin] ${line}`));
-  const output = options.output ?? ((line: string) => console.log(line));
+  const relay = options.output === undefined ? new LineOutput() : undefined;
+  const output = options.output ?? ((line: string) => relay!.line(line));
   let config = options.config;
   let lock: DataDirLock;
   try {
@@ -83,7 +88,7 @@ export async function runAdmin(options: RunAdminOptions): Promise<RunningAdmin> 
     }
     throw error;
   }
-  const cleanup: (() => Promise<void> | void)[] = [() => lock.release()];
+  const cleanup: (() => Promise<void> | void)[] = [() => lock.release(), () => relay?.flush()];
   const undo = async () => {
     for (const step of cleanup.reverse()) await step();
   };

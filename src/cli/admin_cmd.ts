@@ -9,6 +9,7 @@ import { fileURLToPath } from "node:url";
 import { loadConfig } from "../config/mod.ts";
 import { runAdmin } from "../admin/run_admin.ts";
 import type { SpawnSpec } from "../admin/_node_process.ts";
+import { LineOutput, writeAll } from "../admin/_output.ts";
 import { parseLogLevel, SECOND_SIGNAL_AFTER_MS } from "./_common.ts";
 
 /** The usage of `koi admin`. */
@@ -74,7 +75,9 @@ export async function adminCommand(args: string[]): Promise<number> {
   }
   const level = values["log-level"] === undefined ? undefined : parseLogLevel(values["log-level"]);
   const config = await loadConfig(values.config ?? "config.toml");
-  const log = (line: string) => console.error(`[admin] ${line}`);
+  // Through a bounded queue, as the nodes' lines: a stalled terminal never stalls the admin.
+  const stderr = new LineOutput((bytes) => writeAll(Deno.stderr, bytes));
+  const log = (line: string) => stderr.line(`[admin] ${line}`);
   const nodes = config.clusters.reduce((n, c) => n + c.nodes.length, 0);
   log(
     `starting ${nodes} node${nodes === 1 ? "" : "s"} in ${config.clusters.length} ` +
@@ -85,6 +88,9 @@ export async function adminCommand(args: string[]): Promise<number> {
     nodeCommand: nodeSpawnSpec,
     log,
     ...(level === undefined ? {} : { nodeLogLevel: level }),
+  }).catch(async (error) => {
+    await stderr.flush(); // its lines before the error message
+    throw error;
   });
   let signalled = 0;
   let signalledAt = 0;
@@ -125,5 +131,6 @@ export async function adminCommand(args: string[]): Promise<number> {
   Deno.removeSignalListener("SIGINT", onSignal);
   Deno.removeSignalListener("SIGTERM", onSignal);
   log("stopped");
+  await stderr.flush();
   return 0;
 }

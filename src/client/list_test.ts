@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import fc from "fast-check";
 import { compareBytes, encodeBase64Url } from "./_bytes.ts";
 import { error, FakeDeployment } from "./_fake_test_util.ts";
-import { mergePages } from "./client.ts";
+import { mergePages } from "./_list.ts";
 import { connect, UnavailableError } from "./mod.ts";
 
 const THREE = {

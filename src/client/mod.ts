@@ -16,33 +16,16 @@
  *
  * @module
  */
+export { connect, KoiClient } from "./client.ts";
 export {
   ATTEMPT_TIMEOUT_MS_DEFAULT,
-  connect,
   KEY_BYTES_MAX,
-  KoiClient,
   LIST_LIMIT_DEFAULT,
   LIST_LIMIT_MAX,
   TIMEOUT_MS_DEFAULT,
   VALUE_BYTES_MAX,
-} from "./client.ts";
-export type {
-  CallOptions,
-  ConnectOptions,
-  Consistency,
-  DeleteOptions,
-  DeleteResult,
-  GetOptions,
-  GetResult,
-  GetTextResult,
-  KeyRoute,
-  ListItem,
-  ListOptions,
-  ListPage,
-  PutOptions,
-  PutResult,
-  ScanOptions,
-} from "./client.ts";
+} from "./_limits.ts";
+export type * from "./_types.ts";
 export type { ClusterInfo, NodeInfo, RoutingTable } from "./_table.ts";
 export { deploymentStatus } from "./_status.ts";
 export type {

@@ -1,0 +1,198 @@
+/**
+ * The client's routing state: the CARP table in use (fetched from the admin, refetched
+ * after `421 wrong_shard`), the leader it believes in per cluster, and the nodes that
+ * recently failed a connection.
+ */
+
+import { type Call, type ClientCore, untilAborted } from "./_call.ts";
+import { throwIfAborted } from "./_failures.ts";
+import { attempt, errorOf, isAnswer, jsonOf, now, retryAfterMs, sleep } from "./_http.ts";
+import { type ClusterInfo, type NodeInfo, parseRoutingTable, type RoutingTable } from "./_table.ts";
+import { KoiError, KoiHttpError, TimeoutError, UnavailableError } from "./errors.ts";
+
+/** A node that failed a connection is tried after the others for this long. */
+const DOWN_MS = 2_000;
+
+/** A cluster's routing state: its nodes and the leader the client believes in. */
+export interface ClusterState {
+  readonly info: ClusterInfo;
+  readonly byId: ReadonlyMap<string, NodeInfo>;
+  leader: string | undefined;
+}
+
+/** The routing table of one client, its clusters' leaders and its nodes' failures. */
+export class Routes {
+  readonly #core: ClientCore;
+  readonly #down = new Map<string, number>();
+  #table!: RoutingTable;
+  #clusters = new Map<string, ClusterState>();
+  #refreshing: Promise<RoutingTable> | undefined;
+
+  /** Routes nothing until {@linkcode Routes.refresh} installed a first table. */
+  constructor(core: ClientCore) {
+    this.#core = core;
+  }
+
+  /** The routing table in use. */
+  get table(): RoutingTable {
+    return this.#table;
+  }
+
+  /** The routing state of cluster `id`, when the table in use has it. */
+  cluster(id: string): ClusterState | undefined {
+    return this.#clusters.get(id);
+  }
+
+  /** Fetches the table from the admin, retrying within `call`'s deadline, and installs it. */
+  async refresh(call: Call): Promise<RoutingTable> {
+    return this.#install(await this.#fetchTable(call, true));
+  }
+
+  /** The node to try next: the leader, then the others in config order; failed ones last. */
+  pick(state: ClusterState, tried: ReadonlySet<string>): NodeInfo | undefined {
+    const t = now();
+    let best: NodeInfo | undefined;
+    let bestRank = Infinity;
+    for (const node of state.info.nodes) {
+      if (tried.has(node.id)) continue;
+      const down = (this.#down.get(node.id) ?? 0) > t;
+      const rank = (down ? 2 : 0) + (node.id === state.leader ? 0 : 1);
+      if (rank < bestRank) {
+        best = node;
+        bestRank = rank;
+      }
+    }
+    return best;
+  }
+
+  /** Notes that `node` did not answer: it goes last for a while, and is no longer leader. */
+  nodeFailed(state: ClusterState, node: NodeInfo): void {
+    this.#down.set(node.id, now() + DOWN_MS);
+    if (state.leader === node.id) state.leader = undefined;
+  }
+
+  /**
+   * Notes that `node` answered, and learns the leader from the answer's `x-koi-leader`
+   * when it names a node of the cluster.
+   */
+  nodeAnswered(state: ClusterState, node: NodeInfo, headers: Headers): void {
+    this.#down.delete(node.id);
+    const leader = headers.get("x-koi-leader");
+    if (leader !== null && state.byId.has(leader)) state.leader = leader;
+  }
+
+  /**
+   * After `421 wrong_shard`: refetches the table, then routes by it when its epoch is newer
+   * than the node's, else by the node's `x-koi-owner` (for this request only).
+   */
+  async rerouteAfterWrongShard(key: Uint8Array, headers: Headers, call: Call): Promise<string> {
+    const nodeEpoch = Number(headers.get("x-koi-epoch") ?? NaN);
+    const owner = headers.get("x-koi-owner") ?? "";
+    let table = this.#table;
+    try {
+      table = await untilAborted(this.#sharedRefresh(call), call.signal);
+    } catch {
+      // the admin is unreachable (or the call aborted, which the caller checks next): keep
+      // the table and go by the node's word
+    }
+    if (Number.isSafeInteger(nodeEpoch) && table.epoch > nodeEpoch) return table.carp.owner(key);
+    if (this.#clusters.has(owner)) return owner;
+    return table.carp.owner(key);
+  }
+
+  /** One refresh at a time: concurrent calls that need one share it. */
+  #sharedRefresh(call: Call): Promise<RoutingTable> {
+    if (this.#refreshing === undefined) {
+      const refreshCall: Call = {
+        ...call,
+        deadline: Math.min(call.deadline, now() + this.#core.settings.attemptTimeoutMs),
+        signal: this.#core.closed,
+      };
+      this.#refreshing = this.#fetchTable(refreshCall, false)
+        .then((table) => this.#install(table))
+        .finally(() => (this.#refreshing = undefined));
+    }
+    return this.#refreshing;
+  }
+
+  /** Uses `table` unless it is older than the one in use; keeps the leaders learned. */
+  #install(table: RoutingTable): RoutingTable {
+    if (this.#table !== undefined && table.epoch < this.#table.epoch) return this.#table;
+    const clusters = new Map<string, ClusterState>();
+    for (const info of table.clusters) {
+      const byId = new Map(info.nodes.map((n) => [n.id, n]));
+      const known = this.#clusters.get(info.id)?.leader;
+      const leader = info.leader !== "" && byId.has(info.leader)
+        ? info.leader
+        : known !== undefined && byId.has(known)
+        ? known
+        : undefined;
+      clusters.set(info.id, { info, byId, leader });
+    }
+    this.#table = table;
+    this.#clusters = clusters;
+    return table;
+  }
+
+  /**
+   * `GET /v1/carp` of the admin. With `retry`, retries `503` and connection failures with
+   * backoff until the call's deadline; otherwise one attempt.
+   */
+  async #fetchTable(call: Call, retry: boolean): Promise<RoutingTable> {
+    const { admin, fetcher, settings, closed } = this.#core;
+    const url = new URL("v1/carp", admin);
+    const who = `the admin ${admin.origin}`;
+    let step = 0;
+    let lastText = "";
+    let lastWasTimeout = false;
+    const fail = (): never => {
+      const options = { attempts: call.attempts, timeoutMs: call.timeoutMs };
+      const text = `No routing table from ${who} within ${call.timeoutMs} ms` +
+        (lastText ? `; last: ${lastText}` : "");
+      throw lastWasTimeout ? new TimeoutError(text, options) : new UnavailableError(text, options);
+    };
+    for (;;) {
+      if (call.signal.aborted) throwIfAborted(call, "connect", undefined, closed);
+      const remaining = call.deadline - now();
+      if (remaining <= 0) return fail();
+      call.attempts += 1;
+      const ms = Math.min(settings.attemptTimeoutMs, remaining);
+      const result = await attempt(fetcher.fetch, url, { method: "GET" }, ms, call.signal);
+      let hint: number | undefined;
+      if (!isAnswer(result)) {
+        if (result.kind === "aborted") {
+          throwIfAborted(call, "connect", undefined, closed);
+          throw new KoiError("aborted", "Fetching the routing table was aborted");
+        }
+        // Cut short by the deadline: what the admin said before tells more.
+        if (result.kind === "timeout" && ms < settings.attemptTimeoutMs && lastText) {
+          return fail();
+        }
+        lastWasTimeout = result.kind === "timeout";
+        lastText = result.kind === "timeout"
+          ? `no answer within ${Math.ceil(result.ms)} ms`
+          : `${who}: ${result.message}`;
+      } else if (result.status === 200) {
+        return parseRoutingTable(jsonOf(result), admin.origin);
+      } else {
+        const { code, message } = errorOf(result);
+        const text = `${who} answered ${result.status} ${code}: ${message}`;
+        if (result.status !== 503) {
+          throw new KoiHttpError(code, `Cannot fetch the routing table: ${text}`, {
+            status: result.status,
+          });
+        }
+        lastWasTimeout = false;
+        lastText = text;
+        hint = retryAfterMs(result.headers);
+      }
+      if (!retry) return fail();
+      const cap = Math.min(settings.retryMaxMs, settings.retryBaseMs * 2 ** step);
+      step = Math.min(step + 1, 30);
+      const left = call.deadline - now();
+      const delay = hint !== undefined && hint < left ? hint : Math.random() * cap;
+      if (delay >= left) return fail();
+      await sleep(delay, call.signal);
+    }
+  }
+}
