@@ -20,11 +20,13 @@ const ALLOWED_IMPORTS: Record<string, readonly string[]> = {
   config: [],
   storage: ["raft"],
   net: ["raft", "config"],
-  node: ["raft", "storage", "net", "config", "carp"],
+  // the hardened HTTP server both the node and the admin serve with
+  http: [],
+  node: ["raft", "storage", "net", "config", "carp", "http"],
   client: ["carp", "config"],
-  admin: ["config", "carp", "client", "storage"],
+  admin: ["config", "carp", "client", "storage", "http"],
   // the command line: every mode, so any layer but raft internals through their mod.ts
-  cli: ["config", "carp", "client", "admin", "node", "storage", "net", "raft"],
+  cli: ["config", "carp", "client", "admin", "node", "storage", "net", "raft", "http"],
 };
 
 /** Layers that must stay free of I/O, clocks and ambient randomness. */

@@ -3,8 +3,8 @@
  * output relayed line by line under its id, restarted with exponential backoff when it dies
  * unexpectedly, and stopped by its PID (SIGTERM, then SIGKILL after a deadline).
  *
- * The child's stdin is a pipe the admin never writes and `koi node --exit-on-stdin-close`
- * watches: if the admin dies, even by SIGKILL, the pipe closes and the node stops cleanly
+ * The child's stdin is a pipe that carries the start line of `koi node --supervised` and then
+ * stays open: if the admin dies, even by SIGKILL, the pipe closes and the node stops cleanly
  * instead of living on as an orphan that holds its ports and data directory.
  *
  * @module
@@ -16,6 +16,8 @@ export interface SpawnSpec {
   readonly command: string;
   /** Its arguments. */
   readonly args: readonly string[];
+  /** Written to the process's stdin once it starts; the pipe then stays open. */
+  readonly stdin?: Uint8Array;
 }
 
 /** Backoff between restarts of a node that keeps dying. */
@@ -37,6 +39,9 @@ export const RESTART_POLICY_DEFAULT: RestartPolicy = Object.freeze({
 
 /** How long a node may take to stop after SIGTERM before it gets SIGKILL, in milliseconds. */
 export const STOP_KILL_AFTER_MS = 12_000;
+
+/** How much of a node's last line {@linkcode NodeProcess.lastLine} keeps. */
+const LAST_LINE_CHARS_MAX = 300;
 
 /** What a supervised node is doing. */
 export type NodeProcessState = "running" | "waiting" | "stopping" | "stopped";
@@ -74,6 +79,7 @@ export class NodeProcess {
   readonly #o: NodeProcessOptions;
   readonly #policy: RestartPolicy;
   #child: Deno.ChildProcess | undefined;
+  #stdin: WritableStreamDefaultWriter<Uint8Array> | undefined;
   #exited: Promise<void> = Promise.resolve();
   #state: NodeProcessState = "stopped";
   #restarts = 0;
@@ -83,6 +89,7 @@ export class NodeProcess {
   #timer: ReturnType<typeof setTimeout> | undefined;
   #nextStartAt = 0;
   #spawnError: string | undefined;
+  #lastLine = "";
 
   /** @param options what to run and where its output goes */
   constructor(options: NodeProcessOptions) {
@@ -154,6 +161,9 @@ export class NodeProcess {
     }
     this.#spawnError = undefined;
     this.#child = child;
+    // The writer is kept (and the pipe open) for the life of the process.
+    this.#stdin = child.stdin.getWriter();
+    if (this.#o.spawn.stdin !== undefined) this.#stdin.write(this.#o.spawn.stdin).catch(() => {});
     this.#state = "running";
     this.#startedAt = Date.now();
     const relayed = Promise.all([
@@ -171,14 +181,24 @@ export class NodeProcess {
     for await (const text of stream.pipeThrough(new TextDecoderStream())) {
       const lines = (rest + text).split("\n");
       rest = lines.pop()!;
-      for (const line of lines) this.#o.output(`[${this.id}] ${line}`);
+      for (const line of lines) this.#output(line);
       // A line without its newline this long is printed as it is (bounded memory).
       if (rest.length > 65_536) {
-        this.#o.output(`[${this.id}] ${rest}`);
+        this.#output(rest);
         rest = "";
       }
     }
-    if (rest !== "") this.#o.output(`[${this.id}] ${rest}`);
+    if (rest !== "") this.#output(rest);
+  }
+
+  #output(line: string): void {
+    if (line.trim() !== "") this.#lastLine = line.slice(0, LAST_LINE_CHARS_MAX);
+    this.#o.output(`[${this.id}] ${line}`);
+  }
+
+  /** The last non-empty line the node printed (at most 300 characters), for the status view. */
+  get lastLine(): string {
+    return this.#lastLine;
   }
 
   #onExit(child: Deno.ChildProcess, status: Deno.CommandStatus): void {

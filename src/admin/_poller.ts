@@ -93,7 +93,10 @@ export class StatusPoller {
           : `HTTP ${response.status}`;
         return { status: null, error: why, at: Date.now() };
       }
-      return { status: JSON.parse(text) as PolledStatus, error: "", at: Date.now() };
+      const body: unknown = JSON.parse(text);
+      const problem = statusProblem(body, node);
+      if (problem !== undefined) return { status: null, error: problem, at: Date.now() };
+      return { status: body as PolledStatus, error: "", at: Date.now() };
     } catch (error) {
       return { status: null, error: describeFetchError(error), at: Date.now() };
     }
@@ -110,12 +113,15 @@ export class StatusPoller {
    */
   leaderOf(clusterId: string): string {
     const cluster = this.#config.clusters.find((c) => c.id === clusterId);
-    let best: PolledStatus | undefined;
+    // By the configured ids: a status is kept only when it names the node polled.
+    let best: { id: string; term: number } | undefined;
     for (const node of cluster?.nodes ?? []) {
       const s = this.view(node.id).status;
-      if (s?.role === "leader" && (best === undefined || s.term > best.term)) best = s;
+      if (s?.role === "leader" && (best === undefined || s.term > best.term)) {
+        best = { id: node.id, term: s.term };
+      }
     }
-    return best?.node ?? "";
+    return best?.id ?? "";
   }
 
   /** Whether every cluster has a leader in the latest round. */
@@ -175,4 +181,34 @@ export function describeFetchError(error: unknown): string {
   if (/refused/i.test(text)) return "connection refused";
   if (/reset/i.test(text)) return "connection reset";
   return text.slice(0, 200);
+}
+
+const ROLES = new Set(["leader", "follower", "candidate", "preCandidate"]);
+const COUNTERS = ["term", "commit", "applied", "snapshot", "epoch", "keys", "bytes"] as const;
+
+/**
+ * Why `body` is not the status of `node` (a malformed answer, or another process answering on
+ * the node's address), or undefined when it is. Only a checked status feeds the leaders, the
+ * health check and the routing table's hints.
+ */
+export function statusProblem(body: unknown, node: NodeConfig): string | undefined {
+  const s = body as Record<string, unknown> | null;
+  if (typeof s !== "object" || s === null) return "malformed status answer";
+  if (s.node !== node.id || s.cluster !== node.clusterId) {
+    const who = `${JSON.stringify(String(s.node).slice(0, 64))} of cluster ${
+      JSON.stringify(String(s.cluster).slice(0, 64))
+    }`;
+    return `another process answers on ${node.http.text}: it says it is node ${who}`;
+  }
+  if (typeof s.role !== "string" || !ROLES.has(s.role)) return "malformed status answer (role)";
+  if (typeof s.leader !== "string" || s.leader.length > 64) {
+    return "malformed status answer (leader)";
+  }
+  for (const k of COUNTERS) {
+    if (!Number.isSafeInteger(s[k]) || (s[k] as number) < 0) {
+      return `malformed status answer (${k})`;
+    }
+  }
+  if (!Array.isArray(s.members)) return "malformed status answer (members)";
+  return undefined;
 }

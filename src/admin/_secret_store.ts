@@ -1,12 +1,12 @@
 /**
  * The deployment's generated secret: when config.toml sets none for some cluster, the admin
  * makes one on first start (32 random bytes, base64url), keeps it in `<admin.data>/secret`
- * with mode 0600, and gives the file to every node (`koi node --secret-file`). Later starts
+ * with mode 0600, and gives it to every node on its stdin (`koi node --supervised`). Later starts
  * read the same file, so a restarted deployment keeps authenticating its peers.
  *
  * @module
  */
-import { readSecretFile } from "../config/mod.ts";
+import { ConfigError, readSecretFile } from "../config/mod.ts";
 
 /** The secret's file name inside the admin's state directory. */
 export const SECRET_FILE = "secret";
@@ -34,7 +34,14 @@ export async function loadOrCreateSecret(dir: string): Promise<StoredSecret> {
   const path = `${dir}/${SECRET_FILE}`;
   try {
     const info = await Deno.stat(path);
-    const secret = await readSecretFile(path);
+    const secret = await readSecretFile(path, "admin secret file").catch((error) => {
+      if (!(error instanceof ConfigError)) throw error;
+      throw new ConfigError(
+        error.field,
+        `${error.message}. Repair it, or delete it: the admin then generates a new secret and ` +
+          `every node gets it when the admin starts it, so the nodes keep trusting each other.`,
+      );
+    });
     const mode = (info.mode ?? 0) & 0o777;
     if ((mode & 0o077) !== 0) {
       await Deno.chmod(path, 0o600);

@@ -106,7 +106,18 @@ export function clustersView(source: DeploymentSource): ClustersView {
         let error = view.error;
         if (view.status === null && proc !== undefined && proc.state === "waiting") {
           const inMs = Math.max(0, proc.nextStartAt - Date.now());
-          error = `not running (restart ${proc.restarts + 1} in ${(inMs / 1000).toFixed(1)} s)`;
+          const exit = proc.lastExit;
+          const how = proc.spawnError !== undefined
+            ? `cannot start: ${proc.spawnError}`
+            : exit === undefined
+            ? ""
+            : exit.signal !== null
+            ? `killed by ${exit.signal}`
+            : `exit code ${exit.code}`;
+          error = `not running (restart ${proc.restarts + 1} in ${(inMs / 1000).toFixed(1)} s` +
+            `${how === "" ? "" : `; ${how}`}${
+              proc.lastLine === "" ? "" : `; last line: ${proc.lastLine}`
+            })`;
         }
         return {
           id: n.id,

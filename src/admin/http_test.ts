@@ -97,7 +97,7 @@ Deno.test("admin http: /v1/clusters marks unreachable nodes with the reason", as
 
 Deno.test("admin http: the status page escapes what nodes report; unknown routes are JSON errors", async () => {
   const answers = new Map<string, Record<string, unknown> | string>([
-    ["7151", { ...status("a1", "a", "leader"), role: "<script>alert(1)</script>" }],
+    ["7151", { ...status("a1", "a", "follower"), leader: "<script>alert(1)</script>" }],
     ["7251", "<img src=x onerror=alert(1)>"],
   ]);
   const p = poller(answers);
@@ -114,4 +114,25 @@ Deno.test("admin http: the status page escapes what nodes report; unknown routes
   const post = await app.request("/v1/carp", { method: "POST" });
   assert.equal(post.status, 405);
   assert.equal(post.headers.get("allow"), "GET, HEAD");
+});
+
+Deno.test("admin poller: an answer that is not the polled node's status is not believed", async () => {
+  const answers = new Map<string, Record<string, unknown> | string>([
+    // Another process on a1's address claims to lead, in a huge term, under another name.
+    ["7151", { ...status("<script>", "a", "leader"), term: 1e15 }],
+    ["7251", { ...status("b1", "b", "leader"), commit: -1 }],
+  ]);
+  const p = poller(answers);
+  await p.pollOnce();
+  assert.equal(p.leaderOf("a"), "");
+  assert.equal(p.view("a1").status, null);
+  assert.match(
+    p.view("a1").error,
+    /another process answers on 127.0.0.1:7151: it says it is node "<script>" of cluster "a"/,
+  );
+  assert.equal(p.view("b1").error, "malformed status answer (commit)");
+  assert.equal(p.allLeaders(), false);
+  answers.set("7151", { ...status("a1", "a", "leader"), role: "king" });
+  await p.pollOnce();
+  assert.equal(p.view("a1").error, "malformed status answer (role)");
 });

@@ -104,3 +104,37 @@ Deno.test("node process: a program that cannot be run is retried and reported", 
     await p.stop();
   }
 });
+
+Deno.test("node process: a crash-looping node's view says how it ended and what it printed last", async () => {
+  const { clustersView } = await import("./_views.ts");
+  const { StatusPoller } = await import("./_poller.ts");
+  const { parseConfig } = await import("../config/mod.ts");
+  const config = parseConfig(
+    `[admin]\nhttp = "127.0.0.1:1"\n[[clusters]]\nid = "a"\n[[clusters.nodes]]\nid = "a1"\n` +
+      `raft = "127.0.0.1:2"\nhttp = "127.0.0.1:3"\ndata = "d"\n`,
+    { baseDir: "/tmp" },
+  );
+  const p = new NodeProcess({
+    id: "a1",
+    spawn: evalSpec(`console.error("koi: Cannot use data directory /x: disk full"); Deno.exit(3)`),
+    output: () => {},
+    log: () => {},
+    restart: { initialMs: 60_000, maxMs: 60_000, stableMs: 60_000 },
+  });
+  try {
+    p.start();
+    await until(() => p.state === "waiting", "the first exit");
+    assert.equal(p.lastLine, "koi: Cannot use data directory /x: disk full");
+    const view = clustersView({
+      config,
+      poller: new StatusPoller(config),
+      processes: new Map([["a1", p]]),
+    });
+    assert.match(
+      view.clusters[0].nodes[0].error,
+      /^not running \(restart 1 in \d+\.\d s; exit code 3; last line: koi: Cannot use data directory \/x: disk full\)$/,
+    );
+  } finally {
+    await p.stop();
+  }
+});

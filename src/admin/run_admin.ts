@@ -6,23 +6,43 @@
  * @module
  */
 import {
+  encodeSupervisedStart,
   type KoiConfig,
   needsGeneratedSecret,
   type NodeConfig,
   withDefaultSecret,
 } from "../config/mod.ts";
-import { type DataDirLock, DataDirLockedError, lockDataDir } from "../storage/data_dir.ts";
+import {
+  type DataDirLock,
+  DataDirLockedError,
+  DataDirUnwritableError,
+  lockDataDir,
+} from "../storage/data_dir.ts";
+import { HttpServer } from "../http/server.ts";
 import { adminApp } from "./_http.ts";
 import { NodeProcess, type RestartPolicy, type SpawnSpec } from "./_node_process.ts";
 import { checkAddressesFree, configAddresses } from "./_ports.ts";
+import { checkRouting } from "./_routing_record.ts";
 import { StatusPoller } from "./_poller.ts";
 import { LineOutput } from "./_output.ts";
 import { loadOrCreateSecret, type StoredSecret } from "./_secret_store.ts";
+
+/**
+ * Open connections to the admin's HTTP API, at most (beyond: 503 and close). Well below a
+ * default limit of 1024 open files, which the admin shares with its nodes' pipes.
+ */
+export const ADMIN_CONNECTIONS_MAX = 256;
+/** Request body bytes the admin reads (its API takes no bodies). */
+export const ADMIN_BODY_BYTES_MAX = 1024;
+/** How long in-flight admin requests may finish when the admin stops, in milliseconds. */
+export const ADMIN_DRAIN_MS = 1_000;
 
 /** Options of {@linkcode runAdmin}. */
 export interface RunAdminOptions {
   /** The deployment (as loaded; a generated secret is added here). */
   readonly config: KoiConfig;
+  /** The TOML text `config` was parsed from: every node start gets this very text. */
+  readonly configText: string;
   /** How to run `koi node` with `args` (the same executable, or `deno run … cli.ts`). */
   readonly nodeCommand: (args: readonly string[]) => SpawnSpec;
   /**
@@ -36,6 +56,11 @@ export interface RunAdminOptions {
   readonly nodeLogLevel?: string;
   /** Restart backoff for dead nodes. */
   readonly restart?: RestartPolicy;
+  /**
+   * Start although config.toml changes the clusters, load factors or scheme that the
+   * deployment last ran with (keys whose owner changes are not moved).
+   */
+  readonly acceptRoutingChange?: boolean;
   /** SIGKILL a stopping node after this long, in milliseconds. */
   readonly killAfterMs?: number;
 }
@@ -86,14 +111,37 @@ export async function runAdmin(options: RunAdminOptions): Promise<RunningAdmin> 
     if (error instanceof DataDirLockedError) {
       throw new AdminLockedError(error.dir, error.holderPid);
     }
+    if (error instanceof DataDirUnwritableError) {
+      throw new Error(
+        `Cannot use the admin's state directory ${config.admin.dataDir} (admin.data): ` +
+          `${(error.cause as Error | undefined)?.message ?? error.message}`,
+        { cause: error },
+      );
+    }
     throw error;
   }
   const cleanup: (() => Promise<void> | void)[] = [() => lock.release(), () => relay?.flush()];
-  const undo = async () => {
-    for (const step of cleanup.reverse()) await step();
-  };
+  let undone: Promise<void> | undefined;
+  // Once, last step first; a second call (kill after close) waits for the same run.
+  const undo = () =>
+    undone ??= (async () => {
+      for (const step of [...cleanup].reverse()) await step();
+    })();
   try {
+    const changes = await checkRouting(
+      config.admin.dataDir,
+      config,
+      options.acceptRoutingChange ?? false,
+    );
+    if (changes.length > 0) {
+      log(`routing changed as asked (${changes.join("; ")}); keys that moved are not migrated`);
+    }
     checkAddressesFree(configAddresses(config));
+    const nodeCount = config.clusters.reduce((n, c) => n + c.nodes.length, 0);
+    log(
+      `starting ${nodeCount} node${nodeCount === 1 ? "" : "s"} in ${config.clusters.length} ` +
+        `cluster${config.clusters.length === 1 ? "" : "s"} (${config.path})`,
+    );
     let secret: StoredSecret | undefined;
     if (needsGeneratedSecret(config)) {
       secret = await loadOrCreateSecret(config.admin.dataDir);
@@ -111,13 +159,18 @@ export async function runAdmin(options: RunAdminOptions): Promise<RunningAdmin> 
     const processes = new Map<string, NodeProcess>();
     let isReady = false;
     const app = adminApp({ config, poller, processes }, () => isReady);
-    const server = Deno.serve({
+    // The node's hardened server: a deadline for each request, an idle timeout, a bound on
+    // connections (beyond it 503 and close), so that a flood or a slow client cannot take the
+    // admin down, and with it every node.
+    const server = await HttpServer.listen({
       hostname: config.admin.http.host,
       port: config.admin.http.port,
-      onListen: () => {},
-    }, app.fetch);
-    cleanup.push(() => server.shutdown());
-    const port = server.addr.port;
+      fetch: app.fetch,
+      limits: { connectionsMax: ADMIN_CONNECTIONS_MAX, bodyBytesMax: ADMIN_BODY_BYTES_MAX },
+      onError: (message, error) => log(`http: ${message}: ${error}`),
+    });
+    cleanup.push(() => server.close(ADMIN_DRAIN_MS));
+    const port = server.port;
     const host = config.admin.http.host.includes(":")
       ? `[${config.admin.http.host}]`
       : config.admin.http.host;
@@ -125,7 +178,13 @@ export async function runAdmin(options: RunAdminOptions): Promise<RunningAdmin> 
     for (const node of config.clusters.flatMap((c) => c.nodes)) {
       const proc = new NodeProcess({
         id: node.id,
-        spawn: options.nodeCommand(nodeArgs(config, node, secret, options.nodeLogLevel)),
+        spawn: {
+          ...options.nodeCommand(nodeArgs(config, node, options.nodeLogLevel)),
+          stdin: encodeSupervisedStart({
+            config: options.configText,
+            ...(secret === undefined ? {} : { secret: secret.secret }),
+          }),
+        },
         output,
         log,
         ...(options.restart ? { restart: options.restart } : {}),
@@ -148,16 +207,11 @@ export async function runAdmin(options: RunAdminOptions): Promise<RunningAdmin> 
       if (closing.signal.aborted) return;
       isReady = true;
     })();
-    let closed: Promise<void> | undefined;
-    const close = (how: "stop" | "kill") => {
+    const close = async (how: "stop" | "kill") => {
       closing.abort();
-      if (how === "kill") {
-        return closed = (async () => {
-          await stopProcesses("kill");
-          await undo();
-        })();
-      }
-      return closed ??= undo();
+      // A kill SIGKILLs every node, which also ends a stop that waits for them.
+      if (how === "kill") await stopProcesses("kill");
+      await undo();
     };
     return {
       port,
@@ -175,20 +229,14 @@ export async function runAdmin(options: RunAdminOptions): Promise<RunningAdmin> 
   }
 }
 
-function nodeArgs(
-  config: KoiConfig,
-  node: NodeConfig,
-  secret: StoredSecret | undefined,
-  logLevel: string | undefined,
-): string[] {
+function nodeArgs(config: KoiConfig, node: NodeConfig, logLevel: string | undefined): string[] {
   return [
     "node",
     "--config",
     config.path,
     "--id",
     node.id,
-    "--exit-on-stdin-close",
-    ...(secret === undefined ? [] : ["--secret-file", secret.path]),
+    "--supervised",
     ...(logLevel === undefined ? [] : ["--log-level", logLevel]),
   ];
 }

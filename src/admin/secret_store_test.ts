@@ -39,7 +39,7 @@ Deno.test("secret store: a broken secret file is an error naming the file, not r
     await Deno.writeTextFile(`${dir}/secret`, "short\n", { mode: 0o600 });
     await assert.rejects(
       loadOrCreateSecret(dir),
-      /--secret-file: .*secret: a secret has at least 16/,
+      /Invalid admin secret file: .*secret: a secret has at least 16 characters\. Repair it, or delete it/,
     );
     assert.equal(await Deno.readTextFile(`${dir}/secret`), "short\n");
   } finally {

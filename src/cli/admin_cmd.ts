@@ -6,7 +6,7 @@
  */
 import { parseArgs } from "node:util";
 import { fileURLToPath } from "node:url";
-import { loadConfig } from "../config/mod.ts";
+import { loadConfigSource } from "../config/mod.ts";
 import { runAdmin } from "../admin/run_admin.ts";
 import type { SpawnSpec } from "../admin/_node_process.ts";
 import { LineOutput, writeAll } from "../admin/_output.ts";
@@ -17,7 +17,8 @@ export const ADMIN_USAGE = `Usage: koi admin [--config <config.toml>] [options]
 
 Runs a whole deployment: spawns every node of config.toml as a child process (this same
 executable in node mode, or "deno run … cli.ts node" from source), prints each node's output
-prefixed with its id, and once every cluster has a leader serves on admin.http:
+prefixed with its id, and serves on admin.http (GET /v1/carp answers 503 until every cluster
+has a leader):
 
   GET /            the status page (clusters, nodes, roles, leaders, indexes, keys)
   GET /v1/carp     the routing table clients fetch (koi client, connect() in mod.ts)
@@ -28,13 +29,18 @@ A node that dies unexpectedly is restarted with backoff (0.5 s doubling to 30 s)
 config sets no secret, the admin generates one on first start, keeps it in
 <admin.data>/secret (mode 0600) and gives it to its nodes, so peers and management are
 authenticated. A second admin of the same deployment refuses to start; addresses already
-in use are named by their config field. SIGINT or SIGTERM stop every node by its PID and
-then the admin (a second signal kills the nodes at once). See docs/operations.md.
+in use are named by their config field. SIGINT, SIGTERM or SIGHUP stop every node by its
+PID and then the admin (a second signal kills the nodes at once and exits 1). See docs/operations.md.
 
 Options:
   -c, --config <path>      the deployment file (default: config.toml)
       --log-level <level>  the nodes' log level: trace, debug, info, warning, error or
                            fatal (default: warning)
+      --accept-routing-change
+                           start although config.toml changes the clusters, load
+                           factors or scheme the deployment last ran with (with a new
+                           epoch); keys whose owner changes are NOT moved and are lost
+                           to readers
   -h, --help               show this help
 
 Exit codes: 0 stopped by a signal, 1 runtime failure (another admin runs the deployment,
@@ -64,6 +70,7 @@ export async function adminCommand(args: string[]): Promise<number> {
     options: {
       config: { type: "string", short: "c" },
       "log-level": { type: "string" },
+      "accept-routing-change": { type: "boolean" },
       help: { type: "boolean", short: "h" },
     },
     strict: true,
@@ -74,17 +81,14 @@ export async function adminCommand(args: string[]): Promise<number> {
     return 0;
   }
   const level = values["log-level"] === undefined ? undefined : parseLogLevel(values["log-level"]);
-  const config = await loadConfig(values.config ?? "config.toml");
+  const { config, text } = await loadConfigSource(values.config ?? "config.toml");
   // Through a bounded queue, as the nodes' lines: a stalled terminal never stalls the admin.
   const stderr = new LineOutput((bytes) => writeAll(Deno.stderr, bytes));
   const log = (line: string) => stderr.line(`[admin] ${line}`);
-  const nodes = config.clusters.reduce((n, c) => n + c.nodes.length, 0);
-  log(
-    `starting ${nodes} node${nodes === 1 ? "" : "s"} in ${config.clusters.length} ` +
-      `cluster${config.clusters.length === 1 ? "" : "s"} (${config.path})`,
-  );
   const admin = await runAdmin({
     config,
+    configText: text,
+    ...(values["accept-routing-change"] ? { acceptRoutingChange: true } : {}),
     nodeCommand: nodeSpawnSpec,
     log,
     ...(level === undefined ? {} : { nodeLogLevel: level }),
@@ -105,11 +109,12 @@ export async function adminCommand(args: string[]): Promise<number> {
       stop();
     } else {
       log("second signal: killing every node");
-      admin.kill().finally(() => Deno.exit(1));
+      void admin.kill();
     }
   };
   Deno.addSignalListener("SIGINT", onSignal);
   Deno.addSignalListener("SIGTERM", onSignal);
+  Deno.addSignalListener("SIGHUP", onSignal); // the terminal went away: stop as on Ctrl-C
   const slow = setTimeout(() => {
     log(
       "still waiting for a leader in every cluster; see the nodes' lines above and " +
@@ -120,17 +125,19 @@ export async function adminCommand(args: string[]): Promise<number> {
     clearTimeout(slow);
     if (signalled > 0) return;
     const leaders = Object.entries(admin.leaders()).map(([c, l]) => `${c}: ${l}`).join(", ");
-    log(`every cluster has a leader (${leaders}); ${nodes} nodes running`);
+    log(`every cluster has a leader (${leaders}); ${admin.processes.size} nodes running`);
     log(`status page:   ${admin.url}/`);
     log(`routing table: ${admin.url}/v1/carp`);
-    log(`try:           koi client put hello world --admin ${admin.url}`);
+    const koi = Deno.build.standalone ? "koi" : "deno task koi";
+    log(`try:           ${koi} client put hello world --admin ${admin.url}`);
   });
   await stopped;
   clearTimeout(slow);
   await admin.close();
   Deno.removeSignalListener("SIGINT", onSignal);
   Deno.removeSignalListener("SIGTERM", onSignal);
-  log("stopped");
+  Deno.removeSignalListener("SIGHUP", onSignal);
+  log(signalled > 1 ? "stopped (nodes killed)" : "stopped");
   await stderr.flush();
-  return 0;
+  return signalled > 1 ? 1 : 0;
 }

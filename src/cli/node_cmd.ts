@@ -5,7 +5,15 @@
  */
 import { parseArgs } from "node:util";
 import { getLogger } from "@logtape/logtape";
-import { loadConfig, readSecretFile, withDefaultSecret } from "../config/mod.ts";
+import { dirname, resolve } from "node:path";
+import {
+  type KoiConfig,
+  loadConfig,
+  parseConfig,
+  readSecretFile,
+  readSupervisedStart,
+  withDefaultSecret,
+} from "../config/mod.ts";
 import { runNode, SHUTDOWN_DRAIN_MS, SHUTDOWN_HANDOFF_MS } from "../node/run_node.ts";
 import { configureLogging, parseLogLevel, SECOND_SIGNAL_AFTER_MS, UsageError } from "./_common.ts";
 
@@ -38,9 +46,10 @@ Options:
                           the cluster secret for a cluster whose config sets none (the
                           admin generates one and passes it this way); the file holds
                           the secret alone, at least 16 characters
-      --exit-on-stdin-close
-                          stop cleanly when stdin closes (the admin starts its nodes so:
-                          they stop when the admin dies, whatever killed it)
+      --supervised        started by koi admin: the config text and the generated secret
+                          come as one JSON line on stdin (the admin's checked copy; the
+                          file at --config only names where it lives), and the node stops
+                          cleanly when stdin ends (the admin died, whatever killed it)
       --log-level <level> trace, debug, info, warning, error or fatal (default: warning)
   -h, --help              show this help
 
@@ -56,7 +65,7 @@ export async function nodeCommand(args: string[]): Promise<number> {
       id: { type: "string" },
       join: { type: "boolean" },
       "secret-file": { type: "string" },
-      "exit-on-stdin-close": { type: "boolean" },
+      supervised: { type: "boolean" },
       "log-level": { type: "string" },
       help: { type: "boolean", short: "h" },
     },
@@ -70,7 +79,18 @@ export async function nodeCommand(args: string[]): Promise<number> {
   if (values.config === undefined) throw new UsageError("Missing flag --config <config.toml>");
   if (values.id === undefined) throw new UsageError("Missing flag --id <node id>");
   const level = parseLogLevel(values["log-level"]);
-  let config = await loadConfig(values.config);
+  let config: KoiConfig;
+  let adminGone: Promise<void> | undefined;
+  if (values.supervised) {
+    // The admin's own copy of the config and its secret, never the files as they are now.
+    const { start, ended } = await readSupervisedStart(Deno.stdin.readable);
+    const path = resolve(values.config);
+    config = parseConfig(start.config, { baseDir: dirname(path), path });
+    if (start.secret !== undefined) config = withDefaultSecret(config, start.secret);
+    adminGone = ended;
+  } else {
+    config = await loadConfig(values.config);
+  }
   if (values["secret-file"] !== undefined) {
     config = withDefaultSecret(config, await readSecretFile(values["secret-file"]));
   }
@@ -102,18 +122,13 @@ export async function nodeCommand(args: string[]): Promise<number> {
   };
   Deno.addSignalListener("SIGINT", onSignal);
   Deno.addSignalListener("SIGTERM", onSignal);
-  if (values["exit-on-stdin-close"]) {
-    // The admin holds the other end: when it dies, even by SIGKILL, this node stops cleanly
-    // instead of living on as an orphan holding its ports and data directory.
-    (async () => {
-      try {
-        for await (const _ of Deno.stdin.readable) { /* the admin never writes */ }
-      } catch { /* a read error means the pipe is gone too */ }
-      if (signalled) return; // already stopping: not a second signal
-      logger.warning("stdin closed (the admin is gone): stopping");
-      onSignal();
-    })();
-  }
+  // The admin holds the other end of stdin: when it dies, even by SIGKILL, this node stops
+  // cleanly instead of living on as an orphan holding its ports and data directory.
+  adminGone?.then(() => {
+    if (signalled) return; // already stopping: not a second signal
+    logger.warning("stdin closed (the admin is gone): stopping");
+    onSignal();
+  });
   const running = await runNode({
     config,
     nodeId: values.id,

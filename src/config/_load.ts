@@ -40,6 +40,14 @@ export function parseConfig(text: string, options: ParseConfigOptions): KoiConfi
  * naming the path.
  */
 export async function loadConfig(path: string): Promise<KoiConfig> {
+  return (await loadConfigSource(path)).config;
+}
+
+/**
+ * {@link loadConfig}, also returning the text it parsed: the admin hands exactly that text to
+ * its nodes, so that a file edited later cannot make one node run another configuration.
+ */
+export async function loadConfigSource(path: string): Promise<{ config: KoiConfig; text: string }> {
   const absolute = resolve(path);
   let text: string;
   try {
@@ -54,7 +62,7 @@ export async function loadConfig(path: string): Promise<KoiConfig> {
       cause: error,
     });
   }
-  return parseConfig(text, { baseDir: dirname(absolute), path: absolute });
+  return { config: parseConfig(text, { baseDir: dirname(absolute), path: absolute }), text };
 }
 
 /**

@@ -1,7 +1,7 @@
 /**
  * A cluster secret that does not come from config.toml: the admin generates one for a
- * deployment whose file sets none, keeps it in a file of mode 0600, and hands the file to its
- * nodes (`koi node --secret-file`).
+ * deployment whose file sets none, keeps it in a file of mode 0600, and hands the secret to its
+ * nodes on their stdin (`koi node --supervised`); `koi node --secret-file` reads such a file.
  *
  * @module
  */
@@ -34,24 +34,24 @@ export function needsGeneratedSecret(config: KoiConfig): boolean {
 /**
  * Reads a secret file: the secret alone, one trailing newline allowed, at least
  * {@linkcode SECRET_CHARS_MIN} characters, no whitespace or control characters, at most
- * {@linkcode SECRET_FILE_BYTES_MAX} bytes. Throws {@linkcode ConfigError} (field
- * `--secret-file`) naming the file, never the secret.
+ * {@linkcode SECRET_FILE_BYTES_MAX} bytes. Throws {@linkcode ConfigError} on `field` (the
+ * flag or file that named it, default `--secret-file`) naming the file, never the secret.
  */
-export async function readSecretFile(path: string): Promise<string> {
+export async function readSecretFile(path: string, field = "--secret-file"): Promise<string> {
   let bytes: Uint8Array;
   try {
     using file = await Deno.open(path, { read: true });
     const info = await file.stat();
     if (!info.isFile) {
       throw new ConfigError(
-        "--secret-file",
-        `Invalid --secret-file: ${path} is not a file`,
+        field,
+        `Invalid ${field}: ${path} is not a file`,
       );
     }
     if (info.size > SECRET_FILE_BYTES_MAX) {
       throw new ConfigError(
-        "--secret-file",
-        `Invalid --secret-file: ${path} holds ${info.size} bytes; a secret file holds at most ${SECRET_FILE_BYTES_MAX}`,
+        field,
+        `Invalid ${field}: ${path} holds ${info.size} bytes; a secret file holds at most ${SECRET_FILE_BYTES_MAX}`,
       );
     }
     bytes = new Uint8Array(info.size);
@@ -66,8 +66,8 @@ export async function readSecretFile(path: string): Promise<string> {
     if (error instanceof ConfigError) throw error;
     const why = error instanceof Deno.errors.NotFound ? "no such file" : String(error);
     throw new ConfigError(
-      "--secret-file",
-      `Invalid --secret-file: cannot read ${path}: ${why}`,
+      field,
+      `Invalid ${field}: cannot read ${path}: ${why}`,
     );
   }
   let text: string;
@@ -75,27 +75,27 @@ export async function readSecretFile(path: string): Promise<string> {
     text = new TextDecoder("utf-8", { fatal: true }).decode(bytes);
   } catch {
     throw new ConfigError(
-      "--secret-file",
-      `Invalid --secret-file: ${path} is not UTF-8 text`,
+      field,
+      `Invalid ${field}: ${path} is not UTF-8 text`,
     );
   }
   const secret = text.endsWith("\n") ? text.slice(0, -1) : text;
-  checkSecret(secret, path);
+  checkSecret(secret, path, field);
   return secret;
 }
 
-function checkSecret(secret: string, where: string): void {
+function checkSecret(secret: string, where: string, field = "--secret-file"): void {
   if ([...secret].length < SECRET_CHARS_MIN) {
     throw new ConfigError(
-      "--secret-file",
-      `Invalid --secret-file: ${where}: a secret has at least ${SECRET_CHARS_MIN} characters`,
+      field,
+      `Invalid ${field}: ${where}: a secret has at least ${SECRET_CHARS_MIN} characters`,
     );
   }
   // deno-lint-ignore no-control-regex
   if (/[\s\x00-\x1f\x7f]/.test(secret)) {
     throw new ConfigError(
-      "--secret-file",
-      `Invalid --secret-file: ${where}: a secret has no whitespace or control characters`,
+      field,
+      `Invalid ${field}: ${where}: a secret has no whitespace or control characters`,
     );
   }
 }

@@ -20,12 +20,24 @@
 export { ConfigError } from "./_error.ts";
 export { parseHostPort } from "./_host_port.ts";
 export {
+  encodeSupervisedStart,
+  readSupervisedStart,
+  SUPERVISED_LINE_BYTES_MAX,
+  type SupervisedStart,
+} from "./_supervised.ts";
+export {
   needsGeneratedSecret,
   readSecretFile,
   SECRET_FILE_BYTES_MAX,
   withDefaultSecret,
 } from "./_secret.ts";
-export { findNode, loadConfig, parseConfig, type ParseConfigOptions } from "./_load.ts";
+export {
+  findNode,
+  loadConfig,
+  loadConfigSource,
+  parseConfig,
+  type ParseConfigOptions,
+} from "./_load.ts";
 export {
   ADMIN_DATA_DEFAULT,
   type ClusterConfig,

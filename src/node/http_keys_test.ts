@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import fc from "fast-check";
 import { errorOf, harness } from "./_fake_service_test_util.ts";
 import { decodeBase64Url, encodeBase64Url, refusedTarget } from "./_http_keys.ts";
-import { HttpServer } from "./_http_server.ts";
+import { HttpServer } from "../http/server.ts";
 
 const TEXT = new TextEncoder();
 
@@ -141,7 +141,12 @@ Deno.test("request targets: either refused, or URL parsing keeps the path's mean
 
 Deno.test("a real server refuses dot segments: PUT /v1/kv/zz/%2e%2e/t5 does not write t5", async () => {
   const { app, service } = harness();
-  const server = await HttpServer.listen({ hostname: "127.0.0.1", port: 0, fetch: app.fetch });
+  const server = await HttpServer.listen({
+    hostname: "127.0.0.1",
+    port: 0,
+    fetch: app.fetch,
+    refuseTarget: refusedTarget,
+  });
   try {
     for (const path of ["/v1/kv/zz/%2e%2e/t5", "/v1/kv/zz/../t5", "/v1/kv/./t5", "/v1/kv/%2E"]) {
       const conn = await Deno.connect({ hostname: "127.0.0.1", port: server.port });
@@ -172,7 +177,12 @@ Deno.test("a real server refuses dot segments: PUT /v1/kv/zz/%2e%2e/t5 does not 
 
 Deno.test("a percent-encoded route name is refused: PUT /v1/%6bv/k2 does not write v/k2", async () => {
   const { app, service } = harness();
-  const server = await HttpServer.listen({ hostname: "127.0.0.1", port: 0, fetch: app.fetch });
+  const server = await HttpServer.listen({
+    hostname: "127.0.0.1",
+    port: 0,
+    fetch: app.fetch,
+    refuseTarget: refusedTarget,
+  });
   try {
     for (const target of ["/v1/%6bv/k2", "/v1/%6Dembers/a4", "/%761/kv/k", "/v1/kv%2Fk"]) {
       assert.match(refusedTarget(target) ?? "", /route names/, target);

@@ -12,7 +12,8 @@ import { type DataDirLock, KvLogStorage, lockDataDir, type MemberAddress } from 
 import { type DriverLimits, type NodeLog, RaftNode, type TickSource } from "./driver.ts";
 import { AddressInUseError } from "./errors.ts";
 import { createNodeApp } from "./http.ts";
-import { HttpServer, type HttpServerLimits } from "./_http_server.ts";
+import { HttpServer, type HttpServerLimits } from "../http/server.ts";
+import { refusedTarget } from "./_http_keys.ts";
 
 /** The name of a node's Deno.Kv file inside its data directory. */
 export const KV_FILE = "koi.kv";
@@ -299,6 +300,7 @@ export async function runNode(options: RunNodeOptions): Promise<RunningNode> {
         hostname: self.http.host,
         port: self.http.port,
         fetch: app.fetch,
+        refuseTarget: refusedTarget,
         ...(options.httpLimits === undefined ? {} : { limits: options.httpLimits }),
         onError: (message, error) => log("error", message, { error: String(error) }),
       }));

@@ -170,3 +170,95 @@ id = "a"
   http = "127.0.0.1:1"
   data = "data/a3"
 `;
+
+Deno.test({
+  name: "admin: a restarted node runs the config and secret the admin loaded, not the edited files",
+  sanitizeResources: false,
+  async fn() {
+    const admin = await AdminProcess.create(ONE_CLUSTER);
+    try {
+      admin.start();
+      await admin.healthy();
+      // Someone edits both files while the deployment runs.
+      const text = await Deno.readTextFile(admin.configPath);
+      await Deno.writeTextFile(
+        admin.configPath,
+        text.replace("[admin]", "[routing]\nepoch = 9\n\n[admin]"),
+      );
+      await Deno.writeTextFile(
+        `${admin.dir}/data/admin/secret`,
+        "another-valid-secret-0123456789\n",
+      );
+      const victim = (await admin.clusters()).clusters[0].nodes[0];
+      Deno.kill(victim.pid!, "SIGKILL");
+      await waitFor(
+        async () => {
+          const n = (await admin.clusters()).clusters[0].nodes[0];
+          // Reachable: it accepts the admin's secret, so it got the one the admin holds.
+          return n.restarts === 1 && n.pid !== victim.pid && n.reachable;
+        },
+        `${victim.id} restarted and reachable`,
+        30_000,
+      );
+      const n = (await admin.clusters()).clusters[0].nodes[0];
+      assert.equal((n.status as unknown as { epoch: number }).epoch, 1, "the admin's epoch");
+    } finally {
+      await admin.close();
+    }
+  },
+});
+
+Deno.test({
+  name: "admin: a second signal kills every node and exits 1",
+  sanitizeResources: false,
+  async fn() {
+    const admin = await AdminProcess.create(ONE_CLUSTER);
+    try {
+      admin.start();
+      await admin.healthy();
+      const pids = [...admin.nodePids];
+      Deno.kill(pids[0], "SIGSTOP"); // it cannot stop on SIGTERM: the first stop waits for it
+      admin.child!.kill("SIGTERM");
+      const first = performance.now();
+      await waitFor(() => /stopping every node/.test(admin.output), "the first stop begins");
+      await waitFor(() => pids.slice(1).every((p) => !alive(p)), "the other nodes stop");
+      // Signals within 0.5 s of the first are the same one (docs/api.md): this one is later.
+      await waitFor(() => performance.now() - first > 700, "0.7 s after the first signal");
+      const status = await admin.stop("SIGTERM");
+      assert.equal(status?.code, 1, admin.output);
+      assert.match(admin.output, /second signal: killing every node/);
+      assert.ok(pids.every((p) => !alive(p)), "every node is gone");
+    } finally {
+      await admin.close();
+    }
+  },
+});
+
+Deno.test({
+  name: "admin: more connections than it takes are refused, and the admin stays up",
+  sanitizeResources: false,
+  async fn() {
+    const admin = await AdminProcess.create(ONE_CLUSTER);
+    const conns: Deno.Conn[] = [];
+    try {
+      admin.start();
+      await admin.healthy();
+      const { hostname, port } = new URL(admin.url);
+      for (let i = 0; i < 300; i++) {
+        conns.push(await Deno.connect({ hostname, port: Number(port) }));
+      }
+      // Beyond 256 the admin answers 503 and closes: read one of the last connections.
+      const last = conns[conns.length - 1];
+      const buf = new Uint8Array(512);
+      const n = await last.read(buf);
+      assert.match(new TextDecoder().decode(buf.subarray(0, n ?? 0)), /^HTTP\/1\.1 503/);
+      for (const c of conns) c.close();
+      conns.length = 0;
+      await admin.healthy(10_000); // serves again at once
+      assert.ok(admin.child !== undefined && [...admin.nodePids].every(alive), "nothing died");
+    } finally {
+      for (const c of conns) c.close();
+      await admin.close();
+    }
+  },
+});

@@ -1,6 +1,6 @@
 /** The HTTP server's limits on real sockets (127.0.0.1): deadlines, idle timeout, bound, drain. */
 import assert from "node:assert/strict";
-import { HttpServer, type HttpServerLimits } from "./_http_server.ts";
+import { HttpServer, type HttpServerLimits } from "./server.ts";
 
 const TEXT = new TextEncoder();
 

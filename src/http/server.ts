@@ -1,16 +1,18 @@
 /**
- * The node's HTTP server: `node:http` (Deno's Node-compatible server) running a fetch
+ * koi's HTTP server, for the node and the admin: `node:http` (Deno's Node-compatible server) running a fetch
  * handler (the hono app), with the limits `Deno.serve` does not offer in Deno 2.9.6: a
  * deadline for receiving a whole request (a client sending its body at 1 byte/s is cut off
  * with 408), an idle timeout for keep-alive connections, a bound on open connections (beyond
  * it a new connection gets 503 and is closed), and a shutdown that drains in-flight requests
  * until a deadline and then closes what remains. It also refuses request targets that URL
- * normalization would rewrite (`..` segments), which only the raw target shows.
+ * normalization would rewrite (`..` segments), which only the raw target shows, when the
+ * caller gives a `refuseTarget` check.
+ *
+ * @module
  */
 
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { Socket } from "node:net";
-import { refusedTarget } from "./_http_keys.ts";
 
 /** Time a client has to send a whole request, headers and body (408 after it). */
 export const HTTP_REQUEST_TIMEOUT_MS = 10_000;
@@ -64,6 +66,11 @@ export interface HttpServerOptions {
   readonly fetch: (request: Request) => Response | Promise<Response>;
   /** Limits; defaults {@linkcode HTTP_SERVER_LIMITS}. */
   readonly limits?: Partial<HttpServerLimits>;
+  /**
+   * Checks the raw request target (before URL normalization): a reason to refuse it with
+   * `400 bad_request`, or undefined to accept it.
+   */
+  readonly refuseTarget?: (target: string) => string | undefined;
   /** Where failures outside the handler are reported (a broken answer, a bug). */
   readonly onError?: (message: string, error: unknown) => void;
 }
@@ -185,7 +192,7 @@ export class HttpServer {
     this.#inFlight++;
     try {
       // Checked on the raw target: the Request's URL is already normalized.
-      const refused = refusedTarget(req.url ?? "/");
+      const refused = this.#options.refuseTarget?.(req.url ?? "/");
       if (refused !== undefined) {
         writeAnswer(res, 400, {}, errorBody("bad_request", refused));
         return;
