@@ -6,7 +6,7 @@
  */
 import { parseArgs } from "node:util";
 import { KEY_BYTES_MAX, VALUE_BYTES_MAX } from "../client/mod.ts";
-import { decodeBase64Url } from "../client/_bytes.ts";
+import { decodeBase64Url, readAtMost } from "../client/_bytes.ts";
 import { UsageError } from "./_common.ts";
 
 /** The admin URL when neither `--admin` nor `KOI_ADMIN` gives one. */
@@ -33,6 +33,7 @@ export interface ClientFlags {
   all?: boolean;
   prefix?: string;
   after?: string;
+  "after-b64"?: string;
   limit?: string;
   "if-rev"?: string;
   "if-absent"?: boolean;
@@ -132,31 +133,47 @@ export function adminFlag(flag: string | undefined): string {
   return DEFAULT_ADMIN;
 }
 
-/** Reads stdin to its end; a usage error once it holds over `max` bytes. */
-export async function readStdin(max: number): Promise<Uint8Array> {
-  const chunks: Uint8Array[] = [];
-  let total = 0;
-  const reader = Deno.stdin.readable.getReader();
+/**
+ * The value of `put` from stdin: all of it, at most `max` bytes. A usage error when stdin is
+ * a terminal, closed (`<&-`: the runtime then stands /dev/null in for it, opened read-write,
+ * which Linux lets us see) or cannot be read (`0>file`), rather than an empty value. An
+ * empty stdin that is open (`</dev/null`, `printf '' |`) gives the empty value.
+ */
+export async function readValueFromStdin(max: number): Promise<Uint8Array> {
+  const missing = (why: string) =>
+    new UsageError(`Missing <value>: ${why}; give it as an argument or on stdin`);
+  if (Deno.stdin.isTerminal()) throw missing("stdin is a terminal");
+  if (stdinClosed()) throw missing("stdin is closed");
+  let value: Uint8Array | undefined;
   try {
-    for (;;) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      chunks.push(value);
-      total += value.length;
-      if (total > max) {
-        throw new UsageError(
-          `Invalid value: stdin holds over ${max} bytes (1 MiB), the largest value koi stores`,
-        );
-      }
+    value = await readAtMost(Deno.stdin.readable, max);
+  } catch (error) {
+    throw missing(`stdin cannot be read (${error instanceof Error ? error.message : error})`);
+  }
+  if (value === undefined) {
+    throw new UsageError(
+      `Invalid value: stdin holds over ${max} bytes (1 MiB), the largest value koi stores`,
+    );
+  }
+  return value;
+}
+
+/**
+ * Whether fd 0 was closed when the process started. The runtime opens /dev/null read-write
+ * in place of a closed standard fd; a shell's `</dev/null` opens it read-only. Only Linux
+ * shows the difference (`/proc/self/fdinfo/0`); elsewhere a closed stdin reads as empty.
+ */
+function stdinClosed(): boolean {
+  if (Deno.build.os !== "linux") return false;
+  try {
+    // Not granted: do not prompt for it.
+    if (Deno.permissions.querySync({ name: "read", path: "/proc/self" }).state !== "granted") {
+      return false;
     }
-  } finally {
-    await reader.cancel().catch(() => {});
+    if (Deno.readLinkSync("/proc/self/fd/0") !== "/dev/null") return false;
+    const flags = /^flags:\s*([0-7]+)$/m.exec(Deno.readTextFileSync("/proc/self/fdinfo/0"));
+    return flags !== null && (parseInt(flags[1], 8) & 3) === 2; // O_ACCMODE is O_RDWR
+  } catch {
+    return false; // no /proc, or no read permission: cannot tell
   }
-  const out = new Uint8Array(total);
-  let at = 0;
-  for (const chunk of chunks) {
-    out.set(chunk, at);
-    at += chunk.length;
-  }
-  return out;
 }

@@ -5,7 +5,23 @@
  * @module
  */
 import type { DeploymentStatus } from "../client/mod.ts";
-import { encodeBase64Url, utf8Exact } from "../client/_bytes.ts";
+import { encodeBase64Url, printableText, showKey, UNPRINTABLE } from "../client/_bytes.ts";
+
+export { printableText };
+
+const UNPRINTABLE_ALL = new RegExp(UNPRINTABLE.source, "g");
+
+/**
+ * `text` safe to print on a terminal: each control character (escape sequences, line
+ * breaks, C1 controls) and each mark that reorders text shows as `\xNN` or `\u{NNNN}`.
+ * For text a server supplied: node ids, roles, error messages.
+ */
+export function terminalSafe(text: string): string {
+  return text.replace(UNPRINTABLE_ALL, (char) => {
+    const code = char.codePointAt(0)!;
+    return code <= 0xff ? `\\x${code.toString(16).padStart(2, "0")}` : `\\u{${code.toString(16)}}`;
+  });
+}
 
 /** The `koi client status` table of a `/v1/clusters` answer. */
 export function formatStatus(status: DeploymentStatus): string {
@@ -29,12 +45,13 @@ export function formatStatus(status: DeploymentStatus): string {
   for (const cluster of status.clusters) {
     for (const node of cluster.nodes) {
       const s = node.status;
-      const cell = (v: unknown) => (v === undefined || v === null || v === "" ? "-" : String(v));
+      const cell = (v: unknown) =>
+        v === undefined || v === null || v === "" ? "-" : terminalSafe(String(v));
       const row = [
-        cluster.id,
-        node.id,
-        node.http,
-        s === null ? "unreachable" : s.role,
+        terminalSafe(cluster.id),
+        terminalSafe(node.id),
+        terminalSafe(node.http),
+        s === null ? "unreachable" : terminalSafe(s.role),
         cell(s?.leader),
         cell(s?.term),
         cell(s?.commit),
@@ -43,7 +60,7 @@ export function formatStatus(status: DeploymentStatus): string {
         cell(node.pid),
         cell(node.restarts),
       ];
-      if (anyError) row.push(node.error || (node.reachable ? "" : "unreachable"));
+      if (anyError) row.push(terminalSafe(node.error || (node.reachable ? "" : "unreachable")));
       rows.push(row);
     }
   }
@@ -55,8 +72,8 @@ export function formatStatus(status: DeploymentStatus): string {
       !header && numeric.has(headers[i]) ? c.padStart(widths[i]) : c.padEnd(widths[i])
     ).join(" | ") +
     " |";
-  const leaderless = status.clusters.filter((c) => c.leader === "").map((c) => c.id);
-  const summary = `routing epoch ${status.epoch}, scheme ${status.scheme}, ` +
+  const leaderless = status.clusters.filter((c) => c.leader === "").map((c) => terminalSafe(c.id));
+  const summary = `routing epoch ${status.epoch}, scheme ${terminalSafe(status.scheme)}, ` +
     (status.healthy
       ? "healthy"
       : `NOT healthy${leaderless.length ? `: no leader in ${leaderless.join(", ")}` : ""}`);
@@ -70,32 +87,47 @@ export function formatStatus(status: DeploymentStatus): string {
   ].join("\n");
 }
 
-/** Prints `value` as one line of JSON. */
-export function printJson(value: unknown): void {
-  console.log(JSON.stringify(value));
+/**
+ * Stdout was closed by its reader (`koi client get k | head -c 10`): the command stops
+ * writing and ends quietly, as a Unix tool stopped by SIGPIPE does, but with exit 0 (the
+ * reader chose to stop; that is no failure of the command).
+ */
+export class StdoutClosed extends Error {
+  /** @param cause the `BrokenPipe` of the write */
+  constructor(cause: unknown) {
+    super("stdout is closed", { cause });
+    this.name = "StdoutClosed";
+  }
 }
 
 /** A line feed, to end a value printed on a terminal. */
 export const NEWLINE = new Uint8Array([0x0a]);
 
-/** Writes all of `bytes` to stdout. */
+/** Writes all of `bytes` to stdout; throws {@linkcode StdoutClosed} once nobody reads it. */
 export async function writeAll(bytes: Uint8Array): Promise<void> {
   let written = 0;
-  while (written < bytes.length) written += await Deno.stdout.write(bytes.subarray(written));
+  try {
+    while (written < bytes.length) written += await Deno.stdout.write(bytes.subarray(written));
+  } catch (error) {
+    if (error instanceof Deno.errors.BrokenPipe) throw new StdoutClosed(error);
+    throw error;
+  }
 }
 
-/** The key as text when it is UTF-8 without control characters (one line), else undefined. */
-export function printableText(key: Uint8Array): string | undefined {
-  const text = utf8Exact(key);
-  // deno-lint-ignore no-control-regex
-  return text === undefined || /[\x00-\x1f\x7f]/.test(text) ? undefined : text;
+const encoder = new TextEncoder();
+
+/** Writes `lines` to stdout, each ending with a line feed (see {@linkcode writeAll}). */
+export async function printLines(lines: readonly string[]): Promise<void> {
+  if (lines.length > 0) await writeAll(encoder.encode(lines.join("\n") + "\n"));
+}
+
+/** Prints `value` as one line of JSON. */
+export async function printJson(value: unknown): Promise<void> {
+  await printLines([JSON.stringify(value)]);
 }
 
 /** A key for a message: quoted text when printable, else `base64url:<b64>`. */
-export function printable(key: Uint8Array): string {
-  const text = printableText(key);
-  return text === undefined ? `base64url:${encodeBase64Url(key)}` : JSON.stringify(text);
-}
+export const printable: (key: Uint8Array) => string = showKey;
 
 /** A key on a line of its own: the text when printable, else `base64url:<b64>`. */
 export function lineKey(key: Uint8Array): string {

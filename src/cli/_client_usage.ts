@@ -16,7 +16,8 @@ const COMMON_OPTIONS = `Options of every command:
 const EXIT_CODES =
   `Exit codes: 0 done, 1 failure (unavailable, timeout, refused by a node; a write whose
 outcome is unknown says so), 2 usage error (also a key over 1024 bytes or a value over
-1 MiB), 3 key not found (get), 4 condition not met (put --if-rev/--if-absent, del --if-rev).`;
+1 MiB), 3 key not found (get), 4 condition not met (put --if-rev/--if-absent, del --if-rev).
+A stdout closed by its reader (koi client get k | head -c 10) ends a command quietly, exit 0.`;
 
 /** The usage of `koi client`. */
 export const CLIENT_USAGE = `Usage: koi client <command> [arguments] [options]
@@ -65,7 +66,8 @@ export const PUT_USAGE =
 
 Writes <value> (UTF-8 text) under <key>, or, without <value>, the bytes read from stdin
 (at most 1 MiB). Prints the new revision. Retries carry the same request id, so the write
-is applied at most once.
+is applied at most once. Without <value>, a stdin that is a terminal, closed (<&-) or not
+readable is a usage error; an empty one (</dev/null, printf '' |) writes the empty value.
 
 Options:
       --if-rev <rev>    write only if the key exists with exactly this revision
@@ -95,15 +97,17 @@ Exit codes: 0 done, 1 failure, 2 usage error, 4 condition not met.`;
 
 /** The usage of `koi client list`. */
 export const LIST_USAGE =
-  `Usage: koi client list [--prefix <p>] [--after <key>] [--limit <n>] [--all] [--stale] [--b64] [--json] [options]
+  `Usage: koi client list [--prefix <p>] [--after <key> | --after-b64 <b64>] [--limit <n>] [--all] [--stale] [--b64] [--json] [options]
 
 Lists the keys of every cluster, merged in byte order, one per line (a key that is not
 printable UTF-8 prints as base64url:<key>). Without --all it prints one page; when more
-keys follow, stderr says how to go on.
+keys follow, stderr says how to go on: add --after=<key> or --after-b64=<b64> to the same
+command.
 
 Options:
       --prefix <p>      only keys starting with <p>
       --after <key>     only keys after <key> (the last key of the previous page)
+      --after-b64 <b64> the same, <key> as base64url whether or not --b64 is given
       --limit <n>       keys per page, 1 .. ${LIST_LIMIT_MAX} (default: 100)
       --all             every matching key, page after page
       --stale           let any node of each cluster answer

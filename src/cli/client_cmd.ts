@@ -18,7 +18,7 @@ import {
   VALUE_BYTES_MAX,
 } from "../client/mod.ts";
 import { encodeBase64Url, utf8Exact } from "../client/_bytes.ts";
-import { UsageError } from "./_common.ts";
+import { isParseArgsError, UsageError } from "./_common.ts";
 import {
   adminFlag,
   b64Argument,
@@ -27,7 +27,7 @@ import {
   intFlag,
   keyArgument,
   parse,
-  readStdin,
+  readValueFromStdin,
   revFlag,
   timeoutFlag,
 } from "./_client_args.ts";
@@ -38,7 +38,10 @@ import {
   printable,
   printableText,
   printJson,
+  printLines,
   shellQuote,
+  StdoutClosed,
+  terminalSafe,
   writeAll,
 } from "./_client_format.ts";
 import {
@@ -60,8 +63,23 @@ export const EXIT_NOT_FOUND = 3;
 /** Exit code: the condition of `put --if-rev/--if-absent` or `del --if-rev` was not met. */
 export const EXIT_CONDITION_FAILED = 4;
 
-/** Runs `koi client <args>`; returns the exit code. */
+/**
+ * Runs `koi client <args>`; returns the exit code. A failure prints `koi: <message>` with
+ * the control characters of what servers said escaped; a stdout closed by its reader ends
+ * the command quietly with exit 0. Usage errors are thrown (the caller prints the usage).
+ */
 export async function clientCommand(args: string[]): Promise<number> {
+  try {
+    return await runCommand(args);
+  } catch (error) {
+    if (error instanceof StdoutClosed) return 0;
+    if (error instanceof UsageError || isParseArgsError(error)) throw error;
+    console.error(`koi: ${terminalSafe(error instanceof Error ? error.message : String(error))}`);
+    return 1;
+  }
+}
+
+async function runCommand(args: string[]): Promise<number> {
   const [command, ...rest] = args;
   switch (command) {
     case undefined:
@@ -108,7 +126,7 @@ async function getCommand(args: string[]): Promise<number> {
     }
     if (values.json) {
       const text = utf8Exact(hit.value);
-      printJson({
+      await printJson({
         key: utf8Exact(key) ?? null,
         key_b64: encodeBase64Url(key),
         rev: hit.rev,
@@ -142,15 +160,15 @@ async function putCommand(args: string[]): Promise<number> {
   }
   const value = positionals.length === 2
     ? new TextEncoder().encode(positionals[1])
-    : await readStdin(VALUE_BYTES_MAX);
+    : await readValueFromStdin(VALUE_BYTES_MAX);
   checkValue(value);
   return await withClient(values, async (koi) => {
     const { rev } = await koi.put(key, value, {
       ...(ifRev === undefined ? {} : { ifRev }),
       ...(values["if-absent"] ? { ifAbsent: true } : {}),
     });
-    if (values.json) printJson({ rev });
-    else console.log(`rev ${rev}`);
+    if (values.json) await printJson({ rev });
+    else await printLines([`rev ${rev}`]);
     return 0;
   });
 }
@@ -165,8 +183,8 @@ async function delCommand(args: string[]): Promise<number> {
   const ifRev = revFlag(values["if-rev"], "--if-rev");
   return await withClient(values, async (koi) => {
     const { rev, deleted } = await koi.delete(key, ifRev === undefined ? {} : { ifRev });
-    if (values.json) printJson({ rev, deleted });
-    else console.log(`${deleted ? "deleted" : "absent"}, rev ${rev}`);
+    if (values.json) await printJson({ rev, deleted });
+    else await printLines([`${deleted ? "deleted" : "absent"}, rev ${rev}`]);
     return 0;
   });
 }
@@ -175,6 +193,7 @@ async function listCommand(args: string[]): Promise<number> {
   const { values, positionals } = parse(args, {
     prefix: { type: "string" },
     after: { type: "string" },
+    "after-b64": { type: "string" },
     limit: { type: "string" },
     all: { type: "boolean" },
     stale: { type: "boolean" },
@@ -186,14 +205,18 @@ async function listCommand(args: string[]): Promise<number> {
   }
   const bound = (text: string | undefined, flag: string) => {
     if (text === undefined) return undefined;
-    const bytes = values.b64 ? b64Argument(text, flag) : new TextEncoder().encode(text);
-    if (bytes.length > KEY_BYTES_MAX) {
-      throw new UsageError(`Invalid ${flag}: over ${KEY_BYTES_MAX} bytes (${bytes.length})`);
-    }
-    return bytes;
+    return checkBound(
+      values.b64 ? b64Argument(text, flag) : new TextEncoder().encode(text),
+      flag,
+    );
   };
+  if (values.after !== undefined && values["after-b64"] !== undefined) {
+    throw new UsageError("Give --after or --after-b64, not both");
+  }
   const prefix = bound(values.prefix, "--prefix");
-  const after = bound(values.after, "--after");
+  const after = values["after-b64"] === undefined
+    ? bound(values.after, "--after")
+    : checkBound(b64Argument(values["after-b64"], "--after-b64"), "--after-b64");
   const limit = values.limit === undefined
     ? 100
     : intFlag(values.limit, "--limit", 1, LIST_LIMIT_MAX);
@@ -217,9 +240,9 @@ async function listCommand(args: string[]): Promise<number> {
         })
       ) {
         if (values.json) items.push(json(item));
-        else console.log(show(item));
+        else await printLines([show(item)]);
       }
-      if (values.json) printJson({ items, more: false });
+      if (values.json) await printJson({ items, more: false });
       return 0;
     }
     const page = await koi.list({
@@ -229,19 +252,21 @@ async function listCommand(args: string[]): Promise<number> {
       ...(after ? { after } : {}),
     });
     if (values.json) {
-      printJson({
+      await printJson({
         items: page.items.map(json),
         more: page.more,
         ...(page.next === undefined ? {} : { next_b64: encodeBase64Url(page.next) }),
       });
       return 0;
     }
-    for (const item of page.items) console.log(show(item));
+    await printLines(page.items.map(show));
     if (page.more && page.next !== undefined) {
+      // --after-b64 does not depend on --b64, and "=" keeps a bound that starts with "-"
+      // from reading as a flag: the hint works added to the same command line.
       const text = printableText(page.next);
       const next = values.b64 || text === undefined
-        ? `--b64 --after ${encodeBase64Url(page.next)}`
-        : `--after ${shellQuote(text)}`;
+        ? `--after-b64=${encodeBase64Url(page.next)}`
+        : `--after=${shellQuote(text)}`;
       console.error(`koi: more keys follow; go on with ${next} (or --all)`);
     }
     return 0;
@@ -252,10 +277,10 @@ async function whereCommand(args: string[]): Promise<number> {
   const { values, positionals } = parse(args, { b64: { type: "boolean" } });
   if (values.help) return help(WHERE_USAGE);
   const key = keyArgument(positionals, 1, "where <key>", values.b64);
-  return await withClient(values, (koi) => {
+  return await withClient(values, async (koi) => {
     const route = koi.where(key);
     if (values.json) {
-      printJson({
+      await printJson({
         key: utf8Exact(key) ?? null,
         key_b64: encodeBase64Url(key),
         cluster: route.cluster,
@@ -264,7 +289,7 @@ async function whereCommand(args: string[]): Promise<number> {
         epoch: koi.epoch,
         scheme: koi.table.scheme,
       });
-      return Promise.resolve(0);
+      return 0;
     }
     const lines = [
       `key      ${printable(key)}`,
@@ -274,8 +299,8 @@ async function whereCommand(args: string[]): Promise<number> {
       }`,
       ...route.nodes.map((n, i) => `${i === 0 ? "nodes   " : "        "} ${n.id} ${n.http}`),
     ];
-    console.log(lines.join("\n"));
-    return Promise.resolve(0);
+    await printLines(lines);
+    return 0;
   });
 }
 
@@ -288,9 +313,17 @@ async function statusCommand(args: string[]): Promise<number> {
   const admin = adminFlag(values.admin);
   const timeoutMs = values.timeout === undefined ? 10_000 : timeoutFlag(values.timeout);
   const status = await deploymentStatus(admin, { timeoutMs });
-  if (values.json) printJson(status);
-  else console.log(formatStatus(status));
+  if (values.json) await printJson(status);
+  else await printLines([formatStatus(status)]);
   return 0;
+}
+
+/** A listing bound of `flag`: a usage error when it is over a key's length. */
+function checkBound(bytes: Uint8Array, flag: string): Uint8Array {
+  if (bytes.length > KEY_BYTES_MAX) {
+    throw new UsageError(`Invalid ${flag}: over ${KEY_BYTES_MAX} bytes (${bytes.length})`);
+  }
+  return bytes;
 }
 
 /**

@@ -77,10 +77,51 @@ export function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
   return a.length === b.length && compareBytes(a, b) === 0;
 }
 
-/** A key for messages: its text when it is printable UTF-8, else `base64url:<b64>`. */
-export function showKey(bytes: Uint8Array): string {
-  const text = utf8Exact(bytes);
+/**
+ * Characters that must not reach a terminal as they are: C0 and C1 controls (escape
+ * sequences, line breaks), DEL, the marks and separators that reorder or break lines, and
+ * the invisible ones (zero-width spaces and joiners, the byte order mark).
+ */
+export const UNPRINTABLE: RegExp =
   // deno-lint-ignore no-control-regex
-  if (text !== undefined && !/[\x00-\x1f\x7f]/.test(text)) return JSON.stringify(text);
-  return `base64url:${encodeBase64Url(bytes)}`;
+  /[\x00-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2066-\u2069\ufeff]/;
+
+/** The key as text when it is UTF-8 without {@linkcode UNPRINTABLE} characters, else undefined. */
+export function printableText(bytes: Uint8Array): string | undefined {
+  const text = utf8Exact(bytes);
+  return text === undefined || UNPRINTABLE.test(text) ? undefined : text;
+}
+
+/** A key for messages: its quoted text when it is printable UTF-8, else `base64url:<b64>`. */
+export function showKey(bytes: Uint8Array): string {
+  const text = printableText(bytes);
+  return text === undefined ? `base64url:${encodeBase64Url(bytes)}` : JSON.stringify(text);
+}
+
+/**
+ * Reads `stream` to its end, or until it held over `max` bytes: then cancels it and returns
+ * undefined.
+ */
+export async function readAtMost(
+  stream: ReadableStream<Uint8Array>,
+  max: number,
+): Promise<Uint8Array | undefined> {
+  const chunks: Uint8Array[] = [];
+  let total = 0;
+  const reader = stream.getReader();
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      total += value.length;
+      if (total > max) {
+        reader.cancel().catch(() => {}); // not awaited: an endless sender may never settle it
+        return undefined;
+      }
+      chunks.push(value);
+    }
+  } finally {
+    reader.releaseLock();
+  }
+  return new Uint8Array(await new Blob(chunks as Uint8Array<ArrayBuffer>[]).arrayBuffer());
 }

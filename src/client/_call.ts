@@ -36,6 +36,8 @@ export interface Request {
   readonly query: string;
   readonly body?: Uint8Array;
   readonly headers: Record<string, string>;
+  /** The most bytes of an answer the client reads (`*_ANSWER_BYTES_MAX` of `_limits.ts`). */
+  readonly answerBytesMax: number;
   /** For writes: the session whose id and seq every attempt carries. */
   session?: Session;
   /** For messages: `put "user:1"`. */

@@ -3,6 +3,7 @@
  * a write's answer that cannot be read; and what the last failed attempt ran into.
  */
 
+import { encodeBase64Url, showKey } from "./_bytes.ts";
 import type { Call } from "./_call.ts";
 import { parseEtag } from "./_checks.ts";
 import type { Answer, AttemptFailure } from "./_http.ts";
@@ -118,4 +119,35 @@ export function badWriteAnswer(what: string): KoiError {
       "been applied",
     { outcomeUnknown: true },
   );
+}
+
+/**
+ * `message` of a node with its renderings of `key` replaced by the client's
+ * (`showKey`): the node knows a key sent as `key_b64` only as `base64url:<b64>`, quoted,
+ * and cuts a long one short as `"base64url:<start>"... (<n> chars)`.
+ */
+export function withOwnKey(message: string, key: Uint8Array): string {
+  const b64 = `base64url:${encodeBase64Url(key)}`;
+  const own = showKey(key);
+  return message
+    .replace(
+      /"(base64url:[A-Za-z0-9_-]*)"\.\.\. \((\d+) chars\)/g,
+      (whole, start, chars) => b64.startsWith(start) && Number(chars) === b64.length ? own : whole,
+    )
+    .replaceAll(JSON.stringify(b64), () => own)
+    .replace(new RegExp(`${b64}(?![A-Za-z0-9_-])`, "g"), () => own);
+}
+
+/** The URL of `path` on `node`; `bad_response` when its address cannot form one. */
+export function nodeUrl(node: NodeInfo, path: string, cluster: string): URL {
+  try {
+    return new URL(`http://${node.http}${path}`);
+  } catch (error) {
+    throw new KoiError(
+      "bad_response",
+      `The routing table gives node ${node.id} an address that is not a URL host: ` +
+        JSON.stringify(node.http),
+      { cluster, node: node.id, cause: error },
+    );
+  }
 }

@@ -1,7 +1,9 @@
 /** The HTTP plumbing of the client: one attempt with its own timeout, admin URLs, error bodies. */
 
+import { readAtMost } from "./_bytes.ts";
+import { ERROR_MESSAGE_CHARS_MAX } from "./_limits.ts";
 import { isObject } from "./_table.ts";
-import { KoiError } from "./errors.ts";
+import { KoiError, type KoiErrorOptions } from "./errors.ts";
 
 /** The `fetch` the client calls (the global one, or one injected for tests). */
 export type FetchLike = (input: URL, init: RequestInit) => Promise<Response>;
@@ -67,7 +69,17 @@ export interface Answer {
 export type AttemptFailure =
   | { readonly kind: "timeout"; readonly ms: number }
   | { readonly kind: "network"; readonly refused: boolean; readonly message: string }
-  | { readonly kind: "aborted"; readonly reason: unknown };
+  | { readonly kind: "aborted"; readonly reason: unknown }
+  | TooLarge;
+
+/** The answer's body was over the attempt's limit: it was not read beyond it. */
+export interface TooLarge {
+  readonly kind: "too_large";
+  /** The answer's HTTP status. */
+  readonly status: number;
+  /** The limit, in bytes. */
+  readonly max: number;
+}
 
 /** The reason an attempt's own timer aborts it with. */
 class AttemptTimeout {
@@ -75,8 +87,9 @@ class AttemptTimeout {
 }
 
 /**
- * Sends one request and reads the whole answer, within `ms` milliseconds, or until
- * `signal` aborts. Never throws: a failure is returned as an {@linkcode AttemptFailure}.
+ * Sends one request and reads the whole answer, at most `maxBytes` of it, within `ms`
+ * milliseconds, or until `signal` aborts. Never throws: a failure (a body over `maxBytes`
+ * included, which is cancelled) is returned as an {@linkcode AttemptFailure}.
  */
 export async function attempt(
   fetchFn: FetchLike,
@@ -84,6 +97,7 @@ export async function attempt(
   init: RequestInit,
   ms: number,
   signal: AbortSignal,
+  maxBytes: number,
 ): Promise<Answer | AttemptFailure> {
   if (signal.aborted) return { kind: "aborted", reason: signal.reason };
   const controller = new AbortController();
@@ -93,7 +107,15 @@ export async function attempt(
   signal.addEventListener("abort", onAbort, { once: true });
   try {
     const response = await fetchFn(url, { ...init, signal: controller.signal });
-    const body = new Uint8Array(await response.arrayBuffer());
+    const tooLarge: TooLarge = { kind: "too_large", status: response.status, max: maxBytes };
+    if (Number(response.headers.get("content-length")) > maxBytes) {
+      response.body?.cancel().catch(() => {});
+      return tooLarge;
+    }
+    const body = response.body === null
+      ? new Uint8Array(0)
+      : await readAtMost(response.body, maxBytes);
+    if (body === undefined) return tooLarge;
     return { status: response.status, headers: response.headers, body };
   } catch (error) {
     if (controller.signal.aborted) {
@@ -124,9 +146,27 @@ function causeChain(error: unknown): string[] {
   return messages;
 }
 
+/**
+ * The `bad_response` error of an answer over its limit: `what` names the call (`get "k"`,
+ * `Fetching the routing table`), `who` the sender.
+ */
+export function tooLargeError(
+  what: string,
+  who: string,
+  failure: TooLarge,
+  options: KoiErrorOptions = {},
+): KoiError {
+  return new KoiError(
+    "bad_response",
+    `${what}: ${who} answered ${failure.status} with a body over ${failure.max} bytes, the ` +
+      "most the client reads of such an answer",
+    options,
+  );
+}
+
 /** Whether an attempt's result is an answer. */
 export function isAnswer(result: Answer | AttemptFailure): result is Answer {
-  return "status" in result;
+  return "body" in result;
 }
 
 const decoder = new TextDecoder();
@@ -139,15 +179,22 @@ export function errorOf(answer: Answer): { code: string; message: string } {
     const error = isObject(json) ? json.error : undefined;
     if (isObject(error) && typeof error.code === "string") {
       return {
-        code: error.code,
-        message: typeof error.message === "string" ? error.message : error.code,
+        code: cut(error.code, 64),
+        message: cut(typeof error.message === "string" ? error.message : error.code),
       };
     }
   } catch {
     // not koi's error shape: fall through
   }
-  const snippet = text.length > 200 ? `${text.slice(0, 200)}…` : text;
-  return { code: `http_${answer.status}`, message: snippet.trim() || `HTTP ${answer.status}` };
+  return {
+    code: `http_${answer.status}`,
+    message: cut(text, 200).trim() || `HTTP ${answer.status}`,
+  };
+}
+
+/** `text` cut to `max` characters (an ellipsis marks the cut). */
+function cut(text: string, max = ERROR_MESSAGE_CHARS_MAX): string {
+  return text.length > max ? `${text.slice(0, max)}…` : text;
 }
 
 /** The answer's JSON body, or undefined when it is not JSON. */

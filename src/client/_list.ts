@@ -7,6 +7,7 @@ import { compareBytes, decodeBase64Url, equalBytes, toBytes, utf8Lossy } from ".
 import type { Call } from "./_call.ts";
 import { isRev } from "./_checks.ts";
 import { type Answer, jsonOf } from "./_http.ts";
+import { LIST_ANSWER_BYTES_MAX } from "./_limits.ts";
 import type { Sender } from "./_retry.ts";
 import { isObject, type RoutingTable } from "./_table.ts";
 import type { ListItem, ListPage } from "./_types.ts";
@@ -33,6 +34,7 @@ export async function listClusters(
         cluster: cluster.id,
         query,
         headers: {},
+        answerBytesMax: LIST_ANSWER_BYTES_MAX,
         what: `list of cluster ${cluster.id}`,
       }, clusterCall);
       return parseListAnswer(answer, cluster.id);

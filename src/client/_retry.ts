@@ -5,8 +5,25 @@
  */
 
 import type { Call, ClientCore, Request } from "./_call.ts";
-import { deadlineError, failureLast, httpError, type Last, throwIfAborted } from "./_failures.ts";
-import { type Answer, attempt, errorOf, isAnswer, now, retryAfterMs, sleep } from "./_http.ts";
+import {
+  deadlineError,
+  failureLast,
+  httpError,
+  type Last,
+  nodeUrl,
+  throwIfAborted,
+  withOwnKey,
+} from "./_failures.ts";
+import {
+  type Answer,
+  attempt,
+  errorOf,
+  isAnswer,
+  now,
+  retryAfterMs,
+  sleep,
+  tooLargeError,
+} from "./_http.ts";
 import type { Routes } from "./_route.ts";
 import { requestId, type SessionPool } from "./_sessions.ts";
 import { KoiError, UnavailableError } from "./errors.ts";
@@ -95,7 +112,7 @@ export class Sender {
       waited = false;
       const headers: Record<string, string> = { ...request.headers };
       if (request.session !== undefined) headers["x-request-id"] = requestId(request.session);
-      const url = new URL(`http://${node.http}/v1/kv${request.query}`);
+      const url = nodeUrl(node, `/v1/kv${request.query}`, state.info.id);
       const ms = Math.min(this.#core.settings.attemptTimeoutMs, remaining);
       call.attempts += 1;
       const result = await attempt(
@@ -108,8 +125,17 @@ export class Sender {
         },
         ms,
         call.signal,
+        request.answerBytesMax,
       );
       if (!isAnswer(result)) {
+        if (result.kind === "too_large") {
+          // A node that breaks the contract: no other node is asked.
+          throw tooLargeError(request.what, `node ${node.id} (${node.http})`, result, {
+            cluster: state.info.id,
+            node: node.id,
+            outcomeUnknown: write,
+          });
+        }
         if (result.kind === "aborted") {
           if (write) call.maybeApplied = true;
           throwIfAborted(call, request.what, last, this.#core.closed);
@@ -128,7 +154,9 @@ export class Sender {
       }
       this.#routes.nodeAnswered(state, node, result.headers);
       if (result.status >= 200 && result.status < 300) return result;
-      const { code, message } = errorOf(result);
+      const { code, message: said } = errorOf(result);
+      // The node names the key by its key_b64; the caller knows it by what it gave.
+      const message = request.key === undefined ? said : withOwnKey(said, request.key);
       if (result.status === 404 && request.method === "GET" && code === "not_found") return result;
       const answered = `node ${node.id} (${node.http}) answered ${result.status} ${code}`;
       last = {

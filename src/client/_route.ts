@@ -6,7 +6,17 @@
 
 import { type Call, type ClientCore, untilAborted } from "./_call.ts";
 import { throwIfAborted } from "./_failures.ts";
-import { attempt, errorOf, isAnswer, jsonOf, now, retryAfterMs, sleep } from "./_http.ts";
+import {
+  attempt,
+  errorOf,
+  isAnswer,
+  jsonOf,
+  now,
+  retryAfterMs,
+  sleep,
+  tooLargeError,
+} from "./_http.ts";
+import { ADMIN_ANSWER_BYTES_MAX } from "./_limits.ts";
 import { type ClusterInfo, type NodeInfo, parseRoutingTable, type RoutingTable } from "./_table.ts";
 import { KoiError, KoiHttpError, TimeoutError, UnavailableError } from "./errors.ts";
 
@@ -157,9 +167,19 @@ export class Routes {
       if (remaining <= 0) return fail();
       call.attempts += 1;
       const ms = Math.min(settings.attemptTimeoutMs, remaining);
-      const result = await attempt(fetcher.fetch, url, { method: "GET" }, ms, call.signal);
+      const result = await attempt(
+        fetcher.fetch,
+        url,
+        { method: "GET" },
+        ms,
+        call.signal,
+        ADMIN_ANSWER_BYTES_MAX,
+      );
       let hint: number | undefined;
       if (!isAnswer(result)) {
+        if (result.kind === "too_large") {
+          throw tooLargeError("Cannot fetch the routing table", who, result);
+        }
         if (result.kind === "aborted") {
           throwIfAborted(call, "connect", undefined, closed);
           throw new KoiError("aborted", "Fetching the routing table was aborted");

@@ -8,8 +8,10 @@ import {
   isAnswer,
   jsonOf,
   makeFetcher,
+  tooLargeError,
 } from "./_http.ts";
-import { isObject } from "./_table.ts";
+import { ADMIN_ANSWER_BYTES_MAX } from "./_limits.ts";
+import { parseDeploymentStatus } from "./_status_parse.ts";
 import { KoiError, KoiHttpError, TimeoutError, UnavailableError } from "./errors.ts";
 
 /** A node's own `GET /v1/status` answer (docs/api.md, "Management"). */
@@ -137,9 +139,17 @@ export async function fetchDeploymentStatus(
   const timeoutMs = options.timeoutMs ?? 10_000;
   const url = new URL("v1/clusters", base);
   const signal = options.signal ?? new AbortController().signal;
-  const result = await attempt(fetchFn, url, { method: "GET" }, timeoutMs, signal);
+  const result = await attempt(
+    fetchFn,
+    url,
+    { method: "GET" },
+    timeoutMs,
+    signal,
+    ADMIN_ANSWER_BYTES_MAX,
+  );
   const who = `the admin ${base.origin}`;
   if (!isAnswer(result)) {
+    if (result.kind === "too_large") throw tooLargeError("Cannot fetch the status", who, result);
     if (result.kind === "aborted") {
       throw new KoiError("aborted", `Asking ${who} for the status was aborted`, {
         cause: result.reason,
@@ -162,19 +172,5 @@ export async function fetchDeploymentStatus(
       status: result.status,
     });
   }
-  const json = jsonOf(result);
-  if (!isObject(json) || !Array.isArray(json.clusters)) {
-    throw new KoiError("bad_response", `${who} answered /v1/clusters without a clusters list`);
-  }
-  for (const cluster of json.clusters) {
-    if (!isObject(cluster) || typeof cluster.id !== "string" || !Array.isArray(cluster.nodes)) {
-      throw new KoiError("bad_response", `${who} answered /v1/clusters with a malformed cluster`);
-    }
-    for (const node of cluster.nodes) {
-      if (!isObject(node) || typeof node.id !== "string") {
-        throw new KoiError("bad_response", `${who} answered /v1/clusters with a malformed node`);
-      }
-    }
-  }
-  return json as unknown as DeploymentStatus;
+  return parseDeploymentStatus(jsonOf(result), who);
 }

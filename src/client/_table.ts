@@ -2,6 +2,7 @@
 
 import { CARP_SCHEMES, CarpTable } from "../carp/mod.ts";
 import type { CarpScheme } from "../carp/mod.ts";
+import { ConfigError, parseHostPort } from "../config/mod.ts";
 import { KoiError } from "./errors.ts";
 
 /** One node of a cluster, as the admin lists it. */
@@ -37,7 +38,6 @@ export interface RoutingTable {
 }
 
 const ID = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
-const HOST_PORT = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):[0-9]{1,5}$/;
 
 /** Checks the admin's `/v1/carp` answer; throws `KoiError("bad_response")` naming the flaw. */
 export function parseRoutingTable(json: unknown, source: string): RoutingTable {
@@ -48,26 +48,31 @@ export function parseRoutingTable(json: unknown, source: string): RoutingTable {
       cause === undefined ? {} : { cause },
     );
   };
+  const address = (http: unknown, where: string): string => {
+    if (typeof http !== "string") return bad(`${where} ${shown(http)}`);
+    const problem = hostPortProblem(http, where);
+    return problem === undefined ? http : bad(problem);
+  };
   if (!isObject(json)) return bad("not a JSON object");
   const { epoch, scheme, clusters } = json;
   if (!Number.isSafeInteger(epoch) || (epoch as number) < 1) {
-    return bad(`epoch ${JSON.stringify(epoch)}`);
+    return bad(`epoch ${shown(epoch)}`);
   }
   if (typeof scheme !== "string" || !(CARP_SCHEMES as readonly string[]).includes(scheme)) {
-    return bad(`scheme ${JSON.stringify(scheme)}`);
+    return bad(`scheme ${shown(scheme)}`);
   }
   if (!Array.isArray(clusters) || clusters.length === 0) return bad("no clusters");
   const seenNodes = new Set<string>();
   const parsed = clusters.map((c, i): ClusterInfo => {
     if (!isObject(c)) return bad(`clusters[${i}] is not an object`);
     if (typeof c.id !== "string" || !ID.test(c.id)) {
-      return bad(`clusters[${i}].id ${JSON.stringify(c.id)}`);
+      return bad(`clusters[${i}].id ${shown(c.id)}`);
     }
     if (typeof c.loadFactor !== "number") {
-      return bad(`clusters[${i}].loadFactor ${JSON.stringify(c.loadFactor)}`);
+      return bad(`clusters[${i}].loadFactor ${shown(c.loadFactor)}`);
     }
     const leader = c.leader ?? "";
-    if (typeof leader !== "string") return bad(`clusters[${i}].leader ${JSON.stringify(leader)}`);
+    if (typeof leader !== "string") return bad(`clusters[${i}].leader ${shown(leader)}`);
     if (!Array.isArray(c.nodes) || c.nodes.length === 0) {
       return bad(`clusters[${i}] (${c.id}) has no nodes`);
     }
@@ -75,14 +80,11 @@ export function parseRoutingTable(json: unknown, source: string): RoutingTable {
       const where = `clusters[${i}].nodes[${j}]`;
       if (!isObject(n)) return bad(`${where} is not an object`);
       if (typeof n.id !== "string" || !ID.test(n.id)) {
-        return bad(`${where}.id ${JSON.stringify(n.id)}`);
+        return bad(`${where}.id ${shown(n.id)}`);
       }
       if (seenNodes.has(n.id)) return bad(`node id ${n.id} is listed twice`);
       seenNodes.add(n.id);
-      if (typeof n.http !== "string" || !HOST_PORT.test(n.http)) {
-        return bad(`${where}.http ${JSON.stringify(n.http)}`);
-      }
-      return Object.freeze({ id: n.id, http: n.http });
+      return Object.freeze({ id: n.id, http: address(n.http, `${where}.http`) });
     });
     return Object.freeze({
       id: c.id,
@@ -112,4 +114,25 @@ export function parseRoutingTable(json: unknown, source: string): RoutingTable {
 /** Whether `value` is a plain JSON object. */
 export function isObject(value: unknown): value is Record<string, unknown> {
   return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+/**
+ * Why `http` is not a node address the client can send to (`host:port`: an IPv4 address, a
+ * bracketed IPv6 address or a hostname, and a port of 1..65535), or undefined when it is.
+ */
+function hostPortProblem(http: string, where: string): string | undefined {
+  try {
+    parseHostPort(http, where);
+    new URL(`http://${http}/`);
+    return undefined;
+  } catch (error) {
+    if (!(error instanceof ConfigError)) return `${where} ${shown(http)} is not a URL host`;
+    return error.message.replace(/^Invalid config field /, "");
+  }
+}
+
+/** `value` as JSON for a message, cut short when long. */
+export function shown(value: unknown): string {
+  const text = JSON.stringify(value) ?? String(value);
+  return text.length > 80 ? `${text.slice(0, 80)}… (${text.length} chars)` : text;
 }

@@ -21,7 +21,13 @@ import {
 } from "./_checks.ts";
 import { badWriteAnswer } from "./_failures.ts";
 import { adminBaseUrl, type Fetcher, type FetchLike, jsonOf, makeFetcher, now } from "./_http.ts";
-import { ATTEMPT_TIMEOUT_MS_DEFAULT, TIMEOUT_MS_DEFAULT, VALUE_BYTES_MAX } from "./_limits.ts";
+import {
+  ATTEMPT_TIMEOUT_MS_DEFAULT,
+  TIMEOUT_MS_DEFAULT,
+  VALUE_ANSWER_BYTES_MAX,
+  VALUE_BYTES_MAX,
+  WRITE_ANSWER_BYTES_MAX,
+} from "./_limits.ts";
 import { listClusters } from "./_list.ts";
 import { Sender } from "./_retry.ts";
 import { Routes } from "./_route.ts";
@@ -183,6 +189,7 @@ export class KoiClient {
       key: bytes,
       query: `?key_b64=${encodeBase64Url(bytes)}${stale ? "&consistency=stale" : ""}`,
       headers: {},
+      answerBytesMax: VALUE_ANSWER_BYTES_MAX,
       what: `get ${showKey(bytes)}`,
     }, call);
     if (answer.status === 404) return null;
@@ -240,6 +247,7 @@ export class KoiClient {
       query: `?key_b64=${encodeBase64Url(bytes)}`,
       body,
       headers,
+      answerBytesMax: WRITE_ANSWER_BYTES_MAX,
       what: `put ${showKey(bytes)}`,
     }, call);
     const json = jsonOf(answer);
@@ -270,6 +278,7 @@ export class KoiClient {
       key: bytes,
       query: `?key_b64=${encodeBase64Url(bytes)}`,
       headers,
+      answerBytesMax: WRITE_ANSWER_BYTES_MAX,
       what: `delete ${showKey(bytes)}`,
     }, call);
     const json = jsonOf(answer);

@@ -2,46 +2,7 @@
 import assert from "node:assert/strict";
 import { CarpTable } from "../../src/carp/mod.ts";
 import { FakeDeployment, freePorts, keyOwnedBy } from "../../src/client/_fake_test_util.ts";
-
-const ROOT = new URL("../../", import.meta.url).pathname;
-
-interface Run {
-  code: number;
-  out: string;
-  err: string;
-  stdout: Uint8Array;
-}
-
-async function koi(
-  args: string[],
-  options: { stdin?: Uint8Array | string; env?: Record<string, string> } = {},
-): Promise<Run> {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", "--config", `${ROOT}deno.json`, `${ROOT}cli.ts`, "client", ...args],
-    stdin: options.stdin === undefined ? "null" : "piped",
-    stdout: "piped",
-    stderr: "piped",
-    env: { NO_COLOR: "1", ...options.env },
-  }).spawn();
-  if (options.stdin !== undefined) {
-    const writer = child.stdin.getWriter();
-    await writer.write(
-      typeof options.stdin === "string" ? new TextEncoder().encode(options.stdin) : options.stdin,
-    );
-    await writer.close();
-  }
-  const o = await child.output();
-  const decode = (b: Uint8Array) => new TextDecoder().decode(b);
-  return { code: o.code, out: decode(o.stdout), err: decode(o.stderr), stdout: o.stdout };
-}
-
-const THREE = {
-  clusters: [
-    { id: "a", nodes: ["a1", "a2", "a3"] },
-    { id: "b", nodes: ["b1", "b2", "b3"] },
-    { id: "c", nodes: ["c1", "c2", "c3"] },
-  ],
-};
+import { koi, THREE } from "./_cli_test_util.ts";
 
 Deno.test("koi client: --help exits 0 for the mode and every command", async () => {
   const runs = await Promise.all([
@@ -163,7 +124,7 @@ Deno.test("koi client: list pages, --all and --json merge every cluster", async 
     const page = await koi(["list", "--prefix", "k", "--limit", "3"], { env });
     assert.equal(page.code, 0, page.err);
     assert.equal(page.out, "k0\nk1\nk2\n");
-    assert.match(page.err, /more keys follow; go on with --after k2/);
+    assert.match(page.err, /more keys follow; go on with --after=k2 /);
     const rest = await koi(["list", "--prefix", "k", "--after", "k2", "--limit", "3", "--json"], {
       env,
     });

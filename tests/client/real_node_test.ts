@@ -7,8 +7,7 @@
 import assert from "node:assert/strict";
 import { ProcessCluster } from "../e2e/_cluster.ts";
 import { connect, PreconditionFailedError, VALUE_BYTES_MAX } from "../../mod.ts";
-
-const ROOT = new URL("../../", import.meta.url).pathname;
+import { koiCommand } from "./_cli_test_util.ts";
 
 Deno.test("client against a real node: data plane, conditions, listing, concurrency", async () => {
   const cluster = await ProcessCluster.create(["a1"]);
@@ -60,6 +59,15 @@ Deno.test("client against a real node: data plane, conditions, listing, concurre
     const refused = await koi.put("user:1", "Bob", { ifAbsent: true }).catch((e) => e);
     assert.ok(refused instanceof PreconditionFailedError, String(refused));
     assert.equal(refused.currentRev, created.rev);
+    // The node knows the key only by its key_b64; the message names it as it was given.
+    assert.match(refused.message, new RegExp(`: key "user:1" has rev ${created.rev}$`));
+    const long = `user:${"é".repeat(60)}`;
+    const absent = await koi.delete(long, { ifRev: 1 }).catch((e) => e);
+    assert.ok(absent instanceof PreconditionFailedError, String(absent));
+    assert.ok(
+      absent.message.endsWith(`: key ${JSON.stringify(long)} does not exist`),
+      absent.message,
+    );
     const updated = await koi.put("user:1", "Ada L.", { ifRev: created.rev });
     assert.ok(updated.rev > created.rev);
     const removed = await koi.delete("user:1", { ifRev: updated.rev });
@@ -90,17 +98,9 @@ Deno.test("client against a real node: data plane, conditions, listing, concurre
     assert.ok(all.some((k) => k.length === 3 && k[0] === 0x80 && k[1] === 0 && k[2] === 0xfe));
 
     // The command line on the same node.
-    const o = await new Deno.Command(Deno.execPath(), {
-      args: [
-        "run",
-        "-A",
-        "--config",
-        `${ROOT}deno.json`,
-        `${ROOT}cli.ts`,
-        "client",
-        "get",
-        "a/../b",
-      ],
+    const [exe, ...args] = koiCommand(["get", "a/../b"]);
+    const o = await new Deno.Command(exe, {
+      args,
       env: { KOI_ADMIN: adminUrl },
       stdin: "null",
     }).output();
