@@ -6,7 +6,7 @@
  *
  * @module
  */
-import type { KoiConfig, NodeConfig } from "../config/mod.ts";
+import { ID_PATTERN, type KoiConfig, type NodeConfig } from "../config/mod.ts";
 import type { NodeStatus } from "../client/mod.ts";
 
 /** A node's `GET /v1/status` answer (docs/api.md), as the client library reads it. */
@@ -40,10 +40,21 @@ export class StatusPoller {
   readonly #waiters = new Set<() => void>();
   readonly #abort = new AbortController();
 
-  /** @param config the deployment, secrets resolved (generated ones included) */
-  constructor(config: KoiConfig, options: { fetch?: typeof fetch } = {}) {
+  readonly #isRunning: ((id: string) => boolean) | undefined;
+
+  /**
+   * @param config the deployment, secrets resolved (generated ones included)
+   * @param options `isRunning` tells whether the admin's process of a node runs: a node whose
+   * process does not run is not asked (whatever answers on its port meanwhile is not the
+   * node, and must neither get the secret nor be believed)
+   */
+  constructor(
+    config: KoiConfig,
+    options: { fetch?: typeof fetch; isRunning?: (id: string) => boolean } = {},
+  ) {
     this.#config = config;
     this.#fetch = options.fetch ?? fetch;
+    this.#isRunning = options.isRunning;
     for (const c of config.clusters) {
       for (const n of c.nodes) {
         this.#views.set(n.id, { status: null, error: "not polled yet", at: 0 });
@@ -79,6 +90,9 @@ export class StatusPoller {
   }
 
   async #poll(node: NodeConfig): Promise<NodeView> {
+    if (this.#isRunning !== undefined && !this.#isRunning(node.id)) {
+      return { status: null, error: "not running", at: Date.now() };
+    }
     const headers: Record<string, string> = {};
     if (node.secret !== undefined) headers.authorization = `Bearer ${node.secret}`;
     try {
@@ -201,7 +215,7 @@ export function statusProblem(body: unknown, node: NodeConfig): string | undefin
     return `another process answers on ${node.http.text}: it says it is node ${who}`;
   }
   if (typeof s.role !== "string" || !ROLES.has(s.role)) return "malformed status answer (role)";
-  if (typeof s.leader !== "string" || s.leader.length > 64) {
+  if (typeof s.leader !== "string" || (s.leader !== "" && !ID_PATTERN.test(s.leader))) {
     return "malformed status answer (leader)";
   }
   for (const k of COUNTERS) {

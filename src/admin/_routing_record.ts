@@ -117,9 +117,15 @@ export async function checkRouting(
 function parseRecord(text: string, path: string): RoutingRecord {
   try {
     const r = JSON.parse(text) as RoutingRecord;
-    const ok = Number.isSafeInteger(r.epoch) && typeof r.scheme === "string" &&
-      Array.isArray(r.clusters) &&
-      r.clusters.every((c) => typeof c?.id === "string" && typeof c?.loadFactor === "number");
+    const keys = (o: object, allowed: string[]) => Object.keys(o).every((k) => allowed.includes(k));
+    const ok = typeof r === "object" && r !== null && keys(r, ["epoch", "scheme", "clusters"]) &&
+      Number.isSafeInteger(r.epoch) && r.epoch >= 1 && typeof r.scheme === "string" &&
+      Array.isArray(r.clusters) && r.clusters.length > 0 &&
+      r.clusters.every((c) =>
+        typeof c === "object" && c !== null && keys(c, ["id", "loadFactor"]) &&
+        typeof c.id === "string" && Number.isFinite(c.loadFactor) && c.loadFactor > 0
+      ) &&
+      new Set(r.clusters.map((c) => c.id)).size === r.clusters.length;
     if (ok) return r;
   } catch { /* below */ }
   throw new RoutingChangeError(

@@ -97,7 +97,7 @@ Deno.test("admin http: /v1/clusters marks unreachable nodes with the reason", as
 
 Deno.test("admin http: the status page escapes what nodes report; unknown routes are JSON errors", async () => {
   const answers = new Map<string, Record<string, unknown> | string>([
-    ["7151", { ...status("a1", "a", "follower"), leader: "<script>alert(1)</script>" }],
+    ["7151", "<script>alert(1)</script>"],
     ["7251", "<img src=x onerror=alert(1)>"],
   ]);
   const p = poller(answers);
@@ -107,6 +107,7 @@ Deno.test("admin http: the status page escapes what nodes report; unknown routes
   assert.doesNotMatch(page, /<script>alert/);
   assert.doesNotMatch(page, /<img src=x/);
   assert.match(page, /&lt;script&gt;alert\(1\)&lt;\/script&gt;/);
+  assert.match(page, /&lt;img src=x onerror=alert\(1\)&gt;/);
   assert.match(page, /<td>a1<\/td>/);
   const missing = await app.request("/v1/nope");
   assert.equal(missing.status, 404);
@@ -135,4 +136,23 @@ Deno.test("admin poller: an answer that is not the polled node's status is not b
   answers.set("7151", { ...status("a1", "a", "leader"), role: "king" });
   await p.pollOnce();
   assert.equal(p.view("a1").error, "malformed status answer (role)");
+});
+
+Deno.test("admin poller: a node whose process does not run is not asked (nor given the secret)", async () => {
+  const asked: string[] = [];
+  const fake = (input: string | URL | Request, init?: RequestInit): Promise<Response> => {
+    asked.push(`${new URL(String(input)).port} ${new Headers(init?.headers).get("authorization")}`);
+    // Whatever squats on the port answers as a plausible leader.
+    return Promise.resolve(new Response(JSON.stringify(status("a1", "a", "leader"))));
+  };
+  let running = false;
+  const p = new StatusPoller(CONFIG, { fetch: fake as typeof fetch, isRunning: () => running });
+  await p.pollOnce();
+  assert.deepEqual(asked, []);
+  assert.equal(p.view("a1").error, "not running");
+  assert.equal(p.leaderOf("a"), "");
+  running = true;
+  await p.pollOnce();
+  assert.equal(asked.length, 2);
+  assert.equal(p.leaderOf("a"), "a1");
 });

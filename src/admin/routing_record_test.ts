@@ -80,3 +80,30 @@ Deno.test("routing record: a damaged record is an error, not a silent reset", as
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("routing record: duplicate ids, extra fields or bad numbers are damage too", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const bad = [
+      {
+        epoch: 1,
+        scheme: "carp64",
+        clusters: [{ id: "a", loadFactor: 1 }, { id: "a", loadFactor: 1 }],
+      },
+      { epoch: 1, scheme: "carp64", clusters: [{ id: "a", loadFactor: 1 }], extra: true },
+      { epoch: 1, scheme: "carp64", clusters: [{ id: "a", loadFactor: -1 }] },
+      { epoch: 0, scheme: "carp64", clusters: [{ id: "a", loadFactor: 1 }] },
+      { epoch: 1, scheme: "carp64", clusters: [] },
+    ];
+    for (const record of bad) {
+      await Deno.writeTextFile(`${dir}/${ROUTING_RECORD_FILE}`, JSON.stringify(record));
+      await assert.rejects(
+        checkRouting(dir, config(1, [["a", 1]]), true),
+        /is damaged/,
+        JSON.stringify(record),
+      );
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

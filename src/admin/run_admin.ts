@@ -155,8 +155,10 @@ export async function runAdmin(options: RunAdminOptions): Promise<RunningAdmin> 
       }
       config = withDefaultSecret(config, secret.secret);
     }
-    const poller = new StatusPoller(config);
     const processes = new Map<string, NodeProcess>();
+    const poller = new StatusPoller(config, {
+      isRunning: (id) => processes.get(id)?.state === "running",
+    });
     let isReady = false;
     const app = adminApp({ config, poller, processes }, () => isReady);
     // The node's hardened server: a deadline for each request, an idle timeout, a bound on

@@ -86,7 +86,9 @@ export async function nodeCommand(args: string[]): Promise<number> {
     const { start, ended } = await readSupervisedStart(Deno.stdin.readable);
     const path = resolve(values.config);
     config = parseConfig(start.config, { baseDir: dirname(path), path });
-    if (start.secret !== undefined) config = withDefaultSecret(config, start.secret);
+    if (start.secret !== undefined) {
+      config = withDefaultSecret(config, start.secret, "--supervised");
+    }
     adminGone = ended;
   } else {
     config = await loadConfig(values.config);

@@ -13,10 +13,15 @@ export const SECRET_FILE_BYTES_MAX = 4096;
 
 /**
  * Gives every cluster that sets no `secret` in config.toml the secret `secret`; clusters
- * with their own keep it. Returns a new config; `config` is unchanged.
+ * with their own keep it. Returns a new config; `config` is unchanged. A secret that breaks
+ * the rules is a ConfigError on `field` (where the secret came from).
  */
-export function withDefaultSecret(config: KoiConfig, secret: string): KoiConfig {
-  checkSecret(secret, "the secret");
+export function withDefaultSecret(
+  config: KoiConfig,
+  secret: string,
+  field = "--secret-file",
+): KoiConfig {
+  checkSecret(secret, "the secret", field);
   return {
     ...config,
     clusters: config.clusters.map((cluster) => ({

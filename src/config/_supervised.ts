@@ -10,6 +10,9 @@
  */
 import { ConfigError } from "./_error.ts";
 
+/** How long a supervised node waits for its start line, in milliseconds. */
+export const SUPERVISED_START_TIMEOUT_MS = 10_000;
+
 /** The largest first line read, in bytes: a config text with room to spare. */
 export const SUPERVISED_LINE_BYTES_MAX = 4 << 20;
 
@@ -33,8 +36,26 @@ export function encodeSupervisedStart(start: SupervisedStart): Uint8Array {
  */
 export async function readSupervisedStart(
   stream: ReadableStream<Uint8Array>,
+  timeoutMs: number = SUPERVISED_START_TIMEOUT_MS,
 ): Promise<{ start: SupervisedStart; ended: Promise<void> }> {
   const reader = stream.getReader();
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timedOut = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => reject(bad(`no start line on stdin within ${timeoutMs} ms`)),
+      timeoutMs,
+    );
+  });
+  try {
+    return await Promise.race([readStart(reader), timedOut]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+async function readStart(
+  reader: ReadableStreamDefaultReader<Uint8Array>,
+): Promise<{ start: SupervisedStart; ended: Promise<void> }> {
   const chunks: Uint8Array[] = [];
   let size = 0;
   let rest: Uint8Array | undefined;

@@ -23,6 +23,7 @@ export {
   encodeSupervisedStart,
   readSupervisedStart,
   SUPERVISED_LINE_BYTES_MAX,
+  SUPERVISED_START_TIMEOUT_MS,
   type SupervisedStart,
 } from "./_supervised.ts";
 export {

@@ -50,3 +50,12 @@ Deno.test("supervised start: a missing, oversized or malformed line is a ConfigE
     });
   }
 });
+
+Deno.test("supervised start: an open stdin without a line times out with a clear error", async () => {
+  const { stream, end } = streamOf(new TextEncoder().encode('{"config": "x"'));
+  try {
+    await assert.rejects(readSupervisedStart(stream, 50), /no start line on stdin within 50 ms/);
+  } finally {
+    end();
+  }
+});

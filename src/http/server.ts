@@ -12,7 +12,7 @@
  */
 
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
-import type { Socket } from "node:net";
+import { connect as netConnect, type Socket } from "node:net";
 
 /** Time a client has to send a whole request, headers and body (408 after it). */
 export const HTTP_REQUEST_TIMEOUT_MS = 10_000;
@@ -22,6 +22,17 @@ export const HTTP_HEADERS_TIMEOUT_MS = 10_000;
 export const HTTP_KEEP_ALIVE_TIMEOUT_MS = 5_000;
 /** Open HTTP connections per node, at most; one more is answered 503 and closed. */
 export const HTTP_CONNECTIONS_MAX = 1_024;
+/**
+ * How often the server checks that it still accepts connections, in milliseconds: when the
+ * process runs out of file descriptors, the accept loop of Deno's `node:http` stops for good
+ * without an error event, so the server connects to itself and, if that connection is not
+ * accepted within {@linkcode HTTP_ACCEPT_PROBE_TIMEOUT_MS}, listens again.
+ */
+export const HTTP_ACCEPT_CHECK_MS = 2_000;
+/** How long the self-connection of an accept check may take to be accepted. */
+export const HTTP_ACCEPT_PROBE_TIMEOUT_MS = 1_000;
+/** A refused connection (its 503 sent) is destroyed after this long if the peer keeps it. */
+export const HTTP_REFUSED_LINGER_MS = 2_000;
 /** How often the request and header deadlines are checked (their resolution). */
 export const HTTP_TIMEOUT_CHECK_MS = 500;
 /**
@@ -44,6 +55,8 @@ export interface HttpServerLimits {
   readonly timeoutCheckMs: number;
   /** See {@linkcode HTTP_BODY_BYTES_MAX}. */
   readonly bodyBytesMax: number;
+  /** See {@linkcode HTTP_ACCEPT_CHECK_MS}; 0 turns the check off. */
+  readonly acceptCheckMs: number;
 }
 
 /** The default limits. */
@@ -54,6 +67,7 @@ export const HTTP_SERVER_LIMITS: HttpServerLimits = {
   connectionsMax: HTTP_CONNECTIONS_MAX,
   timeoutCheckMs: HTTP_TIMEOUT_CHECK_MS,
   bodyBytesMax: HTTP_BODY_BYTES_MAX,
+  acceptCheckMs: HTTP_ACCEPT_CHECK_MS,
 };
 
 /** Options of {@linkcode HttpServer.listen}. */
@@ -102,6 +116,9 @@ export class HttpServer {
   #inFlight = 0;
   #idle: (() => void) | undefined;
   #closing: Promise<void> | undefined;
+  #accepted = 0;
+  #acceptTimer: ReturnType<typeof setTimeout> | undefined;
+  #relistens = 0;
 
   private constructor(options: HttpServerOptions) {
     this.#options = options;
@@ -132,7 +149,46 @@ export class HttpServer {
     server.#port = typeof address === "object" && address !== null ? address.port : options.port;
     const host = options.hostname.includes(":") ? `[${options.hostname}]` : options.hostname;
     server.#origin = `http://${host}:${server.#port}`;
+    server.#scheduleAcceptCheck();
     return server;
+  }
+
+  /** How often the server had to listen again because it had stopped accepting. */
+  get relistens(): number {
+    return this.#relistens;
+  }
+
+  #scheduleAcceptCheck(): void {
+    if (this.#limits.acceptCheckMs <= 0 || this.#closing !== undefined) return;
+    this.#acceptTimer = setTimeout(() => this.#checkAccepting(), this.#limits.acceptCheckMs);
+  }
+
+  /** Connects to itself; a connection not accepted in time means the accept loop died. */
+  #checkAccepting(): void {
+    const before = this.#accepted;
+    const host = this.#options.hostname === "0.0.0.0"
+      ? "127.0.0.1"
+      : this.#options.hostname === "::"
+      ? "::1"
+      : this.#options.hostname;
+    const probe = netConnect({ host, port: this.#port });
+    probe.on("error", () => {}); // out of descriptors here too: the timeout decides
+    this.#acceptTimer = setTimeout(() => {
+      probe.destroy();
+      if (this.#closing !== undefined) return;
+      if (this.#accepted === before) {
+        this.#relistens++;
+        this.#options.onError?.(
+          "The HTTP server stopped accepting connections (out of file descriptors?): " +
+            "listening again",
+          new Error(`${this.#sockets.size} connections open`),
+        );
+        this.#server.close();
+        this.#server.listen(this.#port, this.#options.hostname, () => this.#scheduleAcceptCheck());
+        return;
+      }
+      this.#scheduleAcceptCheck();
+    }, HTTP_ACCEPT_PROBE_TIMEOUT_MS);
   }
 
   /** The bound port. */
@@ -155,6 +211,7 @@ export class HttpServer {
   }
 
   async #close(drainMs: number): Promise<void> {
+    clearTimeout(this.#acceptTimer);
     const closed = new Promise<void>((resolve) => this.#server.close(() => resolve()));
     this.#server.closeIdleConnections();
     if (this.#inFlight > 0) {
@@ -171,6 +228,7 @@ export class HttpServer {
   }
 
   #onConnection(socket: Socket): void {
+    this.#accepted++;
     if (this.#sockets.size >= this.#limits.connectionsMax || this.#closing !== undefined) {
       // Answered at once, before any request: a client learns why instead of seeing a reset.
       const message = this.#closing !== undefined
@@ -178,6 +236,10 @@ export class HttpServer {
         : `Too many open connections: the limit is ${this.#limits.connectionsMax}`;
       socket.end(rawErrorAnswer(503, "overloaded", message, "retry-after: 1\r\n"));
       socket.on("error", () => {});
+      // Its descriptor must not outlive the answer for long: under a flood, lingering refused
+      // sockets would use up the process's descriptors.
+      const linger = setTimeout(() => socket.destroy(), HTTP_REFUSED_LINGER_MS);
+      socket.once("close", () => clearTimeout(linger));
       return;
     }
     this.#sockets.add(socket);
