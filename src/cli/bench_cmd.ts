@@ -14,7 +14,7 @@ export const BENCH_USAGE = `Usage: koi bench <benchmark> [options]
 
 Benchmarks:
   dist     how CARP spreads keys over clusters, both schemes   (koi bench dist --help)
-  load     HTTP load against a deployment (coming with the client issue)
+  load     load against a deployment, side by side with etcd (not built yet)
 
 Options:
   -h, --help   show this help`;
