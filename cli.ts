@@ -8,7 +8,12 @@
 import { ConfigError } from "./src/config/mod.ts";
 import { isParseArgsError, UsageError } from "./src/cli/_common.ts";
 import { NODE_USAGE, nodeCommand } from "./src/cli/node_cmd.ts";
-import { BENCH_DIST_USAGE, BENCH_USAGE, benchCommand } from "./src/cli/bench_cmd.ts";
+import {
+  BENCH_DIST_USAGE,
+  BENCH_LOAD_USAGE,
+  BENCH_USAGE,
+  benchCommand,
+} from "./src/cli/bench_cmd.ts";
 import { ADMIN_USAGE, adminCommand } from "./src/cli/admin_cmd.ts";
 import { CLIENT_USAGE, clientCommand, clientUsageFor } from "./src/cli/client_cmd.ts";
 import { KOI_VERSION } from "./src/cli/version.ts";
@@ -23,7 +28,7 @@ Modes:
   node     run one Raft member of config.toml          (koi node --help)
   admin    spawn and supervise every node of config.toml  (koi admin --help)
   client   get / put / del / list / where / status         (koi client --help)
-  bench    benchmarks: dist (CARP key distribution)      (koi bench --help)
+  bench    benchmarks: dist (CARP spread), load (YCSB-style) (koi bench --help)
 
 Options:
   -h, --help     show this help
@@ -35,7 +40,13 @@ function usageFor(args: readonly string[]): string {
   if (args[0] === "node") return NODE_USAGE;
   if (args[0] === "admin") return ADMIN_USAGE;
   if (args[0] === "client") return clientUsageFor(args.slice(1)) ?? CLIENT_USAGE;
-  if (args[0] === "bench") return args[1] === "dist" ? BENCH_DIST_USAGE : BENCH_USAGE;
+  if (args[0] === "bench") {
+    return args[1] === "dist"
+      ? BENCH_DIST_USAGE
+      : args[1] === "load"
+      ? BENCH_LOAD_USAGE
+      : BENCH_USAGE;
+  }
   return USAGE;
 }
 

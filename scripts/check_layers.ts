@@ -25,8 +25,10 @@ const ALLOWED_IMPORTS: Record<string, readonly string[]> = {
   node: ["raft", "storage", "net", "config", "carp", "http"],
   client: ["carp", "config"],
   admin: ["config", "carp", "client", "storage", "http"],
+  // the load generator: drives a deployment through the client, never a node's internals
+  bench: ["client", "carp", "config"],
   // the command line: every mode, so any layer but raft internals through their mod.ts
-  cli: ["config", "carp", "client", "admin", "node", "storage", "net", "raft", "http"],
+  cli: ["config", "carp", "client", "admin", "node", "storage", "net", "raft", "http", "bench"],
 };
 
 /** Layers that must stay free of I/O, clocks and ambient randomness. */

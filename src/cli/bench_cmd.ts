@@ -1,20 +1,23 @@
 /**
- * `koi bench`: the benchmarks of the command line (`dist` today).
+ * `koi bench`: the benchmarks of the command line, `dist` (here) and `load`
+ * (bench_load_cmd.ts).
  *
  * @module
  */
 import { parseArgs } from "node:util";
-import process from "node:process";
-import cliProgress from "cli-progress";
 import { distSvg, distWork, formatDist, runDist } from "../carp/_dist.ts";
+import { type ProgressBar, progressBar } from "../bench/_progress.ts";
+import { benchLoad, countFlag } from "./bench_load_cmd.ts";
 import { progressAllowed, UsageError } from "./_common.ts";
+
+export { BENCH_LOAD_USAGE } from "./bench_load_cmd.ts";
 
 /** The usage of `koi bench`. */
 export const BENCH_USAGE = `Usage: koi bench <benchmark> [options]
 
 Benchmarks:
   dist     how CARP spreads keys over clusters, both schemes   (koi bench dist --help)
-  load     load against a deployment, side by side with etcd (not built yet)
+  load     YCSB-style load against a running deployment      (koi bench load --help)
 
 Options:
   -h, --help   show this help`;
@@ -60,20 +63,11 @@ export async function benchCommand(args: string[]): Promise<number> {
       return 0;
     case "dist":
       return await benchDist(rest);
+    case "load":
+      return await benchLoad(rest);
     default:
       throw new UsageError(`Unknown benchmark: ${which}`);
   }
-}
-
-function parseKeys(text: string): number {
-  const clean = text.replace(/_/g, "");
-  const n = /^\d+(e\d+)?$/i.test(clean) ? Number(clean) : NaN;
-  if (!Number.isSafeInteger(n) || n < 1 || n > KEYS_MAX) {
-    throw new UsageError(
-      `Invalid --keys: ${text}; expected an integer from 1 to ${KEYS_MAX.toLocaleString("en")}`,
-    );
-  }
-  return n;
 }
 
 function parseClusters(text: string): number[] {
@@ -85,13 +79,6 @@ function parseClusters(text: string): number[] {
     );
   }
   return counts;
-}
-
-/** The part of cli-progress's SingleBar this file uses (the package ships no types). */
-interface ProgressBar {
-  start(total: number, value: number): void;
-  increment(step: number): void;
-  stop(): void;
 }
 
 async function benchDist(args: string[]): Promise<number> {
@@ -111,19 +98,14 @@ async function benchDist(args: string[]): Promise<number> {
     console.log(BENCH_DIST_USAGE);
     return 0;
   }
-  const keys = values.keys === undefined ? 1_000_000 : parseKeys(values.keys);
+  const keys = values.keys === undefined
+    ? 1_000_000
+    : countFlag(values.keys, "--keys", 1, KEYS_MAX);
   const clusters = values.clusters === undefined ? [3, 10] : parseClusters(values.clusters);
   if (values.svg === "") throw new UsageError("Invalid --svg: expected a file path");
   let bar: ProgressBar | undefined;
   if (progressAllowed()) {
-    const { SingleBar, Presets } = cliProgress as unknown as {
-      SingleBar: new (options: object, preset: object) => ProgressBar;
-      Presets: { shades_classic: object };
-    };
-    bar = new SingleBar(
-      { format: "koi bench dist [{bar}] {percentage}% | ETA {eta}s", stream: process.stderr },
-      Presets.shades_classic,
-    );
+    bar = progressBar("koi bench dist [{bar}] {percentage}% | ETA {eta}s");
     bar.start(distWork({ keys, clusters }), 0);
   }
   const report = runDist({
