@@ -85,11 +85,27 @@ done
 echo "etcd $(etcd --version | head -1 | awk '{print $3}') leader $ETCD_URL; koi leader $KOI_URL"
 echo "$SECS s per run, 100-byte values, keys uniform over $KEYS (preloaded), wrk -t2"
 
-# --- preload both with the same keys (64 connections, enough time for KEYS writes)
-for sys in etcd koi; do
-  url=$([ "$sys" = etcd ] && echo "$ETCD_URL" || echo "$KOI_URL")
-  KOI_OP=put KOI_KEYS=$KEYS wrk -t2 -c64 -d"$((KEYS / 1000 + 3))s" -s "$ROOT/bench/wrk_$sys.lua" "$url" >/dev/null
-done
+# --- preload both with every key (64 concurrent writers), so that reads always find their key
+"$DENO" eval "
+  const keys = $KEYS, value = 'v'.repeat(100);
+  const b64 = (s) => btoa(s);
+  const put = {
+    etcd: (k) => fetch('$ETCD_URL/v3/kv/put', { method: 'POST',
+      body: JSON.stringify({ key: b64(k), value: b64(value) }) }),
+    koi: (k) => fetch('$KOI_URL/v1/kv/' + k, { method: 'PUT', body: value }),
+  };
+  for (const sys of ['etcd', 'koi']) {
+    let next = 0, failed = 0;
+    await Promise.all(Array.from({ length: 64 }, async () => {
+      while (next < keys) {
+        const r = await put[sys]('bench-' + next++);
+        await r.body?.cancel();
+        if (!r.ok) failed++;
+      }
+    }));
+    if (failed > 0) { console.error(sys + ': ' + failed + ' preload writes failed'); Deno.exit(1); }
+  }
+"
 
 # --- runs: per round, per client count, per workload, both systems (order alternates)
 declare -A OPS=() P99=() ERRS=()
