@@ -1,21 +1,43 @@
 #!/usr/bin/env bash
-# koi against etcd with wrk as the neutral load generator, in one run on this machine: a
-# 3-member etcd (Debian's etcd-server, data on disk, default durability) and a 3-node koi
-# cluster (from source, data on disk), both on free loopback ports. Both get the same keys
-# (bench-0 .. bench-<KEYS-1>, preloaded with 100-byte values) and the same workloads, sent to
-# each system's leader: durable writes (W), linearizable reads (C) and stale / serializable
-# reads (S), at 16 and 64 connections, alternating the two systems, twice. Prints wrk's numbers
-# side by side and one line per workload and client count for scripts:
+# koi against etcd in one run on this machine: a 3-member etcd (Debian's etcd-server, data on
+# disk, default durability) and a 3-node koi cluster (from source, through `koi admin` with a
+# generated one-cluster config, data on disk), both on free loopback ports. Two parts:
+#
+# 1. wrk as the neutral load generator: the same keys (bench-0 .. bench-<KEYS-1>, preloaded
+#    with 100-byte values) and workloads sent to each system's leader: durable writes (W),
+#    linearizable reads (C) and stale / serializable reads (S), at 16 and 64 connections.
+# 2. `koi bench load`, the same code driving both through its LoadTarget interface: koi
+#    through its routing client (the admin's routing table), etcd through npm etcd3 over gRPC
+#    to its leader (as koi's client sends to its leader); YCSB workloads A, B, C and W,
+#    zipfian over user0 .. user<KEYS-1> (preloaded once per system with --preload), the same
+#    --seed and --keys for both, at 16 and 64 clients, read back from --json.
+#
+# Each part alternates the two systems, twice (etcd first in round 1, koi first in round 2),
+# and prints its numbers side by side and one line per workload and client count for scripts:
 #   WRK workload=<W|C|S> clients=<n> koi_ops=<x> etcd_ops=<y> ratio=<x/y> koi_p99_ms=<a> etcd_p99_ms=<b>
-# (the best of the two rounds for ops/s, and its p99). Every process is stopped by its PID.
+#   RATIO workload=<A|B|C|W> clients=<n> koi_ops=<x> etcd_ops=<y> ratio=<x/y> koi_p99_ms=<a> etcd_p99_ms=<b>
+# (the best of the two rounds for ops/s, and its p99). Every process is stopped by its PID:
+# etcd's members, and the admin, which stops its nodes.
 #
 #   bash bench/compare_etcd.sh [seconds per run, default 10]   (needs etcd, wrk, curl)
+#   QUICK=1 bash bench/compare_etcd.sh     1 s runs over 1000 keys, to see that it works
+# Environment: KEYS (default 10000; QUICK 1000), SEED (default 42), WARMUP (seconds of load
+# before each koi bench load run is measured, default 1; QUICK 0.2). The full run takes about
+# 11 minutes (24 wrk runs and 32 load runs of 10 s, each load run a second more).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=scripts/_deno.sh
 source "$ROOT/scripts/_deno.sh"
-SECS=${1:-10}
-KEYS=${KEYS:-10000}
+if [ "${QUICK:-0}" = 1 ]; then
+  SECS=${1:-1}
+  KEYS=${KEYS:-1000}
+  WARMUP=${WARMUP:-0.2}
+else
+  SECS=${1:-10}
+  KEYS=${KEYS:-10000}
+  WARMUP=${WARMUP:-1}
+fi
+SEED=${SEED:-42}
 for tool in etcd wrk curl; do
   if ! command -v "$tool" >/dev/null 2>&1; then
     echo "$tool is not installed: apt-get install -y etcd-server wrk curl" >&2
@@ -25,7 +47,19 @@ done
 koi_find_deno "$ROOT"
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/koi-vs-etcd.XXXXXX")
 PIDS=()
+ADMIN_PID=""
+running() { # pid: alive and not a zombie
+  local state
+  state=$(ps -o stat= -p "$1" 2>/dev/null || true)
+  [ -n "$state" ] && [ "${state:0:1}" != Z ]
+}
 cleanup() {
+  if [ -n "$ADMIN_PID" ]; then # SIGTERM: the admin stops its nodes by PID (SIGKILL after 12 s)
+    kill -TERM "$ADMIN_PID" 2>/dev/null || true
+    for _ in $(seq 1 150); do running "$ADMIN_PID" || break; sleep 0.1; done
+    kill -9 "$ADMIN_PID" 2>/dev/null || true # its nodes then see their stdin end and stop
+    wait "$ADMIN_PID" 2>/dev/null || true
+  fi
   for pid in "${PIDS[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
   for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
   rm -rf "$WORK"
@@ -50,7 +84,9 @@ for i in 1 2 3; do
 done
 ETCD_ENDPOINTS="127.0.0.1:${P[0]},127.0.0.1:${P[2]},127.0.0.1:${P[4]}"
 
-# --- koi: one cluster of three nodes
+# --- koi: one cluster of three nodes, started by `koi admin`, which also serves the routing
+# table that koi's client (koi bench load) needs
+ADMIN_URL="http://127.0.0.1:${P[12]}"
 {
   printf '[admin]\nhttp = "127.0.0.1:%s"\n[[clusters]]\nid = "a"\n' "${P[12]}"
   for i in 1 2 3; do
@@ -58,11 +94,9 @@ ETCD_ENDPOINTS="127.0.0.1:${P[0]},127.0.0.1:${P[2]},127.0.0.1:${P[4]}"
       "$i" "${P[$((6 + (i - 1) * 2))]}" "${P[$((7 + (i - 1) * 2))]}" "$i"
   done
 } >"$WORK/config.toml"
-for i in 1 2 3; do
-  "$DENO" run -A --config "$ROOT/deno.json" "$ROOT/cli.ts" node --config "$WORK/config.toml" \
-    --id "a$i" >"$WORK/a$i.log" 2>&1 &
-  PIDS+=($!)
-done
+"$DENO" run -A --config "$ROOT/deno.json" "$ROOT/cli.ts" admin --config "$WORK/config.toml" \
+  >"$WORK/admin.log" 2>&1 &
+ADMIN_PID=$!
 
 # --- leaders
 ETCD_URL=""
@@ -74,16 +108,18 @@ for _ in $(seq 1 300); do
     [ -n "$lead" ] && ETCD_URL="http://$lead"
   fi
   if [ -z "$KOI_URL" ]; then
-    l=$(curl -sf "http://127.0.0.1:${P[7]}/v1/status" | sed -n 's/.*"leader":"a\([0-9]\)".*/\1/p' || true)
+    l=$(curl -sf "$ADMIN_URL/healthz" | sed -n 's/.*"a":"a\([0-9]\)".*/\1/p' || true)
     [ -n "$l" ] && KOI_URL="http://127.0.0.1:${P[$((7 + (l - 1) * 2))]}"
   fi
   [ -n "$ETCD_URL" ] && [ -n "$KOI_URL" ] && break
+  running "$ADMIN_PID" || break
   sleep 0.2
 done
 [ -n "$ETCD_URL" ] || { echo "etcd elected no leader" >&2; tail -5 "$WORK"/e*.log >&2; exit 1; }
-[ -n "$KOI_URL" ] || { echo "koi elected no leader" >&2; tail -5 "$WORK"/a*.log >&2; exit 1; }
-echo "etcd $(etcd --version | head -1 | awk '{print $3}') leader $ETCD_URL; koi leader $KOI_URL"
-echo "$SECS s per run, 100-byte values, keys uniform over $KEYS (preloaded), wrk -t2"
+[ -n "$KOI_URL" ] || { echo "koi elected no leader" >&2; tail -20 "$WORK/admin.log" >&2; exit 1; }
+ETCD_VERSION=$(etcd --version | head -1 | awk '{print $3}')
+echo "etcd $ETCD_VERSION leader $ETCD_URL; koi leader $KOI_URL (admin $ADMIN_URL)"
+echo "== wrk: $SECS s per run, 100-byte values, keys uniform over $KEYS (preloaded), wrk -t2"
 
 # --- preload both with every key (64 concurrent writers), so that reads always find their key
 "$DENO" eval "
@@ -107,58 +143,139 @@ echo "$SECS s per run, 100-byte values, keys uniform over $KEYS (preloaded), wrk
   }
 "
 
-# --- runs: per round, per client count, per workload, both systems (order alternates)
+# Results by "<part>/<sys>/<workload>/<clients>": the best ops/s of the rounds, its p99, and
+# the errors of all rounds.
 declare -A OPS=() P99=() ERRS=()
+record() { # part sys workload clients ops p99 errors
+  local key="$1/$2/$3/$4"
+  if [ -z "${OPS[$key]:-}" ] || [ "$5" -gt "${OPS[$key]}" ]; then
+    OPS[$key]=$5
+    P99[$key]=$6
+  fi
+  ERRS[$key]=$((${ERRS[$key]:-0} + $7))
+  printf '  round %s  %-4s %-5s %3s clients  %8s ops/s  p99 %8s ms  errors %s\n' \
+    "$ROUND" "$2" "$3" "$4" "$5" "$6" "$7"
+}
+# part tag errors-word "workload:name"...: the table and one "<tag> workload=…" line each
+summarize() {
+  local part=$1 tag=$2 what=$3 spec w name c e k ratio
+  shift 3
+  echo
+  printf '| workload | clients | etcd ops/s | koi ops/s | koi/etcd | etcd p99 ms | koi p99 ms |\n'
+  printf '| --- | --- | --- | --- | --- | --- | --- |\n'
+  for spec in "$@"; do
+    w=${spec%%:*}
+    name=${spec#*:}
+    for c in 16 64; do
+      e=${OPS[$part/etcd/$w/$c]}
+      k=${OPS[$part/koi/$w/$c]}
+      ratio=$(awk -v k="$k" -v e="$e" 'BEGIN { printf "%.2f", (e > 0 ? k / e : 0) }')
+      printf '| %s | %s | %s | %s | %s | %s | %s |\n' "$name" "$c" "$e" "$k" "$ratio" \
+        "${P99[$part/etcd/$w/$c]}" "${P99[$part/koi/$w/$c]}"
+    done
+  done
+  echo
+  for spec in "$@"; do
+    w=${spec%%:*}
+    for c in 16 64; do
+      e=${OPS[$part/etcd/$w/$c]}
+      k=${OPS[$part/koi/$w/$c]}
+      ratio=$(awk -v k="$k" -v e="$e" 'BEGIN { printf "%.2f", (e > 0 ? k / e : 0) }')
+      echo "$tag workload=$w clients=$c koi_ops=$k etcd_ops=$e ratio=$ratio koi_p99_ms=${P99[$part/koi/$w/$c]} etcd_p99_ms=${P99[$part/etcd/$w/$c]}"
+    done
+  done
+  for key in "${!ERRS[@]}"; do
+    if [ "${key%%/*}" = "$part" ] && [ "${ERRS[$key]}" -gt 0 ]; then
+      echo "note: $key had ${ERRS[$key]} $what" >&2
+    fi
+  done
+}
+# Both parts: per round, per client count, per workload, both systems (the order alternates).
+rounds() { # run-function workloads...
+  local fn=$1 c w
+  shift
+  for ROUND in 1 2; do
+    for c in 16 64; do
+      for w in "$@"; do
+        if [ "$ROUND" = 1 ]; then "$fn" etcd "$w" "$c"; "$fn" koi "$w" "$c"; else "$fn" koi "$w" "$c"; "$fn" etcd "$w" "$c"; fi
+      done
+    done
+  done
+}
+
+# --- part 1: wrk
 to_ms() { # wrk latency "1.23ms" / "850.00us" / "1.02s" -> ms
   awk -v v="$1" 'BEGIN { n = v + 0; if (v ~ /us$/) n /= 1000; else if (v ~ /ms$/) n = n; else if (v ~ /s$/) n *= 1000; printf "%.2f", n }'
 }
-run() { # sys op clients
-  local sys=$1 op=$2 c=$3 url out
+wrk_run() { # sys op clients
+  local sys=$1 op=$2 c=$3 url out rps p99 errs w
   url=$([ "$sys" = etcd ] && echo "$ETCD_URL" || echo "$KOI_URL")
   out=$(KOI_OP=$op KOI_KEYS=$KEYS wrk -t2 -c"$c" -d"${SECS}s" --latency -s "$ROOT/bench/wrk_$sys.lua" "$url")
-  local rps p99 errs
   rps=$(awk '/^Requests\/sec:/ { printf "%.0f", $2 }' <<<"$out")
   p99=$(to_ms "$(awk '$1 == "99%" { print $2 }' <<<"$out")")
   errs=$(awk '/Non-2xx or 3xx responses:/ { print $5 }' <<<"$out")
-  local key="$sys/$op/$c"
-  if [ -z "${OPS[$key]:-}" ] || [ "$rps" -gt "${OPS[$key]}" ]; then
-    OPS[$key]=$rps
-    P99[$key]=$p99
-  fi
-  ERRS[$key]=$((${ERRS[$key]:-0} + ${errs:-0}))
-  printf '  round %s  %-4s %-5s %3s conns  %8s ops/s  p99 %8s ms  non-2xx %s\n' \
-    "$ROUND" "$sys" "$op" "$c" "$rps" "$p99" "${errs:-0}"
-}
-for ROUND in 1 2; do
-  for c in 16 64; do
-    for op in put get stale; do
-      if [ "$ROUND" = 1 ]; then run etcd "$op" "$c"; run koi "$op" "$c"; else run koi "$op" "$c"; run etcd "$op" "$c"; fi
-    done
-  done
-done
-
-echo
-printf '| workload | clients | etcd ops/s | koi ops/s | koi/etcd | etcd p99 ms | koi p99 ms |\n'
-printf '| --- | --- | --- | --- | --- | --- | --- |\n'
-for op in put get stale; do
-  name=$(case $op in put) echo "W durable writes" ;; get) echo "C linearizable reads" ;; stale) echo "S stale / serializable reads" ;; esac)
-  for c in 16 64; do
-    e=${OPS[etcd/$op/$c]}
-    k=${OPS[koi/$op/$c]}
-    ratio=$(awk -v k="$k" -v e="$e" 'BEGIN { printf "%.2f", (e > 0 ? k / e : 0) }')
-    printf '| %s | %s | %s | %s | %s | %s | %s |\n' "$name" "$c" "$e" "$k" "$ratio" "${P99[etcd/$op/$c]}" "${P99[koi/$op/$c]}"
-  done
-done
-echo
-for op in put get stale; do
   w=$(case $op in put) echo W ;; get) echo C ;; stale) echo S ;; esac)
-  for c in 16 64; do
-    e=${OPS[etcd/$op/$c]}
-    k=${OPS[koi/$op/$c]}
-    echo "WRK workload=$w clients=$c koi_ops=$k etcd_ops=$e ratio=$(awk -v k="$k" -v e="$e" 'BEGIN { printf "%.2f", (e > 0 ? k / e : 0) }') koi_p99_ms=${P99[koi/$op/$c]} etcd_p99_ms=${P99[etcd/$op/$c]}"
-  done
+  record wrk "$sys" "$w" "$c" "$rps" "$p99" "${errs:-0}"
+}
+rounds wrk_run put get stale
+summarize wrk WRK "non-2xx answers" "W:W durable writes" "C:C linearizable reads" \
+  "S:S stale / serializable reads"
+
+# --- part 2: koi bench load, the same driver code for both
+ETCD_LEADER=${ETCD_URL#http://}
+echo
+echo "== koi bench load: $SECS s per run after a $WARMUP s warm-up, zipfian over $KEYS keys" \
+  "(preloaded), 100-byte values, linearizable reads, seed $SEED; koi through its client," \
+  "etcd $ETCD_VERSION through etcd3 (gRPC) to its leader $ETCD_LEADER"
+bench_load() { # sys out-file flags...: koi bench load of sys with the common flags, its JSON
+  local sys=$1 out=$2
+  shift 2
+  local target=(--target koi --admin "$ADMIN_URL")
+  if [ "$sys" = etcd ]; then target=(--target etcd-grpc --etcd "$ETCD_LEADER"); fi
+  "$DENO" run -A --config "$ROOT/deno.json" "$ROOT/cli.ts" bench load "${target[@]}" \
+    --keys "$KEYS" --seed "$SEED" --max-error-rate 1 --json "$@" >"$out" 2>"$out.err" || true
+}
+# file fields...: the fields of a --json report as words (-1 for each when there is none)
+report_fields() {
+  "$DENO" eval '
+    const [file, ...fields] = Deno.args;
+    let r;
+    try { r = JSON.parse(Deno.readTextFileSync(file)); } catch { r = undefined; }
+    const m = r?.measured, p = r?.preload;
+    const get = {
+      ops: () => Math.round(m.opsPerSecond),
+      p99: () => (m.byType.all?.latencyMs.p99 ?? 0).toFixed(2),
+      errors: () => m.errors,
+      preloadSeconds: () => p.seconds.toFixed(2),
+      preloadErrors: () => p.errors,
+    };
+    console.log(fields.map((f) => { try { return String(get[f]()); } catch { return "-1"; } }).join(" "));
+  ' "$@"
+}
+for sys in etcd koi; do
+  bench_load "$sys" "$WORK/preload-$sys.json" --preload --workload C --ops 1 --warmup-seconds 0 \
+    --clients 64
+  read -r secs errs <<<"$(report_fields "$WORK/preload-$sys.json" preloadSeconds preloadErrors)"
+  if [ "$errs" != 0 ]; then
+    echo "$sys: the preload failed ($errs errors): $(tail -3 "$WORK/preload-$sys.json.err")" >&2
+    exit 1
+  fi
+  echo "  preload $sys: $KEYS keys in $secs s"
 done
-for key in "${!ERRS[@]}"; do
-  [ "${ERRS[$key]}" -gt 0 ] && echo "note: $key had ${ERRS[$key]} non-2xx answers" >&2
-done
+load_run() { # sys workload clients
+  local sys=$1 w=$2 c=$3 file="$WORK/load-$1-$2-$3-r$ROUND.json" ops p99 errs
+  bench_load "$sys" "$file" --workload "$w" --clients "$c" --seconds "$SECS" \
+    --warmup-seconds "$WARMUP"
+  read -r ops p99 errs <<<"$(report_fields "$file" ops p99 errors)"
+  if [ "$errs" = -1 ]; then
+    echo "  $sys $w $c: no report: $(tail -3 "$file.err")" >&2
+    ops=0
+    p99=0
+    errs=0
+  fi
+  record load "$sys" "$w" "$c" "$ops" "$p99" "$errs"
+}
+rounds load_run A B C W
+summarize load RATIO "failed operations" "A:A 50 % reads, 50 % updates" \
+  "B:B 95 % reads, 5 % updates" "C:C reads only" "W:W updates only"
 exit 0

@@ -1,7 +1,7 @@
 /**
  * What a load run drives: the {@linkcode LoadTarget} interface, one store behind it, and
- * {@linkcode KoiTarget}, koi through its routing client. Another store (etcd) is another
- * implementation of the same interface; the runner knows only the interface.
+ * {@linkcode KoiTarget}, koi through its routing client. etcd's drivers (`_etcd_grpc.ts`,
+ * `_etcd_http.ts`) implement the same interface; the runner knows only the interface.
  *
  * @module
  */
@@ -18,7 +18,7 @@ export interface ReadOptions {
  * the failure for the report, so each store keeps its own error vocabulary.
  */
 export interface LoadTarget {
-  /** The store's name in the report: `koi`, `etcd`, … */
+  /** The store's name in the report: `koi`, `etcd-grpc`, `etcd-http`. */
   readonly name: string;
   /** What the report says about the deployment (admin URL, routing epoch, …). */
   readonly details: Readonly<Record<string, string | number>>;

@@ -68,9 +68,9 @@ export interface LoadProgress {
 
 /** Everything a run measured, and what it was asked to do. */
 export interface LoadReport {
-  /** The target's name (`koi`). */
+  /** The target's name (`koi`, `etcd-grpc`, `etcd-http`). */
   readonly target: string;
-  /** The target's details (admin URL, routing epoch, scheme). */
+  /** The target's details (koi: admin URL, routing epoch, scheme; etcd: endpoints, version). */
   readonly deployment: Readonly<Record<string, string | number>>;
   /** The workload's name. */
   readonly workload: WorkloadName;

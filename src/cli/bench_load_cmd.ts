@@ -1,6 +1,7 @@
 /**
  * `koi bench load`: a YCSB-style load generator against a running deployment, through the
- * routing client (src/bench/ does the work; this file parses flags and prints).
+ * routing client, or against etcd through its gRPC API or its JSON gateway, with the same
+ * workloads (src/bench/ does the work; this file parses flags and prints).
  *
  * @module
  */
@@ -8,7 +9,9 @@ import { parseArgs } from "node:util";
 import { KoiError, VALUE_BYTES_MAX } from "../client/mod.ts";
 import { formatLoad } from "../bench/_format.ts";
 import { type ProgressBar, progressBar } from "../bench/_progress.ts";
-import { KoiTarget } from "../bench/_target.ts";
+import { ETCD_DEFAULT_ENDPOINT, parseEtcdEndpoints } from "../bench/_etcd.ts";
+import { EtcdHttpTarget } from "../bench/_etcd_http.ts";
+import { KoiTarget, type LoadTarget } from "../bench/_target.ts";
 import { DISTRIBUTIONS, WORKLOAD_NAMES, WORKLOADS } from "../bench/_workload.ts";
 import { KEYS_MAX } from "../bench/_zipfian.ts";
 import {
@@ -31,11 +34,16 @@ counted, it measures for --seconds (or --ops operations, whichever comes first) 
 throughput, per operation type the latency (p50, p95, p99, max, within 1 %), errors by kind
 (the client's error codes: timeout, unavailable, ...) and the operations per cluster. Keys are
 user<n>, n zero-padded, 0 .. --keys - 1. A progress bar shows on stderr when stdout and stderr
-are terminals and CI is not set.
+are terminals and CI is not set. With --target etcd-grpc or etcd-http the same workloads go to
+an etcd cluster (one pseudo-cluster "etcd"; error kinds from gRPC codes), to compare.
 
 Options:
-      --admin <url>             the admin (URL or host:port; default: $KOI_ADMIN, else
+      --target <t>              koi (default), etcd-grpc (etcd's gRPC API, npm etcd3) or
+                                etcd-http (etcd's v3 JSON gateway, fetch with keep-alive)
+      --admin <url>             koi: the admin (URL or host:port; default: $KOI_ADMIN, else
                                 ${DEFAULT_ADMIN})
+      --etcd <endpoints>        etcd: client URLs, comma-separated host:port (default:
+                                ${ETCD_DEFAULT_ENDPOINT})
       --workload <A|B|C|W>      A: 50 % reads, 50 % updates; B: 95 % reads; C: reads only;
                                 W: updates only (default: A)
       --distribution <d>        zipfian (YCSB's, theta 0.99, hot keys scrambled over the key
@@ -49,26 +57,37 @@ Options:
       --ops <N>                 measure N operations
       --warmup-seconds <S>      load before measuring, not counted (default: 1; 0: none)
       --preload                 write every key once before the warm-up (with progress)
-      --consistency <c>         reads: linearizable or stale (default: linearizable)
+      --consistency <c>         reads: linearizable or stale (default: linearizable; etcd:
+                                stale is a serializable range)
       --seed <N>                seeds the key choices and the mix, 0 .. 4294967295 (default:
                                 random; the report says which, to repeat a run)
       --timeout <ms>            each operation's budget, retries included, and how long to
-                                wait for the routing table (default: 10000)
+                                wait for the routing table (etcd: for its first status
+                                answer) (default: 10000)
       --max-error-rate <F>      exit 1 when more than this fraction of the measured (or the
                                 preload's) operations failed, 0 .. 1 (default: 0.01)
       --json                    print the report as one JSON object instead of the tables
   -h, --help                    show this help
 
-Exit codes: 0 done; 1 the deployment cannot be reached, no operation completed, or more than
---max-error-rate of the operations failed (the report is printed first); 2 usage error.`;
+Exit codes: 0 done; 1 the deployment (or etcd) cannot be reached, no operation completed, or
+more than --max-error-rate of the operations failed (the report is printed first); 2 usage
+error.`;
 
 const CLIENTS_MAX = 1000;
 const SECONDS_MAX = 86_400;
 const SEED_MAX = 4_294_967_295;
 
+/** The stores `--target` names. */
+const TARGETS = ["koi", "etcd-grpc", "etcd-http"] as const;
+
+/** Which store to drive, and where it is. */
+type TargetSpec =
+  | { readonly kind: "koi"; readonly admin: string }
+  | { readonly kind: "etcd-grpc" | "etcd-http"; readonly endpoints: readonly string[] };
+
 /** What the flags ask for: the runner's options without the target, and the command's own. */
 interface LoadSettings {
-  readonly admin: string;
+  readonly target: TargetSpec;
   readonly timeoutMs: number | undefined;
   readonly maxErrorRate: number;
   readonly json: boolean;
@@ -112,7 +131,9 @@ function parseLoadArgs(args: string[]): LoadSettings | undefined {
   const { values } = parseArgs({
     args,
     options: {
+      target: { type: "string" },
       admin: { type: "string" },
+      etcd: { type: "string" },
       workload: { type: "string" },
       distribution: { type: "string" },
       keys: { type: "string" },
@@ -138,7 +159,7 @@ function parseLoadArgs(args: string[]): LoadSettings | undefined {
     ? (ops === undefined ? 10 : undefined)
     : secondsFlag(values.seconds, "--seconds", false);
   return {
-    admin: adminFlag(values.admin),
+    target: targetFlags(values.target, values.admin, values.etcd),
     timeoutMs: values.timeout === undefined ? undefined : timeoutFlag(values.timeout),
     maxErrorRate: fractionFlag(values["max-error-rate"] ?? "0.01", "--max-error-rate"),
     json: values.json === true,
@@ -206,17 +227,51 @@ function fractionFlag(text: string, flag: string): number {
   return n;
 }
 
-/** Connects; an admin URL the client refuses is a usage error, an unreachable one exit 1. */
-async function connectTarget(settings: LoadSettings): Promise<KoiTarget> {
+/** The target of `--target`, `--admin` and `--etcd` (each of the last two with its own store only). */
+function targetFlags(
+  target: string | undefined,
+  admin: string | undefined,
+  etcd: string | undefined,
+): TargetSpec {
+  const kind = choice(target, "--target", TARGETS);
+  if (kind === "koi") {
+    if (etcd !== undefined) throw new UsageError("--etcd needs --target etcd-grpc or etcd-http");
+    return { kind, admin: adminFlag(admin) };
+  }
+  if (admin !== undefined) throw new UsageError(`--admin is for --target koi, not ${kind}`);
+  try {
+    return { kind, endpoints: parseEtcdEndpoints(etcd ?? ETCD_DEFAULT_ENDPOINT) };
+  } catch (error) {
+    throw new UsageError(`Invalid --etcd: ${(error as Error).message}`);
+  }
+}
+
+/** Connects; an admin URL the client refuses is a usage error, an unreachable store exit 1. */
+async function connectTarget(settings: LoadSettings): Promise<LoadTarget> {
+  const { target } = settings;
   const timeout = settings.timeoutMs === undefined ? {} : { timeoutMs: settings.timeoutMs };
   try {
-    return await KoiTarget.connect(settings.admin, timeout);
+    switch (target.kind) {
+      case "koi":
+        return await KoiTarget.connect(target.admin, timeout);
+      case "etcd-http":
+        return await EtcdHttpTarget.connect(target.endpoints, timeout);
+      case "etcd-grpc": {
+        // loaded here only: etcd3 and gRPC take a third of a second to load
+        const { EtcdGrpcTarget } = await import("../bench/_etcd_grpc.ts");
+        return await EtcdGrpcTarget.connect(target.endpoints, timeout);
+      }
+    }
   } catch (error) {
     if (error instanceof KoiError && error.code === "bad_request") {
       throw new UsageError(error.message);
     }
-    const why = error instanceof Error ? error.message : String(error);
-    throw new Error(`cannot reach the deployment of admin ${settings.admin}: ${terminalSafe(why)}`);
+    const why = terminalSafe(error instanceof Error ? error.message : String(error));
+    throw new Error(
+      target.kind === "koi"
+        ? `cannot reach the deployment of admin ${target.admin}: ${why}`
+        : `cannot reach etcd at ${target.endpoints.join(",")} (${target.kind}): ${why}`,
+    );
   }
 }
 
