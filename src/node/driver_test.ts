@@ -180,12 +180,18 @@ Deno.test("driver: status counts the user's keys and bytes, not koi's own record
   try {
     const leader = await c.leader();
     await Promise.all(Array.from({ length: 20 }, (_, i) => leader.write(put(`k${i}`, "vv"))));
+    // The leader records each member's incarnation under a system key (asynchronously, once it
+    // leads): wait until every node holds them and everything committed so far…
+    const deadline = Date.now() + 5_000;
+    for (const node of c.nodes.values()) {
+      while ((await node.get(incarnationKey(leader.nodeId), { stale: true })) === undefined) {
+        assert.ok(Date.now() < deadline, `${node.nodeId} never held the incarnation record`);
+        await c.tick();
+      }
+    }
     const target = leader.status().commit;
     for (const node of c.nodes.values()) {
-      // The leader records each member's incarnation under a system key: they exist…
-      // (proposed when the leader was elected, so before the writes above).
       await waitFor(() => node.status().applied >= target, `${node.nodeId} applies ${target}`);
-      assert.ok(await node.get(incarnationKey(leader.nodeId), { stale: true }), node.nodeId);
       // …and are not counted.
       const expectedBytes = Array.from({ length: 20 }, (_, i) => `k${i}`.length + 2)
         .reduce((a, b) => a + b, 0);
