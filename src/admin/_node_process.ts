@@ -242,7 +242,16 @@ export class NodeProcess {
    * Stops the node: cancels a pending restart, sends SIGTERM to the process by its PID and
    * waits; SIGKILL after `killAfterMs`. Resolves once the process has exited.
    */
-  async stop(): Promise<void> {
+  stop(): Promise<void> {
+    return this.#end("SIGTERM");
+  }
+
+  /** SIGKILLs the process at once (a second Ctrl-C); resolves once it has exited. */
+  kill(): Promise<void> {
+    return this.#end("SIGKILL");
+  }
+
+  async #end(signal: "SIGTERM" | "SIGKILL"): Promise<void> {
     if (this.#timer !== undefined) clearTimeout(this.#timer);
     this.#timer = undefined;
     const child = this.#child;
@@ -251,8 +260,8 @@ export class NodeProcess {
       return;
     }
     this.#state = "stopping";
-    this.#signal(child, "SIGTERM");
-    const killer = setTimeout(() => {
+    this.#signal(child, signal);
+    const killer = signal === "SIGKILL" ? undefined : setTimeout(() => {
       this.#o.log(`node ${this.id} (pid ${child.pid}) did not stop in time: SIGKILL`);
       this.#signal(child, "SIGKILL");
     }, this.#o.killAfterMs ?? STOP_KILL_AFTER_MS);
@@ -261,20 +270,6 @@ export class NodeProcess {
     } finally {
       clearTimeout(killer);
     }
-  }
-
-  /** SIGKILLs the process at once (a second Ctrl-C); resolves once it has exited. */
-  async kill(): Promise<void> {
-    if (this.#timer !== undefined) clearTimeout(this.#timer);
-    this.#timer = undefined;
-    const child = this.#child;
-    if (child === undefined) {
-      this.#state = "stopped";
-      return;
-    }
-    this.#state = "stopping";
-    this.#signal(child, "SIGKILL");
-    await this.#exited;
   }
 
   #signal(child: Deno.ChildProcess, signal: Deno.Signal): void {

@@ -180,3 +180,21 @@ export interface ClustersBody {
     }[];
   }[];
 }
+
+/**
+ * Runs `fn` with a started, healthy admin over `toml` (default: the repository's config.toml
+ * on free ports); stops the admin and every node it started by PID afterwards, also on failure.
+ */
+export async function withAdmin(
+  toml: string | undefined,
+  fn: (admin: AdminProcess) => Promise<void>,
+): Promise<void> {
+  const admin = await AdminProcess.create(toml);
+  try {
+    admin.start();
+    await admin.healthy();
+    await fn(admin);
+  } finally {
+    await admin.close();
+  }
+}

@@ -5,18 +5,14 @@
  * node, refuses a second admin and stops every node by PID.
  */
 import assert from "node:assert/strict";
-import { AdminProcess, alive } from "./_admin.ts";
+import { AdminProcess, alive, withAdmin } from "./_admin.ts";
 import { waitFor } from "./_cluster.ts";
 
 Deno.test({
   name: "admin: the default deployment starts, serves its API, restarts a dead node and stops",
   sanitizeResources: false,
   async fn() {
-    const admin = await AdminProcess.create();
-    try {
-      // Before the start, /v1/carp does not answer at all; once started, 503 until led.
-      admin.start();
-      await admin.healthy();
+    await withAdmin(undefined, async (admin) => {
       const carp = await admin.json<{
         epoch: number;
         scheme: string;
@@ -98,9 +94,7 @@ Deno.test({
       assert.equal(status?.code, 0, admin.output);
       assert.ok(pids.every((p) => !alive(p)), "every node stopped");
       assert.match(admin.output, /\[admin\] stopped/);
-    } finally {
-      await admin.close();
-    }
+    });
   },
 });
 
@@ -108,17 +102,12 @@ Deno.test({
   name: "admin: when the admin dies by SIGKILL its nodes stop too (no orphans)",
   sanitizeResources: false,
   async fn() {
-    const admin = await AdminProcess.create(ONE_CLUSTER);
-    try {
-      admin.start();
-      await admin.healthy();
+    await withAdmin(ONE_CLUSTER, async (admin) => {
       const pids = [...admin.nodePids];
       assert.equal(pids.length, 3);
       await admin.stop("SIGKILL");
       await waitFor(() => pids.every((p) => !alive(p)), "every node exits", 15_000);
-    } finally {
-      await admin.close();
-    }
+    });
   },
 });
 
@@ -175,10 +164,7 @@ Deno.test({
   name: "admin: a restarted node runs the config and secret the admin loaded, not the edited files",
   sanitizeResources: false,
   async fn() {
-    const admin = await AdminProcess.create(ONE_CLUSTER);
-    try {
-      admin.start();
-      await admin.healthy();
+    await withAdmin(ONE_CLUSTER, async (admin) => {
       // Someone edits both files while the deployment runs.
       const text = await Deno.readTextFile(admin.configPath);
       await Deno.writeTextFile(
@@ -202,9 +188,7 @@ Deno.test({
       );
       const n = (await admin.clusters()).clusters[0].nodes[0];
       assert.equal((n.status as unknown as { epoch: number }).epoch, 1, "the admin's epoch");
-    } finally {
-      await admin.close();
-    }
+    });
   },
 });
 
@@ -212,10 +196,7 @@ Deno.test({
   name: "admin: a second signal kills every node and exits 1",
   sanitizeResources: false,
   async fn() {
-    const admin = await AdminProcess.create(ONE_CLUSTER);
-    try {
-      admin.start();
-      await admin.healthy();
+    await withAdmin(ONE_CLUSTER, async (admin) => {
       const pids = [...admin.nodePids];
       Deno.kill(pids[0], "SIGSTOP"); // it cannot stop on SIGTERM: the first stop waits for it
       admin.child!.kill("SIGTERM");
@@ -228,9 +209,7 @@ Deno.test({
       assert.equal(status?.code, 1, admin.output);
       assert.match(admin.output, /second signal: killing every node/);
       assert.ok(pids.every((p) => !alive(p)), "every node is gone");
-    } finally {
-      await admin.close();
-    }
+    });
   },
 });
 

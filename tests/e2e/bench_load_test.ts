@@ -3,7 +3,7 @@
  * nodes on free ports) through the command line, read back as JSON; and its flags.
  */
 import assert from "node:assert/strict";
-import { AdminProcess } from "./_admin.ts";
+import { withAdmin } from "./_admin.ts";
 import { freePorts } from "./_cluster.ts";
 
 const ROOT = new URL("../../", import.meta.url).pathname;
@@ -35,10 +35,7 @@ Deno.test({
   name: "koi bench load: 3 s of workload A over the default deployment, every cluster, no error",
   sanitizeResources: false,
   async fn() {
-    const admin = await AdminProcess.create();
-    try {
-      admin.start();
-      await admin.healthy();
+    await withAdmin(undefined, async (admin) => {
       const carp = await admin.json<{ clusters: { id: string }[] }>("/v1/carp");
       const run = await benchLoad(
         ...["--admin", admin.url, "--seconds", "3", "--keys", "1000", "--clients", "8"],
@@ -71,9 +68,7 @@ Deno.test({
       for (const [id, c] of Object.entries(m.byCluster)) assert.ok(c.ops > 0, `cluster ${id}`);
       const total = Object.values(m.byCluster).reduce((n, c) => n + c.ops, 0);
       assert.equal(total, m.ops);
-    } finally {
-      await admin.close();
-    }
+    });
   },
 });
 
