@@ -4,6 +4,10 @@
 # the leader's Deno.Kv commits (fsyncs) per Ready batch and writes per batch from /metrics.
 #
 #   bash bench/load_single_cluster.sh [seconds]        (needs curl and wrk; deno from PATH or npm)
+#
+# Also prints each node's CPU-seconds per 1000 writes. With PROFILE=1 the nodes run with
+# --inspect and the PUT run takes a CPU profile of the leader and of a follower
+# (bench/cpu_profile.ts), kept in $PROFILE_DIR (default ./profiles).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=scripts/_deno.sh
@@ -18,7 +22,7 @@ cleanup() {
 }
 trap cleanup EXIT
 read -r -a P <<<"$("$DENO" eval '
-  const ls = Array.from({ length: 7 }, () => Deno.listen({ hostname: "127.0.0.1", port: 0 }));
+  const ls = Array.from({ length: 10 }, () => Deno.listen({ hostname: "127.0.0.1", port: 0 }));
   console.log(ls.map((l) => l.addr.port).join(" ")); for (const l of ls) l.close();')"
 {
   printf '[admin]\nhttp = "127.0.0.1:%s"\n[[clusters]]\nid = "a"\n' "${P[6]}"
@@ -29,7 +33,9 @@ read -r -a P <<<"$("$DENO" eval '
 } >"$WORK/config.toml"
 http_of() { echo "127.0.0.1:${P[$((($1 - 1) * 2 + 1))]}"; }
 for i in 1 2 3; do
-  "$DENO" run -A --config "$ROOT/deno.json" "$ROOT/cli.ts" node --config "$WORK/config.toml" --id "a$i" \
+  INSPECT=()
+  [ "${PROFILE:-}" = 1 ] && INSPECT=("--inspect=127.0.0.1:${P[$((6 + i))]}")
+  "$DENO" run -A "${INSPECT[@]}" --config "$ROOT/deno.json" "$ROOT/cli.ts" node --config "$WORK/config.toml" --id "a$i" \
     >"$WORK/a$i.log" 2>&1 &
   PIDS[$i]=$!
 done
@@ -43,13 +49,48 @@ done
 URL="http://$(http_of "$LEADER")"
 echo "leader a$LEADER at $URL; $SECS s per run, 64 connections, 100-byte values"
 metric() { curl -sf "$URL/metrics" | sed -n "s/^koi_$1{[^}]*} //p"; }
+# CPU time (user + system, in clock ticks) of a process so far.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+TICKS=$(getconf CLK_TCK)
 p0=$(metric storage_persists_total); c0=$(metric storage_persist_commits_total); w0=$(metric writes)
+declare -A CPU0=()
+for i in 1 2 3; do CPU0[$i]=$(cpu_ticks "${PIDS[$i]}"); done
 echo "== PUT (unique keys)"
+if [ "${PROFILE:-}" = 1 ]; then
+  PROFILE_DIR=${PROFILE_DIR:-$PWD/profiles}
+  mkdir -p "$PROFILE_DIR"
+  FOLLOWER=$(( LEADER % 3 + 1 ))
+  PROFILERS=()
+  for who in "leader:$LEADER" "follower:$FOLLOWER"; do
+    name=${who%%:*}; i=${who##*:}
+    "$DENO" run -A "$ROOT/bench/cpu_profile.ts" "${P[$((6 + i))]}" "$((SECS - 2))" \
+      "$PROFILE_DIR/$name.cpuprofile" 30 >"$PROFILE_DIR/$name.txt" 2>&1 &
+    PROFILERS+=($!)
+  done
+fi
+# The leader's CPU by thread (main = JavaScript; tokio-runtime-w / worker threads = Deno's
+# I/O and Deno.Kv's SQLite; V8 DefaultWorke = garbage collection and compilation).
+thread_ticks() { for t in /proc/"$1"/task/*; do echo "$(awk '{print $14 + $15}' "$t/stat") $(tr ' ' _ <"$t/comm")"; done; }
+thread_ticks "${PIDS[$LEADER]}" >"$WORK/threads0"
 wrk -t2 -c64 -d"${SECS}s" --latency -s "$ROOT/bench/wrk_put.lua" "$URL"
+thread_ticks "${PIDS[$LEADER]}" >"$WORK/threads1"
+if [ "${PROFILE:-}" = 1 ]; then wait "${PROFILERS[@]}"; fi
 p1=$(metric storage_persists_total); c1=$(metric storage_persist_commits_total); w1=$(metric writes)
 echo "leader: $((w1 - w0)) writes in $((p1 - p0)) Ready batches with $((c1 - c0)) Deno.Kv commits" \
   "=> $(awk "BEGIN{printf \"%.2f\", ($c1-$c0)/($p1-$p0)}") fsyncs per batch," \
   "$(awk "BEGIN{printf \"%.1f\", ($w1-$w0)/($p1-$p0)}") writes per batch"
+for i in 1 2 3; do
+  role=follower; [ "$i" = "$LEADER" ] && role=leader
+  echo "a$i ($role): $(awk "BEGIN{printf \"%.3f\", ($(cpu_ticks "${PIDS[$i]}") - ${CPU0[$i]}) / $TICKS * 1000 / ($w1-$w0)}")" \
+    "CPU-s per 1000 writes"
+done
+echo "leader CPU by thread during the PUT run (% of one core):"
+awk -v secs="$SECS" -v tck="$TICKS" 'NR == FNR { a[NR] = $1; next } { d[$2] += $1 - a[FNR] }
+  END { for (k in d) if (d[k] > 0) printf "  %5.1f %%  %s\n", d[k] / tck / secs * 100, k }' \
+  "$WORK/threads0" "$WORK/threads1" | sort -rn
+if [ "${PROFILE:-}" = 1 ]; then
+  for name in leader follower; do echo "== profile of the $name"; cat "$PROFILE_DIR/$name.txt"; done
+fi
 for k in $(seq 0 999); do echo "read-$k"; done | xargs -P 16 -I{} curl -sf -o /dev/null -X PUT --data-binary "$(printf 'r%.0s' $(seq 1 100))" "$URL/v1/kv/{}"
 echo "== GET (linearizable, ReadIndex), 1000 keys"
 KOI_KEYS=1000 wrk -t2 -c64 -d"${SECS}s" --latency -s "$ROOT/bench/wrk_get.lua" "$URL"

@@ -119,6 +119,7 @@ export class RaftNode implements NodeService {
     readsReissued: 0,
     readyBatches: 0,
     entriesApplied: 0,
+    entriesAppliedOutsideReady: 0,
     messagesSentBeforePersist: 0,
     messagesSentAfterPersist: 0,
     snapshotsInstalled: 0,
@@ -248,10 +249,37 @@ export class RaftNode implements NodeService {
       this.#sendScheduled = false;
       if (this.#closed) return;
       const msgs = this.#raft.readyMessages();
-      if (msgs.length === 0) return;
-      this.#counters.messagesSentBeforePersist += msgs.length;
-      this.#o.transport.send(msgs);
+      if (msgs.length > 0) {
+        this.#counters.messagesSentBeforePersist += msgs.length;
+        this.#o.transport.send(msgs);
+      }
+      this.#applyNow();
     });
+  }
+
+  /**
+   * Applies what the core hands out without a persist of its own: committed entries already
+   * durable here, and read answers. A leader whose followers acknowledge a batch while it
+   * writes the next one answers that batch's writes now, not after the next write.
+   */
+  #applyNow(): void {
+    const now = this.#raft.readyToApply();
+    if (now.committedEntries.length === 0 && now.readStates.length === 0) return;
+    this.#counters.entriesAppliedOutsideReady += now.committedEntries.length;
+    this.#applyCommitted(now.committedEntries, now.readStates);
+    this.#checkAppliedWaiters();
+    this.#snapshots.maybe();
+  }
+
+  /** Applies committed entries and serves the reads they (and earlier entries) allow. */
+  #applyCommitted(entries: readonly Entry[], readStates: readonly ReadState[]): void {
+    for (const e of entries) this.#apply(e);
+    this.#readyReads.push(...readStates);
+    for (const rs of readStates) {
+      const read = this.#reads.get(rs.context);
+      if (read !== undefined) read.indexed = true;
+    }
+    this.#serveReads();
   }
 
   /** Stops ticking and fails every waiting request; in-flight persistence finishes. */
@@ -289,6 +317,8 @@ export class RaftNode implements NodeService {
           this.#counters.messagesSentBeforePersist += rd.messages.length;
           this.#o.transport.send(rd.messages);
         }
+        // Committed entries come out durable already: applied before this Ready's write.
+        this.#applyCommitted(rd.committedEntries, rd.readStates);
         // A received snapshot is decoded before it is written: one that does not decode would
         // otherwise be on disk, and the node could never start again.
         const installing = rd.snapshot === undefined
@@ -306,14 +336,10 @@ export class RaftNode implements NodeService {
           this.#o.transport.send(rd.messagesAfterPersist);
         }
         if (rd.snapshot !== undefined) this.#installSnapshot(rd.snapshot, installing!);
-        for (const e of rd.committedEntries) this.#apply(e);
-        this.#readyReads.push(...rd.readStates);
-        for (const rs of rd.readStates) {
-          const read = this.#reads.get(rs.context);
-          if (read !== undefined) read.indexed = true;
-        }
-        this.#serveReads();
+        this.#serveReads(); // an installed snapshot may be what a read waits for
         this.#raft.advance();
+        // What this write made durable and is committed (a single voter commits only now).
+        this.#applyNow();
         this.#reissueReads();
         if (rd.softState !== undefined) this.#onSoftState(rd.softState);
         this.#checkAppliedWaiters();

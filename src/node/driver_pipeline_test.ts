@@ -95,6 +95,40 @@ Deno.test("driver: the leader sends a batch's appends while it persists them", a
   }
 });
 
+Deno.test("driver: a batch the followers acknowledge is answered while the leader still writes the next", async () => {
+  const c = await DriverCluster.create(["a1", "a2", "a3"]);
+  try {
+    const leader = await c.leader();
+    await c.tick(5);
+    const followers = [...c.nodes.values()].filter((n) => n !== leader);
+    // The first write is durable on the leader only: the followers' disks are held.
+    for (const f of followers) c.gates.get(f.nodeId)!.hold();
+    let firstDone = false;
+    const first = leader.write(put("first", "1"));
+    first.then(() => firstDone = true, () => firstDone = true);
+    await waitFor(
+      () => followers.every((f) => c.gates.get(f.nodeId)!.blocked > 0),
+      "the followers' writes of the first batch to be held",
+    );
+    await waitFor(
+      () => c.storages.get(leader.nodeId)!.lastIndex() > leader.status().commit,
+      "the first batch to be durable on the leader",
+    );
+    // The second write's batch is stuck on the leader's disk; then the followers catch up.
+    const { gate, pending: second } = await writeWhileLeaderDiskHeld(c, leader, "second");
+    let secondDone = false;
+    second.then(() => secondDone = true, () => secondDone = true);
+    for (const f of followers) c.gates.get(f.nodeId)!.release();
+    await waitFor(() => firstDone, "the first write to be answered during the second's write");
+    assert.ok((await first).ok);
+    assert.equal(secondDone, false, "the second waits for the leader's own write");
+    await releaseAndExpectOk(c, gate, second);
+  } finally {
+    c.gates.forEach((g) => g.release());
+    await c.close();
+  }
+});
+
 Deno.test("driver: a write costs one Deno.Kv commit on each member, not two", async () => {
   const c = await DriverCluster.create(["a1", "a2", "a3"]);
   const stop = c.autoTick();

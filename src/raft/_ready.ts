@@ -23,7 +23,8 @@ import type {
  *    its entries while it writes them, Raft dissertation §10.2.1);
  * 2. persist `snapshot`, `entries` and `hardState` (one durable step);
  * 3. then send `messagesAfterPersist` (votes and acknowledgements of what step 2 made durable);
- * 4. then apply `committedEntries` (and install `snapshot` into the state machine);
+ * 4. apply `committedEntries` (they are durable already: this may come before step 2) and,
+ *    after step 2, install `snapshot` into the state machine;
  * 5. serve `readStates` once the applied index reaches theirs;
  * 6. call {@linkcode Raft.advance}.
  *
@@ -46,10 +47,22 @@ export interface Ready {
   /** Send only after persisting this Ready: votes, vote requests and acknowledgements of
    * entries that are durable once it is persisted. */
   readonly messagesAfterPersist: readonly Message[];
-  /** Apply, in order, after persisting: committed entries that are durable on this node once
-   * this Ready is persisted. */
+  /** Apply, in order, at once (before persisting is fine): committed entries that were
+   * durable on this node before this Ready. Those that become durable with this Ready's
+   * persist come with {@linkcode Raft.readyToApply} or the next Ready. */
   readonly committedEntries: readonly Entry[];
   /** Linearizable reads: serve each once the applied index reaches its `index`. */
+  readonly readStates: readonly ReadState[];
+}
+
+/**
+ * What the application may take at any time, without a persist of its own (see
+ * {@linkcode Raft.readyToApply}).
+ */
+export interface Applicable {
+  /** Committed entries, durable on this node, to apply now and in order. */
+  readonly committedEntries: readonly Entry[];
+  /** Read answers: serve each once the applied index reaches its `index`. */
   readonly readStates: readonly ReadState[];
 }
 

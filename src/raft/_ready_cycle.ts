@@ -8,15 +8,14 @@
 import { assert } from "./_errors.ts";
 import type { RaftLimits } from "./_options.ts";
 import type { RaftLog } from "./_raft_log.ts";
-import type { Outbox, Ready } from "./_ready.ts";
-import type { HardState, ReadState, SoftState } from "./_types.ts";
+import type { Applicable, Outbox, Ready } from "./_ready.ts";
+import type { Entry, HardState, ReadState, SoftState } from "./_types.ts";
 
 /** What the last Ready handed out, to be acknowledged by advance(). */
 interface HandedOut {
   readonly hardState: HardState;
   readonly lastEntry: { index: number; term: number } | undefined;
   readonly snapshotIndex: number | undefined;
-  readonly appliedTo: number;
 }
 
 /**
@@ -68,7 +67,7 @@ export class ReadyCycle {
     const log = this.#log;
     return this.#outbox.hasMessages(log.lastIndex()) || broadcastPending ||
       this.#readStates.length > 0 ||
-      log.hasUnstableEntries() || log.hasPendingSnapshot() || log.hasNextCommittedEntries() ||
+      log.hasUnstableEntries() || log.hasPendingSnapshot() || this.#hasApplicableEntries() ||
       !sameHardState(hard, this.#prevHard) || !sameSoftState(soft, this.#prevSoft);
   }
 
@@ -82,7 +81,7 @@ export class ReadyCycle {
     // pass it; the rest goes out with a later Ready.
     const durableLast = entries.at(-1)?.index ?? snapshot?.meta.index ?? log.stableLastIndex();
     const hard = { ...state, commit: Math.min(log.committed, durableLast) };
-    const committedEntries = log.nextCommittedEntries(this.#limits.applyBytesMax, durableLast);
+    const committedEntries = this.#takeCommitted();
     const rd: Ready = {
       ...(sameSoftState(soft, this.#prevSoft) ? {} : { softState: soft }),
       ...(sameHardState(hard, this.#prevHard) ? {} : { hardState: hard }),
@@ -101,13 +100,42 @@ export class ReadyCycle {
       hardState: hard,
       lastEntry: last === undefined ? undefined : { index: last.index, term: last.term },
       snapshotIndex: snapshot?.meta.index,
-      appliedTo: committedEntries.at(-1)?.index ?? 0,
     };
     return rd;
   }
 
+  /**
+   * Hands out, at any time (also while a Ready is being persisted), what needs no persist of
+   * its own: committed entries already durable on this node, and read answers. The driver
+   * applies them at once; the next Ready carries only what comes after.
+   */
+  takeApplicable(): Applicable {
+    const readStates = this.#readStates;
+    this.#readStates = [];
+    return { committedEntries: this.#takeCommitted(), readStates };
+  }
+
+  /** Whether committed entries that are durable here wait to be handed out. */
+  #hasApplicableEntries(): boolean {
+    const log = this.#log;
+    return log.hasNextCommittedEntries() && log.applied < log.stableLastIndex();
+  }
+
+  /**
+   * Committed entries durable on this node before any Ready now out is persisted (a node
+   * applies only what it could replay after a crash), marked handed out: they are applied in
+   * the order they are handed out, whichever of ready() and takeApplicable() hands them.
+   */
+  #takeCommitted(): Entry[] {
+    const log = this.#log;
+    const entries = log.nextCommittedEntries(this.#limits.applyBytesMax, log.stableLastIndex());
+    const last = entries.at(-1);
+    if (last !== undefined) log.appliedTo(last.index);
+    return entries;
+  }
+
   /** The last Ready was persisted and applied: its hard state, entries and snapshot are
-   * durable and its committed entries applied. */
+   * durable, its snapshot installed and its committed entries applied. */
   acknowledge(): void {
     const handed = this.#handedOut;
     assert(handed !== undefined, "advance() without ready()");
@@ -119,7 +147,6 @@ export class ReadyCycle {
       log.appliedTo(handed.snapshotIndex);
     }
     if (handed.lastEntry !== undefined) log.stableTo(handed.lastEntry.index, handed.lastEntry.term);
-    log.appliedTo(handed.appliedTo);
   }
 }
 

@@ -6,7 +6,7 @@
  * @module
  */
 export { Raft } from "./raft.ts";
-export type { ProgressStatus, Proposed, RaftStatus, Ready } from "./raft.ts";
+export type { Applicable, ProgressStatus, Proposed, RaftStatus, Ready } from "./raft.ts";
 export { RAFT_LIMITS } from "./_options.ts";
 export type { RaftLimits, RaftOptions } from "./_options.ts";
 export { MemoryStorage } from "./memory_storage.ts";

@@ -22,7 +22,7 @@ import { type RaftLimits, type RaftOptions, resolveOptions } from "./_options.ts
 import { quorumVote } from "./_quorum.ts";
 import { RaftLog } from "./_raft_log.ts";
 import { ForwardedReads, LeaderReads } from "./_read_index.ts";
-import { Outbox, type Proposed, type RaftStatus, type Ready } from "./_ready.ts";
+import { type Applicable, Outbox, type Proposed, type RaftStatus, type Ready } from "./_ready.ts";
 import { ReadyCycle } from "./_ready_cycle.ts";
 import { SnapshotReceive } from "./_snapshot_receive.ts";
 import {
@@ -34,7 +34,7 @@ import {
   type SoftState,
 } from "./_types.ts";
 
-export type { ProgressStatus, Proposed, RaftStatus, Ready } from "./_ready.ts";
+export type { Applicable, ProgressStatus, Proposed, RaftStatus, Ready } from "./_ready.ts";
 
 type CampaignKind = "preElection" | "election" | "transfer";
 
@@ -262,6 +262,17 @@ export class Raft {
   readyMessages(): Message[] {
     this.#flushSends();
     return this.#outbox.takeNow();
+  }
+
+  /**
+   * What the application may take now, even while a Ready is being persisted: committed
+   * entries already durable on this node (to apply at once, in order, before calling
+   * anything else of the core) and read answers. A leader whose followers acknowledge a batch
+   * while it writes the next one applies the batch then, not after that write. Callable at
+   * any time; the next {@linkcode ready} carries only what comes after.
+   */
+  readyToApply(): Applicable {
+    return this.#cycle.takeApplicable();
   }
 
   /** Acknowledges that the last Ready was persisted, sent and applied. */

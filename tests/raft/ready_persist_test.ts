@@ -49,9 +49,16 @@ Deno.test("§10.2.1: a Ready that persists a prefix of the entries acknowledges,
   raft.step(append("a", "b", 2, 1, 1, entries(2, 11, 2, 50), 11));
   const acked: number[] = [];
   let readys = 0;
+  const applied: number[] = [];
   while (raft.hasReady()) {
     const rd = raft.ready();
     readys++;
+    // Committed entries come out durable already: they may be applied before the persist.
+    const durableBefore = storage.lastIndex();
+    for (const e of rd.committedEntries) {
+      assert.ok(e.index <= durableBefore, `applying ${e.index} with ${durableBefore} durable`);
+      applied.push(e.index);
+    }
     storage.persist({ snapshot: rd.snapshot, entries: rd.entries, hardState: rd.hardState });
     const durable = storage.lastIndex();
     for (const m of [...rd.messages, ...rd.messagesAfterPersist]) {
@@ -59,13 +66,16 @@ Deno.test("§10.2.1: a Ready that persists a prefix of the entries acknowledges,
       assert.ok(m.index <= durable, `acknowledged ${m.index} with only ${durable} durable`);
       acked.push(m.index);
     }
-    for (const e of rd.committedEntries) {
-      assert.ok(e.index <= durable, `applying ${e.index} with only ${durable} durable`);
-    }
     assert.ok(storage.hardState().commit <= durable);
     raft.advance();
+    // What this persist made durable (and was committed) is handed out right after it.
+    for (const e of raft.readyToApply().committedEntries) {
+      assert.ok(e.index <= durable, `applying ${e.index} with only ${durable} durable`);
+      applied.push(e.index);
+    }
   }
   assert.equal(readys, 5);
+  assert.deepEqual(applied, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11], "each entry once, in order");
   assert.deepEqual(acked, [11], "one acknowledgement, once everything is durable");
   assert.equal(raft.status().applied, 11);
 });

@@ -25,6 +25,7 @@ import {
   NotLeaderError,
   ProposalDroppedError,
   Raft,
+  type ReadState,
   type Ready,
 } from "../../src/raft/mod.ts";
 import { SafetyChecker, SimViolation } from "./checker.ts";
@@ -363,6 +364,7 @@ export class Simulation {
       const msgs = raft.readyMessages();
       this.stats.sentDuringPersist += msgs.length;
       for (const m of msgs) this.#send(m);
+      this.#applyNow(node, raft);
       return;
     }
     if (!raft.hasReady()) return;
@@ -373,6 +375,8 @@ export class Simulation {
       if ((rd.hardState?.commit ?? 0) > prevCommit) this.#faults.onLeaderCommit(node);
     }
     for (const m of rd.messages) this.#send(m);
+    // Durable already: applied while this Ready is being persisted, as the node does.
+    this.#applyEntries(node, rd.committedEntries, rd.readStates, raft.term);
     const latency = this.prng.int(0, this.config.diskLatencyMaxMs);
     const doneAt = this.#now + latency;
     node.persisting = { ready: rd, term: raft.term, doneAt };
@@ -432,11 +436,27 @@ export class Simulation {
       this.checker.onRestored(node.id, node.sm.applied, node.sm.chain);
       this.stats.snapshotInstall++;
     }
-    for (const e of rd.committedEntries) this.#apply(node, e, term);
-    node.readyReads.push(...rd.readStates);
-    this.#workload.serveReads(node);
     raft.advance();
+    this.#applyNow(node, raft);
     this.kick(node);
+  }
+
+  /** What the core hands out between Readys: entries committed and durable, read answers. */
+  #applyNow(node: SimNode, raft: Raft): void {
+    const now = raft.readyToApply();
+    this.stats.appliedOutsideReady += now.committedEntries.length;
+    this.#applyEntries(node, now.committedEntries, now.readStates, raft.term);
+  }
+
+  #applyEntries(
+    node: SimNode,
+    entries: readonly Entry[],
+    readStates: readonly ReadState[],
+    term: number,
+  ): void {
+    for (const e of entries) this.#apply(node, e, term);
+    node.readyReads.push(...readStates);
+    this.#workload.serveReads(node);
   }
 
   /** A persisted commit index must cover entries that agree with every other node. */

@@ -60,6 +60,8 @@ export interface CoverageStats {
   commitRegressed: number;
   /** Messages sent while the node's persist was still in progress (readyMessages). */
   sentDuringPersist: number;
+  /** Committed entries applied between Readys (readyToApply), e.g. while a persist ran. */
+  appliedOutsideReady: number;
   /** Leaders isolated right after they appended or committed (Figure-8 churn). */
   leaderIsolated: number;
 }
@@ -80,6 +82,7 @@ export const COVERAGE_DOCS: Readonly<Record<keyof CoverageStats, string>> = {
   crashAfterVote: "crashes right after persisting a vote",
   commitRegressed: "restarts with a lagging commit index",
   sentDuringPersist: "messages sent while persisting (readyMessages)",
+  appliedOutsideReady: "entries applied between Readys (readyToApply)",
   leaderIsolated: "leaders isolated right after appending or committing",
 };
 
@@ -110,6 +113,7 @@ export function emptyStats(): SimStats {
     crashAfterVote: 0,
     commitRegressed: 0,
     sentDuringPersist: 0,
+    appliedOutsideReady: 0,
     leaderIsolated: 0,
   };
 }
