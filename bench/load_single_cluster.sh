@@ -7,7 +7,9 @@
 #
 # Also prints each node's CPU-seconds per 1000 writes. With PROFILE=1 the nodes run with
 # --inspect and the PUT run takes a CPU profile of the leader and of a follower
-# (bench/cpu_profile.ts), kept in $PROFILE_DIR (default ./profiles).
+# (bench/cpu_profile.ts), kept in $PROFILE_DIR (default ./profiles), and after it prints the
+# live heap of the leader and of a follower by constructor (bench/heap_profile.ts). With
+# KEEP_LOGS=<dir> the nodes' logs are copied there (e.g. with DENO_V8_FLAGS=--trace-gc).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=scripts/_deno.sh
@@ -18,6 +20,7 @@ WORK=$(mktemp -d "${TMPDIR:-/tmp}/koi-load.XXXXXX")
 declare -A PIDS=()
 cleanup() {
   for id in "${!PIDS[@]}"; do kill -9 "${PIDS[$id]}" 2>/dev/null || true; wait "${PIDS[$id]}" 2>/dev/null || true; done
+  if [ -n "${KEEP_LOGS:-}" ]; then mkdir -p "$KEEP_LOGS" && cp "$WORK"/*.log "$KEEP_LOGS"/; fi
   rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -90,6 +93,10 @@ awk -v secs="$SECS" -v tck="$TICKS" 'NR == FNR { a[NR] = $1; next } { d[$2] += $
   "$WORK/threads0" "$WORK/threads1" | sort -rn
 if [ "${PROFILE:-}" = 1 ]; then
   for name in leader follower; do echo "== profile of the $name"; cat "$PROFILE_DIR/$name.txt"; done
+  for who in "leader:$LEADER" "follower:$FOLLOWER"; do
+    echo "== live heap of the ${who%%:*} after the PUT run"
+    "$DENO" run -A "$ROOT/bench/heap_profile.ts" "${P[$((6 + ${who##*:}))]}" 25
+  done
 fi
 for k in $(seq 0 999); do echo "read-$k"; done | xargs -P 16 -I{} curl -sf -o /dev/null -X PUT --data-binary "$(printf 'r%.0s' $(seq 1 100))" "$URL/v1/kv/{}"
 echo "== GET (linearizable, ReadIndex), 1000 keys"

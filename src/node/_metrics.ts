@@ -11,6 +11,8 @@ export interface MetricsInput {
   readonly counters: Readonly<Record<string, number>>;
   /** Per reason, the peer messages the core dropped as impossible or out of range. */
   readonly raftDropped?: Readonly<Record<string, number>>;
+  /** The process's memory (`Deno.memoryUsage()`), when reported. */
+  readonly memory?: Deno.MemoryUsage;
 }
 
 function snake(name: string): string {
@@ -62,6 +64,16 @@ export function renderMetrics(m: MetricsInput): string {
     }
   }
   for (const [k, v] of Object.entries(m.counters)) gauge(snake(k), `Driver counter ${k}.`, v);
+  if (m.memory !== undefined) {
+    gauge("process_rss_bytes", "Resident set size of the node process.", m.memory.rss);
+    gauge("process_heap_used_bytes", "V8 heap in use.", m.memory.heapUsed);
+    gauge("process_heap_total_bytes", "V8 heap reserved.", m.memory.heapTotal);
+    gauge(
+      "process_external_bytes",
+      "Memory outside the V8 heap held by JavaScript objects (ArrayBuffers).",
+      m.memory.external,
+    );
+  }
   for (const [k, v] of Object.entries(m.transport)) {
     gauge(`transport_${snake(k)}`, `Transport counter ${k}.`, v);
   }

@@ -789,6 +789,7 @@ export class RaftNode implements NodeService {
       storage: this.#storage.stats(),
       transport: this.#o.transport.stats?.() ?? {},
       raftDropped: this.#raft.droppedMessages(),
+      memory: Deno.memoryUsage(),
       counters: {
         ...this.#counters,
         peersRefused: this.#incarnations.refused,

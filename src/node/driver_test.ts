@@ -234,3 +234,17 @@ Deno.test("driver: a read waiting on a leader that dies is asked again of the ne
     await c.close();
   }
 });
+
+Deno.test("driver: /metrics reports the process's memory, for bench/memory.sh and operators", async () => {
+  const c = await DriverCluster.create(["a1"]);
+  try {
+    const node = await c.leader();
+    const text = node.metrics();
+    for (const name of ["rss", "heap_used", "heap_total", "external"]) {
+      const m = new RegExp(`koi_process_${name}_bytes\\{[^}]*\\} (\\d+)`).exec(text);
+      assert.ok(m !== null && Number(m[1]) > 0, `koi_process_${name}_bytes is a positive number`);
+    }
+  } finally {
+    await c.close();
+  }
+});

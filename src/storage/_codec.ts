@@ -1,4 +1,4 @@
-import { decode, encode } from "@msgpack/msgpack";
+import { decode, encode } from "./_msgpack.ts";
 import type { Entry, HardState, Membership, SnapshotMeta } from "../raft/mod.ts";
 
 /** Stored data that fails validation when read back: the store is corrupt or foreign. */

@@ -1,4 +1,4 @@
-import { decode, encode } from "@msgpack/msgpack";
+import { decode, encode } from "./_msgpack.ts";
 
 /**
  * A condition on one key, checked when the command applies: `rev > 0` requires the key to

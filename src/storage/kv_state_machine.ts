@@ -1,4 +1,4 @@
-import { decode, encode } from "@msgpack/msgpack";
+import { decode, encode } from "./_msgpack.ts";
 import BTreeModule from "sorted-btree";
 import { assert, EMPTY_MEMBERSHIP, type Entry, type Membership } from "../raft/mod.ts";
 import {

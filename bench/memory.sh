@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# Memory of a koi node as its state grows: one 3-node cluster started by `koi admin` (from
+# source, data on disk, on free loopback ports); prints each node's RSS and V8 heap when idle,
+# then after writing 10^4, 10^5 and (FULL=1) 10^6 keys of 100 bytes with `koi bench load
+# --preload`, with the bytes per key above the idle node and the state's own bytes per key.
+#
+#   bash bench/memory.sh            (10^4 and 10^5 keys, about 1 minute)
+#   FULL=1 bash bench/memory.sh     (also 10^6 keys, about 5 more minutes)
+#
+# Stops everything by PID: the admin, which stops its nodes.
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=scripts/_deno.sh
+source "$ROOT/scripts/_deno.sh"
+koi_find_deno "$ROOT"
+command -v curl >/dev/null || { echo "curl is not installed: apt-get install -y curl" >&2; exit 2; }
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/koi-memory.XXXXXX")
+ADMIN_PID=""
+running() { # pid: alive and not a zombie
+  local state
+  state=$(ps -o stat= -p "$1" 2>/dev/null || true)
+  [ -n "$state" ] && [ "${state:0:1}" != Z ]
+}
+cleanup() {
+  if [ -n "$ADMIN_PID" ]; then
+    kill -TERM "$ADMIN_PID" 2>/dev/null || true
+    for _ in $(seq 1 150); do running "$ADMIN_PID" || break; sleep 0.1; done
+    kill -9 "$ADMIN_PID" 2>/dev/null || true
+    wait "$ADMIN_PID" 2>/dev/null || true
+  fi
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+read -r -a P <<<"$("$DENO" eval '
+  const ls = Array.from({ length: 7 }, () => Deno.listen({ hostname: "127.0.0.1", port: 0 }));
+  console.log(ls.map((l) => l.addr.port).join(" ")); for (const l of ls) l.close();')"
+ADMIN_URL="http://127.0.0.1:${P[6]}"
+{
+  printf '[admin]\nhttp = "127.0.0.1:%s"\n[[clusters]]\nid = "a"\n' "${P[6]}"
+  for i in 1 2 3; do
+    printf '[[clusters.nodes]]\nid = "a%s"\nraft = "127.0.0.1:%s"\nhttp = "127.0.0.1:%s"\ndata = "data/a%s"\n' \
+      "$i" "${P[$(((i - 1) * 2))]}" "${P[$(((i - 1) * 2 + 1))]}" "$i"
+  done
+} >"$WORK/config.toml"
+"$DENO" run -A --config "$ROOT/deno.json" "$ROOT/cli.ts" admin --config "$WORK/config.toml" \
+  >"$WORK/admin.log" 2>&1 &
+ADMIN_PID=$!
+for _ in $(seq 1 300); do
+  curl -sf "$ADMIN_URL/healthz" | grep -q '"a":"a' && break
+  running "$ADMIN_PID" || { tail -20 "$WORK/admin.log" >&2; exit 1; }
+  sleep 0.2
+done
+http_of() { echo "http://127.0.0.1:${P[$((($1 - 1) * 2 + 1))]}"; }
+SECRET=$(cat "$WORK/data/admin/secret") # the admin generated it; /metrics asks for it
+metric() {
+  curl -sf -H "authorization: Bearer $SECRET" "$(http_of "$1")/metrics" |
+    sed -n "s/^koi_$2{[^}]*} //p"
+}
+
+report() { # label keys
+  local label=$1 keys=$2
+  for i in 1 2 3; do
+    local rss heap ext state
+    rss=$(metric "$i" process_rss_bytes)
+    heap=$(metric "$i" process_heap_used_bytes)
+    ext=$(metric "$i" process_external_bytes)
+    state=$(metric "$i" state_bytes)
+    local per="-" statePer="-"
+    if [ "$keys" -gt 0 ]; then
+      per=$(awk "BEGIN{printf \"%.0f\", ($rss - ${IDLE[$i]}) / $keys}")
+      statePer=$(awk "BEGIN{printf \"%.0f\", $state / $keys}")
+    fi
+    printf '%-8s a%s  rss %7.1f MB  heap %7.1f MB  external %6.1f MB  rss/key above idle %5s B  data/key %4s B\n' \
+      "$label" "$i" "$(awk "BEGIN{print $rss / 1e6}")" "$(awk "BEGIN{print $heap / 1e6}")" \
+      "$(awk "BEGIN{print $ext / 1e6}")" "$per" "$statePer"
+  done
+}
+
+sleep 3 # the nodes settle (their first snapshot checks, the admin's polls)
+declare -A IDLE=()
+for i in 1 2 3; do IDLE[$i]=$(metric "$i" process_rss_bytes); done
+report idle 0
+read -r -a SIZES <<<"${SIZES:-10000 100000}"
+[ "${FULL:-}" = 1 ] && SIZES+=(1000000)
+for n in "${SIZES[@]}"; do
+  CI=true "$DENO" run -A --config "$ROOT/deno.json" "$ROOT/cli.ts" bench load --admin "$ADMIN_URL" \
+    --workload C --keys "$n" --preload --clients 64 --seconds 1 --warmup-seconds 0 --json \
+    >"$WORK/load.json"
+  sleep 2 # background snapshots of the new state finish
+  report "$n" "$n"
+done
