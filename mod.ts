@@ -90,6 +90,7 @@ export type {
   NodeStatus,
   PutOptions,
   PutResult,
+  ReadFrom,
   RetryErrorOptions,
   RoutingTable,
   ScanOptions,

@@ -6,7 +6,7 @@
 import { checkTimeout } from "./_checks.ts";
 import { type Fetcher, now } from "./_http.ts";
 import type { Session } from "./_sessions.ts";
-import type { CallOptions } from "./_types.ts";
+import type { CallOptions, ReadFrom } from "./_types.ts";
 
 /** The client-wide settings, resolved. */
 export interface Settings {
@@ -14,6 +14,7 @@ export interface Settings {
   readonly attemptTimeoutMs: number;
   readonly retryBaseMs: number;
   readonly retryMaxMs: number;
+  readonly readFrom: ReadFrom;
 }
 
 /** What every part of one client uses: the admin, how to send, the settings, `close()`. */

@@ -5,7 +5,7 @@
 
 import { toBytes } from "./_bytes.ts";
 import { KEY_BYTES_MAX, LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX, TIMEOUT_MS_MAX } from "./_limits.ts";
-import type { Consistency } from "./_types.ts";
+import type { Consistency, ReadFrom } from "./_types.ts";
 import { KoiError } from "./errors.ts";
 
 /** `key` as bytes: 1 to {@linkcode KEY_BYTES_MAX} bytes, not starting with 0xFF. */
@@ -70,6 +70,17 @@ export function checkConsistency(consistency: Consistency | undefined): boolean 
   throw new KoiError(
     "bad_request",
     `Invalid consistency: ${JSON.stringify(consistency)}; expected "linearizable" or "stale"`,
+  );
+}
+
+/** The `readFrom` option: `any` (the default) or `leader`. */
+export function checkReadFrom(readFrom: ReadFrom | undefined): ReadFrom {
+  if (readFrom === undefined || readFrom === "any" || readFrom === "leader") {
+    return readFrom ?? "any";
+  }
+  throw new KoiError(
+    "bad_request",
+    `Invalid readFrom: ${JSON.stringify(readFrom)}; expected "any" or "leader"`,
   );
 }
 

@@ -108,12 +108,18 @@ export async function attempt(
   try {
     const response = await fetchFn(url, { ...init, signal: controller.signal });
     const tooLarge: TooLarge = { kind: "too_large", status: response.status, max: maxBytes };
-    if (Number(response.headers.get("content-length")) > maxBytes) {
+    const declared = response.headers.get("content-length");
+    if (Number(declared) > maxBytes) {
       response.body?.cancel().catch(() => {});
       return tooLarge;
     }
+    // A declared length within the limit binds the body (HTTP framing: fetch fails on more),
+    // so it is read in one step; reading it through a stream reader costs more than the
+    // request itself. Without one (chunked), the reader stops at the limit.
     const body = response.body === null
       ? new Uint8Array(0)
+      : declared !== null && /^\d+$/.test(declared)
+      ? new Uint8Array(await response.arrayBuffer())
       : await readAtMost(response.body, maxBytes);
     if (body === undefined) return tooLarge;
     return { status: response.status, headers: response.headers, body };

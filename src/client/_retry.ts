@@ -65,6 +65,7 @@ export class Sender {
    */
   async run(request: Request, call: Call): Promise<Answer> {
     const write = request.method !== "GET";
+    const spread = !write && this.#core.settings.readFrom === "any";
     let clusterId = request.cluster ?? this.#routes.table.carp.owner(request.key!);
     const tried = new Set<string>();
     let step = 0;
@@ -101,7 +102,7 @@ export class Sender {
         clusterId = this.#routes.table.carp.owner(request.key);
         state = this.#routes.cluster(clusterId)!;
       }
-      const node = this.#routes.pick(state, tried);
+      const node = this.#routes.pick(state, tried, spread);
       if (node === undefined) {
         // Every node failed once: start over, after a wait unless the last failure waited.
         tried.clear();
@@ -155,9 +156,9 @@ export class Sender {
       this.#routes.nodeAnswered(state, node, result.headers);
       if (result.status >= 200 && result.status < 300) return result;
       const { code, message: said } = errorOf(result);
+      if (result.status === 404 && request.method === "GET" && code === "not_found") return result;
       // The node names the key by its key_b64; the caller knows it by what it gave.
       const message = request.key === undefined ? said : withOwnKey(said, request.key);
-      if (result.status === 404 && request.method === "GET" && code === "not_found") return result;
       const answered = `node ${node.id} (${node.http}) answered ${result.status} ${code}`;
       last = {
         kind: "http",

@@ -28,6 +28,8 @@ export interface ClusterState {
   readonly info: ClusterInfo;
   readonly byId: ReadonlyMap<string, NodeInfo>;
   leader: string | undefined;
+  /** Turns of the members for spread reads: the next read starts at member `turn % n`. */
+  turn: number;
 }
 
 /** The routing table of one client, its clusters' leaders and its nodes' failures. */
@@ -58,15 +60,22 @@ export class Routes {
     return this.#install(await this.#fetchTable(call, true));
   }
 
-  /** The node to try next: the leader, then the others in config order; failed ones last. */
-  pick(state: ClusterState, tried: ReadonlySet<string>): NodeInfo | undefined {
+  /**
+   * The node to try next, failed ones last: for a write (or `anyMember` false) the leader,
+   * then the others in config order; for a spread read the members in turn, so that reads
+   * load every member alike.
+   */
+  pick(state: ClusterState, tried: ReadonlySet<string>, anyMember = false): NodeInfo | undefined {
     const t = now();
+    const nodes = state.info.nodes;
+    const start = anyMember && tried.size === 0 ? state.turn++ % nodes.length : 0;
     let best: NodeInfo | undefined;
     let bestRank = Infinity;
-    for (const node of state.info.nodes) {
+    for (let i = 0; i < nodes.length; i++) {
+      const node = nodes[(start + i) % nodes.length];
       if (tried.has(node.id)) continue;
       const down = (this.#down.get(node.id) ?? 0) > t;
-      const rank = (down ? 2 : 0) + (node.id === state.leader ? 0 : 1);
+      const rank = (down ? 2 : 0) + (anyMember || node.id === state.leader ? 0 : 1);
       if (rank < bestRank) {
         best = node;
         bestRank = rank;
@@ -137,7 +146,7 @@ export class Routes {
         : known !== undefined && byId.has(known)
         ? known
         : undefined;
-      clusters.set(info.id, { info, byId, leader });
+      clusters.set(info.id, { info, byId, leader, turn: this.#clusters.get(info.id)?.turn ?? 0 });
     }
     this.#table = table;
     this.#clusters = clusters;

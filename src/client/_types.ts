@@ -5,6 +5,13 @@ import type { NodeInfo } from "./_table.ts";
 /** How a read is served: by the leader (`linearizable`, the default) or any node (`stale`). */
 export type Consistency = "linearizable" | "stale";
 
+/**
+ * Which members serve reads: `any` spreads them over the cluster's members in turn (a
+ * follower confirms a linearizable read with its leader first, Raft's ReadIndex, so it is
+ * as current as the leader's, one hop later); `leader` sends every read to the leader.
+ */
+export type ReadFrom = "any" | "leader";
+
 /** Options of {@linkcode connect}. */
 export interface ConnectOptions {
   /**
@@ -20,6 +27,12 @@ export interface ConnectOptions {
    * that does not answer in time is left for another node of its cluster.
    */
   readonly attemptTimeoutMs?: number;
+  /**
+   * Which members serve reads and listings (default `any`: spread over the members, so that
+   * reads do not all load the leader; see {@linkcode ReadFrom}). Writes always go to the
+   * leader.
+   */
+  readonly readFrom?: ReadFrom;
   /** The first retry waits up to this long (full jitter), doubling per retry. Default 25. */
   readonly retryBaseMs?: number;
   /** No retry waits longer than this (full jitter), apart from `retry-after`. Default 1,000. */

@@ -14,6 +14,7 @@ import {
   checkDelay,
   checkKey,
   checkLimit,
+  checkReadFrom,
   checkTimeout,
   conditionHeaders,
   isRev,
@@ -92,6 +93,7 @@ export class KoiClient {
         ATTEMPT_TIMEOUT_MS_DEFAULT,
       retryBaseMs: checkDelay(options.retryBaseMs, "retryBaseMs") ?? 25,
       retryMaxMs: checkDelay(options.retryMaxMs, "retryMaxMs") ?? 1_000,
+      readFrom: checkReadFrom(options.readFrom),
     };
     const connectTimeoutMs = checkTimeout(options.connectTimeoutMs, "connectTimeoutMs") ??
       settings.timeoutMs;

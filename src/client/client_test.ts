@@ -68,7 +68,7 @@ Deno.test("client: requests go to the table's leader hint, then to x-koi-leader'
   const d = FakeDeployment.start(spec);
   d.cluster("a").leader = "a2";
   try {
-    using koi = await connect(d.adminUrl);
+    using koi = await connect(d.adminUrl, { readFrom: "leader" });
     assert.equal(koi.where("k").leader?.id, "a2");
     await koi.put("k", "1");
     assert.deepEqual(d.requests.map((r) => r.node), ["a2"]);
@@ -79,6 +79,57 @@ Deno.test("client: requests go to the table's leader hint, then to x-koi-leader'
     await koi.get("k");
     await koi.delete("k");
     assert.deepEqual(d.requests.map((r) => r.node), ["a2", "a2", "a3", "a3"]);
+  } finally {
+    await d.close();
+  }
+});
+
+Deno.test("client: reads spread over the members in turn (readFrom any, the default); writes go to the leader", async () => {
+  const spec = { clusters: [{ id: "a", nodes: ["a1", "a2", "a3"] }] };
+  await withClient(spec, async (d, koi) => {
+    d.cluster("a").leader = "a2";
+    await koi.put("k", "1");
+    const before = d.requests.length;
+    for (let i = 0; i < 6; i++) await koi.get("k", i % 2 === 0 ? {} : { consistency: "stale" });
+    await koi.list({ prefix: "k" });
+    await koi.put("k", "2");
+    const nodes = d.requests.slice(before).map((r) => r.node);
+    const reads = nodes.slice(0, 7);
+    for (const id of ["a1", "a2", "a3"]) {
+      assert.ok(reads.filter((n) => n === id).length >= 2, `${id} served reads: ${reads}`);
+    }
+    assert.equal(nodes.at(-1), "a2", "the write went to the leader");
+  });
+});
+
+Deno.test("client: a spread read that a member fails is retried on another member", async () => {
+  const spec = { clusters: [{ id: "a", nodes: ["a1", "a2", "a3"] }] };
+  await withClient(spec, async (d, koi) => {
+    await koi.put("k", "1");
+    d.nodeHook = (_request, node) =>
+      node.id === "a3" ? error(503, "unavailable", "no leader here") : undefined;
+    const before = d.requests.length;
+    for (let i = 0; i < 6; i++) assert.equal((await koi.getText("k"))?.value, "1");
+    assert.ok(d.requests.slice(before).some((r) => r.node === "a3"), "a3 had its turns");
+  });
+});
+
+Deno.test("client: readFrom leader sends every read to the leader; an unknown readFrom is refused", async () => {
+  const spec = { clusters: [{ id: "a", nodes: ["a1", "a2", "a3"] }] };
+  await withClient(spec, async (d, koi) => {
+    d.cluster("a").leader = "a3";
+    await koi.put("k", "1");
+    const before = d.requests.length;
+    for (let i = 0; i < 4; i++) await koi.get("k", { consistency: "stale" });
+    assert.deepEqual(d.requests.slice(before).map((r) => r.node), ["a3", "a3", "a3", "a3"]);
+  }, { readFrom: "leader" });
+  const d = FakeDeployment.start(spec);
+  try {
+    await assert.rejects(
+      // deno-lint-ignore no-explicit-any
+      connect(d.adminUrl, { readFrom: "followers" as any }),
+      (e) => e instanceof KoiError && e.code === "bad_request" && /readFrom/.test(e.message),
+    );
   } finally {
     await d.close();
   }

@@ -235,7 +235,7 @@ Deno.test("driver: a read waiting on a leader that dies is asked again of the ne
   }
 });
 
-Deno.test("driver: /metrics reports the process's memory, for bench/memory.sh and operators", async () => {
+Deno.test("driver: /metrics reports the process's memory, for bench/state_size.sh and operators", async () => {
   const c = await DriverCluster.create(["a1"]);
   try {
     const node = await c.leader();

@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
-# Memory of a koi node as its state grows: one 3-node cluster started by `koi admin` (from
-# source, data on disk, on free loopback ports); prints each node's RSS and V8 heap when idle,
-# then after writing 10^4, 10^5 and (FULL=1) 10^6 keys of 100 bytes with `koi bench load
-# --preload`, with the bytes per key above the idle node and the state's own bytes per key.
+# A koi node's cost as its state grows: one 3-node cluster started by `koi admin` (from
+# source, data on disk, on free loopback ports). Prints each node's RSS and V8 heap when idle,
+# then, after writing 10^4, 10^5 and (FULL=1) 10^6 keys of 100 bytes (`koi bench load
+# --preload`), the RSS and heap with the bytes per key above the idle node and the state's
+# own bytes per key, and the write throughput and p99 of 5 s of updates uniform over those
+# keys (workload W, 64 clients), to see whether writes slow down as the state grows.
 #
-#   bash bench/memory.sh            (10^4 and 10^5 keys, about 1 minute)
-#   FULL=1 bash bench/memory.sh     (also 10^6 keys, about 5 more minutes)
+#   bash bench/state_size.sh            (10^4 and 10^5 keys, about 1.5 minutes)
+#   FULL=1 bash bench/state_size.sh     (also 10^6 keys, about 6 more minutes)
+#   SIZES="10000 50000" bash bench/state_size.sh
+#
+# Node flags for experiments go through the environment: DENO_V8_FLAGS=--max-semi-space-size=4.
 #
 # Stops everything by PID: the admin, which stops its nodes.
 set -euo pipefail
@@ -14,7 +19,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 source "$ROOT/scripts/_deno.sh"
 koi_find_deno "$ROOT"
 command -v curl >/dev/null || { echo "curl is not installed: apt-get install -y curl" >&2; exit 2; }
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/koi-memory.XXXXXX")
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/koi-state-size.XXXXXX")
 ADMIN_PID=""
 running() { # pid: alive and not a zombie
   local state
@@ -83,10 +88,23 @@ for i in 1 2 3; do IDLE[$i]=$(metric "$i" process_rss_bytes); done
 report idle 0
 read -r -a SIZES <<<"${SIZES:-10000 100000}"
 [ "${FULL:-}" = 1 ] && SIZES+=(1000000)
-for n in "${SIZES[@]}"; do
+load() { # keys flags...: koi bench load through the admin; prints "<ops/s> <p99 ms> <errors>"
+  local n=$1
+  shift
   CI=true "$DENO" run -A --config "$ROOT/deno.json" "$ROOT/cli.ts" bench load --admin "$ADMIN_URL" \
-    --workload C --keys "$n" --preload --clients 64 --seconds 1 --warmup-seconds 0 --json \
-    >"$WORK/load.json"
+    --keys "$n" --clients 64 --seed 7 --max-error-rate 1 --json "$@" >"$WORK/load.json"
+  "$DENO" eval '
+    const m = JSON.parse(Deno.readTextFileSync(Deno.args[0])).measured;
+    console.log(Math.round(m.opsPerSecond), (m.byType.all?.latencyMs.p99 ?? 0).toFixed(1), m.errors);
+  ' "$WORK/load.json"
+}
+declare -a THROUGHPUT=()
+for n in "${SIZES[@]}"; do
+  load "$n" --workload C --preload --seconds 1 --warmup-seconds 0 >/dev/null
   sleep 2 # background snapshots of the new state finish
   report "$n" "$n"
+  read -r ops p99 errors <<<"$(load "$n" --workload W --distribution uniform --seconds 5)"
+  THROUGHPUT+=("$(printf '%-8s writes %6s ops/s  p99 %6s ms  errors %s' "$n" "$ops" "$p99" "$errors")")
 done
+echo "write throughput by state size (W, uniform over the keys, 64 clients, 5 s):"
+printf '  %s\n' "${THROUGHPUT[@]}"
