@@ -2,7 +2,7 @@
 
 import type { NotLeaderError } from "../raft/mod.ts";
 import { NoLeaderError } from "./errors.ts";
-import { bodyOf, readLimited } from "./_http_request.ts";
+import { bodyOf, readMessageBody } from "./_http_request.ts";
 import type { NodeService } from "./service.ts";
 
 /** The header a forwarded request carries: the id of the node that forwarded it. */
@@ -100,9 +100,10 @@ export async function forwardToLeader(
     const answer = await Promise.race([options.forward(target, init), timeout]);
     const tooLarge = () => failure(`the answer exceeds ${options.answerBytesMax} bytes`);
     const noBody = NULL_BODY_STATUSES.has(answer.status) || request.method === "HEAD";
-    const bytes = noBody
-      ? null
-      : await Promise.race([readLimited(answer.body, options.answerBytesMax, tooLarge), timeout]);
+    const bytes = noBody ? null : await Promise.race([
+      readMessageBody(answer, options.answerBytesMax, tooLarge),
+      timeout,
+    ]);
     return new Response(bytes === null ? null : bodyOf(bytes), {
       status: answer.status,
       headers: relayedHeaders(answer.headers),

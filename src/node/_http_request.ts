@@ -151,6 +151,32 @@ export function checkContentLength(headers: Headers, bytesMax: number, what: str
 }
 
 /**
+ * The body of `message` (a request or an answer), at most `bytesMax` bytes, else
+ * `tooLarge()` is thrown. A declared `content-length` within the limit binds the body (HTTP
+ * framing: a peer cannot send more under it), so such a body is read in one step: through a
+ * stream reader it costs more than the rest of the request. Without one it is read as a
+ * stream that stops at the limit ({@linkcode readLimited}).
+ */
+export async function readMessageBody(
+  message: Request | Response,
+  bytesMax: number,
+  tooLarge: (bytes: number) => Error,
+): Promise<Uint8Array> {
+  if (message.body === null) return new Uint8Array(0);
+  const declared = message.headers.get("content-length");
+  if (declared === null || !/^[0-9]{1,15}$/.test(declared)) {
+    return await readLimited(message.body, bytesMax, tooLarge);
+  }
+  if (Number(declared) > bytesMax) {
+    message.body.cancel().catch(() => {});
+    throw tooLarge(Number(declared));
+  }
+  const bytes = new Uint8Array(await message.arrayBuffer());
+  if (bytes.length > bytesMax) throw tooLarge(bytes.length); // only a broken transport
+  return bytes;
+}
+
+/**
  * Reads a stream to its end, but stops (and cancels it) as soon as it exceeds `bytesMax`:
  * a client never makes the node buffer more than the limit.
  */
@@ -198,7 +224,7 @@ export async function readBody(
   const tooLarge = () =>
     new TooLargeError(`${what} too large: more than the limit of ${bytesMax} bytes`);
   try {
-    return await readLimited(request.body, bytesMax, tooLarge);
+    return await readMessageBody(request, bytesMax, tooLarge);
   } catch (error) {
     if (error instanceof TooLargeError) throw error;
     throw new BadRequestError(`Cannot read the request body: ${String(error)}`);
