@@ -15,6 +15,8 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=scripts/_deno.sh
 source "$ROOT/scripts/_deno.sh"
+# shellcheck source=bench/_lib.sh
+source "$ROOT/bench/_lib.sh"
 koi_find_deno "$ROOT"
 command -v curl >/dev/null || { echo "curl is not installed: apt-get install -y curl" >&2; exit 2; }
 OPS=${OPS:-20000}
@@ -22,17 +24,9 @@ read -r -a COUNTS <<<"${COUNTS:-1 3 9}"
 TICKS=$(getconf CLK_TCK)
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/koi-clusters-cost.XXXXXX")
 ADMIN_PID=""
-running() { # pid: alive and not a zombie
-  local state
-  state=$(ps -o stat= -p "$1" 2>/dev/null || true)
-  [ -n "$state" ] && [ "${state:0:1}" != Z ]
-}
 stop_admin() {
   [ -n "$ADMIN_PID" ] || return 0
-  kill -TERM "$ADMIN_PID" 2>/dev/null || true
-  for _ in $(seq 1 200); do running "$ADMIN_PID" || break; sleep 0.1; done
-  kill -9 "$ADMIN_PID" 2>/dev/null || true
-  wait "$ADMIN_PID" 2>/dev/null || true
+  koi_stop_admin "$ADMIN_PID"
   ADMIN_PID=""
 }
 cleanup() {
@@ -53,9 +47,7 @@ RESULTS=()
 for n in "${COUNTS[@]}"; do
   dir="$WORK/$n"
   mkdir -p "$dir"
-  read -r -a P <<<"$("$DENO" eval "
-    const ls = Array.from({ length: $((n * 6 + 1)) }, () => Deno.listen({ hostname: '127.0.0.1', port: 0 }));
-    console.log(ls.map((l) => l.addr.port).join(' ')); for (const l of ls) l.close();")"
+  read -r -a P <<<"$(koi_free_ports $((n * 6 + 1)))"
   admin_port=${P[$((n * 6))]}
   {
     printf '[admin]\nhttp = "127.0.0.1:%s"\n' "$admin_port"
@@ -75,7 +67,7 @@ for n in "${COUNTS[@]}"; do
   healthy=""
   for _ in $(seq 1 600); do
     if curl -sf "$url/healthz" >/dev/null 2>&1; then healthy=1; break; fi
-    running "$ADMIN_PID" || break
+    koi_running "$ADMIN_PID" || break
     sleep 0.2
   done
   [ -n "$healthy" ] || { echo "$n clusters did not become healthy" >&2; tail -20 "$dir/admin.log" >&2; exit 1; }

@@ -28,6 +28,8 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=scripts/_deno.sh
 source "$ROOT/scripts/_deno.sh"
+# shellcheck source=bench/_lib.sh
+source "$ROOT/bench/_lib.sh"
 if [ "${QUICK:-0}" = 1 ]; then
   SECS=${1:-1}
   KEYS=${KEYS:-1000}
@@ -48,15 +50,10 @@ koi_find_deno "$ROOT"
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/koi-vs-etcd.XXXXXX")
 PIDS=()
 ADMIN_PID=""
-running() { # pid: alive and not a zombie
-  local state
-  state=$(ps -o stat= -p "$1" 2>/dev/null || true)
-  [ -n "$state" ] && [ "${state:0:1}" != Z ]
-}
 cleanup() {
   if [ -n "$ADMIN_PID" ]; then # SIGTERM: the admin stops its nodes by PID (SIGKILL after 12 s)
     kill -TERM "$ADMIN_PID" 2>/dev/null || true
-    for _ in $(seq 1 150); do running "$ADMIN_PID" || break; sleep 0.1; done
+    for _ in $(seq 1 150); do koi_running "$ADMIN_PID" || break; sleep 0.1; done
     kill -9 "$ADMIN_PID" 2>/dev/null || true # its nodes then see their stdin end and stop
     wait "$ADMIN_PID" 2>/dev/null || true
   fi
@@ -66,9 +63,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-read -r -a P <<<"$("$DENO" eval '
-  const ls = Array.from({ length: 13 }, () => Deno.listen({ hostname: "127.0.0.1", port: 0 }));
-  console.log(ls.map((l) => l.addr.port).join(" ")); for (const l of ls) l.close();')"
+read -r -a P <<<"$(koi_free_ports 13)"
 
 # --- etcd: three members
 CLUSTER="e1=http://127.0.0.1:${P[1]},e2=http://127.0.0.1:${P[3]},e3=http://127.0.0.1:${P[5]}"
@@ -112,7 +107,7 @@ for _ in $(seq 1 300); do
     [ -n "$l" ] && KOI_URL="http://127.0.0.1:${P[$((7 + (l - 1) * 2))]}"
   fi
   [ -n "$ETCD_URL" ] && [ -n "$KOI_URL" ] && break
-  running "$ADMIN_PID" || break
+  koi_running "$ADMIN_PID" || break
   sleep 0.2
 done
 [ -n "$ETCD_URL" ] || { echo "etcd elected no leader" >&2; tail -5 "$WORK"/e*.log >&2; exit 1; }
@@ -145,16 +140,27 @@ echo "== wrk: $SECS s per run, 100-byte values, keys uniform over $KEYS (preload
 
 # Results by "<part>/<sys>/<workload>/<clients>": the best ops/s of the rounds, its p99, and
 # the errors of all rounds.
-declare -A OPS=() P99=() ERRS=()
-record() { # part sys workload clients ops p99 errors
+declare -A OPS=() P99=() ERRS=() CPU=()
+record() { # part sys workload clients ops p99 errors [server CPU ms per request]
   local key="$1/$2/$3/$4"
   if [ -z "${OPS[$key]:-}" ] || [ "$5" -gt "${OPS[$key]}" ]; then
     OPS[$key]=$5
     P99[$key]=$6
+    CPU[$key]=${8:-}
   fi
   ERRS[$key]=$((${ERRS[$key]:-0} + $7))
-  printf '  round %s  %-4s %-5s %3s clients  %8s ops/s  p99 %8s ms  errors %s\n' \
-    "$ROUND" "$2" "$3" "$4" "$5" "$6" "$7"
+  printf '  round %s  %-4s %-5s %3s clients  %8s ops/s  p99 %8s ms  errors %s%s\n' \
+    "$ROUND" "$2" "$3" "$4" "$5" "$6" "$7" "${8:+  server CPU ${8} ms per request}"
+}
+TICKS=$(getconf CLK_TCK)
+# The CPU ticks (user + system) of a system's server processes: etcd's members, koi's nodes.
+server_ticks() {
+  local pids sum=0 pid
+  if [ "$1" = etcd ]; then pids="${PIDS[*]}"; else pids=$(ps --ppid "$ADMIN_PID" -o pid=); fi
+  for pid in $pids; do
+    sum=$((sum + $(awk '{print $14 + $15}' "/proc/$pid/stat" 2>/dev/null || echo 0)))
+  done
+  echo "$sum"
 }
 # part tag errors-word "workload:name"...: the table and one "<tag> workload=…" line each
 summarize() {
@@ -208,18 +214,29 @@ to_ms() { # wrk latency "1.23ms" / "850.00us" / "1.02s" -> ms
   awk -v v="$1" 'BEGIN { n = v + 0; if (v ~ /us$/) n /= 1000; else if (v ~ /ms$/) n = n; else if (v ~ /s$/) n *= 1000; printf "%.2f", n }'
 }
 wrk_run() { # sys op clients
-  local sys=$1 op=$2 c=$3 url out rps p99 errs w
+  local sys=$1 op=$2 c=$3 url out rps p99 errs w t0 t1 cpu
   url=$([ "$sys" = etcd ] && echo "$ETCD_URL" || echo "$KOI_URL")
+  t0=$(server_ticks "$sys")
   out=$(KOI_OP=$op KOI_KEYS=$KEYS wrk -t2 -c"$c" -d"${SECS}s" --latency -s "$ROOT/bench/wrk_$sys.lua" "$url")
+  t1=$(server_ticks "$sys")
   rps=$(awk '/^Requests\/sec:/ { printf "%.0f", $2 }' <<<"$out")
+  cpu=$(awk -v d=$((t1 - t0)) -v tck="$TICKS" -v r="$rps" -v s="$SECS" \
+    'BEGIN { printf "%.3f", (r > 0 ? d / tck * 1000 / (r * s) : 0) }')
   p99=$(to_ms "$(awk '$1 == "99%" { print $2 }' <<<"$out")")
   errs=$(awk '/Non-2xx or 3xx responses:/ { print $5 }' <<<"$out")
   w=$(case $op in put) echo W ;; get) echo C ;; stale) echo S ;; esac)
-  record wrk "$sys" "$w" "$c" "$rps" "$p99" "${errs:-0}"
+  record wrk "$sys" "$w" "$c" "$rps" "$p99" "${errs:-0}" "$cpu"
 }
 rounds wrk_run put get stale
 summarize wrk WRK "non-2xx answers" "W:W durable writes" "C:C linearizable reads" \
   "S:S stale / serializable reads"
+echo
+echo "CPU of the three server processes per request (ms; etcd's members, koi's nodes; best round):"
+for w in W C S; do
+  for c in 16 64; do
+    echo "CPU workload=$w clients=$c koi_ms=${CPU[wrk/koi/$w/$c]} etcd_ms=${CPU[wrk/etcd/$w/$c]}"
+  done
+done
 
 # --- part 2: koi bench load, the same driver code for both
 ETCD_LEADER=${ETCD_URL#http://}

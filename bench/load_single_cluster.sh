@@ -14,6 +14,8 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=scripts/_deno.sh
 source "$ROOT/scripts/_deno.sh"
+# shellcheck source=bench/_lib.sh
+source "$ROOT/bench/_lib.sh"
 koi_find_deno "$ROOT"
 SECS=${1:-10}
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/koi-load.XXXXXX")
@@ -24,9 +26,7 @@ cleanup() {
   rm -rf "$WORK"
 }
 trap cleanup EXIT
-read -r -a P <<<"$("$DENO" eval '
-  const ls = Array.from({ length: 10 }, () => Deno.listen({ hostname: "127.0.0.1", port: 0 }));
-  console.log(ls.map((l) => l.addr.port).join(" ")); for (const l of ls) l.close();')"
+read -r -a P <<<"$(koi_free_ports 10)"
 {
   printf '[admin]\nhttp = "127.0.0.1:%s"\n[[clusters]]\nid = "a"\n' "${P[6]}"
   for i in 1 2 3; do
@@ -86,6 +86,10 @@ for i in 1 2 3; do
   role=follower; [ "$i" = "$LEADER" ] && role=leader
   echo "a$i ($role): $(awk "BEGIN{printf \"%.3f\", ($(cpu_ticks "${PIDS[$i]}") - ${CPU0[$i]}) / $TICKS * 1000 / ($w1-$w0)}")" \
     "CPU-s per 1000 writes"
+done
+for i in 1 2 3; do
+  role=follower; [ "$i" = "$LEADER" ] && role=leader
+  echo "a$i ($role): RSS $(awk '/^VmRSS/ {printf "%.0f MB", $2 / 1024}' "/proc/${PIDS[$i]}/status") after the PUT run"
 done
 echo "leader CPU by thread during the PUT run (% of one core):"
 awk -v secs="$SECS" -v tck="$TICKS" 'NR == FNR { a[NR] = $1; next } { d[$2] += $1 - a[FNR] }

@@ -17,43 +17,27 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=scripts/_deno.sh
 source "$ROOT/scripts/_deno.sh"
+# shellcheck source=bench/_lib.sh
+source "$ROOT/bench/_lib.sh"
 koi_find_deno "$ROOT"
 command -v curl >/dev/null || { echo "curl is not installed: apt-get install -y curl" >&2; exit 2; }
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/koi-state-size.XXXXXX")
 ADMIN_PID=""
-running() { # pid: alive and not a zombie
-  local state
-  state=$(ps -o stat= -p "$1" 2>/dev/null || true)
-  [ -n "$state" ] && [ "${state:0:1}" != Z ]
-}
 cleanup() {
-  if [ -n "$ADMIN_PID" ]; then
-    kill -TERM "$ADMIN_PID" 2>/dev/null || true
-    for _ in $(seq 1 150); do running "$ADMIN_PID" || break; sleep 0.1; done
-    kill -9 "$ADMIN_PID" 2>/dev/null || true
-    wait "$ADMIN_PID" 2>/dev/null || true
-  fi
+  if [ -n "$ADMIN_PID" ]; then koi_stop_admin "$ADMIN_PID"; fi
   rm -rf "$WORK"
 }
 trap cleanup EXIT
 
-read -r -a P <<<"$("$DENO" eval '
-  const ls = Array.from({ length: 7 }, () => Deno.listen({ hostname: "127.0.0.1", port: 0 }));
-  console.log(ls.map((l) => l.addr.port).join(" ")); for (const l of ls) l.close();')"
+read -r -a P <<<"$(koi_free_ports 7)"
 ADMIN_URL="http://127.0.0.1:${P[6]}"
-{
-  printf '[admin]\nhttp = "127.0.0.1:%s"\n[[clusters]]\nid = "a"\n' "${P[6]}"
-  for i in 1 2 3; do
-    printf '[[clusters.nodes]]\nid = "a%s"\nraft = "127.0.0.1:%s"\nhttp = "127.0.0.1:%s"\ndata = "data/a%s"\n' \
-      "$i" "${P[$(((i - 1) * 2))]}" "${P[$(((i - 1) * 2 + 1))]}" "$i"
-  done
-} >"$WORK/config.toml"
+koi_one_cluster_config "${P[6]}" "${P[@]:0:6}" >"$WORK/config.toml"
 "$DENO" run -A --config "$ROOT/deno.json" "$ROOT/cli.ts" admin --config "$WORK/config.toml" \
   >"$WORK/admin.log" 2>&1 &
 ADMIN_PID=$!
 for _ in $(seq 1 300); do
   curl -sf "$ADMIN_URL/healthz" | grep -q '"a":"a' && break
-  running "$ADMIN_PID" || { tail -20 "$WORK/admin.log" >&2; exit 1; }
+  koi_running "$ADMIN_PID" || { tail -20 "$WORK/admin.log" >&2; exit 1; }
   sleep 0.2
 done
 http_of() { echo "http://127.0.0.1:${P[$((($1 - 1) * 2 + 1))]}"; }
