@@ -1,6 +1,6 @@
 /** The HTTP server's limits on real sockets (127.0.0.1): deadlines, idle timeout, bound, drain. */
 import assert from "node:assert/strict";
-import { HttpServer, type HttpServerLimits } from "./server.ts";
+import { type DirectAnswer, HttpServer, type HttpServerLimits } from "./server.ts";
 
 const TEXT = new TextEncoder();
 
@@ -160,4 +160,46 @@ Deno.test("HEAD answers the headers without a body; a taken port rejects with EA
       (e: Error & { code?: string }) => e.code === "EADDRINUSE",
     );
   });
+});
+
+Deno.test("a direct handler answers what it takes, with its content-length; the rest goes to fetch", async () => {
+  const seen: string[] = [];
+  const server = await HttpServer.listen({
+    hostname: "127.0.0.1",
+    port: 0,
+    fetch: (request) => new Response(`app ${request.method}`),
+    refuseTarget: (target) => target.includes("..") ? "dot segments" : undefined,
+    direct: (request): DirectAnswer | Promise<DirectAnswer> | undefined => {
+      seen.push(`${request.method} ${request.target} ${request.body?.length ?? "null"}`);
+      if (request.target === "/json") {
+        return { status: 201, headers: { "content-type": "application/json" }, body: '{"é":1}' };
+      }
+      if (request.target === "/bytes") {
+        return Promise.resolve({ status: 200, headers: { "x-a": "b" }, body: new Uint8Array(3) });
+      }
+      return request.target === "/none" ? { status: 204, headers: {}, body: null } : undefined;
+    },
+  });
+  try {
+    const base = `http://127.0.0.1:${server.port}`;
+    const json = await fetch(`${base}/json`, { method: "PUT", body: "xyz" });
+    assert.equal(json.status, 201);
+    assert.equal(json.headers.get("content-length"), "8", "UTF-8 bytes, not characters");
+    assert.deepEqual(await json.json(), { "é": 1 });
+    const bytes = await fetch(`${base}/bytes`);
+    assert.equal(bytes.headers.get("content-length"), "3");
+    assert.equal(bytes.headers.get("x-a"), "b");
+    assert.equal((await bytes.arrayBuffer()).byteLength, 3);
+    const none = await fetch(`${base}/none`);
+    assert.equal(none.status, 204);
+    await none.body?.cancel();
+    const app = await fetch(`${base}/other`, { method: "DELETE" });
+    assert.equal(await app.text(), "app DELETE");
+    const refused = await fetch(`${base}/x..json`);
+    assert.equal(refused.status, 400, "the target check comes first");
+    await refused.body?.cancel();
+    assert.deepEqual(seen, ["PUT /json 3", "GET /bytes null", "GET /none null", "DELETE /other 0"]);
+  } finally {
+    await server.close(100);
+  }
 });

@@ -68,7 +68,8 @@ function retryAfter(seconds: number): Record<string, string> {
   return { "retry-after": String(Math.max(1, Math.ceil(seconds))) };
 }
 
-function typedErrorResponse(error: unknown): Response | undefined {
+/** The answer of a typed error (docs/api.md), or undefined for an unexpected one (500). */
+export function typedErrorResponse(error: unknown): Response | undefined {
   if (!(error instanceof Error)) return undefined;
   const message = error.message;
   if (error instanceof BadRequestError) return errorResponse(400, "bad_request", message);

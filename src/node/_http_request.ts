@@ -93,8 +93,14 @@ export function parseLimit(
 
 const ETAG_PATTERN = /^"([1-9][0-9]{0,14})"$/;
 
+/** What the parsers read of a request's headers: `Headers.get`. */
+export interface HeaderGetter {
+  /** The value of header `name` (repeated ones joined by ", "), or null. */
+  get(name: string): string | null;
+}
+
 /** The checks of `if-match: "<rev>"` (key has rev) or `if-none-match: *` (key is absent). */
-export function parseConditions(headers: Headers, key: Uint8Array): KvCheck[] {
+export function parseConditions(headers: HeaderGetter, key: Uint8Array): KvCheck[] {
   const ifMatch = headers.get("if-match");
   const ifNoneMatch = headers.get("if-none-match");
   if (ifMatch !== null && ifNoneMatch !== null) {
@@ -125,7 +131,7 @@ export function parseConditions(headers: Headers, key: Uint8Array): KvCheck[] {
 }
 
 /** `x-request-id: <client-id>:<seq>` (client id 1..128 chars, seq digits), if present. */
-export function parseRequestIdHeader(headers: Headers): string | undefined {
+export function parseRequestIdHeader(headers: HeaderGetter): string | undefined {
   const id = headers.get("x-request-id");
   if (id === null) return undefined;
   if (parseRequestId(id) === undefined) {
@@ -138,7 +144,11 @@ export function parseRequestIdHeader(headers: Headers): string | undefined {
 }
 
 /** Refuses a body whose declared `content-length` exceeds `bytesMax`, before reading it. */
-export function checkContentLength(headers: Headers, bytesMax: number, what: string): void {
+export function checkContentLength(
+  headers: HeaderGetter,
+  bytesMax: number,
+  what: string,
+): void {
   const text = headers.get("content-length");
   if (text === null) return;
   if (!/^[0-9]{1,15}$/.test(text.trim())) {

@@ -9,8 +9,8 @@
 import { Hono } from "hono";
 import type { Context, MiddlewareHandler } from "hono";
 import { NotLeaderError } from "../raft/mod.ts";
-import type { KvCommand, KvResult, KvValue } from "../storage/mod.ts";
-import { BadRequestError, WrongShardError } from "./errors.ts";
+import type { KvValue } from "../storage/mod.ts";
+import { BadRequestError } from "./errors.ts";
 import type { NodeService, NodeStatus } from "./service.ts";
 import { bearerAuth } from "./_http_auth.ts";
 import {
@@ -22,21 +22,29 @@ import {
 } from "./_http_errors.ts";
 import { type ForwardOptions, forwardToLeader } from "./_http_forward.ts";
 import { checkNotSystem, decodeBase64Url, encodeBase64Url } from "./_http_keys.ts";
+import type { DirectAnswer, DirectRequest } from "../http/server.ts";
 import {
-  bodyOf,
-  checkContentLength,
+  createDirectKeyHandler,
+  getAnswer,
+  type KeyRequest,
+  KV_PATH,
+  planDelete,
+  planGet,
+  planPut,
+  responseOf,
+  writeAnswer,
+  type WritePlan,
+} from "./_http_kv.ts";
+import {
   keyBytes,
-  parseConditions,
   parseLimit,
   parseMemberSpec,
   parseNodeId,
   parseQuery,
-  parseRequestIdHeader,
   parseStale,
   parseTransfer,
   percentDecode,
   readBody,
-  show,
 } from "./_http_request.ts";
 
 /** Largest key, in UTF-8 bytes of the decoded key (docs/api.md "Limits"). */
@@ -91,8 +99,6 @@ interface Resolved {
   readonly members: ReadonlyMap<string, { readonly raft: string; readonly http: string }>;
 }
 
-const KV_PATH = "/v1/kv";
-const KV_KEY_PREFIX = "/v1/kv/";
 const MEMBERS_PREFIX = "/v1/members/";
 // `/v1/members/*` also matches `/v1/members` (hono wildcards match the bare prefix).
 const MANAGEMENT_PATHS = ["/v1/status", "/v1/members/*", "/v1/leader", "/v1/snapshot", "/metrics"];
@@ -108,7 +114,6 @@ const ROUTES: readonly (readonly [string, readonly string[]])[] = [
   ["/metrics", ["GET"]],
   ["/healthz", ["GET"]],
 ];
-const OCTET_STREAM = "application/octet-stream";
 const METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8";
 const utf8Lossy = new TextDecoder("utf-8", { fatal: false });
 
@@ -137,6 +142,18 @@ export function createNodeApp(options: HttpOptions): Hono {
   );
   app.onError((error, c) => responseForError(error, c.req.raw, resolved.log));
   return app;
+}
+
+/**
+ * The direct handler of koi's HTTP server for the node (see {@linkcode createDirectKeyHandler}):
+ * the key requests that need no forwarding, answered as the app made with the same `options`
+ * answers them, without a fetch Request or a hono dispatch.
+ */
+export function createNodeDirect(
+  options: HttpOptions,
+): (request: DirectRequest) => Promise<DirectAnswer | undefined> | undefined {
+  const resolved = resolveOptions(options);
+  return createDirectKeyHandler({ ...resolved, origin: "http://node" });
 }
 
 function positiveInteger(value: number | undefined, fallback: number, name: string): number {
@@ -227,54 +244,7 @@ async function withLeader<T>(
 }
 
 // ---------------------------------------------------------------------------------------
-// Data plane
-
-interface Key {
-  readonly bytes: Uint8Array;
-  /** The key for messages: its text, or `base64url:<key_b64>` when it came as base64url. */
-  readonly text: string;
-}
-
-/**
- * The key of `/v1/kv/{key}` (percent-decoded, 1..keyBytesMax bytes of UTF-8) or of
- * `/v1/kv?key_b64=` (any 1..keyBytesMax bytes, not starting with 0xFF).
- */
-function keyFromUrl(url: URL, query: Map<string, string>, resolved: Resolved): Key {
-  const b64 = query.get("key_b64");
-  if (url.pathname === KV_PATH) {
-    if (b64 === undefined) {
-      throw new BadRequestError(
-        "Missing key: use /v1/kv/{url-encoded key} or /v1/kv?key_b64=<base64url of the key>",
-      );
-    }
-    const bytes = decodeBase64Url(b64, "key_b64");
-    const bytesMax = resolved.keyBytesMax;
-    if (bytes.length < 1 || bytes.length > bytesMax) {
-      throw new BadRequestError(
-        `Invalid key_b64: the key must be 1 to ${bytesMax} bytes, got ${bytes.length}`,
-      );
-    }
-    checkNotSystem(bytes, "key_b64");
-    return { bytes, text: `base64url:${b64}` };
-  }
-  if (b64 !== undefined) {
-    throw new BadRequestError("Invalid key: give it in the path or as key_b64, not both");
-  }
-  const text = percentDecode(url.pathname.slice(KV_KEY_PREFIX.length), "key");
-  return { bytes: keyBytes(text, "key", { bytesMax: resolved.keyBytesMax }), text };
-}
-
-function checkOwned(service: NodeService, key: Key): void {
-  if (service.owns(key.bytes)) return;
-  const epoch = service.epoch();
-  const owner = service.owner?.(key.bytes);
-  throw new WrongShardError(
-    `Wrong shard: key ${show(key.text)} does not belong to cluster ${service.clusterId} ` +
-      `at routing epoch ${epoch}` + (owner === undefined ? "" : `; it belongs to cluster ${owner}`),
-    epoch,
-    owner,
-  );
-}
+// Data plane (the key requests themselves are in _http_kv.ts, shared with the direct path)
 
 function routeData(app: Hono, resolved: Resolved): void {
   app.get(
@@ -289,107 +259,51 @@ function routeData(app: Hono, resolved: Resolved): void {
   }
 }
 
+function keyRequest(c: Context): KeyRequest {
+  return { url: new URL(c.req.url), headers: c.req.raw.headers };
+}
+
 async function getKey(c: Context, resolved: Resolved): Promise<Response> {
-  const url = new URL(c.req.url);
-  const query = parseQuery(url.search);
-  const key = keyFromUrl(url, query, resolved);
-  const stale = parseStale(query);
-  checkOwned(resolved.service, key);
-  // content-length is explicit so that HEAD (hono answers it with GET's headers) carries it.
-  const answer = (found: KvValue | undefined) =>
-    found === undefined
-      ? errorResponse(404, "not_found", `Key not found: ${show(key.text)}`)
-      : new Response(bodyOf(found.value), {
-        status: 200,
-        headers: {
-          "content-type": OCTET_STREAM,
-          "content-length": String(found.value.length),
-          etag: `"${found.rev}"`,
-        },
-      });
+  const plan = planGet(keyRequest(c), resolved);
+  const answer = (found: KvValue | undefined) => responseOf(getAnswer(plan, found));
   // A stale read is served from local state by any member: never forwarded.
-  if (stale) return answer(await resolved.service.get(key.bytes, { stale: true }));
+  if (plan.stale) return answer(await resolved.service.get(plan.key.bytes, { stale: true }));
   return await withLeader(
     c,
     resolved,
     undefined,
-    () => resolved.service.get(key.bytes, { stale: false }),
+    () => resolved.service.get(plan.key.bytes, { stale: false }),
     answer,
   );
 }
 
 async function putKey(c: Context, resolved: Resolved): Promise<Response> {
   const request = c.req.raw;
-  const url = new URL(request.url);
-  const key = keyFromUrl(url, parseQuery(url.search), resolved);
-  const checks = parseConditions(request.headers, key.bytes);
-  const requestId = parseRequestIdHeader(request.headers);
-  checkContentLength(request.headers, resolved.valueBytesMax, "Value");
-  checkOwned(resolved.service, key);
-  const value = await readBody(request, resolved.valueBytesMax, "Value");
-  const command: KvCommand = {
-    ...(requestId === undefined ? {} : { requestId }),
-    checks,
-    mutations: [{ type: "set", key: key.bytes, value }],
-  };
-  return await withLeader(
-    c,
-    resolved,
-    value,
-    () => resolved.service.write(command),
-    (result) => writeAnswer(result, key, (rev) => ({ rev })),
-  );
+  let value: Uint8Array | undefined;
+  const plan = await planPut(keyRequest(c), resolved, async () => {
+    value = await readBody(request, resolved.valueBytesMax, "Value");
+    return value;
+  });
+  return await runWrite(c, resolved, plan, value);
 }
 
 async function deleteKey(c: Context, resolved: Resolved): Promise<Response> {
-  const request = c.req.raw;
-  const url = new URL(request.url);
-  const key = keyFromUrl(url, parseQuery(url.search), resolved);
-  const checks = parseConditions(request.headers, key.bytes);
-  const requestId = parseRequestIdHeader(request.headers);
-  checkOwned(resolved.service, key);
-  const command: KvCommand = {
-    ...(requestId === undefined ? {} : { requestId }),
-    checks,
-    mutations: [{ type: "delete", key: key.bytes }],
-  };
-  return await withLeader(
-    c,
-    resolved,
-    undefined,
-    () => resolved.service.write(command),
-    (result) => writeAnswer(result, key, (rev, existed) => ({ rev, deleted: existed[0] ?? false })),
-  );
+  return await runWrite(c, resolved, planDelete(keyRequest(c), resolved), undefined);
 }
 
-/** The answer to a write: 200 with `okBody`, or 412 / 507 / 409 for a refused command. */
-function writeAnswer(
-  result: KvResult,
-  key: Key,
-  okBody: (rev: number, existed: readonly boolean[]) => unknown,
-): Response {
-  if (result.ok) return jsonResponse(200, okBody(result.rev, result.existed));
-  if (result.code === "precondition_failed") {
-    const state = result.rev === 0 ? "does not exist" : `has rev ${result.rev}`;
-    return errorResponse(
-      412,
-      "precondition_failed",
-      `Precondition failed: key ${show(key.text)} ${state}`,
-      result.rev === 0 ? {} : { etag: `"${result.rev}"` },
-    );
-  }
-  if (result.code === "storage_full") {
-    return errorResponse(
-      507,
-      "insufficient_storage",
-      `Cannot write key ${show(key.text)}: the store would exceed its limit of ` +
-        `${result.bytesMax} bytes`,
-    );
-  }
-  return errorResponse(
-    409,
-    "stale_request",
-    `Stale request id: the client's last applied seq is ${result.seq}`,
+/** Runs a write on this node, or forwards it (with `body`, already read) to the leader. */
+function runWrite(
+  c: Context,
+  resolved: Resolved,
+  plan: WritePlan,
+  body: Uint8Array | undefined,
+): Promise<Response> {
+  return withLeader(
+    c,
+    resolved,
+    body,
+    () => resolved.service.write(plan.command),
+    (result) => responseOf(writeAnswer(plan, result)),
   );
 }
 

@@ -11,7 +11,7 @@ import type { Message, NodeId } from "../raft/mod.ts";
 import { type DataDirLock, KvLogStorage, lockDataDir, type MemberAddress } from "../storage/mod.ts";
 import { type DriverLimits, type NodeLog, RaftNode, type TickSource } from "./driver.ts";
 import { AddressInUseError } from "./errors.ts";
-import { createNodeApp } from "./http.ts";
+import { createNodeApp, createNodeDirect } from "./http.ts";
 import { HttpServer, type HttpServerLimits } from "../http/server.ts";
 import { refusedTarget } from "./_http_keys.ts";
 
@@ -289,17 +289,19 @@ export async function runNode(options: RunNodeOptions): Promise<RunningNode> {
     cleanups.push(() => node.close());
     // A node that did not wait listens only now, once it can check its peers' incarnations.
     raftPort ??= (await bind(`${field}.raft`, self.raft, () => transport.start())).port;
-    const app = createNodeApp({
+    const appOptions = {
       service: node,
       ...(self.secret === undefined ? {} : { secret: self.secret }),
       members: knownAddresses,
       log: (message: string, error: unknown) => log("error", message, { error: String(error) }),
-    });
+    };
+    const app = createNodeApp(appOptions);
     const server = await bind(`${field}.http`, self.http, () =>
       HttpServer.listen({
         hostname: self.http.host,
         port: self.http.port,
         fetch: app.fetch,
+        direct: createNodeDirect(appOptions),
         refuseTarget: refusedTarget,
         ...(options.httpLimits === undefined ? {} : { limits: options.httpLimits }),
         onError: (message, error) => log("error", message, { error: String(error) }),
