@@ -41,7 +41,8 @@ export class KvSnapshotView {
 
   /** The value and revision of `key` in the view, or undefined. */
   get(key: Uint8Array): KvValue | undefined {
-    return this.#s.data.get(keyString(key));
+    const stored = this.#s.data.get(keyString(key));
+    return stored === undefined ? undefined : { value: stored.value, rev: stored.rev };
   }
 
   /** The whole snapshot at once (blocks for its whole size; prefer {@linkcode encodeChunks}). */

@@ -11,6 +11,7 @@ import {
 } from "./_sm_snapshot.ts";
 import { decodeCommand, type KvCommand, type KvResult, parseRequestId } from "./kv_command.ts";
 import { KvSnapshotView } from "./kv_snapshot_view.ts";
+import { StoredValue } from "./_packed_value.ts";
 
 // sorted-btree is CommonJS: under Deno its class is the `default` of the default import.
 const BTree = BTreeModule.default;
@@ -82,7 +83,7 @@ export function decodeMemberContext(data: Uint8Array): Record<string, MemberAddr
 export class KvStateMachine {
   readonly #bytesMax: number;
   readonly #requestIdsMax: number;
-  #data: BTree<string, KvValue> = new BTree<string, KvValue>();
+  #data: BTree<string, StoredValue> = new BTree<string, StoredValue>();
   #bytes = 0;
   /** client -> last applied seq, its answer and the stamp of its place in #requestOrder. */
   #requests: BTree<string, RequestRecord> = new BTree<string, RequestRecord>();
@@ -126,7 +127,8 @@ export class KvStateMachine {
 
   /** The value and revision of `key`, or undefined. */
   get(key: Uint8Array): KvValue | undefined {
-    return this.#data.get(keyString(key));
+    const stored = this.#data.get(keyString(key));
+    return stored === undefined ? undefined : { value: stored.value, rev: stored.rev };
   }
 
   /** The answer already given to a request id, if it is the client's last applied one. */
@@ -220,17 +222,17 @@ export class KvStateMachine {
     }
     let bytes = this.#bytes;
     const existed: boolean[] = [];
-    const plan: [string, KvValue | undefined][] = [];
+    const plan: [string, StoredValue | undefined][] = [];
     for (const m of cmd.mutations) {
       const k = keyString(m.key);
       // Within one command, a later mutation of the same key sees the earlier one.
       const planned = plan.findLast(([pk]) => pk === k);
       const old = planned !== undefined ? planned[1] : this.#data.get(k);
       existed.push(old !== undefined);
-      if (old !== undefined) bytes -= k.length + old.value.length;
+      if (old !== undefined) bytes -= k.length + old.size;
       if (m.type === "set") {
         bytes += k.length + m.value.length;
-        plan.push([k, { value: m.value, rev: index }]);
+        plan.push([k, new StoredValue(m.value, index)]);
       } else {
         plan.push([k, undefined]);
       }
@@ -287,8 +289,10 @@ export class KvStateMachine {
         this.#addresses = h.addresses;
       },
       key: (k, v) => {
-        this.#data.set(k, v);
-        this.#bytes += k.length + v.value.length;
+        // Stored apart from the snapshot's chunk, which can then be collected.
+        const stored = new StoredValue(v.value, v.rev);
+        this.#data.set(k, stored);
+        this.#bytes += k.length + stored.size;
       },
       request: (client, r) => {
         this.#requests.set(client, r);
