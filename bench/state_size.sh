@@ -50,9 +50,10 @@ metric() {
 report() { # label keys
   local label=$1 keys=$2
   for i in 1 2 3; do
-    local rss heap ext state
+    local rss heap total ext state
     rss=$(metric "$i" process_rss_bytes)
     heap=$(metric "$i" process_heap_used_bytes)
+    total=$(metric "$i" process_heap_total_bytes)
     ext=$(metric "$i" process_external_bytes)
     state=$(metric "$i" state_bytes)
     local per="-" statePer="-"
@@ -60,9 +61,9 @@ report() { # label keys
       per=$(awk "BEGIN{printf \"%.0f\", ($rss - ${IDLE[$i]}) / $keys}")
       statePer=$(awk "BEGIN{printf \"%.0f\", $state / $keys}")
     fi
-    printf '%-8s a%s  rss %7.1f MB  heap %7.1f MB  external %6.1f MB  rss/key above idle %5s B  data/key %4s B\n' \
+    printf '%-8s a%s  rss %7.1f MB  heap %6.1f MB used of %6.1f  external %6.1f MB  rss/key above idle %5s B  data/key %4s B\n' \
       "$label" "$i" "$(awk "BEGIN{print $rss / 1e6}")" "$(awk "BEGIN{print $heap / 1e6}")" \
-      "$(awk "BEGIN{print $ext / 1e6}")" "$per" "$statePer"
+      "$(awk "BEGIN{print $total / 1e6}")" "$(awk "BEGIN{print $ext / 1e6}")" "$per" "$statePer"
   done
 }
 

@@ -114,7 +114,7 @@ export interface DirectRequest {
 export interface DirectAnswer {
   /** The status. */
   readonly status: number;
-  /** The headers (the server adds content-length). */
+  /** The headers (the server sets content-length to the body's length). */
   readonly headers: Readonly<Record<string, string>>;
   /** The body: bytes, text (sent as UTF-8) or none. */
   readonly body: Uint8Array | string | null;
@@ -448,8 +448,9 @@ const utf8 = new TextEncoder();
 function writeDirect(res: ServerResponse, answer: DirectAnswer, head: boolean): void {
   if (res.destroyed) return;
   const body = typeof answer.body === "string" ? utf8.encode(answer.body) : answer.body;
+  // The length is always the body's own: a wrong one would break the connection's framing.
   const headers: Record<string, string> = { ...answer.headers };
-  headers["content-length"] ??= String(body?.length ?? 0);
+  headers["content-length"] = String(body?.length ?? 0);
   res.writeHead(answer.status, headers);
   res.end(head || body === null ? undefined : body);
 }

@@ -268,9 +268,11 @@ const BAD_VALUE = /[\x00\r\n]/;
 const HTTP_WHITESPACE = /^[\t\n\r ]+|[\t\n\r ]+$/g;
 
 /**
- * The headers of `raw` (`name, value, ...`) as fetch's `Headers.get` sees them (names in
- * lower case, repeated ones joined by ", ", values trimmed), or undefined when a name is not
- * one a direct request may carry or a line is not what `Headers` accepts.
+ * The headers of `raw` (`name, value, ...`) as the app sees them (names in lower case, values
+ * trimmed), or undefined when the app might see them otherwise: a name that is not one a
+ * direct request may carry, a line `Headers` refuses, a repeated name or an empty value (the
+ * server's copy of repeated and empty values into the app's Request joins them in its own
+ * way, which the direct path does not imitate).
  */
 function directHeaders(raw: readonly string[]): HeaderGetter | undefined {
   const map = new Map<string, string>();
@@ -279,8 +281,8 @@ function directHeaders(raw: readonly string[]): HeaderGetter | undefined {
     const value = raw[i + 1];
     if (!DIRECT_HEADERS.has(name) || !TOKEN.test(name) || BAD_VALUE.test(value)) return undefined;
     const trimmed = value.replace(HTTP_WHITESPACE, "");
-    const before = map.get(name);
-    map.set(name, before === undefined ? trimmed : `${before}, ${trimmed}`);
+    if (trimmed === "" || map.has(name)) return undefined;
+    map.set(name, trimmed);
   }
   return { get: (name) => map.get(name.toLowerCase()) ?? null };
 }
@@ -310,6 +312,8 @@ export function createDirectKeyHandler(
     const target = request.target;
     if (!target.startsWith(KV_KEY_PREFIX) && !target.startsWith(`${KV_PATH}?`)) return undefined;
     const headers = directHeaders(request.rawHeaders);
+    // x-koi-forwarded is not in the allow-list; checked anyway, so that adding it there never
+    // lets a forwarded request skip the app's loop check.
     if (headers === undefined || headers.get(FORWARDED_HEADER) !== null) return undefined;
     if (method !== "GET" && service.leader() !== service.nodeId) return undefined;
     let url: URL;
@@ -356,7 +360,8 @@ async function answerDirect(
       try {
         result = await options.service.write(plan.command);
       } catch (error) {
-        // Thrown before anything was proposed: the app forwards it to the leader.
+        // NodeService.write throws it only before anything was proposed (its contract): the
+        // app then forwards the write to the leader.
         if (error instanceof NotLeaderError) return undefined;
         throw error;
       }

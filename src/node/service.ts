@@ -94,7 +94,9 @@ export interface NodeService {
   ): Promise<ListPage>;
   /**
    * Replicates a command and answers what applying it answered. Leader only (else
-   * `NotLeaderError`); may throw `OverloadedError`, `NoLeaderError`, `RequestTimeoutError`.
+   * `NotLeaderError`, thrown only before anything was proposed, so the caller may send the
+   * write to the leader instead); may throw `OverloadedError`, `NoLeaderError`,
+   * `RequestTimeoutError`.
    */
   write(command: KvCommand): Promise<KvResult>;
   /** `GET /v1/status`. */
