@@ -1,6 +1,7 @@
 /**
  * One HTTP round trip through koi's HTTP stack, without Raft: `fetch` with keep-alive to the
- * node's hono app on koi's node:http server (src/http/server.ts), backed by an in-memory fake
+ * node's hono app on koi's node:http server (src/http/server.ts), and to the same server with
+ * the node's direct path for key requests (as a node runs it), backed by an in-memory fake
  * service; a PUT of 100 bytes and a GET. Next to it the same round trip to a bare
  * `Deno.serve` and to a bare `node:http` server: what the HTTP stack itself costs here.
  *
@@ -10,12 +11,21 @@
  */
 import { createServer } from "node:http";
 import { HttpServer } from "../src/http/server.ts";
-import { createNodeApp } from "../src/node/http.ts";
+import { createNodeApp, createNodeDirect } from "../src/node/http.ts";
 import { FakeNodeService } from "../src/node/_fake_service_test_util.ts";
 
-const app = createNodeApp({ service: new FakeNodeService() });
+const appOptions = { service: new FakeNodeService() };
+const app = createNodeApp(appOptions);
 const server = await HttpServer.listen({ hostname: "127.0.0.1", port: 0, fetch: app.fetch });
 const koi = `http://127.0.0.1:${server.port}`;
+// As a node runs it: key requests take the server's direct path.
+const directServer = await HttpServer.listen({
+  hostname: "127.0.0.1",
+  port: 0,
+  fetch: app.fetch,
+  direct: createNodeDirect(appOptions),
+});
+const direct = `http://127.0.0.1:${directServer.port}`;
 const bare = Deno.serve(
   { hostname: "127.0.0.1", port: 0, onListen() {} },
   async (r) => new Response(r.body === null ? "v" : await r.arrayBuffer()),
@@ -34,6 +44,9 @@ await (await fetch(`${koi}/v1/kv/bench`, { method: "PUT", body: value })).arrayB
 Deno.bench({ name: "koi node app: PUT 100 B", group: "put", baseline: true }, async () => {
   await (await fetch(`${koi}/v1/kv/bench`, { method: "PUT", body: value })).arrayBuffer();
 });
+Deno.bench({ name: "koi node, direct path: PUT 100 B", group: "put" }, async () => {
+  await (await fetch(`${direct}/v1/kv/bench`, { method: "PUT", body: value })).arrayBuffer();
+});
 Deno.bench({ name: "bare Deno.serve: PUT 100 B", group: "put" }, async () => {
   await (await fetch(`${base}/`, { method: "PUT", body: value })).arrayBuffer();
 });
@@ -41,7 +54,10 @@ Deno.bench({ name: "bare node:http: PUT 100 B", group: "put" }, async () => {
   await (await fetch(`${nodeBase}/`, { method: "PUT", body: value })).arrayBuffer();
 });
 Deno.bench({ name: "koi node app: GET (stale)", group: "get", baseline: true }, async () => {
-  await (await fetch(`${koi}/v1/kv/bench?stale=true`)).arrayBuffer();
+  await (await fetch(`${koi}/v1/kv/bench?consistency=stale`)).arrayBuffer();
+});
+Deno.bench({ name: "koi node, direct path: GET (stale)", group: "get" }, async () => {
+  await (await fetch(`${direct}/v1/kv/bench?consistency=stale`)).arrayBuffer();
 });
 Deno.bench({ name: "bare Deno.serve: GET", group: "get" }, async () => {
   await (await fetch(`${base}/`)).arrayBuffer();
@@ -54,5 +70,6 @@ Deno.bench({ name: "bare node:http: GET", group: "get" }, async () => {
 globalThis.addEventListener("unload", () => {
   nodeHttp.close();
   void server.close(0);
+  void directServer.close(0);
   void bare.shutdown();
 });

@@ -53,6 +53,9 @@ function settle(nodes: Map<string, BenchNode>): void {
         const last = rd.committedEntries.at(-1);
         if (last !== undefined) n.applied = last.index;
         n.raft.advance();
+        // As the node's driver does: what this persist made durable and committed, at once.
+        const now = n.raft.readyToApply().committedEntries.at(-1);
+        if (now !== undefined) n.applied = now.index;
         if (n.applied - n.storage.snapshot().meta.index > COMPACT_EVERY) {
           n.storage.createSnapshot(n.applied, {
             membership: n.raft.membership,
