@@ -142,6 +142,8 @@ export class HttpServer {
   readonly #options: HttpServerOptions;
   readonly #limits: HttpServerLimits;
   readonly #sockets = new Set<Socket>();
+  /** Per connection, the end of its last request: pipelined requests run one after another. */
+  readonly #lastOnSocket = new WeakMap<Socket, Promise<void>>();
   #origin = "http://127.0.0.1";
   #port = 0;
   #inFlight = 0;
@@ -160,7 +162,7 @@ export class HttpServer {
       headersTimeout: limits.headersTimeoutMs,
       keepAliveTimeout: limits.keepAliveTimeoutMs,
       connectionsCheckingInterval: limits.timeoutCheckMs,
-    }, (req, res) => void this.#handle(req, res));
+    }, (req, res) => this.#inOrder(req, res));
     this.#server.on("connection", (socket: Socket) => this.#onConnection(socket));
     this.#server.on("clientError", (error: Error, socket: Socket) => onClientError(error, socket));
   }
@@ -277,6 +279,20 @@ export class HttpServer {
     socket.once("close", () => this.#sockets.delete(socket));
   }
 
+  /**
+   * Runs a request once the previous one on its connection has been answered: node:http hands
+   * out pipelined requests at once, and a bodyless DELETE would otherwise overtake the PUT before
+   * it that still reads its body, applying writes in another order than the client sent them.
+   */
+  #inOrder(req: IncomingMessage, res: ServerResponse): void {
+    const socket = req.socket as Socket;
+    const before = this.#lastOnSocket.get(socket);
+    const run = before === undefined
+      ? this.#handle(req, res)
+      : before.then(() => this.#handle(req, res));
+    this.#lastOnSocket.set(socket, run);
+  }
+
   async #handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     if (!this.#sockets.has(req.socket as Socket)) {
       res.destroy(); // a refused connection: its 503 is already on the way
@@ -370,6 +386,8 @@ function readRequestBody(
   bytesMax: number,
 ): Promise<Uint8Array | null | undefined> {
   if (req.method === "GET" || req.method === "HEAD") return Promise.resolve(null);
+  // A pipelined request that waited for the one before it may find its connection gone.
+  if (req.destroyed) return Promise.resolve(undefined);
   const declared = Number(req.headers["content-length"]);
   // A declared length over the limit: the handler refuses it from the header alone.
   if (declared > bytesMax) return Promise.resolve(new Uint8Array(0));

@@ -203,3 +203,26 @@ Deno.test("a direct handler answers what it takes, with its content-length; the 
     await server.close(100);
   }
 });
+
+Deno.test("pipelined requests on one connection run one after another, in the order sent", async () => {
+  const order: string[] = [];
+  await withServer({}, async (request) => {
+    const body = request.body === null ? "" : await request.text();
+    // A write with a body takes longer before it applies (as a node's PUT does: it proposes
+    // later than a bodyless DELETE would).
+    if (body !== "") await new Promise((resolve) => setTimeout(resolve, 20));
+    order.push(`${request.method} ${body}`);
+    return new Response(String(order.length));
+  }, async (server) => {
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port: server.port });
+    // The bodyless DELETE must not overtake the PUTs that still read their bodies.
+    await conn.write(TEXT.encode(
+      "PUT /k HTTP/1.1\r\nhost: x\r\ncontent-length: 3\r\n\r\none" +
+        "PUT /k HTTP/1.1\r\nhost: x\r\ncontent-length: 3\r\n\r\ntwo" +
+        "DELETE /k HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+    ));
+    const { text } = await readUntilClosed(conn, 5_000);
+    assert.deepEqual(order, ["PUT one", "PUT two", "DELETE "]);
+    assert.equal(text.match(/HTTP\/1\.1 200/g)?.length, 3, text);
+  });
+});

@@ -184,11 +184,14 @@ export async function planPut(
   };
 }
 
-/** Parses a `DELETE` of a key. */
+/** Parses a `DELETE` of a key (a body, ignored, within the value limit). */
 export function planDelete(request: KeyRequest, options: KvOptions): WritePlan {
   const key = keyFromUrl(request.url, parseQuery(request.url.search), options.keyBytesMax);
   const checks = parseConditions(request.headers, key.bytes);
   const requestId = parseRequestIdHeader(request.headers);
+  // Its body is ignored, but one over the limit is not read at all: a request that never fully
+  // arrived must not delete anything.
+  checkContentLength(request.headers, options.valueBytesMax, "Body");
   checkOwned(options.service, key);
   return {
     key,

@@ -364,6 +364,19 @@ Deno.test("PUT: a content-length above valueBytesMax is 413 before the body is r
   assert.equal(service.calls.length, 0);
 });
 
+Deno.test("DELETE: a declared body over the limit is 413 and deletes nothing", async () => {
+  const { app, service } = harness({}, { valueBytesMax: 16 });
+  service.seed("k", "v");
+  const response = await app.request("/v1/kv/k", {
+    method: "DELETE",
+    body: new Uint8Array(3),
+    headers: { "content-length": "2000000" },
+  });
+  assert.equal(response.status, 413);
+  assert.equal((await errorOf(response)).code, "too_large");
+  assert.equal(service.calls.filter((c) => c.op === "write").length, 0);
+});
+
 Deno.test("PUT: an endless streamed body is cut at valueBytesMax with 413", async () => {
   const { app, service } = harness({}, { valueBytesMax: 1000 });
   let sent = 0;
