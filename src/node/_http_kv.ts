@@ -265,7 +265,6 @@ const DIRECT_HEADERS = new Set([
   "if-none-match",
   "x-request-id",
 ]);
-const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 // deno-lint-ignore no-control-regex
 const BAD_VALUE = /[\x00\r\n]/;
 const HTTP_WHITESPACE = /^[\t\n\r ]+|[\t\n\r ]+$/g;
@@ -282,7 +281,7 @@ function directHeaders(raw: readonly string[]): HeaderGetter | undefined {
   for (let i = 0; i + 1 < raw.length; i += 2) {
     const name = raw[i].toLowerCase();
     const value = raw[i + 1];
-    if (!DIRECT_HEADERS.has(name) || !TOKEN.test(name) || BAD_VALUE.test(value)) return undefined;
+    if (!DIRECT_HEADERS.has(name) || BAD_VALUE.test(value)) return undefined;
     const trimmed = value.replace(HTTP_WHITESPACE, "");
     if (trimmed === "" || map.has(name)) return undefined;
     map.set(name, trimmed);

@@ -253,22 +253,25 @@ export class RaftNode implements NodeService {
         this.#counters.messagesSentBeforePersist += msgs.length;
         this.#o.transport.send(msgs);
       }
-      this.#applyNow();
+      if (this.#applyNow()) {
+        this.#checkAppliedWaiters();
+        this.#snapshots.maybe();
+      }
     });
   }
 
   /**
    * Applies what the core hands out without a persist of its own: committed entries already
    * durable here, and read answers. A leader whose followers acknowledge a batch while it
-   * writes the next one answers that batch's writes now, not after the next write.
+   * writes the next one answers that batch's writes now, not after the next write. Answers
+   * whether it applied or served anything (the caller then checks the waiters).
    */
-  #applyNow(): void {
+  #applyNow(): boolean {
     const now = this.#raft.readyToApply();
-    if (now.committedEntries.length === 0 && now.readStates.length === 0) return;
+    if (now.committedEntries.length === 0 && now.readStates.length === 0) return false;
     this.#counters.entriesAppliedOutsideReady += now.committedEntries.length;
     this.#applyCommitted(now.committedEntries, now.readStates);
-    this.#checkAppliedWaiters();
-    this.#snapshots.maybe();
+    return true;
   }
 
   /** Applies committed entries and serves the reads they (and earlier entries) allow. */
@@ -335,8 +338,10 @@ export class RaftNode implements NodeService {
           this.#counters.messagesSentAfterPersist += rd.messagesAfterPersist.length;
           this.#o.transport.send(rd.messagesAfterPersist);
         }
-        if (rd.snapshot !== undefined) this.#installSnapshot(rd.snapshot, installing!);
-        this.#serveReads(); // an installed snapshot may be what a read waits for
+        if (rd.snapshot !== undefined) {
+          this.#installSnapshot(rd.snapshot, installing!);
+          this.#serveReads(); // the installed state may be what a read waits for
+        }
         this.#raft.advance();
         // What this write made durable and is committed (a single voter commits only now).
         this.#applyNow();

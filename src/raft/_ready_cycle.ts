@@ -11,6 +11,12 @@ import type { RaftLog } from "./_raft_log.ts";
 import type { Applicable, Outbox, Ready } from "./_ready.ts";
 import type { Entry, HardState, ReadState, SoftState } from "./_types.ts";
 
+/** {@linkcode ReadyCycle.takeApplicable} when there is nothing (shared, never mutated). */
+const NOTHING_TO_APPLY: Applicable = Object.freeze({
+  committedEntries: Object.freeze([]) as readonly Entry[],
+  readStates: Object.freeze([]) as readonly ReadState[],
+});
+
 /** What the last Ready handed out, to be acknowledged by advance(). */
 interface HandedOut {
   readonly hardState: HardState;
@@ -110,6 +116,8 @@ export class ReadyCycle {
    * applies them at once; the next Ready carries only what comes after.
    */
   takeApplicable(): Applicable {
+    // Called after every step on the node's hot path: nothing to hand out allocates nothing.
+    if (this.#readStates.length === 0 && !this.#hasApplicableEntries()) return NOTHING_TO_APPLY;
     const readStates = this.#readStates;
     this.#readStates = [];
     return { committedEntries: this.#takeCommitted(), readStates };
