@@ -38,3 +38,21 @@ koi_one_cluster_config() {
     shift 2
   done
 }
+
+# Prints the CPU ticks (user + system, CLK_TCK per second) the given PIDs used so far, summed
+# (a PID that is gone counts 0).
+koi_cpu_ticks() {
+  local sum=0 pid
+  for pid in "$@"; do
+    sum=$((sum + $(awk '{print $14 + $15}' "/proc/$pid/stat" 2>/dev/null || echo 0)))
+  done
+  echo "$sum"
+}
+
+# Prints "<ops/s> <p99 ms> <errors>" of the measured phase of a `koi bench load --json` report.
+koi_load_summary() {
+  "$DENO" eval '
+    const m = JSON.parse(Deno.readTextFileSync(Deno.args[0])).measured;
+    console.log(Math.round(m.opsPerSecond), (m.byType.all?.latencyMs.p99 ?? 0).toFixed(1), m.errors);
+  ' "$1"
+}

@@ -34,13 +34,10 @@ cleanup() {
   rm -rf "$WORK"
 }
 trap cleanup EXIT
-# The CPU ticks (user + system) of the admin's children: the nodes.
+# The CPU ticks of the admin's children: the nodes.
 node_ticks() {
-  local sum=0 pid
-  for pid in $(ps --ppid "$ADMIN_PID" -o pid=); do
-    sum=$((sum + $(awk '{print $14 + $15}' "/proc/$pid/stat" 2>/dev/null || echo 0)))
-  done
-  echo "$sum"
+  # shellcheck disable=SC2046
+  koi_cpu_ticks $(ps --ppid "$ADMIN_PID" -o pid=)
 }
 
 RESULTS=()
@@ -77,10 +74,7 @@ for n in "${COUNTS[@]}"; do
     --workload W --distribution uniform --keys 10000 --clients 64 --ops "$OPS" \
     --warmup-seconds 0 --seed 7 --max-error-rate 1 --json >"$dir/load.json"
   t1=$(node_ticks)
-  read -r ops p99 errors <<<"$("$DENO" eval '
-    const m = JSON.parse(Deno.readTextFileSync(Deno.args[0])).measured;
-    console.log(Math.round(m.opsPerSecond), (m.byType.all?.latencyMs.p99 ?? 0).toFixed(1), m.errors);
-  ' "$dir/load.json")"
+  read -r ops p99 errors <<<"$(koi_load_summary "$dir/load.json")"
   cpu=$(awk "BEGIN{printf \"%.3f\", ($t1 - $t0) / $TICKS * 1000 / $OPS}")
   RESULTS+=("$(printf '%2s clusters (%2s nodes): %6s CPU-s per 1000 writes, %6s writes/s, p99 %6s ms, errors %s' \
     "$n" "$((n * 3))" "$cpu" "$ops" "$p99" "$errors")")

@@ -82,13 +82,7 @@ ETCD_ENDPOINTS="127.0.0.1:${P[0]},127.0.0.1:${P[2]},127.0.0.1:${P[4]}"
 # --- koi: one cluster of three nodes, started by `koi admin`, which also serves the routing
 # table that koi's client (koi bench load) needs
 ADMIN_URL="http://127.0.0.1:${P[12]}"
-{
-  printf '[admin]\nhttp = "127.0.0.1:%s"\n[[clusters]]\nid = "a"\n' "${P[12]}"
-  for i in 1 2 3; do
-    printf '[[clusters.nodes]]\nid = "a%s"\nraft = "127.0.0.1:%s"\nhttp = "127.0.0.1:%s"\ndata = "data/a%s"\n' \
-      "$i" "${P[$((6 + (i - 1) * 2))]}" "${P[$((7 + (i - 1) * 2))]}" "$i"
-  done
-} >"$WORK/config.toml"
+koi_one_cluster_config "${P[12]}" "${P[@]:6:6}" >"$WORK/config.toml"
 "$DENO" run -A --config "$ROOT/deno.json" "$ROOT/cli.ts" admin --config "$WORK/config.toml" \
   >"$WORK/admin.log" 2>&1 &
 ADMIN_PID=$!
@@ -155,12 +149,8 @@ record() { # part sys workload clients ops p99 errors [server CPU ms per request
 TICKS=$(getconf CLK_TCK)
 # The CPU ticks (user + system) of a system's server processes: etcd's members, koi's nodes.
 server_ticks() {
-  local pids sum=0 pid
-  if [ "$1" = etcd ]; then pids="${PIDS[*]}"; else pids=$(ps --ppid "$ADMIN_PID" -o pid=); fi
-  for pid in $pids; do
-    sum=$((sum + $(awk '{print $14 + $15}' "/proc/$pid/stat" 2>/dev/null || echo 0)))
-  done
-  echo "$sum"
+  # shellcheck disable=SC2046
+  if [ "$1" = etcd ]; then koi_cpu_ticks "${PIDS[@]}"; else koi_cpu_ticks $(ps --ppid "$ADMIN_PID" -o pid=); fi
 }
 # part tag errors-word "workload:name"...: the table and one "<tag> workload=…" line each
 summarize() {

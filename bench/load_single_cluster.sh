@@ -27,13 +27,7 @@ cleanup() {
 }
 trap cleanup EXIT
 read -r -a P <<<"$(koi_free_ports 10)"
-{
-  printf '[admin]\nhttp = "127.0.0.1:%s"\n[[clusters]]\nid = "a"\n' "${P[6]}"
-  for i in 1 2 3; do
-    printf '[[clusters.nodes]]\nid = "a%s"\nraft = "127.0.0.1:%s"\nhttp = "127.0.0.1:%s"\ndata = "data/a%s"\n' \
-      "$i" "${P[$(((i - 1) * 2))]}" "${P[$(((i - 1) * 2 + 1))]}" "$i"
-  done
-} >"$WORK/config.toml"
+koi_one_cluster_config "${P[6]}" "${P[@]:0:6}" >"$WORK/config.toml"
 http_of() { echo "127.0.0.1:${P[$((($1 - 1) * 2 + 1))]}"; }
 for i in 1 2 3; do
   INSPECT=()
@@ -52,12 +46,11 @@ done
 URL="http://$(http_of "$LEADER")"
 echo "leader a$LEADER at $URL; $SECS s per run, 64 connections, 100-byte values"
 metric() { curl -sf "$URL/metrics" | sed -n "s/^koi_$1{[^}]*} //p"; }
-# CPU time (user + system, in clock ticks) of a process so far.
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# Each node's CPU (koi_cpu_ticks) before and after the PUT run.
 TICKS=$(getconf CLK_TCK)
 p0=$(metric storage_persists_total); c0=$(metric storage_persist_commits_total); w0=$(metric writes)
 declare -A CPU0=()
-for i in 1 2 3; do CPU0[$i]=$(cpu_ticks "${PIDS[$i]}"); done
+for i in 1 2 3; do CPU0[$i]=$(koi_cpu_ticks "${PIDS[$i]}"); done
 echo "== PUT (unique keys)"
 if [ "${PROFILE:-}" = 1 ]; then
   PROFILE_DIR=${PROFILE_DIR:-$PWD/profiles}
@@ -84,7 +77,7 @@ echo "leader: $((w1 - w0)) writes in $((p1 - p0)) Ready batches with $((c1 - c0)
   "$(awk "BEGIN{printf \"%.1f\", ($w1-$w0)/($p1-$p0)}") writes per batch"
 for i in 1 2 3; do
   role=follower; [ "$i" = "$LEADER" ] && role=leader
-  echo "a$i ($role): $(awk "BEGIN{printf \"%.3f\", ($(cpu_ticks "${PIDS[$i]}") - ${CPU0[$i]}) / $TICKS * 1000 / ($w1-$w0)}")" \
+  echo "a$i ($role): $(awk "BEGIN{printf \"%.3f\", ($(koi_cpu_ticks "${PIDS[$i]}") - ${CPU0[$i]}) / $TICKS * 1000 / ($w1-$w0)}")" \
     "CPU-s per 1000 writes"
 done
 for i in 1 2 3; do

@@ -78,10 +78,7 @@ load() { # keys flags...: koi bench load through the admin; prints "<ops/s> <p99
   shift
   CI=true "$DENO" run -A --config "$ROOT/deno.json" "$ROOT/cli.ts" bench load --admin "$ADMIN_URL" \
     --keys "$n" --clients 64 --seed 7 --max-error-rate 1 --json "$@" >"$WORK/load.json"
-  "$DENO" eval '
-    const m = JSON.parse(Deno.readTextFileSync(Deno.args[0])).measured;
-    console.log(Math.round(m.opsPerSecond), (m.byType.all?.latencyMs.p99 ?? 0).toFixed(1), m.errors);
-  ' "$WORK/load.json"
+  koi_load_summary "$WORK/load.json"
 }
 declare -a THROUGHPUT=()
 for n in "${SIZES[@]}"; do

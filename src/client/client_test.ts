@@ -9,6 +9,9 @@ import {
   UnavailableError,
 } from "./mod.ts";
 
+/** One cluster of three nodes. */
+const ONE = { clusters: [{ id: "a", nodes: ["a1", "a2", "a3"] }] };
+
 const THREE = {
   clusters: [
     { id: "a", nodes: ["a1", "a2", "a3"] },
@@ -85,8 +88,7 @@ Deno.test("client: requests go to the table's leader hint, then to x-koi-leader'
 });
 
 Deno.test("client: reads spread over the members in turn (readFrom any, the default); writes go to the leader", async () => {
-  const spec = { clusters: [{ id: "a", nodes: ["a1", "a2", "a3"] }] };
-  await withClient(spec, async (d, koi) => {
+  await withClient(ONE, async (d, koi) => {
     d.cluster("a").leader = "a2";
     await koi.put("k", "1");
     const before = d.requests.length;
@@ -103,8 +105,7 @@ Deno.test("client: reads spread over the members in turn (readFrom any, the defa
 });
 
 Deno.test("client: a spread read that a member fails is retried on another member", async () => {
-  const spec = { clusters: [{ id: "a", nodes: ["a1", "a2", "a3"] }] };
-  await withClient(spec, async (d, koi) => {
+  await withClient(ONE, async (d, koi) => {
     await koi.put("k", "1");
     d.nodeHook = (_request, node) =>
       node.id === "a3" ? error(503, "unavailable", "no leader here") : undefined;
@@ -115,15 +116,14 @@ Deno.test("client: a spread read that a member fails is retried on another membe
 });
 
 Deno.test("client: readFrom leader sends every read to the leader; an unknown readFrom is refused", async () => {
-  const spec = { clusters: [{ id: "a", nodes: ["a1", "a2", "a3"] }] };
-  await withClient(spec, async (d, koi) => {
+  await withClient(ONE, async (d, koi) => {
     d.cluster("a").leader = "a3";
     await koi.put("k", "1");
     const before = d.requests.length;
     for (let i = 0; i < 4; i++) await koi.get("k", { consistency: "stale" });
     assert.deepEqual(d.requests.slice(before).map((r) => r.node), ["a3", "a3", "a3", "a3"]);
   }, { readFrom: "leader" });
-  const d = FakeDeployment.start(spec);
+  const d = FakeDeployment.start(ONE);
   try {
     await assert.rejects(
       // deno-lint-ignore no-explicit-any
