@@ -4,7 +4,8 @@
 # then, after writing 10^4, 10^5 and (FULL=1) 10^6 keys of 100 bytes (`koi bench load
 # --preload`), the RSS and heap with the bytes per key above the idle node and the state's
 # own bytes per key, and the write throughput and p99 of 5 s of updates uniform over those
-# keys (workload W, 64 clients), to see whether writes slow down as the state grows.
+# keys (workload W, 64 clients), to see whether writes slow down as the state grows; then,
+# after SETTLE_SECONDS (default 20) without load, the same figures again ("settled").
 #
 #   bash bench/state_size.sh            (10^4 and 10^5 keys, about 1.5 minutes)
 #   FULL=1 bash bench/state_size.sh     (also 10^6 keys, about 6 more minutes)
@@ -61,7 +62,7 @@ report() { # label keys
       per=$(awk "BEGIN{printf \"%.0f\", ($rss - ${IDLE[$i]}) / $keys}")
       statePer=$(awk "BEGIN{printf \"%.0f\", $state / $keys}")
     fi
-    printf '%-8s a%s  rss %7.1f MB  heap %6.1f MB used of %6.1f  external %6.1f MB  rss/key above idle %5s B  data/key %4s B\n' \
+    printf '%-14s a%s  rss %7.1f MB  heap %6.1f MB used of %6.1f  external %6.1f MB  rss/key above idle %5s B  data/key %4s B\n' \
       "$label" "$i" "$(awk "BEGIN{print $rss / 1e6}")" "$(awk "BEGIN{print $heap / 1e6}")" \
       "$(awk "BEGIN{print $total / 1e6}")" "$(awk "BEGIN{print $ext / 1e6}")" "$per" "$statePer"
   done
@@ -87,6 +88,10 @@ for n in "${SIZES[@]}"; do
   report "$n" "$n"
   read -r ops p99 errors <<<"$(load "$n" --workload W --distribution uniform --seconds 5)"
   THROUGHPUT+=("$(printf '%-8s writes %6s ops/s  p99 %6s ms  errors %s' "$n" "$ops" "$p99" "$errors")")
+  # Right after the load the heap still holds its garbage and V8 has not shrunk it: the
+  # figure a node settles at, with no load, comes after a quiet while.
+  sleep "${SETTLE_SECONDS:-20}"
+  report "$n settled" "$n"
 done
 echo "write throughput by state size (W, uniform over the keys, 64 clients, 5 s):"
 printf '  %s\n' "${THROUGHPUT[@]}"

@@ -10,6 +10,7 @@ import {
   ProposalDroppedError,
   Raft,
   type ReadState,
+  type ReceivedSnapshot,
   type Snapshot,
   type SoftState,
 } from "../raft/mod.ts";
@@ -203,10 +204,12 @@ export class RaftNode implements NodeService {
       const founders = Object.fromEntries(options.founders);
       await bootstrapStorage(storage, [...options.founders.keys()], encodeMemberContext(founders));
     }
-    const data = storage.snapshot().data;
+    const held = storage.snapshot().data;
+    const data = held instanceof Uint8Array ? held : await held.load(0, held.length);
     const sm = data.length === 0
       ? new KvStateMachine(options.stateMachine)
       : KvStateMachine.decodeSnapshot(data, options.stateMachine);
+    storage.releaseSnapshotBytes(); // decoded: transfers read it from disk from now on
     const node = new RaftNode(options, sm);
     node.#updatePeers();
     node.#stopTicks = (options.ticks ?? SYSTEM_TICKS).every(options.tickMs, () => node.tick());
@@ -380,7 +383,7 @@ export class RaftNode implements NodeService {
   }
 
   /** Decodes a snapshot from the leader in steps that yield (ticks and heartbeats go on). */
-  async #decodeReceivedSnapshot(snapshot: Snapshot): Promise<KvStateMachine> {
+  async #decodeReceivedSnapshot(snapshot: ReceivedSnapshot): Promise<KvStateMachine> {
     try {
       return await KvStateMachine.decodeSnapshotAsync(snapshot.data, this.#o.stateMachine);
     } catch (error) {

@@ -14,6 +14,7 @@ import { AddressInUseError } from "./errors.ts";
 import { createNodeApp, createNodeDirect } from "./http.ts";
 import { HttpServer, type HttpServerLimits } from "../http/server.ts";
 import { refusedTarget } from "./_http_keys.ts";
+import { startMallocTrims } from "./_malloc_trim.ts";
 
 /** The name of a node's Deno.Kv file inside its data directory. */
 export const KV_FILE = "koi.kv";
@@ -176,6 +177,8 @@ export async function runNode(options: RunNodeOptions): Promise<RunningNode> {
     for (const f of cleanups.splice(0).reverse()) await f();
   };
   try {
+    const trims = startMallocTrims();
+    cleanups.push(() => trims.stop());
     const kv = await Deno.openKv(`${self.dataDir}/${KV_FILE}`);
     cleanups.push(() => kv.close());
     const storage = await KvLogStorage.open(kv);

@@ -8,7 +8,7 @@ import { assert } from "./_errors.ts";
 import type { AppendMessage, HeartbeatMessage, Message, SnapshotMessage } from "./_message.ts";
 import type { RaftLog } from "./_raft_log.ts";
 import type { SnapshotReceive } from "./_snapshot_receive.ts";
-import type { NodeId, Snapshot } from "./_types.ts";
+import type { NodeId, ReceivedSnapshot } from "./_types.ts";
 
 /** A message without the fields the sender fills in (its id and term). */
 export type Outgoing = DistributiveOmit<Message, "from" | "term">;
@@ -92,7 +92,7 @@ function sendSnapshotResponse(host: FollowerHost, m: SnapshotMessage, offset: nu
   host.send({ type: "snapResp", to: m.from, snapIndex: m.meta.index, offset });
 }
 
-function restore(host: FollowerHost, snapshot: Snapshot, from: NodeId): void {
+function restore(host: FollowerHost, snapshot: ReceivedSnapshot, from: NodeId): void {
   const { log } = host;
   const { index, term } = snapshot.meta;
   if (log.matchTerm(index, term)) {

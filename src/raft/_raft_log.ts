@@ -1,6 +1,6 @@
 import { assert, CompactedError } from "./_errors.ts";
 import { limitBytes, type Storage } from "./_storage.ts";
-import type { Entry, Membership, Snapshot } from "./_types.ts";
+import type { Entry, Membership, ReceivedSnapshot, Snapshot } from "./_types.ts";
 
 /** A membership and the log index of the config entry that set it. */
 interface MembershipAt {
@@ -21,7 +21,7 @@ export class RaftLog {
   committed: number;
   /** The highest index handed to the application for applying. */
   applied: number;
-  #unstableSnapshot: Snapshot | undefined;
+  #unstableSnapshot: ReceivedSnapshot | undefined;
   #unstable: Entry[] = [];
   /** The index of `#unstable[0]` (when there is one). */
   #offset: number;
@@ -227,7 +227,7 @@ export class RaftLog {
   }
 
   /** Replaces the log with a snapshot (follower install). */
-  restore(snapshot: Snapshot): void {
+  restore(snapshot: ReceivedSnapshot): void {
     assert(snapshot.meta.index > this.committed, "restoring a snapshot at or before commit");
     this.committed = snapshot.meta.index;
     this.#unstableSnapshot = snapshot;
@@ -248,7 +248,7 @@ export class RaftLog {
   }
 
   /** The unstable snapshot, if any. */
-  unstableSnapshot(): Snapshot | undefined {
+  unstableSnapshot(): ReceivedSnapshot | undefined {
     return this.#unstableSnapshot;
   }
 

@@ -12,8 +12,8 @@ import type {
   Membership,
   NodeId,
   ReadState,
+  ReceivedSnapshot,
   Role,
-  Snapshot,
   SoftState,
 } from "./_types.ts";
 
@@ -41,7 +41,7 @@ export interface Ready {
    * `persistBytesMax` bytes (at least one entry); the rest comes in later Readys. */
   readonly entries: readonly Entry[];
   /** Persist and install: a snapshot received from the leader replaces log and state. */
-  readonly snapshot?: Snapshot;
+  readonly snapshot?: ReceivedSnapshot;
   /** Send now: these do not depend on this Ready's persist. */
   readonly messages: readonly Message[];
   /** Send only after persisting this Ready: votes, vote requests and acknowledgements of

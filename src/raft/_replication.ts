@@ -20,7 +20,7 @@ import { quorumActive, quorumValue } from "./_quorum.ts";
 import type { ProgressStatus } from "./_ready.ts";
 import type { RaftLog } from "./_raft_log.ts";
 import { entryBytes } from "./_storage.ts";
-import type { NodeId } from "./_types.ts";
+import { type NodeId, readSnapshotData } from "./_types.ts";
 
 /** What replication needs of the leader. */
 export interface ReplicationHost {
@@ -127,10 +127,18 @@ export class Replication {
   }
 
   #sendSnapshotChunk(to: NodeId, pr: Progress): void {
-    const snapshot = pr.snapshot!;
     if (pr.snapshotChunkSent) return;
+    const latest = this.#host.log.snapshot();
+    if (latest.meta.index > pr.snapshot!.meta.index) {
+      // A newer snapshot replaced the one being sent (whose bytes a storage may have freed):
+      // send that one from its start; the follower's receiver restarts at offset 0.
+      pr.becomeSnapshot(latest);
+    }
+    const snapshot = pr.snapshot!;
     const offset = pr.snapshotAcked;
-    const chunk = snapshot.data.subarray(offset, offset + this.#host.limits.snapshotChunkBytes);
+    const chunk = readSnapshotData(snapshot.data, offset, this.#host.limits.snapshotChunkBytes);
+    // Not in memory yet: the storage fetches it; the follower's next heartbeat answer retries.
+    if (chunk === undefined) return;
     this.#host.send({
       type: "snap",
       from: this.#host.id,

@@ -4,7 +4,7 @@
  * @module
  */
 import type { SnapshotMessage } from "./_message.ts";
-import type { NodeId, Snapshot, SnapshotMeta } from "./_types.ts";
+import type { NodeId, ReceivedSnapshot, SnapshotMeta } from "./_types.ts";
 
 /**
  * What to do with a chunk:
@@ -64,7 +64,7 @@ export class SnapshotReceive {
    * Takes chunk `m` after {@linkcode classify} said `append` or `restart`. Returns the
    * snapshot once its last byte arrived (and frees the buffer), otherwise undefined.
    */
-  take(m: SnapshotMessage, verdict: "append" | "restart"): Snapshot | undefined {
+  take(m: SnapshotMessage, verdict: "append" | "restart"): ReceivedSnapshot | undefined {
     if (verdict === "restart") {
       this.#from = m.from;
       this.#term = m.term;

@@ -1,4 +1,4 @@
-import type { Entry, HardState, Membership, Snapshot } from "./_types.ts";
+import type { Entry, HardState, Membership, ReceivedSnapshot, Snapshot } from "./_types.ts";
 
 /** What a node starts from: its hard state and the membership of its snapshot. */
 export interface InitialState {
@@ -29,7 +29,10 @@ export interface Storage {
   firstIndex(): number;
   /** The last index in the log (the snapshot index when the log is empty). */
   lastIndex(): number;
-  /** The latest snapshot (index 0 and empty data when none was taken). */
+  /**
+   * The latest snapshot (index 0 and empty data when none was taken). Its data may be a
+   * reader of bytes the storage keeps elsewhere, readable while the storage is open.
+   */
   snapshot(): Snapshot;
 }
 
@@ -59,7 +62,7 @@ export interface LogStorage extends Storage {
    * Replaces the whole log with a snapshot received from the leader. Throws
    * `SnapshotOutOfDateError` when the storage already holds a newer snapshot.
    */
-  applySnapshot(snapshot: Snapshot): void | Promise<void>;
+  applySnapshot(snapshot: ReceivedSnapshot): void | Promise<void>;
   /**
    * Records a snapshot of the application at `index` (<= the applied index) with the
    * membership in effect there, and compacts the log up to `index`.
@@ -73,7 +76,7 @@ export interface LogStorage extends Storage {
 /** What one Ready asks the driver to make durable, in this order. */
 export interface PersistBatch {
   /** A snapshot to install before anything else. */
-  readonly snapshot?: Snapshot;
+  readonly snapshot?: ReceivedSnapshot;
   /** Entries to append (replacing any suffix from `entries[0].index`). */
   readonly entries: readonly Entry[];
   /** A hard state to record. */

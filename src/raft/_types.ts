@@ -58,12 +58,54 @@ export interface SnapshotMeta {
   readonly membership: Membership;
 }
 
+/**
+ * A snapshot's bytes kept outside memory (on disk), read a piece at a time. A storage hands
+ * one out so that a large state is not held twice in memory (once live, once encoded).
+ */
+export interface SnapshotReader {
+  /** The snapshot's length in bytes. */
+  readonly length: number;
+  /**
+   * The bytes `[offset, offset + bytes)` (cut at the end), or undefined when they are not in
+   * memory yet: the reader then fetches them and the caller asks again later (the leader does
+   * at the follower's next heartbeat answer). Never throws; the answer is not kept by the
+   * reader, so the caller may hand it on.
+   */
+  read(offset: number, bytes: number): Uint8Array | undefined;
+  /** The same bytes as `read`, waiting for them (for callers that may wait; the core never does). */
+  load(offset: number, bytes: number): Promise<Uint8Array>;
+}
+
+/** A snapshot's serialized state: in memory, or behind a {@linkcode SnapshotReader}. */
+export type SnapshotData = Uint8Array | SnapshotReader;
+
 /** A state machine snapshot: its metadata and the application's serialized state. */
 export interface Snapshot {
   /** Which log prefix the snapshot replaces. */
   readonly meta: SnapshotMeta;
+  /**
+   * The application's serialized state machine. A snapshot received from a leader, and one
+   * given to `createSnapshot`, is a Uint8Array; a storage may answer `snapshot()` with a
+   * reader instead.
+   */
+  readonly data: SnapshotData;
+}
+
+/** A snapshot with its bytes in memory: what a follower receives, installs and persists. */
+export interface ReceivedSnapshot extends Snapshot {
   /** The application's serialized state machine. */
   readonly data: Uint8Array;
+}
+
+/** The bytes `[offset, offset + bytes)` of `data`, or undefined while a reader fetches them. */
+export function readSnapshotData(
+  data: SnapshotData,
+  offset: number,
+  bytes: number,
+): Uint8Array | undefined {
+  return data instanceof Uint8Array
+    ? data.subarray(offset, offset + bytes)
+    : data.read(offset, bytes);
 }
 
 /** The result of a linearizable read request: serve it once `applied >= index`. */

@@ -7,7 +7,9 @@ import {
   type Entry,
   type HardState,
   type Membership,
+  type ReceivedSnapshot,
   type Snapshot,
+  type SnapshotData,
 } from "./_types.ts";
 
 /**
@@ -95,7 +97,7 @@ export class MemoryStorage implements LogStorage {
   }
 
   /** See {@linkcode LogStorage.applySnapshot}. */
-  applySnapshot(snapshot: Snapshot): void {
+  applySnapshot(snapshot: ReceivedSnapshot): void {
     const current = this.#snapshot.meta.index;
     if (snapshot.meta.index < current) {
       throw new SnapshotOutOfDateError(snapshot.meta.index, current);
@@ -105,7 +107,7 @@ export class MemoryStorage implements LogStorage {
   }
 
   /** See {@linkcode LogStorage.createSnapshot}. */
-  createSnapshot(index: number, options: { membership: Membership; data: Uint8Array }): Snapshot {
+  createSnapshot(index: number, options: { membership: Membership; data: SnapshotData }): Snapshot {
     const current = this.#snapshot.meta.index;
     if (index <= current) throw new SnapshotOutOfDateError(index, current);
     if (index > this.lastIndex()) throw new UnavailableError(index, this.lastIndex());
@@ -113,5 +115,17 @@ export class MemoryStorage implements LogStorage {
     this.#entries = this.#entries.slice(index - current);
     this.#snapshot = { meta: { index, term, membership: options.membership }, data: options.data };
     return this.#snapshot;
+  }
+
+  /**
+   * Holds the current snapshot's bytes as `data` from now on (e.g. a reader of the same bytes
+   * on disk instead of them in memory); `data` must be as long as the bytes it replaces.
+   */
+  replaceSnapshotData(data: SnapshotData): void {
+    assert(
+      data.length === this.#snapshot.data.length,
+      "replacement snapshot data of another length",
+    );
+    this.#snapshot = { meta: this.#snapshot.meta, data };
   }
 }

@@ -30,7 +30,7 @@ export {
   TransferLeaderError,
   UnavailableError,
 } from "./_errors.ts";
-export { EMPTY_HARD_STATE, EMPTY_MEMBERSHIP, NONE } from "./_types.ts";
+export { EMPTY_HARD_STATE, EMPTY_MEMBERSHIP, NONE, readSnapshotData } from "./_types.ts";
 export type {
   Entry,
   EntryType,
@@ -38,8 +38,11 @@ export type {
   Membership,
   NodeId,
   ReadState,
+  ReceivedSnapshot,
   Role,
   Snapshot,
+  SnapshotData,
   SnapshotMeta,
+  SnapshotReader,
   SoftState,
 } from "./_types.ts";

@@ -3,7 +3,7 @@ import fc from "fast-check";
 import { CompactedError, RaftInvariantError } from "./_errors.ts";
 import { RaftLog } from "./_raft_log.ts";
 import { entryBytes } from "./_storage.ts";
-import { EMPTY_MEMBERSHIP, type Entry, type Membership, type Snapshot } from "./_types.ts";
+import { EMPTY_MEMBERSHIP, type Entry, type Membership, type ReceivedSnapshot } from "./_types.ts";
 import { MemoryStorage } from "./memory_storage.ts";
 
 const ABC: Membership = { voters: ["a", "b", "c"], outgoing: [], learners: [] };
@@ -27,12 +27,12 @@ function ents(lo: number, terms: readonly number[]): Entry[] {
   return terms.map((term, i) => ent(lo + i, term));
 }
 
-function snap(index: number, term: number, membership: Membership = ABC): Snapshot {
+function snap(index: number, term: number, membership: Membership = ABC): ReceivedSnapshot {
   return { meta: { index, term, membership }, data: new Uint8Array([index]) };
 }
 
 /** A storage holding `entries` (after `snapshot`, when given). */
-function storageWith(entries: readonly Entry[], snapshot?: Snapshot): MemoryStorage {
+function storageWith(entries: readonly Entry[], snapshot?: ReceivedSnapshot): MemoryStorage {
   const storage = new MemoryStorage();
   if (snapshot !== undefined) storage.applySnapshot(snapshot);
   storage.append(entries);

@@ -22,7 +22,9 @@ import {
   type Entry,
   type HardState,
   type Membership,
+  type ReceivedSnapshot,
   type Snapshot,
+  type SnapshotData,
 } from "./_types.ts";
 
 /**
@@ -118,8 +120,27 @@ function expectLog(storage: LogStorage, first: number, log: readonly Entry[], wh
   for (const e of log) expectEqual(storage.term(e.index), e.term, `${what}: term(${e.index})`);
 }
 
-function expectSnapshot(storage: LogStorage, snapshot: Snapshot, what: string): void {
-  expectEqual(storage.snapshot(), snapshot, `${what}: snapshot()`);
+/** The bytes of `data`, waiting for a reader to fetch them. */
+function bytesOf(data: SnapshotData): Promise<Uint8Array> | Uint8Array {
+  return data instanceof Uint8Array ? data : data.load(0, data.length);
+}
+
+/** Expects `actual` to have the metadata and bytes of `expected` (either may be a reader). */
+async function expectSameSnapshot(actual: Snapshot, expected: Snapshot, what: string) {
+  expectEqual(actual.meta, expected.meta, `${what}.meta`);
+  expectEqual(await bytesOf(actual.data), await bytesOf(expected.data), `${what}.data`);
+}
+
+/**
+ * Expects the storage to hold `snapshot`: the same metadata and bytes (a storage may answer
+ * with a reader of them instead of the bytes).
+ */
+async function expectSnapshot(
+  storage: LogStorage,
+  snapshot: Snapshot,
+  what: string,
+): Promise<void> {
+  await expectSameSnapshot(storage.snapshot(), snapshot, `${what}: snapshot()`);
   expectEqual(storage.firstIndex(), snapshot.meta.index + 1, `${what}: firstIndex()`);
   expectEqual(storage.term(snapshot.meta.index), snapshot.meta.term, `${what}: term(snapshot)`);
   expectEqual(
@@ -178,11 +199,16 @@ function richLog(): Entry[] {
   ];
 }
 
-function snapshot(index: number, term: number, membership: Membership): Snapshot {
+function snapshot(index: number, term: number, membership: Membership): ReceivedSnapshot {
   return { meta: { index, term, membership }, data: ALL_BYTES.slice().reverse() };
 }
 
-const EMPTY_SNAPSHOT: Snapshot = {
+/** A snapshot of {@linkcode ALL_BYTES} at `index`, as `createSnapshot` makes it. */
+function snapshotAt(index: number, term: number, membership: Membership): ReceivedSnapshot {
+  return { meta: { index, term, membership }, data: ALL_BYTES };
+}
+
+const EMPTY_SNAPSHOT: ReceivedSnapshot = {
   meta: { index: 0, term: 0, membership: EMPTY_MEMBERSHIP },
   data: new Uint8Array(0),
 };
@@ -200,7 +226,7 @@ const EMPTY_CASES: StorageCase[] = [
       expectEqual(storage.firstIndex(), 1, "firstIndex()");
       expectEqual(storage.lastIndex(), 0, "lastIndex()");
       expectEqual(storage.term(0), 0, "term(0)");
-      expectEqual(storage.snapshot(), EMPTY_SNAPSHOT, "snapshot()");
+      await expectSnapshot(storage, EMPTY_SNAPSHOT, "snapshot()");
       expectEqual(storage.entries(1, 1), [], "entries(1, 1)");
       await expectThrows(() => storage.entries(1, 2), UnavailableError, "entries(1, 2)");
       await expectThrows(() => storage.entries(0, 1), CompactedError, "entries(0, 1)");
@@ -405,7 +431,7 @@ const HARD_STATE_CASES: StorageCase[] = [
       const log = [entry(11, 3, ALL_BYTES), configEntry(12, 4, JOINT_ABD)];
       const hardState: HardState = { term: 4, vote: "a", commit: 11 };
       await storage.persist({ snapshot: snap, entries: log, hardState });
-      expectSnapshot(storage, snap, "after persist");
+      await expectSnapshot(storage, snap, "after persist");
       expectLog(storage, 11, log, "after persist");
       expectEqual(storage.initialState().hardState, hardState, "initialState().hardState");
     },
@@ -427,7 +453,7 @@ const HARD_STATE_CASES: StorageCase[] = [
       await storage.persist({ entries: [], hardState: last });
       expectLog(storage, 1, [entry(1, 1), entry(2, 2)], "after persisting a hard state only");
       expectEqual(storage.initialState().hardState, last, "after persisting a hard state only");
-      expectSnapshot(storage, EMPTY_SNAPSHOT, "no snapshot");
+      await expectSnapshot(storage, EMPTY_SNAPSHOT, "no snapshot");
     },
   },
 ];
@@ -442,8 +468,8 @@ const SNAPSHOT_CASES: StorageCase[] = [
       const data = TEXT.encode("state at 3");
       const made = await storage.createSnapshot(3, { membership: VOTERS_ABC, data });
       const expected: Snapshot = { meta: { index: 3, term: 2, membership: VOTERS_ABC }, data };
-      expectEqual(made, expected, "createSnapshot() result");
-      expectSnapshot(storage, expected, "after createSnapshot(3)");
+      await expectSameSnapshot(made, expected, "createSnapshot() result");
+      await expectSnapshot(storage, expected, "after createSnapshot(3)");
       expectLog(storage, 4, log.slice(3), "after createSnapshot(3)");
       await expectThrows(() => storage.entries(3, 4), CompactedError, "entries(3, 4)");
       await expectThrows(() => storage.term(2), CompactedError, "term(2)");
@@ -485,7 +511,7 @@ const SNAPSHOT_CASES: StorageCase[] = [
           `createSnapshot(${index}) after one at 3`,
         );
       }
-      expectSnapshot(storage, held, "after the refused snapshots");
+      await expectSnapshot(storage, held, "after the refused snapshots");
       expectLog(storage, 4, entriesFrom(4, [2, 2]), "after the refused snapshots");
     },
   },
@@ -499,7 +525,7 @@ const SNAPSHOT_CASES: StorageCase[] = [
         UnavailableError,
         "createSnapshot(4) with lastIndex 3",
       );
-      expectSnapshot(storage, EMPTY_SNAPSHOT, "after the refused snapshot");
+      await expectSnapshot(storage, EMPTY_SNAPSHOT, "after the refused snapshot");
       expectLog(storage, 1, entriesFrom(1, [1, 1, 1]), "after the refused snapshot");
     },
   },
@@ -512,7 +538,7 @@ const SNAPSHOT_CASES: StorageCase[] = [
       await storage.setHardState(hardState);
       const snap = snapshot(8, 4, JOINT_ABD);
       await storage.applySnapshot(snap);
-      expectSnapshot(storage, snap, "after applySnapshot(8)");
+      await expectSnapshot(storage, snap, "after applySnapshot(8)");
       expectLog(storage, 9, [], "after applySnapshot(8)");
       await expectThrows(() => storage.entries(5, 6), CompactedError, "entries(5, 6)");
       expectEqual(storage.initialState().hardState, hardState, "hard state kept");
@@ -528,7 +554,7 @@ const SNAPSHOT_CASES: StorageCase[] = [
       await storage.append(entriesFrom(1, [1, 1, 2, 2, 2]));
       const snap = snapshot(3, 2, VOTERS_ABC);
       await storage.applySnapshot(snap);
-      expectSnapshot(storage, snap, "after applySnapshot(3)");
+      await expectSnapshot(storage, snap, "after applySnapshot(3)");
       expectLog(storage, 4, [], "after applySnapshot(3)");
       await expectThrows(() => storage.term(4), UnavailableError, "term(4)");
     },
@@ -545,7 +571,7 @@ const SNAPSHOT_CASES: StorageCase[] = [
         SnapshotOutOfDateError,
         "applySnapshot(5) after one at 10",
       );
-      expectSnapshot(storage, snap, "after the refused snapshot");
+      await expectSnapshot(storage, snap, "after the refused snapshot");
       expectLog(storage, 11, entriesFrom(11, [3, 3]), "after the refused snapshot");
       await storage.createSnapshot(12, { membership: JOINT_ABD, data: ALL_BYTES });
       await expectThrows(
@@ -577,7 +603,7 @@ const REOPEN_CASES: StorageCase[] = [
       const sut = await open();
       const storage = await reopened(sut);
       expectEqual(storage.initialState().hardState, EMPTY_HARD_STATE, "hardState");
-      expectSnapshot(storage, EMPTY_SNAPSHOT, "after reopen");
+      await expectSnapshot(storage, EMPTY_SNAPSHOT, "after reopen");
       expectLog(storage, 1, [], "after reopen");
     },
   },
@@ -624,8 +650,9 @@ const REOPEN_CASES: StorageCase[] = [
       const sut = await open();
       await sut.storage.append(entriesFrom(1, [1, 1, 2, 2, 3]));
       const made = await sut.storage.createSnapshot(3, { membership: JOINT_ABD, data: ALL_BYTES });
+      await expectSameSnapshot(made, snapshotAt(3, 2, JOINT_ABD), "createSnapshot(3)");
       const storage = await reopened(sut);
-      expectSnapshot(storage, made, "after reopen");
+      await expectSnapshot(storage, snapshotAt(3, 2, JOINT_ABD), "after reopen");
       expectLog(storage, 4, entriesFrom(4, [2, 3]), "after reopen");
       await expectThrows(() => storage.entries(3, 4), CompactedError, "entries(3, 4)");
     },
@@ -639,7 +666,7 @@ const REOPEN_CASES: StorageCase[] = [
       const snap = snapshot(4, 2, VOTERS_ABC);
       await sut.storage.applySnapshot(snap);
       const storage = await reopened(sut);
-      expectSnapshot(storage, snap, "after reopen");
+      await expectSnapshot(storage, snap, "after reopen");
       expectLog(storage, 5, [], "after reopen");
       await expectThrows(() => storage.term(5), UnavailableError, "term(5) after reopen");
     },
@@ -655,7 +682,7 @@ const REOPEN_CASES: StorageCase[] = [
       const hardState: HardState = { term: 4, vote: "d", commit: 11 };
       await sut.storage.persist({ snapshot: snap, entries: log, hardState });
       const storage = await reopened(sut);
-      expectSnapshot(storage, snap, "after reopen");
+      await expectSnapshot(storage, snap, "after reopen");
       expectLog(storage, 11, log, "after reopen");
       expectEqual(storage.initialState().hardState, hardState, "hardState after reopen");
     },
@@ -672,8 +699,11 @@ const REOPEN_CASES: StorageCase[] = [
       await second.createSnapshot(3, { membership: VOTERS_ABC, data: TEXT.encode("at 3") });
       const hardState: HardState = { term: 2, vote: "a", commit: 4 };
       await second.setHardState(hardState);
+      // A reader a storage answers with reads from that storage: take the bytes while it is open.
+      const held = second.snapshot();
+      const expected = { meta: held.meta, data: await bytesOf(held.data) };
       const third = await reopened(sut);
-      expectSnapshot(third, second.snapshot(), "after the second reopen");
+      await expectSnapshot(third, expected, "after the second reopen");
       expectLog(third, 4, [entry(4, 2, "y4"), configEntry(5, 2, JOINT_ABD)], "second reopen");
       expectEqual(third.initialState().hardState, hardState, "hardState after the second reopen");
     },

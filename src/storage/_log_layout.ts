@@ -15,7 +15,7 @@
  *
  * @module
  */
-import type { Entry, Snapshot } from "../raft/mod.ts";
+import type { Entry, ReceivedSnapshot } from "../raft/mod.ts";
 import { checksum, decodeEntry, decodeStoredSnapshot, StorageCorruptError } from "./_codec.ts";
 import type { StoredSnapshot } from "./_codec.ts";
 import { CHUNK_BYTES, type KvMutation } from "./_commit_plan.ts";
@@ -120,7 +120,7 @@ export function snapshotKeys(s: { readonly id: number; readonly parts: number })
 /** Reads and checks the current snapshot, if any. */
 export async function loadSnapshot(
   kv: Deno.Kv,
-): Promise<{ descriptor: StoredSnapshot; snapshot: Snapshot } | undefined> {
+): Promise<{ descriptor: StoredSnapshot; snapshot: ReceivedSnapshot } | undefined> {
   const rec = await kv.get<Uint8Array>(KEY_SNAP);
   if (rec.value === null) return undefined;
   const descriptor = decodeStoredSnapshot(rec.value);

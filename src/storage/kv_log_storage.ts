@@ -7,6 +7,7 @@ import {
   type Membership,
   MemoryStorage,
   type PersistBatch,
+  type ReceivedSnapshot,
   type Snapshot,
   SnapshotOutOfDateError,
   UnavailableError,
@@ -35,7 +36,6 @@ import {
   type ChunkSet,
   chunkSetKeys,
   chunksOf,
-  concat,
   findGarbage,
   KEY_HARD,
   KEY_INCARNATION,
@@ -46,6 +46,7 @@ import {
   rechunk,
   snapshotKeys,
 } from "./_log_layout.ts";
+import { KvSnapshotReader } from "./kv_snapshot_reader.ts";
 
 /** Snapshot chunks written per background commit by `createSnapshot` (about 720 KiB). */
 export const SNAPSHOT_CHUNKS_PER_COMMIT = 12;
@@ -70,6 +71,11 @@ export interface KvLogStorageStats {
   readonly bytesWritten: number;
   /** Background garbage deletions that failed (the next open removes the garbage). */
   readonly backgroundErrors: number;
+  /**
+   * Reads of a snapshot's chunks for a transfer that failed (they were deleted: a newer
+   * snapshot replaced it, and the transfer moves on to that one).
+   */
+  readonly snapshotReadFailures: number;
 }
 
 /** Options of {@linkcode KvLogStorage.open}. */
@@ -128,6 +134,7 @@ export class KvLogStorage implements LogStorage {
     openCommits: 0,
     bytesWritten: 0,
     backgroundErrors: 0,
+    snapshotReadFailures: 0,
   };
 
   private constructor(
@@ -314,7 +321,7 @@ export class KvLogStorage implements LogStorage {
   }
 
   /** See `LogStorage.applySnapshot`. */
-  applySnapshot(snapshot: Snapshot): Promise<void> {
+  applySnapshot(snapshot: ReceivedSnapshot): Promise<void> {
     return this.persist({ snapshot, entries: [] });
   }
 
@@ -411,6 +418,8 @@ export class KvLogStorage implements LogStorage {
       this.#logBytes.append(w.index, w.bytes);
     }
     this.#mem.persist(batch);
+    // The received bytes are on disk now: serve transfers from there, not from memory.
+    if (stored !== undefined) this.#mem.replaceSnapshotData(this.#readerOf(stored));
     this.#deleteInBackground(later);
   }
 
@@ -457,7 +466,7 @@ export class KvLogStorage implements LogStorage {
   }
 
   /** Adds the chunks of a snapshot's data under a new chunk set id; returns its descriptor. */
-  #planSnapshot(plan: CommitPlan, snapshot: Snapshot): StoredSnapshot {
+  #planSnapshot(plan: CommitPlan, snapshot: ReceivedSnapshot): StoredSnapshot {
     const id = this.#nextSnapshotId++;
     const parts = chunksOf(snapshot.data);
     parts.forEach((p, i) => plan.add({ mutations: [{ key: ["snap", id, i], value: p }] }));
@@ -472,6 +481,23 @@ export class KvLogStorage implements LogStorage {
 
   // ---------------------------------------------------------------------------------------
   // Snapshots taken by this node: written in the background.
+
+  /** A reader of `stored`'s bytes in the store (see {@linkcode KvSnapshotReader}). */
+  #readerOf(stored: StoredSnapshot): KvSnapshotReader {
+    return new KvSnapshotReader(this.#kv, stored, {
+      onError: () => this.#stats.snapshotReadFailures++,
+    });
+  }
+
+  /**
+   * After {@linkcode open}, `snapshot().data` holds the snapshot's bytes in memory, for the
+   * caller to rebuild its state from; once it has, this frees them (later reads go to disk).
+   */
+  releaseSnapshotBytes(): void {
+    if (this.#stored !== undefined && this.#mem.snapshot().data instanceof Uint8Array) {
+      this.#mem.replaceSnapshotData(this.#readerOf(this.#stored));
+    }
+  }
 
   #checkSnapshotIndex(index: number): void {
     const current = this.#mem.snapshot().meta.index;
@@ -495,8 +521,6 @@ export class KvLogStorage implements LogStorage {
     this.#checkSnapshotIndex(index);
     const term = this.#mem.term(index);
     const id = this.#nextSnapshotId++;
-    const whole = options.data instanceof Uint8Array ? options.data : undefined;
-    const kept: Uint8Array[] = [];
     let pending: Uint8Array[] = [];
     let parts = 0;
     let bytes = 0;
@@ -516,7 +540,6 @@ export class KvLogStorage implements LogStorage {
       for await (const chunk of rechunk(options.data, CHUNK_BYTES)) {
         sum = checksumUpdate(sum, chunk);
         bytes += chunk.length;
-        if (whole === undefined) kept.push(chunk);
         pending.push(chunk);
         if (pending.length === SNAPSHOT_CHUNKS_PER_COMMIT) await flush();
       }
@@ -529,7 +552,7 @@ export class KvLogStorage implements LogStorage {
         const meta = { index, term, membership: options.membership };
         const stored: StoredSnapshot = { meta, id, parts, bytes, checksum: sum };
         switching = true;
-        return await this.#switchSnapshot(stored, whole ?? concat(kept));
+        return await this.#switchSnapshot(stored);
       });
     } catch (e) {
       // Chunks of a snapshot that never became current are garbage; after a failed switch
@@ -540,7 +563,7 @@ export class KvLogStorage implements LogStorage {
   }
 
   /** Makes `stored` the current snapshot in one commit and compacts the log up to it. */
-  async #switchSnapshot(stored: StoredSnapshot, data: Uint8Array): Promise<Snapshot> {
+  async #switchSnapshot(stored: StoredSnapshot): Promise<Snapshot> {
     const index = stored.meta.index;
     const garbage: KvMutation[] = [];
     for (let i = this.#mem.firstIndex(); i <= index; i++) {
@@ -555,7 +578,10 @@ export class KvLogStorage implements LogStorage {
     this.#stored = stored;
     for (let i = this.#mem.firstIndex(); i <= index; i++) this.#chunked.delete(i);
     this.#logBytes.compactTo(index);
-    const snapshot = this.#mem.createSnapshot(index, { membership: stored.meta.membership, data });
+    const snapshot = this.#mem.createSnapshot(index, {
+      membership: stored.meta.membership,
+      data: this.#readerOf(stored),
+    });
     this.#deleteInBackground(garbage);
     return snapshot;
   }

@@ -6,7 +6,7 @@
  * sense.
  */
 import assert from "node:assert/strict";
-import type { Entry, HardState, Snapshot } from "../raft/mod.ts";
+import type { Entry, HardState, ReceivedSnapshot } from "../raft/mod.ts";
 import { KvLogStorage } from "./kv_log_storage.ts";
 
 class CrashError extends Error {
@@ -31,15 +31,17 @@ class Fault {
 /** What a reopened storage holds. */
 interface Durable {
   readonly hard: HardState;
-  readonly snapshot: Snapshot;
+  readonly snapshot: ReceivedSnapshot;
   readonly log: ReadonlyMap<number, Entry>;
   readonly last: number;
 }
 
-function capture(s: KvLogStorage): Durable {
+async function capture(s: KvLogStorage): Promise<Durable> {
   const log = new Map<number, Entry>();
   for (const e of s.entries(s.firstIndex(), s.lastIndex() + 1)) log.set(e.index, e);
-  return { hard: s.hardState(), snapshot: s.snapshot(), log, last: s.lastIndex() };
+  const { meta, data } = s.snapshot();
+  const bytes = data instanceof Uint8Array ? data : await data.load(0, data.length);
+  return { hard: s.hardState(), snapshot: { meta, data: bytes }, log, last: s.lastIndex() };
 }
 
 function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
@@ -55,7 +57,7 @@ function sameEntry(a: Entry | undefined, b: Entry | undefined): boolean {
     sameBytes(a.data, b.data) && JSON.stringify(a.membership) === JSON.stringify(b.membership);
 }
 
-function sameSnapshot(a: Snapshot, b: Snapshot): boolean {
+function sameSnapshot(a: ReceivedSnapshot, b: ReceivedSnapshot): boolean {
   return JSON.stringify(a.meta) === JSON.stringify(b.meta) && sameBytes(a.data, b.data);
 }
 
@@ -137,7 +139,7 @@ async function runOnce(
       });
     } else {
       const s = await KvLogStorage.open(kv, { beforeCommit: fault.hook });
-      before = capture(s);
+      before = await capture(s);
       fault.armed = true;
       // A crash in a background job after the write resolved leaves it resolved.
       await scenario.write(s).catch((e) => {
@@ -149,13 +151,13 @@ async function runOnce(
     kv.close();
     kv = await Deno.openKv(path);
     const reopened = await KvLogStorage.open(kv);
-    const result = capture(reopened);
+    const result = await capture(reopened);
     kv.close();
     // One clean open removed every leftover: the next one finds nothing to do.
     kv = await Deno.openKv(path);
     const again = await KvLogStorage.open(kv);
     assert.equal(again.stats().openCommits, 0, `garbage left after crash at ${failAt}`);
-    assert.ok(sameDurable(capture(again), result), "a second open reads the same state");
+    assert.ok(sameDurable(await capture(again), result), "a second open reads the same state");
     return { before, result, commits };
   } finally {
     kv.close();
@@ -171,7 +173,7 @@ async function peek(path: string): Promise<Durable> {
     }
     const kv = await Deno.openKv(`${dir}/raft.kv`);
     try {
-      return capture(await KvLogStorage.open(kv));
+      return await capture(await KvLogStorage.open(kv));
     } finally {
       kv.close();
     }

@@ -6,7 +6,7 @@
  * @module
  */
 import assert from "node:assert/strict";
-import type { Message, NodeId, Snapshot } from "../../src/raft/mod.ts";
+import type { Message, NodeId, Snapshot, SnapshotReader } from "../../src/raft/mod.ts";
 import { appliedTexts, TestCluster } from "./harness.ts";
 
 const CHUNK = 4;
@@ -168,4 +168,66 @@ Deno.test({
     c.propose("a", "after");
     assert.deepEqual(appliedTexts(c.node("b")).slice(-1), ["after"]);
   },
+});
+
+/**
+ * A reader that answers "not yet" the first `misses` times each offset is asked, as a
+ * storage reading its snapshot from disk does, then the bytes.
+ */
+function slowReader(data: Uint8Array, misses: number): SnapshotReader & { asked: number[] } {
+  const seen = new Map<number, number>();
+  const asked: number[] = [];
+  return {
+    asked,
+    length: data.length,
+    read(offset, bytes) {
+      asked.push(offset);
+      const n = seen.get(offset) ?? 0;
+      seen.set(offset, n + 1);
+      return n < misses ? undefined : data.subarray(offset, offset + bytes);
+    },
+    load: (offset, bytes) => Promise.resolve(data.subarray(offset, offset + bytes)),
+  };
+}
+
+Deno.test("§7: a chunk the storage does not hold in memory yet is sent once it does, at the next heartbeat answer", async () => {
+  const { c, snap } = await leaderWithSnapshot();
+  const reader = slowReader(DATA, 1);
+  c.node("a").storage.replaceSnapshotData(reader);
+  c.heal();
+  const f = c.node("c");
+  for (let i = 0; i < 40 && f.raft.status().commit < snap.meta.index; i++) c.tick("a");
+  assert.deepEqual(f.storage.snapshot().data, DATA, "the follower holds the leader's bytes");
+  const offsets = snapsTo(c, "c").map((m) => m.type === "snap" ? m.offset : -1);
+  const expected = Array.from({ length: Math.ceil(DATA.length / CHUNK) }, (_, i) => i * CHUNK);
+  assert.deepEqual(offsets, expected, "each chunk sent once, in order, none while missing");
+  assert.ok(reader.asked.length >= 2 * expected.length, "every chunk was asked for again");
+});
+
+Deno.test("§7: a transfer under way moves to the leader's newer snapshot, from its start", async () => {
+  const { c, snap } = await leaderWithSnapshot();
+  c.heal();
+  const f = c.node("c");
+  // Half of the first transfer arrives.
+  const held = (m: Message) => m.type !== "snap" || m.offset < DATA.length / 2;
+  for (let i = 0; i < 20; i++) {
+    c.node("a").raft.tick();
+    c.deliverAll(held);
+  }
+  assert.ok(f.raft.status().commit < snap.meta.index, "the first transfer is not complete");
+  // The leader commits more and compacts again; its old snapshot's bytes are gone.
+  c.isolate("c");
+  for (let i = 0; i < 3; i++) c.propose("a", `y=${i}`);
+  const a = c.node("a");
+  const newer = Uint8Array.from({ length: 30 }, (_, i) => (i * 13 + 5) & 0xff);
+  const applied = a.raft.status().applied;
+  const snap2 = a.storage.createSnapshot(applied, { membership: a.raft.membership, data: newer });
+  const before = c.delivered.length;
+  c.heal();
+  for (let i = 0; i < 40 && f.raft.status().commit < snap2.meta.index; i++) c.tick("a");
+  assert.deepEqual(f.storage.snapshot().meta, snap2.meta, "the follower installed the newer one");
+  assert.deepEqual(f.storage.snapshot().data, newer);
+  const later = snapsTo(c, "c", before);
+  assert.ok(later.every((m) => m.type === "snap" && m.meta.index === snap2.meta.index));
+  assert.equal(later[0].type === "snap" ? later[0].offset : -1, 0, "from its start");
 });

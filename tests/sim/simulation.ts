@@ -205,6 +205,8 @@ export class Simulation {
   /** Starts a node from its disk: state machine from the snapshot, core from the log. */
   #boot(node: SimNode): void {
     const snapshot = node.storage.snapshot();
+    // The simulation's MemoryStorage keeps every snapshot's bytes in memory.
+    if (!(snapshot.data instanceof Uint8Array)) throw new Error("a simulated disk holds bytes");
     node.sm = KvStateMachine.decode(snapshot.data);
     node.inc++;
     node.persisting = undefined;
