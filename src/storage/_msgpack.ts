@@ -7,13 +7,23 @@
  * @module
  */
 import { Decoder, Encoder } from "@msgpack/msgpack";
+import { ByteSlab } from "./_byte_slab.ts";
 
 const ENCODER = new Encoder();
 const DECODER = new Decoder();
+const SLAB = new ByteSlab();
 
 /** Encodes `value` (a fresh copy, not a view of the shared buffer). */
 export function encode(value: unknown): Uint8Array {
   return ENCODER.encode(value);
+}
+
+/**
+ * Encodes `value` into a {@linkcode ByteSlab} shared with other small encodings: for bytes
+ * that live long and die in order (log entries), not for anything that serializes its buffer.
+ */
+export function encodeToSlab(value: unknown): Uint8Array {
+  return SLAB.copy(ENCODER.encodeSharedRef(value));
 }
 
 /** Decodes one msgpack value; throws on malformed input, like the library's `decode`. */

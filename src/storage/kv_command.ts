@@ -1,4 +1,4 @@
-import { decode, encode } from "./_msgpack.ts";
+import { decode, encodeToSlab } from "./_msgpack.ts";
 
 /**
  * A condition on one key, checked when the command applies: `rev > 0` requires the key to
@@ -74,9 +74,12 @@ export class CommandDecodeError extends Error {
 
 const COMMAND_VERSION = 1;
 
-/** Encodes a command for a log entry. */
+/**
+ * Encodes a command for a log entry (small ones share a slab buffer with the entries around
+ * them; see `_byte_slab.ts`).
+ */
 export function encodeCommand(c: KvCommand): Uint8Array {
-  return encode([
+  return encodeToSlab([
     COMMAND_VERSION,
     c.requestId ?? null,
     c.checks.map((k) => [k.key, k.rev]),
