@@ -177,17 +177,19 @@ Deno.test({
       );
       const victim = (await admin.clusters()).clusters[0].nodes[0];
       Deno.kill(victim.pid!, "SIGKILL");
+      let status: { epoch: number } | null = null;
       await waitFor(
         async () => {
           const n = (await admin.clusters()).clusters[0].nodes[0];
-          // Reachable: it accepts the admin's secret, so it got the one the admin holds.
-          return n.restarts === 1 && n.pid !== victim.pid && n.reachable;
+          // Reachable: it accepts the admin's secret, so it got the one the admin holds. The
+          // status is read from the same poll (a later one may have missed the node).
+          status = n.status as unknown as { epoch: number } | null;
+          return n.restarts === 1 && n.pid !== victim.pid && n.reachable && status !== null;
         },
         `${victim.id} restarted and reachable`,
         30_000,
       );
-      const n = (await admin.clusters()).clusters[0].nodes[0];
-      assert.equal((n.status as unknown as { epoch: number }).epoch, 1, "the admin's epoch");
+      assert.equal(status!.epoch, 1, "the admin's epoch");
     });
   },
 });
