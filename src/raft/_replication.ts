@@ -128,17 +128,20 @@ export class Replication {
 
   #sendSnapshotChunk(to: NodeId, pr: Progress): void {
     if (pr.snapshotChunkSent) return;
+    const bytes = this.#host.limits.snapshotChunkBytes;
+    let chunk = readSnapshotData(pr.snapshot!.data, pr.snapshotAcked, bytes);
     const latest = this.#host.log.snapshot();
-    if (latest.meta.index > pr.snapshot!.meta.index) {
-      // A newer snapshot replaced the one being sent (whose bytes a storage may have freed):
-      // send that one from its start; the follower's receiver restarts at offset 0.
+    if (chunk === null && latest.meta.index > pr.snapshot!.meta.index) {
+      // The storage freed the bytes of the snapshot being sent, having taken a newer one: send
+      // that from its start (the follower's receiver restarts at offset 0). Only then: a
+      // transfer that can go on does, or frequent snapshots would restart it for ever.
       pr.becomeSnapshot(latest);
+      chunk = readSnapshotData(latest.data, 0, bytes);
     }
+    // Not in memory yet: the storage fetches it; the follower's next heartbeat answer retries.
+    if (chunk === undefined || chunk === null) return;
     const snapshot = pr.snapshot!;
     const offset = pr.snapshotAcked;
-    const chunk = readSnapshotData(snapshot.data, offset, this.#host.limits.snapshotChunkBytes);
-    // Not in memory yet: the storage fetches it; the follower's next heartbeat answer retries.
-    if (chunk === undefined) return;
     this.#host.send({
       type: "snap",
       from: this.#host.id,

@@ -66,12 +66,12 @@ export interface SnapshotReader {
   /** The snapshot's length in bytes. */
   readonly length: number;
   /**
-   * The bytes `[offset, offset + bytes)` (cut at the end), or undefined when they are not in
+   * The bytes `[offset, offset + bytes)` (cut at the end); undefined when they are not in
    * memory yet: the reader then fetches them and the caller asks again later (the leader does
-   * at the follower's next heartbeat answer). Never throws; the answer is not kept by the
-   * reader, so the caller may hand it on.
+   * at the follower's next heartbeat answer); null when they are gone for good (a newer
+   * snapshot replaced this one). Never throws; the caller may hand the answer on.
    */
-  read(offset: number, bytes: number): Uint8Array | undefined;
+  read(offset: number, bytes: number): Uint8Array | undefined | null;
   /** The same bytes as `read`, waiting for them (for callers that may wait; the core never does). */
   load(offset: number, bytes: number): Promise<Uint8Array>;
 }
@@ -97,12 +97,15 @@ export interface ReceivedSnapshot extends Snapshot {
   readonly data: Uint8Array;
 }
 
-/** The bytes `[offset, offset + bytes)` of `data`, or undefined while a reader fetches them. */
+/**
+ * The bytes `[offset, offset + bytes)` of `data`: undefined while a reader fetches them, null
+ * when they are gone (see {@linkcode SnapshotReader.read}).
+ */
 export function readSnapshotData(
   data: SnapshotData,
   offset: number,
   bytes: number,
-): Uint8Array | undefined {
+): Uint8Array | undefined | null {
   return data instanceof Uint8Array
     ? data.subarray(offset, offset + bytes)
     : data.read(offset, bytes);

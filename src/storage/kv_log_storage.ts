@@ -116,6 +116,8 @@ export class KvLogStorage implements LogStorage {
   readonly #mem: MemoryStorage;
   readonly #beforeCommit: BeforeCommitHook | undefined;
   #stored: StoredSnapshot | undefined;
+  /** The snapshot before `#stored`, whose chunks are kept until the next one (or an open). */
+  #previous: StoredSnapshot | undefined;
   /** The hard state as stored (the mirror's commit index may be ahead of it). */
   #diskHard: HardState;
   /** Chunk sets of the entries stored in chunks, by index. */
@@ -402,7 +404,7 @@ export class KvLogStorage implements LogStorage {
       const set = this.#chunked.get(i);
       if (set !== undefined) later.push(...chunkSetKeys(i, set));
     }
-    if (snap !== undefined && this.#stored !== undefined) later.push(...snapshotKeys(this.#stored));
+    if (snap !== undefined) later.push(...this.#retireStored());
     const { commits, bytes } = await plan.run(this.#kv);
     this.#stats.persistCommits += commits;
     this.#stats.bytesWritten += bytes;
@@ -481,6 +483,17 @@ export class KvLogStorage implements LogStorage {
 
   // ---------------------------------------------------------------------------------------
   // Snapshots taken by this node: written in the background.
+
+  /**
+   * The deletes for the snapshot before the current one, which becomes "before" itself: a
+   * snapshot's chunks outlive it by one generation, so that a transfer reading them (see
+   * {@linkcode KvSnapshotReader}) can finish after the leader took a newer one.
+   */
+  #retireStored(): KvMutation[] {
+    const out = this.#previous === undefined ? [] : snapshotKeys(this.#previous);
+    this.#previous = this.#stored;
+    return out;
+  }
 
   /** A reader of `stored`'s bytes in the store (see {@linkcode KvSnapshotReader}). */
   #readerOf(stored: StoredSnapshot): KvSnapshotReader {
@@ -571,7 +584,7 @@ export class KvLogStorage implements LogStorage {
       const set = this.#chunked.get(i);
       if (set !== undefined) garbage.push(...chunkSetKeys(i, set));
     }
-    if (this.#stored !== undefined) garbage.push(...snapshotKeys(this.#stored));
+    garbage.push(...this.#retireStored());
     const plan = this.#jobPlan();
     plan.add({ mutations: [{ key: KEY_SNAP, value: encodeStoredSnapshot(stored) }] });
     this.#stats.snapshotCommits += await this.#runJob(plan);

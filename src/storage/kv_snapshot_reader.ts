@@ -26,6 +26,9 @@ export interface SnapshotReaderStats {
   readonly failures: number;
 }
 
+/** The chunks of a snapshot are not (all, or not whole) in the store. */
+class ChunksGoneError extends Error {}
+
 /** Reads the chunks `["snap", id, part]` of one stored snapshot from Deno.Kv. */
 export class KvSnapshotReader implements SnapshotReader {
   readonly #kv: Deno.Kv;
@@ -71,11 +74,12 @@ export class KvSnapshotReader implements SnapshotReader {
   }
 
   /** See {@linkcode SnapshotReader.read}. */
-  read(offset: number, bytes: number): Uint8Array | undefined {
+  read(offset: number, bytes: number): Uint8Array | undefined | null {
     const [lo, hi] = this.#parts(offset, bytes);
     if (lo >= hi) return new Uint8Array(0);
     const out = this.#assemble(offset, bytes, lo, hi);
     if (out === undefined) {
+      if (this.#failed) return null;
       this.#stats.misses++;
       this.#fetch(lo, hi + (hi - lo));
       return undefined;
@@ -96,9 +100,10 @@ export class KvSnapshotReader implements SnapshotReader {
   async load(offset: number, bytes: number): Promise<Uint8Array> {
     for (;;) {
       const out = this.read(offset, bytes);
+      if (out === null) throw new Error("the snapshot's chunks are gone from the store");
       if (out !== undefined) return out;
-      if (this.#failed) throw new Error("the snapshot's chunks are gone from the store");
-      await this.#fetching?.done;
+      // A read that started no fetch (a transient error cleared it) starts one on the next try.
+      await (this.#fetching?.done ?? Promise.resolve());
     }
   }
 
@@ -139,7 +144,9 @@ export class KvSnapshotReader implements SnapshotReader {
         this.#evict(lo, hi);
       },
       (error) => {
-        this.#failed = true;
+        // Chunks missing or malformed are gone for good (a newer snapshot replaced this one,
+        // or the store is damaged); any other error (I/O) is retried by the next read.
+        if (error instanceof ChunksGoneError) this.#failed = true;
         this.#stats.failures++;
         this.#onError(error);
       },
@@ -151,12 +158,18 @@ export class KvSnapshotReader implements SnapshotReader {
     const id = this.#stored.id;
     const chunks: Uint8Array[] = [];
     const range = { start: ["snap", id, lo], end: ["snap", id, hi] };
+    const last = this.#stored.parts - 1;
+    const lastBytes = this.#stored.bytes - last * CHUNK_BYTES;
     for await (const e of this.#kv.list<Uint8Array>(range)) {
-      if (e.key[2] !== lo + chunks.length || !(e.value instanceof Uint8Array)) break;
+      const part = lo + chunks.length;
+      if (e.key[2] !== part || !(e.value instanceof Uint8Array)) break;
+      if (e.value.length !== (part === last ? lastBytes : CHUNK_BYTES)) {
+        throw new ChunksGoneError(`snapshot ${id}: chunk ${part} has ${e.value.length} bytes`);
+      }
       chunks.push(e.value);
     }
     if (chunks.length !== hi - lo) {
-      throw new Error(`snapshot ${id}: chunks ${lo}..${hi - 1} are not all in the store`);
+      throw new ChunksGoneError(`snapshot ${id}: chunks ${lo}..${hi - 1} are not all in the store`);
     }
     return chunks;
   }

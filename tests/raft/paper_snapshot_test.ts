@@ -204,25 +204,42 @@ Deno.test("§7: a chunk the storage does not hold in memory yet is sent once it 
   assert.ok(reader.asked.length >= 2 * expected.length, "every chunk was asked for again");
 });
 
-Deno.test("§7: a transfer under way moves to the leader's newer snapshot, from its start", async () => {
+/** A reader of `data` whose bytes can be taken away, as a storage deleting old chunks does. */
+function goneableReader(data: Uint8Array): SnapshotReader & { gone: boolean } {
+  const r = {
+    gone: false,
+    length: data.length,
+    read: (offset: number, bytes: number) => r.gone ? null : data.subarray(offset, offset + bytes),
+    load: (offset: number, bytes: number) => Promise.resolve(data.subarray(offset, offset + bytes)),
+  };
+  return r;
+}
+
+/** Sends half of a transfer to c, then has the leader commit more and compact again. */
+async function transferOvertaken() {
   const { c, snap } = await leaderWithSnapshot();
+  const reader = goneableReader(DATA);
+  c.node("a").storage.replaceSnapshotData(reader);
   c.heal();
   const f = c.node("c");
-  // Half of the first transfer arrives.
   const held = (m: Message) => m.type !== "snap" || m.offset < DATA.length / 2;
   for (let i = 0; i < 20; i++) {
     c.node("a").raft.tick();
     c.deliverAll(held);
   }
   assert.ok(f.raft.status().commit < snap.meta.index, "the first transfer is not complete");
-  // The leader commits more and compacts again; its old snapshot's bytes are gone.
   c.isolate("c");
   for (let i = 0; i < 3; i++) c.propose("a", `y=${i}`);
   const a = c.node("a");
   const newer = Uint8Array.from({ length: 30 }, (_, i) => (i * 13 + 5) & 0xff);
   const applied = a.raft.status().applied;
   const snap2 = a.storage.createSnapshot(applied, { membership: a.raft.membership, data: newer });
-  const before = c.delivered.length;
+  return { c, f, snap, snap2, reader, newer, before: c.delivered.length };
+}
+
+Deno.test("§7: a transfer whose bytes are gone moves to the leader's newer snapshot, from its start", async () => {
+  const { c, f, snap2, reader, newer, before } = await transferOvertaken();
+  reader.gone = true; // the storage deleted the old snapshot's chunks
   c.heal();
   for (let i = 0; i < 40 && f.raft.status().commit < snap2.meta.index; i++) c.tick("a");
   assert.deepEqual(f.storage.snapshot().meta, snap2.meta, "the follower installed the newer one");
@@ -230,4 +247,15 @@ Deno.test("§7: a transfer under way moves to the leader's newer snapshot, from 
   const later = snapsTo(c, "c", before);
   assert.ok(later.every((m) => m.type === "snap" && m.meta.index === snap2.meta.index));
   assert.equal(later[0].type === "snap" ? later[0].offset : -1, 0, "from its start");
+});
+
+Deno.test("§7: a transfer whose bytes are still there finishes although the leader took a newer snapshot", async () => {
+  const { c, f, snap, snap2, before } = await transferOvertaken();
+  c.heal();
+  for (let i = 0; i < 40 && f.raft.status().commit < snap2.meta.index; i++) c.tick("a");
+  const later = snapsTo(c, "c", before);
+  assert.ok(later.length > 0 && later[0].type === "snap");
+  assert.equal(later[0].meta.index, snap.meta.index, "the transfer under way went on");
+  assert.ok(later[0].offset > 0, "from where it stood");
+  assert.ok(f.raft.status().commit >= snap2.meta.index, "and the follower caught up");
 });
