@@ -189,7 +189,9 @@ export class RaftNode implements NodeService {
       );
       return;
     }
-    this.#log("info", "dropped an impossible peer message", {
+    // Some are expected (a chunk of a transfer the leader moved to a newer snapshot, a stale
+    // answer), others point at a broken or hostile peer: the reason tells which.
+    this.#log("info", "dropped a peer message that does not fit this node's state", {
       reason,
       type: m?.type,
       from: m?.from,
