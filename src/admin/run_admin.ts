@@ -160,7 +160,9 @@ export async function runAdmin(options: RunAdminOptions): Promise<RunningAdmin> 
       isRunning: (id) => processes.get(id)?.state === "running",
     });
     let isReady = false;
-    const app = adminApp({ config, poller, processes }, () => isReady);
+    // Ready (and then for good) as soon as the poller has seen every leader, which may be in
+    // the middle of a round: /healthz says so at once, and /v1/carp must not lag behind it.
+    const app = adminApp({ config, poller, processes }, () => (isReady ||= poller.allLeaders()));
     // The node's hardened server: a deadline for each request, an idle timeout, a bound on
     // connections (beyond it 503 and close), so that a flood or a slow client cannot take the
     // admin down, and with it every node.
