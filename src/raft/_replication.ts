@@ -130,8 +130,8 @@ export class Replication {
     if (pr.snapshotChunkSent) return;
     const bytes = this.#host.limits.snapshotChunkBytes;
     let chunk = readSnapshotData(pr.snapshot!.data, pr.snapshotAcked, bytes);
-    const latest = this.#host.log.snapshot();
-    if (chunk === null && latest.meta.index > pr.snapshot!.meta.index) {
+    const latest = chunk === null ? this.#host.log.snapshot() : undefined;
+    if (latest !== undefined && latest.meta.index > pr.snapshot!.meta.index) {
       // The storage freed the bytes of the snapshot being sent, having taken a newer one: send
       // that from its start (the follower's receiver restarts at offset 0). Only then: a
       // transfer that can go on does, or frequent snapshots would restart it for ever.

@@ -77,6 +77,7 @@ export class KvSnapshotReader implements SnapshotReader {
   read(offset: number, bytes: number): Uint8Array | undefined | null {
     const [lo, hi] = this.#parts(offset, bytes);
     if (lo >= hi) return new Uint8Array(0);
+    if (hi > this.#stored.parts) return null; // a descriptor whose chunks cannot hold its bytes
     const out = this.#assemble(offset, bytes, lo, hi);
     if (out === undefined) {
       if (this.#failed) return null;
@@ -102,8 +103,8 @@ export class KvSnapshotReader implements SnapshotReader {
       const out = this.read(offset, bytes);
       if (out === null) throw new Error("the snapshot's chunks are gone from the store");
       if (out !== undefined) return out;
-      // A read that started no fetch (a transient error cleared it) starts one on the next try.
-      await (this.#fetching?.done ?? Promise.resolve());
+      // A miss always starts a fetch (also after a transient error), so there is one to wait for.
+      await this.#fetching!.done;
     }
   }
 

@@ -171,3 +171,16 @@ Deno.test("KvSnapshotReader: a failed read of the store is retried by the next r
   assert.ok(sameBytes(await reader.load(0, 10), chunk.subarray(0, 10)), "the next read fetched");
   assert.equal(calls, 2);
 });
+
+Deno.test("KvSnapshotReader: a descriptor whose chunks cannot hold its bytes is gone, not waited for", async () => {
+  const kv = { list: () => (async function* () {})() } as unknown as Deno.Kv;
+  const reader = new KvSnapshotReader(kv, {
+    meta: { index: 3, term: 1, membership: VOTERS },
+    id: 1,
+    parts: 1,
+    bytes: 3 * CHUNK_BYTES,
+    checksum: 0,
+  });
+  assert.equal(reader.read(2 * CHUNK_BYTES, 10), null);
+  await assert.rejects(() => reader.load(2 * CHUNK_BYTES, 10), /gone/);
+});
