@@ -112,7 +112,8 @@ kill -9 "${PIDS[$LEADER]}"
 wait "${PIDS[$LEADER]}" 2>/dev/null || true
 unset "PIDS[$LEADER]"
 OTHERS=()
-for i in 1 2 3; do [ "$i" != "$LEADER" ] && OTHERS+=("$i"); done
+# (an if, not `[ ] && ...`: a loop whose last test is false would end the script under set -e)
+for i in 1 2 3; do if [ "$i" != "$LEADER" ]; then OTHERS+=("$i"); fi; done
 wait_until "[ -n \"\$(find_leader ${OTHERS[*]})\" ] && [ \"\$(find_leader ${OTHERS[*]})\" != $LEADER ]" 30 ||
   fail "no new leader after the kill"
 NEW=$(find_leader "${OTHERS[@]}")
