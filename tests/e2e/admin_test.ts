@@ -32,7 +32,16 @@ Deno.test({
         assert.ok(c.nodes.every((n) => /^127\.0\.0\.1:\d+$/.test(n.http)));
         assert.ok(c.nodes.some((n) => n.id === c.leader), `cluster ${c.id} names its leader`);
       }
-      const clusters = await admin.clusters();
+      // Ready means every cluster has a leader; a follower may not have been polled yet.
+      let clusters = await admin.clusters();
+      await waitFor(
+        async () =>
+          (clusters = await admin.clusters()).clusters.every((c) =>
+            c.nodes.every((n) => n.reachable)
+          ),
+        "every node reachable",
+        30_000,
+      );
       assert.equal(clusters.healthy, true);
       for (const c of clusters.clusters) {
         for (const n of c.nodes) {
