@@ -15,6 +15,12 @@ export interface SnapshotHost {
   stateMachine(): KvStateMachine;
   /** Whether the node is closing: the snapshot in progress is abandoned. */
   closed(): boolean;
+  /**
+   * Resolves once the log on disk reaches `index` (rejects when the node closes first). A
+   * leader applies entries its own write has not made durable yet (§10.2.1); a snapshot at
+   * such an index can only compact the log once the entry is there.
+   */
+  whenDurable(index: number): Promise<void>;
   /** A storage failure: the node must stop. */
   fail(error: unknown): void;
   /** Structured log. */
@@ -80,6 +86,7 @@ export class BackgroundSnapshots {
   ): Promise<number> {
     const host = this.#host;
     try {
+      await host.whenDurable(index);
       await host.storage.createSnapshot(index, {
         membership,
         data: untilClosed(view.encodeChunks(this.#limits.snapshotChunkBytes), host.closed),

@@ -108,6 +108,8 @@ export class RaftNode implements NodeService {
   readonly #snapshots: BackgroundSnapshots;
   readonly #incarnations: IncarnationRegistry;
   #appliedWaiters: AppliedWaiter[] = [];
+  /** Waiting for the log on disk to reach an index (see SnapshotHost.whenDurable). */
+  #durableWaiters: { index: number; resolve: () => void; reject: (e: unknown) => void }[] = [];
   #loadedAt: number;
   #running = false;
   #loop: Promise<void> = Promise.resolve();
@@ -140,6 +142,7 @@ export class RaftNode implements NodeService {
         storage: options.storage,
         stateMachine: () => this.#sm,
         closed: () => this.#closed,
+        whenDurable: (index) => this.#whenDurable(index),
         fail: (error) => this.#fail(error),
         log: (message, fields) => this.#log("info", message, fields),
       },
@@ -266,9 +269,9 @@ export class RaftNode implements NodeService {
   }
 
   /**
-   * Applies what the core hands out without a persist of its own: committed entries already
-   * durable here, and read answers. A leader whose followers acknowledge a batch while it
-   * writes the next one answers that batch's writes now, not after the next write. Answers
+   * Applies what the core hands out without a persist of its own: committed entries (on a
+   * follower, those durable here) and read answers. A leader whose followers acknowledge a
+   * batch while it still writes it answers that batch's writes now, not after its own write. Answers
    * whether it applied or served anything (the caller then checks the waiters).
    */
   #applyNow(): boolean {
@@ -299,6 +302,7 @@ export class RaftNode implements NodeService {
     for (const w of this.#proposals.values()) settle(w, closing);
     for (const r of this.#reads.values()) settle(r.waiter, closing);
     for (const { waiter } of this.#appliedWaiters) settle(waiter, closing);
+    for (const w of this.#durableWaiters.splice(0)) w.reject(closing);
     this.#proposals.clear();
     this.#reads.clear();
     this.#appliedWaiters = [];
@@ -325,7 +329,8 @@ export class RaftNode implements NodeService {
           this.#counters.messagesSentBeforePersist += rd.messages.length;
           this.#o.transport.send(rd.messages);
         }
-        // Committed entries come out durable already: applied before this Ready's write.
+        // Committed entries are durable on a majority already: applied before this Ready's
+        // write (a leader's may include this write's own entries, §10.2.1).
         this.#applyCommitted(rd.committedEntries, rd.readStates);
         // A received snapshot is decoded before it is written: one that does not decode would
         // otherwise be on disk, and the node could never start again.
@@ -338,6 +343,7 @@ export class RaftNode implements NodeService {
           hardState: rd.hardState,
         });
         this.#counters.readyBatches++;
+        this.#releaseDurableWaiters();
         this.#noteAddresses(rd.entries);
         if (rd.messagesAfterPersist.length > 0) {
           this.#counters.messagesSentAfterPersist += rd.messagesAfterPersist.length;
@@ -361,6 +367,24 @@ export class RaftNode implements NodeService {
       this.#running = false;
     }
     if (!this.#closed && this.#raft.hasReady()) this.#kick();
+  }
+
+  #whenDurable(index: number): Promise<void> {
+    if (this.#storage.lastIndex() >= index) return Promise.resolve();
+    if (this.#closed) {
+      return Promise.reject(new NoLeaderError(`Node ${this.nodeId} is shutting down`));
+    }
+    return new Promise((resolve, reject) => this.#durableWaiters.push({ index, resolve, reject }));
+  }
+
+  #releaseDurableWaiters(): void {
+    if (this.#durableWaiters.length === 0) return;
+    const last = this.#storage.lastIndex();
+    this.#durableWaiters = this.#durableWaiters.filter((w) => {
+      if (w.index > last) return true;
+      w.resolve();
+      return false;
+    });
   }
 
   #apply(e: Entry): void {

@@ -68,14 +68,12 @@ Deno.test("driver: heartbeats keep flowing while the leader's persist is stuck, 
   }
 });
 
-Deno.test("driver: the leader sends a batch's appends while it persists them", async () => {
+Deno.test("driver: the leader sends a batch's appends while it persists them and answers the write once its followers made it durable (§10.2.1)", async () => {
   const c = await DriverCluster.create(["a1", "a2", "a3"]);
   try {
     const leader = await c.leader();
     await c.tick(5);
     const { gate, pending } = await writeWhileLeaderDiskHeld(c, leader, "parallel");
-    let answered = false;
-    pending.then(() => answered = true, () => answered = true);
     await waitFor(
       () =>
         c.sent.some(({ m, senderDurable }) =>
@@ -84,45 +82,76 @@ Deno.test("driver: the leader sends a batch's appends while it persists them", a
         ),
       "an append sent before the leader's own write of it is durable",
     );
-    // The followers' acknowledgements may commit it (a majority without the leader), but the
-    // leader answers only after its own Ready is durable and applied.
-    await c.tick(3);
-    assert.equal(answered, false);
-    await releaseAndExpectOk(c, gate, pending);
+    // The followers' acknowledgements commit it (a majority without the leader): the leader
+    // applies and answers it although its own write is still held.
+    const stop = c.autoTick();
+    try {
+      assert.ok((await pending).ok);
+    } finally {
+      stop();
+    }
+    assert.equal(gate.blocked > 0, true, "the leader's write is still held");
+    const s = leader.status();
+    assert.ok(s.applied > c.storages.get(leader.nodeId)!.lastIndex(), "applied beyond its disk");
+    gate.release();
   } finally {
     c.gates.forEach((g) => g.release());
     await c.close();
   }
 });
 
-Deno.test("driver: a batch the followers acknowledge is answered while the leader still writes the next", async () => {
+Deno.test("driver: a leader that applied beyond its own disk takes a snapshot only once the log on disk reaches it", async () => {
   const c = await DriverCluster.create(["a1", "a2", "a3"]);
   try {
     const leader = await c.leader();
     await c.tick(5);
-    const followers = [...c.nodes.values()].filter((n) => n !== leader);
-    // The first write is durable on the leader only: the followers' disks are held.
-    for (const f of followers) c.gates.get(f.nodeId)!.hold();
-    let firstDone = false;
-    const first = leader.write(put("first", "1"));
-    first.then(() => firstDone = true, () => firstDone = true);
-    await waitFor(
-      () => followers.every((f) => c.gates.get(f.nodeId)!.blocked > 0),
-      "the followers' writes of the first batch to be held",
-    );
-    await waitFor(
-      () => c.storages.get(leader.nodeId)!.lastIndex() > leader.status().commit,
-      "the first batch to be durable on the leader",
-    );
-    // The second write's batch is stuck on the leader's disk; then the followers catch up.
-    const { gate, pending: second } = await writeWhileLeaderDiskHeld(c, leader, "second");
-    let secondDone = false;
-    second.then(() => secondDone = true, () => secondDone = true);
-    for (const f of followers) c.gates.get(f.nodeId)!.release();
-    await waitFor(() => firstDone, "the first write to be answered during the second's write");
-    assert.ok((await first).ok);
-    assert.equal(secondDone, false, "the second waits for the leader's own write");
-    await releaseAndExpectOk(c, gate, second);
+    const { gate, pending } = await writeWhileLeaderDiskHeld(c, leader, "before-snapshot");
+    const stop = c.autoTick();
+    try {
+      assert.ok((await pending).ok);
+      const applied = leader.status().applied;
+      assert.ok(applied > c.storages.get(leader.nodeId)!.lastIndex(), "applied beyond its disk");
+      let done = false;
+      const snap = leader.snapshot();
+      snap.then(() => done = true, () => done = true);
+      await c.tick(5);
+      assert.equal(done, false, "the snapshot waits for the log on disk");
+      gate.release();
+      assert.ok((await snap).index >= applied);
+      assert.equal(c.fatal.get(leader.nodeId), undefined, "the leader did not stop");
+      assert.ok((await leader.write(put("after", "v"))).ok);
+    } finally {
+      stop();
+    }
+  } finally {
+    c.gates.forEach((g) => g.release());
+    await c.close();
+  }
+});
+
+Deno.test("driver: a follower applies only what is durable on it, even when the commit index is ahead", async () => {
+  const c = await DriverCluster.create(["a1", "a2", "a3"]);
+  try {
+    const leader = await c.leader();
+    await c.tick(5);
+    const [f1, f2] = [...c.nodes.values()].filter((n) => n !== leader);
+    // f2 makes the write durable, f1's disk is held: the write commits with f2 and the leader.
+    const g1 = c.gates.get(f1.nodeId)!;
+    g1.hold();
+    const stop = c.autoTick();
+    try {
+      assert.ok((await leader.write(put("k", "v"))).ok);
+      const commit = leader.status().commit;
+      await waitFor(() => f1.status().commit >= commit, "f1 to learn the commit index");
+      await c.tick(3);
+      assert.ok(f1.status().applied <= c.storages.get(f1.nodeId)!.lastIndex());
+      assert.ok(f1.status().applied < commit, "f1 has not applied the entry it has not written");
+      g1.release();
+      await waitFor(() => f1.status().applied >= commit, "f1 to apply once durable");
+      void f2;
+    } finally {
+      stop();
+    }
   } finally {
     c.gates.forEach((g) => g.release());
     await c.close();

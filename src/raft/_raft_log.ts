@@ -275,8 +275,7 @@ export class RaftLog {
 
   /**
    * Committed entries not yet handed to the application, up to `maxBytes` and up to index
-   * `maxIndex` (the last one durable on this node: a node applies only what it could
-   * replay after a crash).
+   * `maxIndex` (see ReadyCycle.applyLimit).
    */
   nextCommittedEntries(maxBytes: number, maxIndex = Infinity): Entry[] {
     if (!this.hasNextCommittedEntries()) return [];

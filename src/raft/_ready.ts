@@ -23,8 +23,8 @@ import type {
  *    its entries while it writes them, Raft dissertation §10.2.1);
  * 2. persist `snapshot`, `entries` and `hardState` (one durable step);
  * 3. then send `messagesAfterPersist` (votes and acknowledgements of what step 2 made durable);
- * 4. apply `committedEntries` (they are durable already: this may come before step 2) and,
- *    after step 2, install `snapshot` into the state machine;
+ * 4. apply `committedEntries` (they are committed, durable on a majority: this may come
+ *    before step 2) and, after step 2, install `snapshot` into the state machine;
  * 5. serve `readStates` once the applied index reaches theirs;
  * 6. call {@linkcode Raft.advance}.
  *
@@ -47,9 +47,10 @@ export interface Ready {
   /** Send only after persisting this Ready: votes, vote requests and acknowledgements of
    * entries that are durable once it is persisted. */
   readonly messagesAfterPersist: readonly Message[];
-  /** Apply, in order, at once (before persisting is fine): committed entries that were
-   * durable on this node before this Ready. Those that become durable with this Ready's
-   * persist come with {@linkcode Raft.readyToApply} or the next Ready. */
+  /** Apply, in order, at once (before persisting is fine): committed entries. A follower's
+   * were durable on it before this Ready (those that become durable with this Ready's persist
+   * come with {@linkcode Raft.readyToApply} or the next Ready); a leader's may still be in
+   * this or an earlier Ready's write (§10.2.1). */
   readonly committedEntries: readonly Entry[];
   /** Linearizable reads: serve each once the applied index reaches its `index`. */
   readonly readStates: readonly ReadState[];
@@ -60,7 +61,7 @@ export interface Ready {
  * {@linkcode Raft.readyToApply}).
  */
 export interface Applicable {
-  /** Committed entries, durable on this node, to apply now and in order. */
+  /** Committed entries to apply now and in order (on a follower, durable on it). */
   readonly committedEntries: readonly Entry[];
   /** Read answers: serve each once the applied index reaches its `index`. */
   readonly readStates: readonly ReadState[];

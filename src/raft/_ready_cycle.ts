@@ -38,12 +38,25 @@ export class ReadyCycle {
   #prevSoft: SoftState;
   #durableHard: HardState;
   #handedOut: HandedOut | undefined;
+  /** Whether the node leads now: see {@linkcode ReadyCycle.applyLimit}. */
+  readonly #leading: () => boolean;
 
-  /** Starts the cycle of a node whose state on disk is `hard` and whose role is `soft`. */
-  constructor(log: RaftLog, outbox: Outbox, limits: RaftLimits, hard: HardState, soft: SoftState) {
+  /**
+   * Starts the cycle of a node whose state on disk is `hard` and whose role is `soft`;
+   * `leading` says whether the node leads now.
+   */
+  constructor(
+    log: RaftLog,
+    outbox: Outbox,
+    limits: RaftLimits,
+    hard: HardState,
+    soft: SoftState,
+    leading: () => boolean,
+  ) {
     this.#log = log;
     this.#outbox = outbox;
     this.#limits = limits;
+    this.#leading = leading;
     this.#prevHard = hard;
     this.#durableHard = hard;
     this.#prevSoft = soft;
@@ -112,7 +125,7 @@ export class ReadyCycle {
 
   /**
    * Hands out, at any time (also while a Ready is being persisted), what needs no persist of
-   * its own: committed entries already durable on this node, and read answers. The driver
+   * its own: committed entries up to {@linkcode applyLimit}, and read answers. The driver
    * applies them at once; the next Ready carries only what comes after.
    */
   takeApplicable(): Applicable {
@@ -123,20 +136,32 @@ export class ReadyCycle {
     return { committedEntries: this.#takeCommitted(), readStates };
   }
 
-  /** Whether committed entries that are durable here wait to be handed out. */
+  /**
+   * The last index the application may be handed. A leader applies every committed entry,
+   * durable on its own disk or not (Raft dissertation §10.2.1): it counts itself in the
+   * commit quorum only once its write is done, so an entry committed before that is durable on
+   * a majority of the others, and the leader's own fsync stall does not hold its answers back.
+   * A follower applies only what is durable here: it acknowledges only that, so nothing more is
+   * committed that it holds, and waiting costs it nothing.
+   */
+  applyLimit(): number {
+    const log = this.#log;
+    return this.#leading() ? log.committed : log.stableLastIndex();
+  }
+
+  /** Whether committed entries the application may take wait to be handed out. */
   #hasApplicableEntries(): boolean {
     const log = this.#log;
-    return log.hasNextCommittedEntries() && log.applied < log.stableLastIndex();
+    return log.hasNextCommittedEntries() && log.applied < this.applyLimit();
   }
 
   /**
-   * Committed entries durable on this node before any Ready now out is persisted (a node
-   * applies only what it could replay after a crash), marked handed out: they are applied in
+   * Committed entries up to {@linkcode applyLimit}, marked handed out: they are applied in
    * the order they are handed out, whichever of ready() and takeApplicable() hands them.
    */
   #takeCommitted(): Entry[] {
     const log = this.#log;
-    const entries = log.nextCommittedEntries(this.#limits.applyBytesMax, log.stableLastIndex());
+    const entries = log.nextCommittedEntries(this.#limits.applyBytesMax, this.applyLimit());
     const last = entries.at(-1);
     if (last !== undefined) log.appliedTo(last.index);
     return entries;

@@ -104,6 +104,7 @@ export class Raft {
       opts.limits,
       hardState,
       this.#softState(),
+      () => this.#role === "leader",
     );
   }
 
@@ -266,9 +267,10 @@ export class Raft {
 
   /**
    * What the application may take now, even while a Ready is being persisted: committed
-   * entries already durable on this node (to apply at once, in order, before calling
-   * anything else of the core) and read answers. A leader whose followers acknowledge a batch
-   * while it writes the next one applies the batch then, not after that write. Callable at
+   * entries (to apply at once, in order, before calling anything else of the core) and read
+   * answers. A follower is handed only entries durable on it; a leader every committed entry,
+   * also one its own write has not made durable yet (§10.2.1): a batch its followers
+   * acknowledge while it writes it, or the next one, is applied then, not after that write. Callable at
    * any time; the next {@linkcode ready} carries only what comes after.
    */
   readyToApply(): Applicable {

@@ -138,3 +138,74 @@ Deno.test("§10.2.1: a leader sends appends before persisting them but commits o
   assert.equal(raft.status().commit, index);
   assert.equal(raft.status().stableIndex, index);
 });
+
+/** Persists every Ready of `raft` and answers what it sent (undelivered). */
+function drain(raft: Raft, storage: MemoryStorage): Message[] {
+  const sent: Message[] = [];
+  while (raft.hasReady()) {
+    const rd = raft.ready();
+    sent.push(...rd.messages);
+    storage.persist({ snapshot: rd.snapshot, entries: rd.entries, hardState: rd.hardState });
+    sent.push(...rd.messagesAfterPersist);
+    raft.advance();
+  }
+  return sent;
+}
+
+/** Follower `from`'s acknowledgement to leader `a` of its log up to `index`. */
+function ack(from: string, term: number, index: number): Message {
+  return { type: "appResp", from, to: "a", term, index, reject: false, rejectHint: 0, logTerm: 0 };
+}
+
+/** Makes `a` (of voters a, b, c) leader with b's votes; answers the leader's term. */
+function elect(raft: Raft, storage: MemoryStorage): number {
+  for (let ticks = 0; raft.role !== "leader"; ticks++) {
+    assert.ok(ticks < 100, "no election");
+    raft.tick();
+    for (const m of drain(raft, storage)) {
+      if ((m.type === "vote" || m.type === "preVote") && m.to === "b") {
+        const type = m.type === "vote" ? "voteResp" : "preVoteResp";
+        raft.step({ type, from: "b", to: "a", term: m.term, reject: false });
+      }
+    }
+  }
+  drain(raft, storage);
+  return raft.term;
+}
+
+Deno.test("§10.2.1: a leader applies an entry its followers made durable while its own write of it still runs; a follower never applies what is not durable on it", async () => {
+  const { raft, storage } = await node("a", ["a", "b", "c"]);
+  const term = elect(raft, storage);
+  for (const f of ["b", "c"]) {
+    raft.step(ack(f, term, raft.status().lastIndex));
+  }
+  drain(raft, storage);
+  const { index } = raft.propose(new Uint8Array([7]));
+  const rd = raft.ready(); // the leader's write of the entry starts and does not end yet
+  assert.ok(rd.entries.some((e) => e.index === index));
+  assert.equal(storage.lastIndex(), index - 1, "not durable on the leader");
+  // Both followers made it durable: it is committed without the leader's own write.
+  for (const f of ["b", "c"]) {
+    raft.step(ack(f, term, index));
+  }
+  assert.equal(raft.status().commit, index);
+  const now = raft.readyToApply().committedEntries;
+  assert.deepEqual(now.map((e) => e.index), [index], "applied before the leader's write ends");
+  assert.equal(raft.status().applied, index);
+  storage.persist({ entries: rd.entries, hardState: rd.hardState });
+  raft.advance();
+  assert.deepEqual(raft.readyToApply().committedEntries, [], "each entry once");
+  assert.ok((storage.hardState().commit) <= storage.lastIndex());
+
+  // A follower is told the commit index with the entry; it applies it only once durable.
+  const f = await node("b", ["a", "b", "c"]);
+  const e = { index: 2, term: 2, type: "normal" as const, data: new Uint8Array(1) };
+  f.raft.step(append("a", "b", 2, 1, 1, [e], 2));
+  const frd = f.raft.ready();
+  assert.equal(f.raft.status().commit, 2);
+  assert.ok(!frd.committedEntries.some((x) => x.index === 2));
+  assert.ok(!f.raft.readyToApply().committedEntries.some((x) => x.index === 2));
+  f.storage.persist({ entries: frd.entries, hardState: frd.hardState });
+  f.raft.advance();
+  assert.deepEqual(f.raft.readyToApply().committedEntries.map((x) => x.index), [2]);
+});
