@@ -47,8 +47,8 @@ export interface NodeStateView {
   readonly pid: number | null;
   /** Restarts by the admin. */
   readonly restarts: number;
-  /** The process's state. */
-  readonly process: NodeProcessState;
+  /** The process's state; `external` when the admin does not run it (`--no-spawn`). */
+  readonly process: NodeProcessState | "external";
   /** Whether it answered the last status poll. */
   readonly reachable: boolean;
   /** Why not ("" when it did). */
@@ -125,7 +125,7 @@ export function clustersView(source: DeploymentSource): ClustersView {
           raft: n.raft.text,
           pid: proc?.pid ?? null,
           restarts: proc?.restarts ?? 0,
-          process: proc?.state ?? "stopped",
+          process: proc?.state ?? "external",
           reachable: view.status !== null,
           error,
           status: view.status,

@@ -63,6 +63,13 @@ export interface RunAdminOptions {
   readonly acceptRoutingChange?: boolean;
   /** SIGKILL a stopping node after this long, in milliseconds. */
   readonly killAfterMs?: number;
+  /**
+   * Start no node: they run elsewhere (`koi node --config <the same file> --id <id>` on each
+   * host, under systemd say), and the admin only polls them and serves the routing table and
+   * the status page. No secret is generated (nodes started elsewhere could not know it):
+   * config.toml's own, if any, is used.
+   */
+  readonly noSpawn?: boolean;
 }
 
 /** A running admin. */
@@ -136,14 +143,15 @@ export async function runAdmin(options: RunAdminOptions): Promise<RunningAdmin> 
     if (changes.length > 0) {
       log(`routing changed as asked (${changes.join("; ")}); keys that moved are not migrated`);
     }
-    checkAddressesFree(configAddresses(config));
+    const noSpawn = options.noSpawn ?? false;
+    // Nodes that run elsewhere hold their own addresses: only the admin's must be free.
+    checkAddressesFree(configAddresses(config).slice(0, noSpawn ? 1 : undefined));
     const nodeCount = config.clusters.reduce((n, c) => n + c.nodes.length, 0);
-    log(
-      `starting ${nodeCount} node${nodeCount === 1 ? "" : "s"} in ${config.clusters.length} ` +
-        `cluster${config.clusters.length === 1 ? "" : "s"} (${config.path})`,
-    );
+    const counted = `${nodeCount} node${nodeCount === 1 ? "" : "s"} in ${config.clusters.length} ` +
+      `cluster${config.clusters.length === 1 ? "" : "s"} (${config.path})`;
+    log(noSpawn ? `watching ${counted}, started elsewhere (--no-spawn)` : `starting ${counted}`);
     let secret: StoredSecret | undefined;
-    if (needsGeneratedSecret(config)) {
+    if (!noSpawn && needsGeneratedSecret(config)) {
       secret = await loadOrCreateSecret(config.admin.dataDir);
       if (secret.created) log(`generated the deployment's secret in ${secret.path} (mode 0600)`);
       if (secret.modeFixed !== undefined) {
@@ -156,9 +164,10 @@ export async function runAdmin(options: RunAdminOptions): Promise<RunningAdmin> 
       config = withDefaultSecret(config, secret.secret);
     }
     const processes = new Map<string, NodeProcess>();
-    const poller = new StatusPoller(config, {
-      isRunning: (id) => processes.get(id)?.state === "running",
-    });
+    const poller = new StatusPoller(
+      config,
+      noSpawn ? {} : { isRunning: (id) => processes.get(id)?.state === "running" },
+    );
     let isReady = false;
     // Ready (and then for good) as soon as the poller has seen every leader, which may be in
     // the middle of a round: /healthz says so at once, and /v1/carp must not lag behind it.
@@ -179,7 +188,7 @@ export async function runAdmin(options: RunAdminOptions): Promise<RunningAdmin> 
       ? `[${config.admin.http.host}]`
       : config.admin.http.host;
     const url = `http://${host}:${port}`;
-    for (const node of config.clusters.flatMap((c) => c.nodes)) {
+    for (const node of noSpawn ? [] : config.clusters.flatMap((c) => c.nodes)) {
       const proc = new NodeProcess({
         id: node.id,
         spawn: {

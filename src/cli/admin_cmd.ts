@@ -41,6 +41,10 @@ Options:
                            factors or scheme the deployment last ran with (with a new
                            epoch); keys whose owner changes are NOT moved and are lost
                            to readers
+      --no-spawn           start no node: they run elsewhere (koi node --config
+                           <this file> --id <id> on each host); the admin only
+                           polls them and serves /v1/carp and the status page, and
+                           generates no secret (config.toml's own is used)
   -h, --help               show this help
 
 Exit codes: 0 stopped by a signal, 1 runtime failure (another admin runs the deployment,
@@ -71,6 +75,7 @@ export async function adminCommand(args: string[]): Promise<number> {
       config: { type: "string", short: "c" },
       "log-level": { type: "string" },
       "accept-routing-change": { type: "boolean" },
+      "no-spawn": { type: "boolean" },
       help: { type: "boolean", short: "h" },
     },
     strict: true,
@@ -89,6 +94,7 @@ export async function adminCommand(args: string[]): Promise<number> {
     config,
     configText: text,
     ...(values["accept-routing-change"] ? { acceptRoutingChange: true } : {}),
+    ...(values["no-spawn"] ? { noSpawn: true } : {}),
     nodeCommand: nodeSpawnSpec,
     log,
     ...(level === undefined ? {} : { nodeLogLevel: level }),
@@ -125,7 +131,10 @@ export async function adminCommand(args: string[]): Promise<number> {
     clearTimeout(slow);
     if (signalled > 0) return;
     const leaders = Object.entries(admin.leaders()).map(([c, l]) => `${c}: ${l}`).join(", ");
-    log(`every cluster has a leader (${leaders}); ${admin.processes.size} nodes running`);
+    log(
+      `every cluster has a leader (${leaders})` +
+        (admin.processes.size > 0 ? `; ${admin.processes.size} nodes running` : ""),
+    );
     log(`status page:   ${admin.url}/`);
     log(`routing table: ${admin.url}/v1/carp`);
     const koi = Deno.build.standalone ? "koi" : "deno task koi";
