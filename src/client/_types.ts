@@ -1,6 +1,7 @@
 /** The client's public option and result types. */
 
 import type { NodeInfo } from "./_table.ts";
+import type { HistoryRecorder } from "./history.ts";
 
 /** How a read is served: by the leader (`linearizable`, the default) or any node (`stale`). */
 export type Consistency = "linearizable" | "stale";
@@ -44,6 +45,11 @@ export interface ConnectOptions {
   readonly clientId?: string;
   /** Aborts `connect` (not the client's later calls). */
   readonly signal?: AbortSignal;
+  /**
+   * Records every `get`, `put` and `delete` (invocation, end, outcome) into this recorder,
+   * e.g. for a linearizability check; several clients may share one. Default: none.
+   */
+  readonly history?: HistoryRecorder;
   /**
    * The `fetch` to send requests with (for tests or a custom transport). By default the
    * client uses the global `fetch` on its own `Deno.HttpClient`, which `close()` releases.

@@ -52,6 +52,7 @@ import type {
   ScanOptions,
 } from "./_types.ts";
 import { KoiError } from "./errors.ts";
+import { type HistoryInvocation, HistoryRecorder, type HistoryResult } from "./history.ts";
 
 /**
  * A connected koi client. Get one from {@linkcode connect}; close it with `close()` (or
@@ -75,9 +76,17 @@ export class KoiClient {
   readonly #closer: AbortController;
   readonly #routes: Routes;
   readonly #sender: Sender;
+  readonly #history: HistoryRecorder | undefined;
 
-  private constructor(admin: URL, fetcher: Fetcher, settings: Settings, clientId: string) {
+  private constructor(
+    admin: URL,
+    fetcher: Fetcher,
+    settings: Settings,
+    clientId: string,
+    history: HistoryRecorder | undefined,
+  ) {
     this.#closer = new AbortController();
+    this.#history = history;
     this.#core = { admin, fetcher, settings, closed: this.#closer.signal };
     this.#clientId = clientId;
     this.#routes = new Routes(this.#core);
@@ -113,6 +122,7 @@ export class KoiClient {
       makeFetcher(options.fetch as FetchLike | undefined),
       settings,
       `${prefix}-${hex}`,
+      checkHistory(options.history),
     );
     try {
       const call = newCall({ timeoutMs: connectTimeoutMs, signal: options.signal }, client.#core);
@@ -185,6 +195,36 @@ export class KoiClient {
   async get(key: string | Uint8Array, options: GetOptions = {}): Promise<GetResult | null> {
     const bytes = checkKey(key, "key");
     const stale = checkConsistency(options.consistency);
+    return await this.#recorded(
+      {
+        f: "get",
+        key: bytes,
+        ...(options.consistency === undefined ? {} : { consistency: options.consistency }),
+      },
+      () => this.#get(bytes, stale, options),
+      (hit) => hit === null ? { value: null } : { value: hit.value, rev: hit.rev },
+    );
+  }
+
+  /** Runs `run`, recorded in the history (if the client has one) as `call`. */
+  async #recorded<T>(
+    call: HistoryInvocation,
+    run: () => Promise<T>,
+    answer: (result: T) => HistoryResult,
+  ): Promise<T> {
+    const h = this.#history?.invoke(this.#clientId, call);
+    if (h === undefined) return await run();
+    try {
+      const result = await run();
+      h.ok(answer(result));
+      return result;
+    } catch (error) {
+      h.threw(error);
+      throw error;
+    }
+  }
+
+  async #get(bytes: Uint8Array, stale: boolean, options: GetOptions): Promise<GetResult | null> {
     const call = newCall(options, this.#core);
     const answer = await this.#sender.run({
       method: "GET",
@@ -242,6 +282,25 @@ export class KoiClient {
     }
     const headers = conditionHeaders(options.ifRev, options.ifAbsent);
     headers["content-type"] = "application/octet-stream";
+    return await this.#recorded(
+      {
+        f: "put",
+        key: bytes,
+        value: body,
+        ...(options.ifRev === undefined ? {} : { ifRev: options.ifRev }),
+        ...(options.ifAbsent === undefined ? {} : { ifAbsent: options.ifAbsent }),
+      },
+      () => this.#put(bytes, body, headers, options),
+      (result) => result,
+    );
+  }
+
+  async #put(
+    bytes: Uint8Array,
+    body: Uint8Array,
+    headers: Record<string, string>,
+    options: PutOptions,
+  ): Promise<PutResult> {
     const call = newCall(options, this.#core);
     const answer = await this.#sender.write({
       method: "PUT",
@@ -274,6 +333,18 @@ export class KoiClient {
   async delete(key: string | Uint8Array, options: DeleteOptions = {}): Promise<DeleteResult> {
     const bytes = checkKey(key, "key");
     const headers = conditionHeaders(options.ifRev, undefined);
+    return await this.#recorded(
+      { f: "delete", key: bytes, ...(options.ifRev === undefined ? {} : { ifRev: options.ifRev }) },
+      () => this.#delete(bytes, headers, options),
+      (result) => result,
+    );
+  }
+
+  async #delete(
+    bytes: Uint8Array,
+    headers: Record<string, string>,
+    options: DeleteOptions,
+  ): Promise<DeleteResult> {
     const call = newCall(options, this.#core);
     const answer = await this.#sender.write({
       method: "DELETE",
@@ -399,4 +470,9 @@ export class KoiClient {
  */
 export function connect(admin: string | URL, options: ConnectOptions = {}): Promise<KoiClient> {
   return KoiClient.connect(admin, options);
+}
+
+function checkHistory(history: unknown): HistoryRecorder | undefined {
+  if (history === undefined || history instanceof HistoryRecorder) return history;
+  throw new KoiError("bad_request", "Invalid history: expected a HistoryRecorder");
 }

@@ -28,6 +28,15 @@ export {
 export type * from "./_types.ts";
 export type { ClusterInfo, NodeInfo, RoutingTable } from "./_table.ts";
 export { deploymentStatus } from "./_status.ts";
+export { HISTORY_OPERATIONS_MAX_DEFAULT, HistoryRecorder } from "./history.ts";
+export type {
+  HistoryHandle,
+  HistoryInvocation,
+  HistoryOutcome,
+  HistoryRecorderOptions,
+  HistoryResult,
+  RecordedOperation,
+} from "./history.ts";
 export type {
   AdminClusterReport,
   AdminNodeReport,
