@@ -142,7 +142,11 @@ export class Sender {
           throwIfAborted(call, request.what, last, this.#core.closed);
           throw new KoiError("aborted", `${request.what} was aborted`, { cause: result.reason });
         }
-        if (write && !(result.kind === "network" && result.refused)) call.maybeApplied = true;
+        // Any network failure may follow a write the node received, "connection refused"
+        // included: Deno's fetch sends on a kept-alive connection, and when the node closes it
+        // (it died) after reading the request, fetch sends it again on a new connection and
+        // reports only that one's refusal.
+        if (write) call.maybeApplied = true;
         const cut = result.kind === "timeout" && ms < this.#core.settings.attemptTimeoutMs;
         if (cut && last !== undefined && last.kind !== "timeout") {
           // The deadline cut this attempt short: what the cluster said before tells more.

@@ -84,8 +84,8 @@ export class KoiError extends Error {
   readonly node: string | undefined;
   /**
    * True when a write (`put`, `delete`) may have been applied although the call failed: an
-   * attempt timed out, a connection broke after the request was sent, or a node answered
-   * `503` or `500`. Reads and refused writes are always false. Retrying such a write is
+   * attempt timed out or failed on the network (a refused connection too: `fetch` may have
+   * sent the request on a kept-alive connection first), or a node answered `503` or `500`. Reads and refused writes are always false. Retrying such a write is
    * safe only if applying it twice is; read the key to find out what happened.
    */
   readonly outcomeUnknown: boolean;

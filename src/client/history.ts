@@ -70,6 +70,8 @@ export interface RecordedOperation {
   readonly result?: HistoryResult;
   /** The {@linkcode KoiError} code, when it failed (`precondition_failed`, `timeout`, …). */
   readonly errorCode?: string;
+  /** The error's message, when it failed (it names the attempts and the last answer). */
+  readonly errorMessage?: string;
 }
 
 /** What the client tells the recorder about one call it starts. */
@@ -176,6 +178,7 @@ export class HistoryRecorder {
         op.endMs = this.#now();
         op.outcome = outcomeOf(op.f, error);
         if (error instanceof KoiError) op.errorCode = error.code;
+        op.errorMessage = error instanceof Error ? error.message : String(error);
       },
     };
   }
