@@ -40,6 +40,13 @@ export function makeFetcher(injected: FetchLike | undefined): Fetcher {
 export function adminBaseUrl(admin: string | URL): URL {
   const text = admin instanceof URL ? admin.href : admin.trim();
   const withScheme = /^[A-Za-z][A-Za-z0-9+.-]*:\/\//.test(text) ? text : `http://${text}`;
+  // The URL parser reads "host:" as the scheme's default port; it is a port left out.
+  if (/^[A-Za-z][A-Za-z0-9+.-]*:\/\/[^/?#]*:(?=[/?#]|$)/.test(withScheme)) {
+    throw new KoiError(
+      "bad_request",
+      `Invalid admin URL ${JSON.stringify(String(admin))}: no port after ':'`,
+    );
+  }
   let url: URL;
   try {
     url = new URL(withScheme);

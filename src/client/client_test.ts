@@ -365,6 +365,12 @@ Deno.test("client: the admin URL may be host:port", async () => {
     assert.equal(koi.adminUrl.origin, d.adminUrl);
     const bad = await connect("ftp://x").catch((e) => e);
     assert.equal(bad.code, "bad_request");
+    // A colon without a port is a typo, not port 80.
+    for (const typo of ["127.0.0.1:", "http://127.0.0.1:/", "[::1]:"]) {
+      const e = await connect(typo, { timeoutMs: 200 }).catch((e) => e);
+      assert.equal(e.code, "bad_request", `${typo}: ${e}`);
+      assert.match(e.message, /no port after ':'/);
+    }
   } finally {
     await d.close();
   }

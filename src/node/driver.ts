@@ -160,6 +160,12 @@ export class RaftNode implements NodeService {
       onDrop: (reason, message) => this.#onDrop(reason, message),
     });
     this.#loadedAt = options.storage.hardState().commit;
+    // A snapshot transfer whose next chunk was not in memory goes on as soon as it is.
+    options.storage.onSnapshotBytesFetched(() => {
+      if (this.#closed) return;
+      this.#raft.snapshotBytesFetched();
+      this.#scheduleSend();
+    });
     this.#incarnations = new IncarnationRegistry({
       nodeId: this.nodeId,
       incarnation: options.storage.incarnation,

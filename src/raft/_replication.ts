@@ -126,6 +126,19 @@ export class Replication {
     this.#sendSnapshotChunk(to, pr);
   }
 
+  /**
+   * Sends the next chunk to every follower whose transfer waits for bytes the storage did not
+   * hold in memory yet (see {@linkcode SnapshotReader.read}): called when the storage says it
+   * fetched some, so a transfer does not wait for the next heartbeat answer.
+   */
+  retrySnapshotChunks(): void {
+    for (const [to, pr] of this.progress) {
+      if (to !== this.#host.id && pr.state === "snapshot" && !pr.snapshotChunkSent) {
+        this.#sendSnapshotChunk(to, pr);
+      }
+    }
+  }
+
   #sendSnapshotChunk(to: NodeId, pr: Progress): void {
     if (pr.snapshotChunkSent) return;
     const bytes = this.#host.limits.snapshotChunkBytes;
@@ -138,7 +151,8 @@ export class Replication {
       pr.becomeSnapshot(latest);
       chunk = readSnapshotData(latest.data, 0, bytes);
     }
-    // Not in memory yet: the storage fetches it; the follower's next heartbeat answer retries.
+    // Not in memory yet: the storage fetches it; retrySnapshotChunks() (once it did) or the
+    // follower's next heartbeat answer retries.
     if (chunk === undefined || chunk === null) return;
     const snapshot = pr.snapshot!;
     const offset = pr.snapshotAcked;

@@ -68,7 +68,8 @@ export interface SnapshotReader {
   /**
    * The bytes `[offset, offset + bytes)` (cut at the end); undefined when they are not in
    * memory yet: the reader then fetches them and the caller asks again later (the leader does
-   * at the follower's next heartbeat answer); null when they are gone for good (a newer
+   * when the driver calls `Raft.snapshotBytesFetched()`, or at the follower's next heartbeat
+   * answer); null when they are gone for good (a newer
    * snapshot replaced this one). Never throws; the caller may hand the answer on.
    */
   read(offset: number, bytes: number): Uint8Array | undefined | null;

@@ -277,6 +277,16 @@ export class Raft {
     return this.#cycle.takeApplicable();
   }
 
+  /**
+   * The storage fetched snapshot bytes that a {@linkcode SnapshotReader} had answered "not
+   * yet" for: a leader sends the waiting transfers' next chunks now (they leave with the next
+   * {@linkcode readyMessages}) instead of at the followers' next heartbeat answers. Callable
+   * at any time; does nothing on a follower.
+   */
+  snapshotBytesFetched(): void {
+    this.#leader?.repl.retrySnapshotChunks();
+  }
+
   /** Acknowledges that the last Ready was persisted, sent and applied. */
   advance(): void {
     this.#cycle.acknowledge();

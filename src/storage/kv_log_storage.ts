@@ -118,6 +118,7 @@ export class KvLogStorage implements LogStorage {
   #stored: StoredSnapshot | undefined;
   /** The snapshot before `#stored`, whose chunks are kept until the next one (or an open). */
   #previous: StoredSnapshot | undefined;
+  #onSnapshotBytesFetched: () => void = () => {};
   /** The hard state as stored (the mirror's commit index may be ahead of it). */
   #diskHard: HardState;
   /** Chunk sets of the entries stored in chunks, by index. */
@@ -495,10 +496,19 @@ export class KvLogStorage implements LogStorage {
     return out;
   }
 
+  /**
+   * Calls `listener` whenever a snapshot reader of this storage fetched bytes it had answered
+   * "not yet" for (the driver then lets the Raft core send the waiting chunks at once).
+   */
+  onSnapshotBytesFetched(listener: () => void): void {
+    this.#onSnapshotBytesFetched = listener;
+  }
+
   /** A reader of `stored`'s bytes in the store (see {@linkcode KvSnapshotReader}). */
   #readerOf(stored: StoredSnapshot): KvSnapshotReader {
     return new KvSnapshotReader(this.#kv, stored, {
       onError: () => this.#stats.snapshotReadFailures++,
+      onFetched: () => this.#onSnapshotBytesFetched(),
     });
   }
 

@@ -39,6 +39,7 @@ export class KvSnapshotReader implements SnapshotReader {
   readonly #chunks = new Map<number, Uint8Array>();
   /** Parts `[lo, hi)` being fetched, if any: one fetch at a time. */
   #fetching: { lo: number; hi: number; done: Promise<void> } | undefined;
+  readonly #onFetched: () => void;
   #failed = false;
   #stats = { hits: 0, misses: 0, fetches: 0, failures: 0 };
 
@@ -50,12 +51,18 @@ export class KvSnapshotReader implements SnapshotReader {
   constructor(
     kv: Deno.Kv,
     stored: StoredSnapshot,
-    options: { chunksMax?: number; onError?: (error: unknown) => void } = {},
+    options: {
+      chunksMax?: number;
+      onError?: (error: unknown) => void;
+      /** Called after each fetch that brought chunks in (a miss can now be read again). */
+      onFetched?: () => void;
+    } = {},
   ) {
     this.#kv = kv;
     this.#stored = stored;
     this.#chunksMax = options.chunksMax ?? SNAPSHOT_READER_CHUNKS_MAX;
     this.#onError = options.onError ?? (() => {});
+    this.#onFetched = options.onFetched ?? (() => {});
   }
 
   /** See {@linkcode SnapshotReader.length}. */
@@ -151,7 +158,11 @@ export class KvSnapshotReader implements SnapshotReader {
         this.#stats.failures++;
         this.#onError(error);
       },
-    ).finally(() => (this.#fetching = undefined));
+    ).finally(() => {
+      this.#fetching = undefined;
+      // After the fetch is no longer under way: the listener's read may start the next one.
+      if (!this.#failed) this.#onFetched();
+    });
     this.#fetching = { lo, hi, done };
   }
 

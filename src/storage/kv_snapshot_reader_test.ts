@@ -184,3 +184,21 @@ Deno.test("KvSnapshotReader: a descriptor whose chunks cannot hold its bytes is 
   assert.equal(reader.read(2 * CHUNK_BYTES, 10), null);
   await assert.rejects(() => reader.load(2 * CHUNK_BYTES, 10), /gone/);
 });
+
+Deno.test("KvSnapshotReader: the storage's listener hears when a miss's bytes arrived, and they are then a hit", async () => {
+  const data = bytes(3 * CHUNK_BYTES, 7);
+  await withSnapshot(data, async (storage) => {
+    const reader = readerOf(storage);
+    let calls = 0;
+    let heard!: () => void;
+    const arrived = new Promise<void>((resolve) => (heard = resolve));
+    storage.onSnapshotBytesFetched(() => {
+      calls++;
+      heard();
+    });
+    assert.equal(reader.read(0, 100), undefined);
+    await arrived;
+    assert.ok(calls >= 1);
+    assert.ok(sameBytes(reader.read(0, 100)!, data.subarray(0, 100)), "a hit once heard");
+  });
+});

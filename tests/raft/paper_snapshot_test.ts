@@ -204,6 +204,28 @@ Deno.test("§7: a chunk the storage does not hold in memory yet is sent once it 
   assert.ok(reader.asked.length >= 2 * expected.length, "every chunk was asked for again");
 });
 
+Deno.test("§7: once the storage says it fetched the missing bytes, the leader sends the chunk at once, not at the next heartbeat answer", async () => {
+  const { c, snap } = await leaderWithSnapshot();
+  const reader = slowReader(DATA, 1);
+  const a = c.node("a");
+  a.storage.replaceSnapshotData(reader);
+  c.heal();
+  const f = c.node("c");
+  for (let i = 0; i < 40 && reader.asked.length === 0; i++) c.tick("a");
+  assert.ok(reader.asked.length > 0, "the transfer started");
+  const chunks = Math.ceil(DATA.length / CHUNK);
+  // No tick from here on: only the storage's word moves the transfer.
+  for (let i = 0; i < 2 * chunks && f.raft.status().commit < snap.meta.index; i++) {
+    a.raft.snapshotBytesFetched();
+    c.deliverAll();
+  }
+  assert.ok(f.raft.status().commit >= snap.meta.index, "installed without a heartbeat");
+  assert.deepEqual(f.storage.snapshot().data, DATA);
+  const offsets = snapsTo(c, "c").map((m) => m.type === "snap" ? m.offset : -1);
+  assert.deepEqual(offsets, Array.from({ length: chunks }, (_, i) => i * CHUNK));
+  c.node("c").raft.snapshotBytesFetched(); // a follower has nothing to send
+});
+
 /** A reader of `data` whose bytes can be taken away, as a storage deleting old chunks does. */
 function goneableReader(data: Uint8Array): SnapshotReader & { gone: boolean } {
   const r = {
