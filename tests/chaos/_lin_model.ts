@@ -1,8 +1,8 @@
 /**
  * The register model the linearizability checker searches over: the history types a
  * recorder produces, their validation, and the sequential specification of one koi key
- * (`step`). Kept apart from the search so the search stays generic over "state + op ->
- * next state or refusal".
+ * (`step`), plus the report's types. Kept apart from the search so that the search only
+ * knows "state + op -> next state or refusal" and "state covers state".
  *
  * @module
  */
@@ -91,6 +91,66 @@ export interface HistoryEntry {
   readonly result?: OpResult;
 }
 
+// --- the checker's report (re-exported by linearizability.ts) ---------------------------
+
+/** One op of a violation's excerpt. */
+export interface ExcerptOp {
+  /** Its position in the input array. */
+  readonly index: number;
+  /** The entry. */
+  readonly entry: HistoryEntry;
+  /**
+   * `linearized`: among the last ops of the longest order found; `pending`: a call that
+   * was open there and could go next; `stuck`: the op that returned next and could not be
+   * linearized by any order of the pending ops.
+   */
+  readonly role: "linearized" | "pending" | "stuck";
+  /** For pending and stuck ops: why it cannot take effect in the state reached. */
+  readonly note?: string;
+}
+
+/** A key whose history has no linearization. */
+export interface Violation {
+  /** The key. */
+  readonly key: string;
+  /** What went wrong, in one sentence. */
+  readonly reason: string;
+  /** The model state at the end of the longest partial linearization found. */
+  readonly state: string;
+  /** How many ops of the key that partial linearization holds. */
+  readonly linearized: number;
+  /** The ops around the point where the search got stuck, in call order. */
+  readonly ops: readonly ExcerptOp[];
+}
+
+/** A key the search gave up on within its budget: neither passed nor failed. */
+export interface Undecided {
+  /** The key. */
+  readonly key: string;
+  /** Why no verdict. */
+  readonly reason: string;
+  /** Configurations explored. */
+  readonly explored: number;
+  /** Ops of the key that constrain it. */
+  readonly ops: number;
+}
+
+/** The verdict on a whole history. */
+export interface CheckResult {
+  /** True only when every key is proven linearizable (no violation, nothing undecided). */
+  readonly ok: boolean;
+  /** Distinct keys in the history. */
+  readonly keys: number;
+  /** Entries in the history (including ignored `fail`s and unknown reads). */
+  readonly ops: number;
+  /** Configurations explored over all keys (a measure of the work done). */
+  readonly explored: number;
+  /** The keys with no linearization, sorted by key. */
+  readonly violations: readonly Violation[];
+  /** The keys the budget left undecided, sorted by key. */
+  readonly undecided: readonly Undecided[];
+}
+
 /**
  * The state of one key during the search. `rev` is the revision of the key's latest
  * mutation (write or delete; 0 before any), known exactly or only as a bound: an unknown
@@ -110,13 +170,12 @@ export interface State {
   readonly exact: boolean;
   /** Revisions excluded by precondition failures (sorted; each > rev + 1); symbolic only. */
   readonly excl: readonly number[] | null;
-  /** The hash of `value` (kept so that pinning a revision need not rehash it). */
-  readonly valueHash: number;
   /**
-   * A hash of `value` only, for the memo table: states that may cover one another (see
-   * {@linkcode covers}) differ only in their revision and must meet in one bucket.
+   * The hash of `value` (0 when absent), the state's part of the memo table's key: it
+   * leaves the revision out, because states that may cover one another (see
+   * {@linkcode covers}) differ only in it and must meet in one bucket.
    */
-  readonly hash: number;
+  readonly valueHash: number;
 }
 
 /** A validated history entry of one key, in the shape the search uses. */
@@ -147,12 +206,6 @@ export function hashString(s: string): number {
   return h >>> 0;
 }
 
-function mix(h: number, x: number): number {
-  // Revisions may exceed 2^32 in principle: fold the high part in too.
-  h = Math.imul(h ^ (x | 0), 0x9e3779b1);
-  return Math.imul(h ^ ((x / 0x100000000) | 0), 0x85ebca6b) >>> 0;
-}
-
 function make(
   value: string | null,
   valueHash: number,
@@ -160,8 +213,7 @@ function make(
   exact: boolean,
   excl: readonly number[] | null,
 ): State {
-  const hash = mix(valueHash, value === null ? 1 : 2);
-  return { value, rev, exact, excl, valueHash, hash };
+  return { value, rev, exact, excl, valueHash: value === null ? 0 : valueHash };
 }
 
 /** A symbolic revision "> lo, not in excl", normalised so that lo + 1 is allowed. */
@@ -233,7 +285,7 @@ function refused(
   if (s.value === null) return ifRev === null ? "the key was absent, meeting the condition" : s;
   if (ifRev === null) return s;
   if (s.exact) return s.rev !== ifRev ? s : "the key had exactly the revision asked for";
-  if (ifRev <= s.rev) return s;
+  if (ifRev <= s.rev || taken.has(ifRev)) return s; // not a possible revision anyway
   const excl = s.excl === null ? [ifRev] : [...s.excl, ifRev].sort((a, b) => a - b);
   return symbolic(s.value, s.valueHash, s.rev, excl);
 }
@@ -390,7 +442,7 @@ export function prepare(e: HistoryEntry, index: number): PreparedOp | null {
     ? "invokeMs must be a finite number"
     : e.outcome !== "ok" && e.outcome !== "fail" && e.outcome !== "unknown"
     ? "outcome must be ok, fail or unknown"
-    : e.outcome !== "unknown" && !(e.endMs >= e.invokeMs)
+    : e.outcome === "ok" && !(e.endMs >= e.invokeMs)
     ? "endMs must be >= invokeMs"
     : checkOp(e.op) ?? (e.outcome === "ok" ? checkResult(e) : null);
   if (problem !== null) {

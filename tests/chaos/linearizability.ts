@@ -10,18 +10,30 @@
  *
  * Ops of unknown outcome return at +Infinity and need never be linearized (they may not
  * have happened): the search succeeds once every op with a finite return is linearized.
- * Their being optional also makes "the same configuration with fewer unknown ops used"
- * dominate, which the memo table exploits; without that, every unknown write doubles the
- * work of any backtracking past it.
+ *
+ * Plain WGL is exponential in the unknown ops whenever it must backtrack (which is always
+ * when a history is not linearizable), so the search prunes with rules that each keep it
+ * exact (see where they are applied):
+ * - dominance: a configuration is skipped when one explored had the same finite ops, a
+ *   subset of its unknown ops (ignoring conditional ones that can no longer apply) and a
+ *   state covering its state (a symbolic revision admitting at least the same values);
+ * - forced ops: an op that fits without changing the state is taken with no alternative;
+ * - futility: nothing that overwrites the state is tried right after an unknown op;
+ * - symmetry: of interchangeable unknown ops only the first unused is tried, and the
+ *   values of unknown writes no read returned are all one placeholder.
+ * A 2,000-op key with dozens of unknown ops then takes some thousands of configurations,
+ * valid or not.
  *
  * Pure and deterministic: no I/O, no clock, no randomness.
  *
  * @module
  */
 import {
+  type CheckResult,
   covers,
   describeEntry,
   describeState,
+  type ExcerptOp,
   hashString,
   type HistoryEntry,
   initialState,
@@ -32,15 +44,21 @@ import {
   type State,
   step,
   takenRevs,
+  type Undecided,
+  type Violation,
 } from "./_lin_model.ts";
 
 export type {
+  CheckResult,
   DeleteResult,
+  ExcerptOp,
   HistoryEntry,
   Op,
   OpResult,
   PreconditionFailure,
   ReadValue,
+  Undecided,
+  Violation,
   WriteResult,
 } from "./_lin_model.ts";
 
@@ -48,8 +66,9 @@ export type {
 export interface CheckOptions {
   /**
    * Configurations (memo table entries) one key may explore before it is reported
-   * undecided instead of passed or failed. A valid history needs about one per op; the
-   * default (300,000) bounds the memory of a hopeless key to some tens of MB.
+   * undecided instead of passed or failed. A valid history needs a few per op. Default:
+   * 200,000 + 10 per op of the key; an entry takes a few hundred bytes, so that bounds a
+   * hopeless key of 2,000 ops to about 100 MB.
    */
   readonly maxStatesPerKey?: number;
   /** At most this many ops in a violation's excerpt (default 24). */
@@ -58,65 +77,8 @@ export interface CheckOptions {
   readonly initial?: (key: string) => ReadValue | null;
 }
 
-/** One op of a violation's excerpt. */
-export interface ExcerptOp {
-  /** Its position in the input array. */
-  readonly index: number;
-  /** The entry. */
-  readonly entry: HistoryEntry;
-  /**
-   * `linearized`: among the last ops of the longest order found; `pending`: a call that
-   * was open there and could go next; `stuck`: the op that returned next and could not be
-   * linearized by any order of the pending ops.
-   */
-  readonly role: "linearized" | "pending" | "stuck";
-  /** For pending and stuck ops: why it cannot take effect in the state reached. */
-  readonly note?: string;
-}
-
-/** A key whose history has no linearization. */
-export interface Violation {
-  /** The key. */
-  readonly key: string;
-  /** What went wrong, in one sentence. */
-  readonly reason: string;
-  /** The model state at the end of the longest partial linearization found. */
-  readonly state: string;
-  /** How many ops of the key that partial linearization holds. */
-  readonly linearized: number;
-  /** The ops around the point where the search got stuck, in call order. */
-  readonly ops: readonly ExcerptOp[];
-}
-
-/** A key the search gave up on within its budget: neither passed nor failed. */
-export interface Undecided {
-  /** The key. */
-  readonly key: string;
-  /** Why no verdict. */
-  readonly reason: string;
-  /** Configurations explored. */
-  readonly explored: number;
-  /** Ops of the key that constrain it. */
-  readonly ops: number;
-}
-
-/** The verdict on a whole history. */
-export interface CheckResult {
-  /** True only when every key is proven linearizable (no violation, nothing undecided). */
-  readonly ok: boolean;
-  /** Distinct keys in the history. */
-  readonly keys: number;
-  /** Entries in the history (including ignored `fail`s and unknown reads). */
-  readonly ops: number;
-  /** Configurations explored over all keys (a measure of the work done). */
-  readonly explored: number;
-  /** The keys with no linearization, sorted by key. */
-  readonly violations: readonly Violation[];
-  /** The keys the budget left undecided, sorted by key. */
-  readonly undecided: readonly Undecided[];
-}
-
-const DEFAULT_MAX_STATES = 300_000;
+const DEFAULT_MAX_STATES = 200_000;
+const DEFAULT_MAX_STATES_PER_OP = 10;
 const DEFAULT_EXCERPT = 24;
 
 /**
@@ -138,7 +100,6 @@ export function checkHistory(
   entries: readonly HistoryEntry[],
   options: CheckOptions = {},
 ): CheckResult {
-  const maxStates = options.maxStatesPerKey ?? DEFAULT_MAX_STATES;
   const excerpt = options.excerptOps ?? DEFAULT_EXCERPT;
   const byKey = new Map<string, PreparedOp[]>();
   const keys = new Set<string>();
@@ -156,6 +117,8 @@ export function checkHistory(
   for (const key of [...byKey.keys()].sort()) {
     const ops = byKey.get(key)!;
     const init = initialState(options.initial?.(key) ?? null);
+    const maxStates = options.maxStatesPerKey ??
+      DEFAULT_MAX_STATES + DEFAULT_MAX_STATES_PER_OP * ops.length;
     const r = new KeySearch(key, ops, init, maxStates, excerpt).run();
     explored += r.explored;
     if (r.violation !== undefined) violations.push(r.violation);
@@ -184,13 +147,13 @@ export function formatViolation(v: Violation): string {
   return lines.join("\n");
 }
 
-/** A memo table entry: a configuration already explored (or being explored). */
+/**
+ * A memo table entry: a configuration explored (or being explored). Its finite ops and
+ * value are the table's key; the unknown ops' bitset is shared by all the entries made
+ * while it did not change, which keeps an entry to a few dozen bytes.
+ */
 interface Seen {
-  /** Index of the first word of the finite-op bitset that is not all ones. */
-  readonly lo: number;
-  /** The finite-op bitset from word `lo` to its last non-zero word. */
-  readonly words: Uint32Array;
-  /** The unknown ops linearized. */
+  /** The unknown ops linearized (trailing zero words trimmed). */
   readonly unknown: Uint32Array;
   readonly state: State;
 }
@@ -210,7 +173,10 @@ interface DeadEnd {
   readonly state: State;
   readonly stuck: number;
   readonly recent: readonly number[];
+  /** Open calls with a finite return, then unknown ones that could take effect. */
   readonly pending: readonly number[];
+  /** How many of `pending` have a finite return. */
+  readonly concurrent: number;
 }
 
 const HEAD = 0;
@@ -219,6 +185,13 @@ const FINITE = 1;
 const UNKNOWN = 2;
 const NO_BITS = new Uint32Array(0);
 const NONE = -1;
+
+/** A copy of a bitset without its trailing zero words. */
+function trimmed(bits: Uint32Array): Uint32Array {
+  let hi = bits.length;
+  while (hi > 0 && bits[hi - 1] === 0) hi--;
+  return hi === 0 ? NO_BITS : bits.slice(0, hi);
+}
 
 /**
  * The search over one key. Node 0 is the list head; op i has call node 2i + 1 and, when
@@ -240,7 +213,6 @@ class KeySearch {
   readonly #overwrites: Uint8Array;
   /** Per unknown op (by slot): the ifRev it is conditional on, or +Infinity. */
   readonly #deadBelow: Float64Array;
-  readonly #zobrist: Uint32Array;
   readonly #fBits: Uint32Array;
   readonly #uBits: Uint32Array;
   readonly #finiteCount: number;
@@ -258,9 +230,11 @@ class KeySearch {
   readonly #used: Int32Array;
   readonly #taken: ReadonlySet<number>;
   readonly #unknownCount: number;
-  readonly #seen = new Map<number, Seen[]>();
+  readonly #seen = new Map<string, Seen[]>();
+  /** The unknown bitset as of the top of the stack, shared by the memo entries. */
+  #uSnapshot: Uint32Array = NO_BITS;
+  readonly #uSnapshots: Uint32Array[] = [];
   #state: State;
-  #hashF = 0;
   #explored = 0;
   #deadEnd: DeadEnd | undefined;
 
@@ -336,15 +310,6 @@ class KeySearch {
       const op = this.#ops[i].entry.op;
       if (!this.#finite[i] && "ifRev" in op) this.#deadBelow[this.#slot[i]] = op.ifRev;
     }
-    // Zobrist keys from a fixed xorshift seed: deterministic runs, incremental set hash.
-    this.#zobrist = new Uint32Array(nf);
-    let x = 0x9e3779b9;
-    for (let i = 0; i < nf; i++) {
-      x ^= x << 13;
-      x ^= x >>> 17;
-      x ^= x << 5;
-      this.#zobrist[i] = x >>> 0;
-    }
     // Events in time order; at equal times calls come first, so that ops which merely touch
     // count as concurrent: the checker must never blame the clock's resolution.
     const events: number[] = [];
@@ -403,7 +368,8 @@ class KeySearch {
           const after = step(this.#state, ops[i], this.#taken);
           if (typeof after !== "string" && (pass !== FORCED || after === this.#state)) {
             this.#mark(i);
-            if (!this.#dominated(after)) {
+            const snapshot = finite ? this.#uSnapshot : trimmed(this.#uBits);
+            if (!this.#dominated(after, snapshot)) {
               if (++this.#explored > this.#maxStates) return this.#giveUp();
               stackOp.push(i);
               stackState.push(this.#state);
@@ -414,6 +380,8 @@ class KeySearch {
               else {
                 linearizedUnknown++;
                 this.#used[this.#classOf[i]]++;
+                this.#uSnapshots.push(this.#uSnapshot);
+                this.#uSnapshot = snapshot;
               }
               node = next[HEAD];
               pass = FORCED;
@@ -453,6 +421,7 @@ class KeySearch {
       else {
         linearizedUnknown--;
         this.#used[this.#classOf[i]]--;
+        this.#uSnapshot = this.#uSnapshots.pop()!;
       }
       this.#state = stackState.pop()!;
       pass = stackPass.pop()!;
@@ -467,7 +436,6 @@ class KeySearch {
     const s = this.#slot[i];
     if (this.#finite[i]) {
       this.#fBits[s >>> 5] ^= 1 << (s & 31);
-      this.#hashF ^= this.#zobrist[s];
     } else {
       this.#uBits[s >>> 5] ^= 1 << (s & 31);
     }
@@ -479,33 +447,34 @@ class KeySearch {
    * covers `state`. Everything reachable from here is reachable from there, so there is no
    * need to go on. Records the configuration if not.
    */
-  #dominated(state: State): boolean {
+  #dominated(state: State, unknown: Uint32Array): boolean {
+    // The key: the finite-op bitset as 16-bit characters, from its first word that is not
+    // all ones (the linearized ops are mostly a prefix in call order) to its last non-zero
+    // one, after the hash of the state's value. A string is compact and hashed by the engine.
     const f = this.#fBits;
     let lo = 0;
     while (lo < f.length && f[lo] === 0xffffffff) lo++;
     let hi = f.length;
     while (hi > lo && f[hi - 1] === 0) hi--;
-    const h = (Math.imul(this.#hashF ^ lo, 0x27d4eb2d) ^ state.hash) >>> 0;
+    const vh = state.valueHash;
+    let key = String.fromCharCode(lo & 0xffff, lo >>> 16, vh & 0xffff, vh >>> 16);
+    for (let w = lo; w < hi; w++) key += String.fromCharCode(f[w] & 0xffff, f[w] >>> 16);
     const u = this.#uBits;
     const floor = minRev(state);
-    const bucket = this.#seen.get(h);
+    const bucket = this.#seen.get(key);
     if (bucket !== undefined) {
       for (const s of bucket) {
-        if (s.lo !== lo || s.words.length !== hi - lo || !covers(s.state, state)) continue;
-        let same = true;
-        for (let w = 0; w < s.words.length && same; w++) same = s.words[w] === f[lo + w];
-        for (let w = 0; w < s.unknown.length && same; w++) {
+        if (!covers(s.state, state)) continue;
+        let subset = true;
+        for (let w = 0; w < s.unknown.length && subset; w++) {
           const extra = s.unknown[w] & ~u[w];
-          if (extra !== 0) same = this.#allDead(w, extra, floor);
+          if (extra !== 0) subset = this.#allDead(w, extra, floor);
         }
-        if (same) return true;
+        if (subset) return true;
       }
     }
-    let uHi = u.length;
-    while (uHi > 0 && u[uHi - 1] === 0) uHi--;
-    const unknown = uHi === 0 ? NO_BITS : u.slice(0, uHi);
-    const seen: Seen = { lo, words: f.slice(lo, hi), unknown, state };
-    if (bucket === undefined) this.#seen.set(h, [seen]);
+    const seen: Seen = { unknown, state };
+    if (bucket === undefined) this.#seen.set(key, [seen]);
     else bucket.push(seen);
     return false;
   }
@@ -546,17 +515,25 @@ class KeySearch {
   }
 
   #recordDeadEnd(depth: number, stuck: number, stack: readonly number[]): void {
+    // Unknown ops stay open forever, so the window holds every old one: only those that
+    // could take effect here are worth showing.
     const pending: number[] = [];
-    for (
-      let n = this.#next[HEAD];
-      n !== NONE && pending.length < this.#excerpt;
-      n = this.#next[n]
-    ) {
-      if (n & 1) pending.push((n - 1) >> 1);
-      else break;
+    const unknown: number[] = [];
+    for (let n = this.#next[HEAD]; n !== NONE && (n & 1) === 1; n = this.#next[n]) {
+      const i = (n - 1) >> 1;
+      if (this.#finite[i]) pending.push(i);
+      else if (typeof step(this.#state, this.#ops[i], this.#taken) !== "string") unknown.push(i);
     }
     const recent = stack.slice(Math.max(0, stack.length - Math.max(2, this.#excerpt >> 2)));
-    this.#deadEnd = { depth, length: stack.length, state: this.#state, stuck, recent, pending };
+    this.#deadEnd = {
+      depth,
+      length: stack.length,
+      state: this.#state,
+      stuck,
+      recent,
+      pending: [...pending, ...unknown],
+      concurrent: pending.length,
+    };
   }
 
   #giveUp(): KeyVerdict {
@@ -600,8 +577,8 @@ class KeySearch {
     ) {
       reason = `${describeEntry(stuck.entry)} found ${JSON.stringify(found)}, ` +
         `which no write of this key wrote`;
-    } else if (d.pending.length > 1) {
-      reason += ` (nor after any of the ${d.pending.length - 1} ops concurrent with it)`;
+    } else if (d.concurrent > 1) {
+      reason += ` (nor in any order with the ${d.concurrent - 1} ops concurrent with it)`;
     }
     return {
       key: this.#key,

@@ -15,6 +15,7 @@ import {
   type Op,
   type OpResult,
 } from "./linearizability.ts";
+import { Prng } from "../sim/prng.ts";
 
 // --- builders for hand-written histories ---------------------------------------------
 
@@ -89,7 +90,8 @@ Deno.test("a sequential history of every op passes", () => {
 });
 
 Deno.test("concurrent overlapping writes pass with reads seeing either order", () => {
-  // Two writes overlap; one reader sees b then a, the other... both orders must be tried.
+  // The same two overlapping writes, taking effect b then a, or a then b: either order
+  // must be found, with reads during the writes seeing the first and after them the last.
   assertLinearizable([
     ok("a", write("a"), 0, 10, { rev: 6 }),
     ok("b", write("b"), 1, 9, { rev: 5 }),
@@ -280,6 +282,26 @@ Deno.test("a precondition failure fails when the revision matched and nothing co
   );
 });
 
+Deno.test("a precondition failure on the revision an unknown write turns out to have had fails", () => {
+  // The failed putIfAbsent shows that the unknown write took effect before it; the cas on
+  // rev 7 then failed, yet the key is later read at rev 7 with no write in between.
+  assertViolation(
+    [
+      unknown("a", write("b"), 0),
+      ok("b", putIfAbsent("c"), 5, 6, PRECONDITION),
+      ok("b", cas(7, "d"), 7, 8, PRECONDITION),
+      ok("b", read, 9, 10, { value: "b", rev: 7 }),
+    ],
+    /read → "b" @ rev 7.*cannot be linearized/,
+  );
+  // Without the cas it is fine: the unknown write got rev 7.
+  assertLinearizable([
+    unknown("a", write("b"), 0),
+    ok("b", putIfAbsent("c"), 5, 6, PRECONDITION),
+    ok("b", read, 9, 10, { value: "b", rev: 7 }),
+  ]);
+});
+
 Deno.test("a read of a value never written fails, and says so", () => {
   assertViolation(
     [
@@ -338,7 +360,7 @@ Deno.test("a violation's excerpt shows the stuck op, the ops before it and its c
   const text = formatViolation(v);
   console.log(text);
   assert.match(text, /^key "k": b read → "a" @ rev 1 \[5\.0 \.\. 6\.0 ms\] cannot be linearized/);
-  assert.match(text, /nor after any of the 1 ops concurrent with it/);
+  assert.match(text, /nor in any order with the 1 ops concurrent with it/);
   assert.match(text, /#2 pending .*cas\(ifRev 7, "c"\).*revision was not ifRev/);
   assert.match(text, /state after the longest partial linearization \(2 ops\): "b" @ rev 2/);
 });
@@ -390,17 +412,6 @@ interface SimOptions {
   failRate?: number;
 }
 
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 interface SimEvent {
   time: number;
   run: (time: number) => void;
@@ -412,7 +423,8 @@ interface SimEvent {
  * with revisions from one counter shared by all keys, as a koi cluster's log index is.
  */
 function simulate(o: SimOptions): HistoryEntry[] {
-  const rnd = mulberry32(o.seed);
+  const prng = new Prng(o.seed);
+  const rnd = () => prng.next();
   const unknownRate = o.unknownRate ?? 0.03;
   const neverRate = o.neverRate ?? 0.5;
   const failRate = o.failRate ?? 0.02;
@@ -711,7 +723,7 @@ Deno.test("property: on tiny histories the checker agrees with an exhaustive sea
       runs++;
       if (expected) valid++;
     }),
-    { numRuns: 30000 },
+    { numRuns: 4000 },
   );
   // Both verdicts must be exercised, or the agreement means little.
   console.log(`${valid} valid of ${runs}`);
@@ -724,7 +736,7 @@ Deno.test("property: on small simulated histories, mutated or not, the checker a
   fc.assert(
     fc.property(
       fc.integer(),
-      fc.integer({ min: 1, max: 4 }),
+      fc.integer({ min: 1, max: 3 }),
       fc.integer({ min: 2, max: 4 }),
       fc.nat(),
       fc.integer({ min: 1, max: 4 }),
@@ -752,7 +764,7 @@ Deno.test("property: on small simulated histories, mutated or not, the checker a
         if (expected) valid++;
       },
     ),
-    { numRuns: 10000 },
+    { numRuns: 1000 },
   );
   console.log(`${valid} valid of ${runs}`);
   assert.ok(valid > runs / 10 && valid < runs - runs / 10, `${valid} valid of ${runs}`);
