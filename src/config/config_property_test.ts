@@ -1,0 +1,153 @@
+/**
+ * Every malformed config.toml a property test can make from a valid one (a field of the wrong
+ * type or out of range, a required field missing, an unknown field) is a ConfigError that names
+ * the field by its TOML path, never another exception and never a config that loads.
+ */
+import assert from "node:assert/strict";
+import fc from "fast-check";
+import { stringify } from "smol-toml";
+import { ConfigError } from "./_error.ts";
+import { parseConfig } from "./_load.ts";
+import { BASE_DIR } from "./_test_util.ts";
+
+type Doc = Record<string, unknown>;
+
+/** A valid deployment: 2 clusters of 3 nodes, with defaults and a secret. */
+function validDoc(): Doc {
+  let port = 7100;
+  const node = (id: string) => ({
+    id,
+    raft: `127.0.0.1:${port++}`,
+    http: `127.0.0.1:${port++}`,
+    data: `data/${id}`,
+  });
+  return {
+    admin: { http: "127.0.0.1:7000" },
+    cluster_defaults: {
+      election_timeout_ms: [300, 600],
+      heartbeat_ms: 75,
+      secret: "0123456789abcdef0123",
+    },
+    clusters: ["a", "b"].map((c) => ({
+      id: c,
+      load_factor: 1,
+      nodes: [1, 2, 3].map((i) => node(`${c}${i}`)),
+    })),
+  };
+}
+
+/** Where a field lives: a path of keys and indexes, and its TOML path as errors name it. */
+type Path = (string | number)[];
+
+function tomlPath(path: Path): string {
+  return path.map((p, i) => typeof p === "number" ? `[${p}]` : i === 0 ? p : `.${p}`).join("");
+}
+
+function parentOf(doc: Doc, path: Path): Record<string | number, unknown> {
+  let at: unknown = doc;
+  for (const p of path.slice(0, -1)) at = (at as Record<string | number, unknown>)[p];
+  return at as Record<string | number, unknown>;
+}
+
+/** Leaf fields with values each of which is invalid there. */
+const BAD_VALUES: [Path, unknown[]][] = [
+  [["admin", "http"], [42, "", "no-port", "127.0.0.1:0", "127.0.0.1:70000", true]],
+  [["cluster_defaults", "heartbeat_ms"], [0, -5, 60_001, 1.5, "75"]],
+  [["cluster_defaults", "election_timeout_ms"], [[600, 300], [5, 10], "300", [300], 7]],
+  [["cluster_defaults", "secret"], ["short", 12, ""]],
+  [["clusters", 0, "id"], ["", "bad id", "-a", 7, "x".repeat(65)]],
+  [["clusters", 1, "load_factor"], [0, -1, "1", Number.POSITIVE_INFINITY]],
+  [["clusters", 0, "nodes", 1, "id"], ["", "b1", "a 2", 3]],
+  [["clusters", 1, "nodes", 0, "raft"], ["x", 5, "127.0.0.1:7101", ""]],
+  [["clusters", 1, "nodes", 2, "http"], ["host:", ":80", 8080]],
+  [["clusters", 0, "nodes", 0, "data"], ["", 1, "data/a2"]],
+  [["clusters", 0, "nodes", 2, "join"], ["yes", 1]],
+];
+
+/** Fields that may not be left out. */
+const REQUIRED: Path[] = [
+  ["admin", "http"],
+  ["clusters", 0, "id"],
+  ["clusters", 1, "nodes", 1, "id"],
+  ["clusters", 0, "nodes", 0, "raft"],
+  ["clusters", 1, "nodes", 2, "http"],
+];
+
+/** Every field name of the format (an "unknown" field is none of these). */
+const KNOWN = new Set([
+  "http",
+  "data",
+  "id",
+  "raft",
+  "join",
+  "load_factor",
+  "nodes",
+  "election_timeout_ms",
+  "heartbeat_ms",
+  "secret",
+]);
+
+/** Tables that refuse a field they do not know. */
+const TABLES: Path[] = [
+  ["admin"],
+  ["cluster_defaults"],
+  ["clusters", 0],
+  ["clusters", 1, "nodes", 0],
+];
+
+const mutation = fc.oneof(
+  fc.constantFrom(...BAD_VALUES).chain(([path, values]) =>
+    fc.constantFrom(...values).map((value) => ({ kind: "bad", path, value }))
+  ),
+  fc.constantFrom(...REQUIRED).map((path) => ({ kind: "missing", path, value: undefined })),
+  fc.tuple(fc.constantFrom(...TABLES), fc.stringMatching(/^[a-z][a-z_]{0,12}$/))
+    .filter(([, name]) => !KNOWN.has(name))
+    .map(([table, name]) => ({ kind: "unknown", path: [...table, name], value: 1 })),
+);
+
+Deno.test("config property: the valid base loads", () => {
+  const config = parseConfig(stringify(validDoc()), { baseDir: BASE_DIR });
+  assert.equal(config.clusters.length, 2);
+});
+
+Deno.test("config property: every single malformed field is a ConfigError naming its TOML path", () => {
+  fc.assert(
+    fc.property(mutation, ({ kind, path, value }) => {
+      const doc = validDoc();
+      const parent = parentOf(doc, path);
+      const last = path.at(-1)!;
+      if (kind === "missing") delete parent[last];
+      else parent[last] = value;
+      let error: unknown;
+      try {
+        parseConfig(stringify(doc), { baseDir: BASE_DIR });
+      } catch (e) {
+        error = e;
+      }
+      assert.ok(error instanceof ConfigError, `${kind} ${tomlPath(path)}: ${error}`);
+      const fields = [error.field, ...error.problems.map((p) => p.field)];
+      const where = tomlPath(path);
+      // A duplicate names either copy; everything else names exactly the field changed.
+      assert.ok(
+        fields.some((f) => f === where || f.startsWith(`${where}.`) || f.startsWith(`${where}[`)) ||
+          /duplicate|already|same/i.test(error.message),
+        `${kind} ${where} = ${JSON.stringify(value)}: named ${fields.join(", ")}: ${error.message}`,
+      );
+      assert.match(error.message, /Invalid config|config/i);
+    }),
+    { numRuns: 500 },
+  );
+});
+
+Deno.test("config property: random text is a ConfigError or a valid config, never another error", () => {
+  fc.assert(
+    fc.property(fc.string({ maxLength: 200 }), (text) => {
+      try {
+        parseConfig(text, { baseDir: BASE_DIR });
+      } catch (e) {
+        assert.ok(e instanceof ConfigError, `${JSON.stringify(text)}: ${e}`);
+      }
+    }),
+    { numRuns: 500 },
+  );
+});
