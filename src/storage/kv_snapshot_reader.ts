@@ -146,10 +146,12 @@ export class KvSnapshotReader implements SnapshotReader {
     while (lo < hi && this.#chunks.has(lo)) lo++;
     if (lo >= hi || this.#fetching !== undefined || this.#failed) return;
     this.#stats.fetches++;
+    let fetched = false;
     const done = this.#list(lo, hi).then(
       (chunks) => {
         chunks.forEach((chunk, i) => this.#chunks.set(lo + i, chunk));
         this.#evict(lo, hi);
+        fetched = true;
       },
       (error) => {
         // Chunks missing or malformed are gone for good (a newer snapshot replaced this one,
@@ -161,7 +163,9 @@ export class KvSnapshotReader implements SnapshotReader {
     ).finally(() => {
       this.#fetching = undefined;
       // After the fetch is no longer under way: the listener's read may start the next one.
-      if (!this.#failed) this.#onFetched();
+      // Only on success: after an error, a listener that reads again would spin on the store
+      // (the next heartbeat answer retries instead).
+      if (fetched) this.#onFetched();
     });
     this.#fetching = { lo, hi, done };
   }

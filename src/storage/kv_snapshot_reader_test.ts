@@ -172,6 +172,33 @@ Deno.test("KvSnapshotReader: a failed read of the store is retried by the next r
   assert.equal(calls, 2);
 });
 
+Deno.test("KvSnapshotReader: a failed fetch does not call onFetched (a listener that reads again would spin on a failing store)", async () => {
+  let calls = 0;
+  const kv = {
+    list() {
+      calls++;
+      throw new Error("disk I/O error");
+    },
+  } as unknown as Deno.Kv;
+  let fetched = 0;
+  const reader: KvSnapshotReader = new KvSnapshotReader(kv, {
+    meta: { index: 3, term: 1, membership: VOTERS },
+    id: 1,
+    parts: 1,
+    bytes: CHUNK_BYTES,
+    checksum: 0,
+  }, {
+    onFetched: () => {
+      fetched++;
+      if (fetched < 5) reader.read(0, 10); // what the leader does when told (bounded here)
+    },
+  });
+  assert.equal(reader.read(0, 10), undefined);
+  await reader.idle(); // waits out every fetch the listener started
+  assert.equal(fetched, 0);
+  assert.equal(calls, 1, "one fetch for one read");
+});
+
 Deno.test("KvSnapshotReader: a descriptor whose chunks cannot hold its bytes is gone, not waited for", async () => {
   const kv = { list: () => (async function* () {})() } as unknown as Deno.Kv;
   const reader = new KvSnapshotReader(kv, {
