@@ -133,7 +133,6 @@ Deno.test("config property: every single malformed field is a ConfigError naming
           /duplicate|already|same/i.test(error.message),
         `${kind} ${where} = ${JSON.stringify(value)}: named ${fields.join(", ")}: ${error.message}`,
       );
-      assert.match(error.message, /Invalid config|config/i);
     }),
     { numRuns: 500 },
   );

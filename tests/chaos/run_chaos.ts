@@ -7,14 +7,13 @@
  *
  * @module
  */
-import { HistoryRecorder, type RecordedOperation } from "../../mod.ts";
+import { connect, HistoryRecorder, type RecordedOperation } from "../../mod.ts";
 import { Prng } from "../sim/prng.ts";
 import { ChaosDeployment, LOOPBACK, type Placement } from "./_deployment.ts";
 import { FAULT_KINDS, type FaultKind, type PartitionNetwork, runNemesis } from "./_nemesis.ts";
 import { NetLab } from "./_netns.ts";
 import { chooseKeys, finalReads, runWorkload } from "./_workload.ts";
 import { checkHistory, type CheckResult, type HistoryEntry } from "./linearizability.ts";
-import { connect } from "../../mod.ts";
 
 /** Options of {@linkcode runChaos}. */
 export interface ChaosOptions {
