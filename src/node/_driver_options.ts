@@ -44,6 +44,11 @@ export interface DriverLimits {
   readonly readsPendingMax: number;
   /** How long a write or read may wait before it answers `503` (outcome unknown). */
   readonly requestTimeoutMs: number;
+  /**
+   * While the oldest waiting write (or read) has waited longer than this, new writes (reads)
+   * answer `503 overloaded` with `retry-after` at once instead of queueing behind it.
+   */
+  readonly queueWaitMaxMs: number;
   /** Take a snapshot and compact the log after this many applied entries, at least (the
    * interval grows with the number of keys). */
   readonly snapshotEntries: number;
@@ -59,6 +64,7 @@ export const DRIVER_LIMITS: DriverLimits = {
   proposalsPendingMax: 16_384,
   readsPendingMax: 16_384,
   requestTimeoutMs: 10_000,
+  queueWaitMaxMs: 2_000,
   snapshotEntries: 20_000,
   snapshotLogBytes: 32 << 20,
   snapshotChunkBytes: 512 << 10,
@@ -92,6 +98,8 @@ export interface DriverOptions {
   readonly epoch: number;
   /** Injected clock (default: the system's). */
   readonly ticks?: TickSource;
+  /** Injected monotonic clock in milliseconds (default `performance.now`). */
+  readonly now?: () => number;
   /** Injected randomness for election timeouts (default Math.random). */
   readonly random?: () => number;
   /** Limits (defaults: {@linkcode DRIVER_LIMITS}). */

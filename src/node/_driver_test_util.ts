@@ -40,6 +40,33 @@ export class PersistGate {
   }
 }
 
+/**
+ * Makes a node's Deno.Kv commits fail on demand, as a full or failing disk does: every commit
+ * the storage makes (persists, snapshots, deletions) throws `error` until {@linkcode clear}.
+ */
+export class DiskFault {
+  #error: Error | undefined;
+  /** Commits refused so far. */
+  refused = 0;
+
+  /** Every later commit throws `error` (default: what Deno.Kv throws on a full disk). */
+  fail(error: Error = new TypeError("database or disk is full")): void {
+    this.#error = error;
+  }
+
+  /** Commits go through again. */
+  clear(): void {
+    this.#error = undefined;
+  }
+
+  /** The storage's beforeCommit hook. */
+  check(): void {
+    if (this.#error === undefined) return;
+    this.refused++;
+    throw this.#error;
+  }
+}
+
 class ManualTicks implements TickSource {
   fns = new Set<() => void>();
   every(_ms: number, fn: () => void): () => void {
@@ -56,6 +83,10 @@ export class DriverCluster {
   readonly down = new Set<NodeId>();
   readonly storages = new Map<NodeId, KvLogStorage>();
   readonly gates = new Map<NodeId, PersistGate>();
+  /** Per node, its disk faults (kept across restarts, like the disk). */
+  readonly faults = new Map<NodeId, DiskFault>();
+  /** Per node, everything it logged (message and fields). */
+  readonly logs = new Map<NodeId, { level: string; message: string }[]>();
   /** The peer addresses each node last gave its transport. */
   readonly peers = new Map<NodeId, ReadonlyMap<NodeId, string>>();
   /** The error each node stopped on (its onFatal), if it did. */
@@ -66,6 +97,8 @@ export class DriverCluster {
   readonly addresses: Map<NodeId, MemberAddress>;
   readonly founders: NodeId[];
   readonly limits: Partial<DriverLimits>;
+  /** The nodes' clock (`now`), in ms: moved only by the test. */
+  readonly clock = { ms: 0 };
 
   private constructor(dir: string, founders: NodeId[], limits: Partial<DriverLimits>) {
     this.dir = dir;
@@ -109,7 +142,9 @@ export class DriverCluster {
       },
       setPeers: (peers) => this.peers.set(id, new Map(peers)),
     };
-    const storage = await KvLogStorage.open(kv);
+    const fault = this.faults.get(id) ?? new DiskFault();
+    this.faults.set(id, fault);
+    const storage = await KvLogStorage.open(kv, { beforeCommit: () => fault.check() });
     const gate = new PersistGate();
     const persist = storage.persist.bind(storage);
     storage.persist = async (batch) => {
@@ -136,8 +171,14 @@ export class DriverCluster {
       owner: () => "a", // the test cluster owns every key
       epoch: 1,
       ticks,
+      now: () => this.clock.ms,
       limits: this.limits,
       onFatal: (error) => this.fatal.set(id, error),
+      log: (level, message) => {
+        const logged = this.logs.get(id) ?? [];
+        logged.push({ level, message });
+        this.logs.set(id, logged);
+      },
     });
     this.nodes.set(id, node);
     return node;

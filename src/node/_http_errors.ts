@@ -8,6 +8,7 @@ import {
 } from "../raft/mod.ts";
 import {
   BadRequestError,
+  DiskFailedError,
   NoLeaderError,
   OverloadedError,
   RequestTimeoutError,
@@ -92,6 +93,10 @@ export function typedErrorResponse(error: unknown): Response | undefined {
   if (error instanceof RequestTimeoutError) {
     // The outcome is unknown: the client retries (with its request id, writes stay idempotent).
     return errorResponse(503, "no_leader", message, retryAfter(1));
+  }
+  if (error instanceof DiskFailedError) {
+    // A refusal at the door: nothing was proposed. Another node leads (or will) meanwhile.
+    return errorResponse(503, "disk_failed", message, retryAfter(error.retryAfterSec));
   }
   if (error instanceof OverloadedError) {
     return errorResponse(503, "overloaded", message, retryAfter(error.retryAfterSec));

@@ -13,6 +13,22 @@ export interface MetricsInput {
   readonly raftDropped?: Readonly<Record<string, number>>;
   /** The process's memory (`Deno.memoryUsage()`), when reported. */
   readonly memory?: Deno.MemoryUsage;
+  /** Whether the data directory takes writes, when reported (docs/disk_failures.md). */
+  readonly disk?: DiskMetrics;
+}
+
+/** The disk state in {@linkcode MetricsInput}. */
+export interface DiskMetrics {
+  /** Whether persists fail now. */
+  readonly failed: boolean;
+  /** Seconds the current failure lasts (0 when healthy). */
+  readonly failedSeconds: number;
+  /** Persists that failed with a disk error, since start. */
+  readonly persistFailures: number;
+  /** Recoveries from a failed disk, since start. */
+  readonly recoveries: number;
+  /** Background snapshots that failed with a disk error, since start. */
+  readonly snapshotFailures: number;
 }
 
 function snake(name: string): string {
@@ -52,6 +68,28 @@ export function renderMetrics(m: MetricsInput): string {
   const named = new Set(["persists", "persistCommits", "snapshotCommits"]);
   for (const [k, v] of Object.entries(m.storage)) {
     if (!named.has(k)) gauge(`storage_${snake(k)}`, `Storage counter ${k}.`, v);
+  }
+  if (m.disk !== undefined) {
+    gauge("disk_failed", "1 while writes to the data directory fail.", m.disk.failed ? 1 : 0);
+    gauge("disk_failed_seconds", "Seconds the current disk failure lasts.", m.disk.failedSeconds);
+    gauge(
+      "disk_persist_failures_total",
+      "Persists (Ready batches) that failed with a disk error and were retried.",
+      m.disk.persistFailures,
+      "counter",
+    );
+    gauge(
+      "disk_recoveries_total",
+      "Times the data directory took writes again after failing.",
+      m.disk.recoveries,
+      "counter",
+    );
+    gauge(
+      "snapshot_failures_total",
+      "Background snapshots skipped on a disk error.",
+      m.disk.snapshotFailures,
+      "counter",
+    );
   }
   const dropped = Object.entries(m.raftDropped ?? {});
   if (dropped.length > 0) {

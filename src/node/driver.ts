@@ -26,6 +26,7 @@ import {
   type MemberAddress,
 } from "../storage/mod.ts";
 import { NoLeaderError, OverloadedError } from "./errors.ts";
+import { DiskFailure, type DiskStatus, dropsWhileDiskFailed } from "./_disk_failure.ts";
 import { renderMetrics } from "./_metrics.ts";
 import { BackgroundSnapshots } from "./_background_snapshot.ts";
 import { isSystemKey, SYSTEM_KEY_BYTE } from "./_system_keys.ts";
@@ -63,6 +64,8 @@ interface AppliedWaiter {
 /** A linearizable read waiting for the core's ReadState (its context changes when re-asked). */
 interface PendingRead {
   context: string;
+  /** When it started waiting (the driver's clock, ms). */
+  readonly since: number;
   /** Whether the core gave its index (then only the apply is awaited; no re-asking). */
   indexed: boolean;
   waiter: Waiter<void>;
@@ -70,6 +73,8 @@ interface PendingRead {
 
 interface ProposalWaiter extends Waiter<KvResult | undefined> {
   readonly term: number;
+  /** When it started waiting (the driver's clock, ms). */
+  readonly since: number;
 }
 
 /**
@@ -106,6 +111,8 @@ export class RaftNode implements NodeService {
   #ticksSinceLeader = 0;
   readonly #dropLoggedAt = new Map<string, number>();
   readonly #snapshots: BackgroundSnapshots;
+  /** Whether the data directory takes writes; a failed one is retried (see _disk_failure.ts). */
+  readonly #disk: DiskFailure;
   readonly #incarnations: IncarnationRegistry;
   #appliedWaiters: AppliedWaiter[] = [];
   /** Waiting for the log on disk to reach an index (see SnapshotHost.whenDurable). */
@@ -126,7 +133,11 @@ export class RaftNode implements NodeService {
     messagesSentBeforePersist: 0,
     messagesSentAfterPersist: 0,
     snapshotsInstalled: 0,
+    messagesDroppedDiskFailed: 0,
+    /** Writes and reads refused because the oldest of their kind waited too long. */
+    refusedQueued: 0,
   };
+  readonly #now: () => number;
 
   private constructor(options: DriverOptions, sm: KvStateMachine) {
     this.#o = options;
@@ -136,15 +147,26 @@ export class RaftNode implements NodeService {
     this.#storage = options.storage;
     this.#sm = sm;
     this.#log = options.log ?? (() => {});
+    this.#now = options.now ?? (() => performance.now());
     const snapshot = options.storage.snapshot();
+    this.#disk = new DiskFailure({
+      log: this.#log,
+      tickMs: options.tickMs,
+      closed: () => this.#closed,
+      onFailed: () => this.#onDiskFailed(),
+      whileFailed: () => this.#stepAside(),
+      onRecovered: () => this.#raft.holdCampaigns(false),
+    });
     this.#snapshots = new BackgroundSnapshots(
       {
         storage: options.storage,
         stateMachine: () => this.#sm,
         closed: () => this.#closed,
         whenDurable: (index) => this.#whenDurable(index),
+        diskFailed: () =>
+          this.#disk.failed ? this.#disk.error("Cannot take a snapshot") : undefined,
         fail: (error) => this.#fail(error),
-        log: (message, fields) => this.#log("info", message, fields),
+        log: (level, message, fields) => this.#log(level, message, fields),
       },
       this.#limits,
       snapshot.meta.index,
@@ -233,6 +255,7 @@ export class RaftNode implements NodeService {
     if (this.#closed) return;
     this.#ticksSinceLeader++;
     this.#raft.tick();
+    this.#disk.tick();
     this.#scheduleSend();
     this.#kick();
   }
@@ -240,6 +263,10 @@ export class RaftNode implements NodeService {
   /** Feeds a message from a peer. */
   step(m: Message): void {
     if (this.#closed) return;
+    if (this.#disk.failed && dropsWhileDiskFailed(m)) {
+      this.#counters.messagesDroppedDiskFailed++;
+      return;
+    }
     this.#raft.step(m);
     if (
       (m.type === "app" || m.type === "heartbeat" || m.type === "snap") &&
@@ -304,6 +331,7 @@ export class RaftNode implements NodeService {
     if (this.#closed) return;
     this.#closed = true;
     this.#stopTicks();
+    this.#disk.close(); // a persist waiting to be retried gives up: nothing more is durable
     const closing = new NoLeaderError(`Node ${this.nodeId} is shutting down`);
     for (const w of this.#proposals.values()) settle(w, closing);
     for (const r of this.#reads.values()) settle(r.waiter, closing);
@@ -343,11 +371,17 @@ export class RaftNode implements NodeService {
         const installing = rd.snapshot === undefined
           ? undefined
           : await this.#decodeReceivedSnapshot(rd.snapshot);
-        await this.#storage.persist({
-          snapshot: rd.snapshot,
-          entries: rd.entries,
-          hardState: rd.hardState,
-        });
+        // A disk error is retried (the same batch) until it succeeds: until then nothing of
+        // this Ready counts as durable, its acknowledgements and votes stay unsent and the
+        // core is not advanced. Any other error stops the node (#fail).
+        const written = await this.#disk.persist(() =>
+          this.#storage.persist({
+            snapshot: rd.snapshot,
+            entries: rd.entries,
+            hardState: rd.hardState,
+          })
+        );
+        if (!written) break; // closed while the disk failed
         this.#counters.readyBatches++;
         this.#releaseDurableWaiters();
         this.#noteAddresses(rd.entries);
@@ -466,6 +500,47 @@ export class RaftNode implements NodeService {
     if (soft.role === "leader") this.#incarnations.record();
   }
 
+  /**
+   * The disk failed: no campaign (a term or vote that cannot be made durable cannot win, and a
+   * term raised only in memory would unseat the next leader once the disk is back), no write
+   * taken (#propose), and a leader hands off to an up-to-date follower.
+   */
+  #onDiskFailed(): void {
+    this.#raft.holdCampaigns(true);
+    this.#stepAside();
+  }
+
+  /** While the disk fails, a leader keeps trying to hand leadership to a caught-up voter (a
+   * transfer not done in an election timeout is abandoned by the core, then tried again). */
+  #stepAside(): void {
+    if (this.#closed || this.#raft.role !== "leader") return;
+    if (this.#raft.status().leadTransferee !== NONE) return;
+    const to = this.#startHandOff();
+    if (to !== undefined) this.#log("info", "Handing leadership off: the disk fails", { to });
+  }
+
+  /** Starts a transfer to the voter whose log matches furthest; answers it, if any. */
+  #startHandOff(): NodeId | undefined {
+    const target = this.#raft.status().progress
+      .filter((p) => p.id !== this.nodeId && p.voter)
+      .sort((a, b) => b.match - a.match)[0]?.id;
+    if (target === undefined) return undefined; // a single voter has no one to hand to
+    try {
+      this.#raft.transferLeader(target);
+    } catch (error) {
+      this.#log("warning", "Cannot hand off leadership", { error: String(error) });
+      return undefined;
+    }
+    this.#scheduleSend();
+    this.#kick();
+    return target;
+  }
+
+  /** See {@linkcode NodeService.diskStatus}. */
+  diskStatus(): DiskStatus {
+    return this.#disk.status();
+  }
+
   #fail(error: unknown): void {
     if (this.#closed) return;
     this.#log("fatal", "Raft loop failed: the node stops", { error: String(error) });
@@ -476,6 +551,24 @@ export class RaftNode implements NodeService {
 
   // ---------------------------------------------------------------------------------------
   // Waiting
+
+  /**
+   * Refuses new work (503 overloaded) while the oldest of its kind has waited longer than
+   * `queueWaitMaxMs`: past that, what is queued already is more than the node gets through in
+   * that time, and queueing more would only make every answer later (until all time out with
+   * unknown outcomes) instead of telling the excess at once to come back.
+   */
+  #refuseWhileQueued(oldest: { readonly since: number } | undefined, what: string): void {
+    if (oldest === undefined) return;
+    const waited = this.#now() - oldest.since;
+    if (waited <= this.#limits.queueWaitMaxMs) return;
+    this.#counters.refusedQueued++;
+    throw new OverloadedError(
+      `The oldest of the ${what} waiting on node ${this.nodeId} has waited ${
+        Math.round(waited)
+      } ms (limit ${this.#limits.queueWaitMaxMs} ms): retry later`,
+    );
+  }
 
   #wait<T>(
     register: (w: Waiter<T>) => void,
@@ -529,8 +622,15 @@ export class RaftNode implements NodeService {
     if (this.#reads.size >= this.#limits.readsPendingMax) {
       throw new OverloadedError(`${this.#reads.size} reads wait on node ${this.nodeId}`);
     }
+    this.#refuseWhileQueued(first(this.#reads.values()), "reads");
     if (this.leader() === "") {
       throw new NoLeaderError(`Cannot read: node ${this.nodeId} has not heard from a leader`);
+    }
+    // A follower applies only what its own disk holds: with the disk failed its state stops,
+    // and a read would wait for it until it times out. A leader applies what its followers
+    // made durable (§10.2.1) and still answers.
+    if (this.#disk.failed && this.#raft.role !== "leader") {
+      throw this.#disk.error("Cannot read linearizably");
     }
     const context = this.#readContext();
     try {
@@ -543,7 +643,7 @@ export class RaftNode implements NodeService {
     this.#counters.reads++;
     this.#scheduleSend(); // the heartbeat round that confirms leadership
     this.#kick();
-    const read: PendingRead = { context, indexed: false, waiter: undefined! };
+    const read: PendingRead = { context, since: this.#now(), indexed: false, waiter: undefined! };
     const p = this.#wait<void>((w) => {
       read.waiter = w;
       this.#reads.set(context, read);
@@ -663,9 +763,13 @@ export class RaftNode implements NodeService {
   }
 
   #propose(data: Uint8Array, what: string): Promise<KvResult | undefined> {
+    // A leader whose disk fails could still commit through its followers, but its log would
+    // grow in memory without bound: it refuses, and hands off (#stepAside).
+    if (this.#disk.failed) throw this.#disk.error(`${what} was refused`);
     if (this.#proposals.size >= this.#limits.proposalsPendingMax) {
       throw new OverloadedError(`${this.#proposals.size} writes wait on node ${this.nodeId}`);
     }
+    this.#refuseWhileQueued(first(this.#proposals.values()), "writes");
     let proposed: { index: number; term: number };
     try {
       proposed = this.#raft.propose(data);
@@ -678,8 +782,9 @@ export class RaftNode implements NodeService {
   }
 
   #waitProposal(p: { index: number; term: number }, what: string): Promise<KvResult | undefined> {
+    const since = this.#now();
     const promise = this.#wait<KvResult | undefined>(
-      (w) => this.#proposals.set(p.index, { ...w, term: p.term }),
+      (w) => this.#proposals.set(p.index, { ...w, term: p.term, since }),
       what,
     );
     promise.catch(() => {
@@ -710,6 +815,7 @@ export class RaftNode implements NodeService {
       epoch: this.#o.epoch,
       ...this.#userKeys(),
       members,
+      disk: this.#disk.status(),
     };
   }
 
@@ -747,6 +853,7 @@ export class RaftNode implements NodeService {
   }
 
   async #changeMembership(propose: () => { index: number; term: number }): Promise<void> {
+    if (this.#disk.failed) throw this.#disk.error("The membership change was refused");
     const proposed = propose();
     this.#kick();
     await this.#waitProposal(proposed, "The membership change");
@@ -773,22 +880,12 @@ export class RaftNode implements NodeService {
   async handOffLeadership(timeoutMs: number): Promise<boolean> {
     if (this.#closed) return this.#raft.role !== "leader";
     if (this.#raft.role !== "leader") return true;
-    const target = this.#raft.status().progress
-      .filter((p) => p.id !== this.nodeId && p.voter)
-      .sort((a, b) => b.match - a.match)[0];
-    if (target === undefined) return false; // a single-voter cluster has no one to hand to
-    try {
-      this.#raft.transferLeader(target.id);
-    } catch (error) {
-      this.#log("warning", "Cannot hand off leadership", { error: String(error) });
-      return false;
-    }
-    this.#scheduleSend();
-    this.#kick();
+    const target = this.#startHandOff();
+    if (target === undefined) return false;
     try {
       await this.#waitApplied(
         () => this.#raft.role !== "leader",
-        `Handing leadership to ${target.id}`,
+        `Handing leadership to ${target}`,
         timeoutMs,
       );
     } catch {
@@ -829,6 +926,12 @@ export class RaftNode implements NodeService {
       storage: this.#storage.stats(),
       transport: this.#o.transport.stats?.() ?? {},
       raftDropped: this.#raft.droppedMessages(),
+      disk: {
+        failed: this.#disk.failed,
+        failedSeconds: this.#disk.failedSeconds(),
+        ...this.#disk.status(),
+        snapshotFailures: this.#snapshots.failures,
+      },
       memory: Deno.memoryUsage(),
       counters: {
         ...this.#counters,
@@ -851,4 +954,10 @@ export class SnapshotRefusedError extends Error {
     super(message, options);
     this.name = "SnapshotRefusedError";
   }
+}
+
+/** The first of `values` (a Map keeps insertion order: the oldest), or undefined. */
+function first<T>(values: IterableIterator<T>): T | undefined {
+  for (const v of values) return v;
+  return undefined;
 }

@@ -357,3 +357,55 @@ Deno.test("driver: adding a member that is already a voter changes nothing, not 
     await c.close();
   }
 });
+
+Deno.test("driver: while the oldest waiting write has waited past queueWaitMaxMs, new writes are refused at once (503 overloaded), and taken again once it commits", async () => {
+  const c = await DriverCluster.create(["a1", "a2", "a3"], { queueWaitMaxMs: 1_000 });
+  try {
+    const leader = await c.leader();
+    await c.tick(5);
+    for (const g of c.gates.values()) g.hold(); // no write can become durable anywhere
+    const first = leader.write(put("first", "v"));
+    first.catch(() => {});
+    c.clock.ms += 900;
+    const second = leader.write(put("second", "v"));
+    second.catch(() => {});
+    c.clock.ms += 200; // first waited 1,100 ms, second 200 ms
+    await assert.rejects(
+      leader.write(put("third", "v")),
+      (e: Error) => e.name === "OverloadedError" && /waited 1100 ms/.test(e.message),
+    );
+    assert.equal(metric(leader, "refused_queued"), 1);
+    for (const g of c.gates.values()) g.release();
+    const stop = c.autoTick();
+    try {
+      assert.ok((await first).ok);
+      assert.ok((await second).ok);
+      assert.ok((await leader.write(put("third", "v"))).ok, "taken again once the queue moved");
+    } finally {
+      stop();
+    }
+  } finally {
+    c.gates.forEach((g) => g.release());
+    await c.close();
+  }
+});
+
+Deno.test("driver: linearizable reads are refused the same way while the oldest read waits too long", async () => {
+  const c = await DriverCluster.create(["a1", "a2", "a3"], { queueWaitMaxMs: 1_000 });
+  try {
+    const leader = await c.leader();
+    await c.tick(5);
+    // The followers are cut off: no heartbeat round confirms the leader, reads wait.
+    c.down.add("a1" === leader.nodeId ? "a2" : "a1");
+    c.down.add("a3" === leader.nodeId ? "a2" : "a3");
+    const first = leader.get(enc("k"), { stale: false });
+    first.catch(() => {});
+    c.clock.ms += 1_500;
+    await assert.rejects(
+      leader.get(enc("k"), { stale: false }),
+      (e: Error) => e.name === "OverloadedError" && /reads/.test(e.message),
+    );
+  } finally {
+    await c.close();
+  }
+});

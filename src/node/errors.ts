@@ -28,6 +28,21 @@ export class OverloadedError extends Error {
   }
 }
 
+/**
+ * This node cannot write its data directory (full, read-only, failing): it refuses writes
+ * until its disk takes them again (503 disk_failed, retry: another node leads meanwhile).
+ */
+export class DiskFailedError extends Error {
+  /** Seconds the client should wait before retrying. */
+  readonly retryAfterSec: number;
+  /** Creates the error. */
+  constructor(message: string, options?: ErrorOptions & { retryAfterSec?: number }) {
+    super(message, options);
+    this.name = "DiskFailedError";
+    this.retryAfterSec = options?.retryAfterSec ?? 1;
+  }
+}
+
 /** The request did not complete in time; its outcome is unknown (503 no_leader, retry). */
 export class RequestTimeoutError extends Error {
   /** Creates the error. */

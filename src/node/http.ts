@@ -388,6 +388,7 @@ function statusBody(status: NodeStatus): NodeStatus {
     keys: status.keys,
     bytes: status.bytes,
     members: status.members.map((m) => ({ id: m.id, voter: m.voter, match: m.match })),
+    ...(status.disk === undefined ? {} : { disk: status.disk }),
   };
 }
 
@@ -431,6 +432,19 @@ function routeManagement(app: Hono, resolved: Resolved): void {
       return errorResponse(503, "loading", `Node ${service.nodeId} has not loaded its state yet`, {
         "retry-after": "1",
       });
+    }
+    // A node that cannot write its data directory takes no writes and does not lead: it is
+    // not healthy, even though it may still know the leader and serve stale reads.
+    const disk = service.diskStatus?.();
+    if (disk !== undefined && disk.state === "failed") {
+      return errorResponse(
+        503,
+        "disk_failed",
+        `Node ${service.nodeId} cannot write its data directory since ${disk.since}: ` +
+          `${disk.error} (${disk.persistFailures} failed persists); it takes no writes and ` +
+          `does not lead until its disk takes writes again`,
+        { "retry-after": "1" },
+      );
     }
     const leader = service.leader();
     if (leader === "") {

@@ -1,5 +1,8 @@
 import type { Membership, NodeId } from "../raft/mod.ts";
 import type { KvCommand, KvResult, KvValue } from "../storage/mod.ts";
+import type { DiskStatus } from "./_disk_failure.ts";
+
+export type { DiskStatus } from "./_disk_failure.ts";
 
 /** One member in {@linkcode NodeStatus}. */
 export interface MemberStatus {
@@ -37,6 +40,8 @@ export interface NodeStatus {
   readonly bytes: number;
   /** The members of the membership in effect. */
   readonly members: readonly MemberStatus[];
+  /** Whether the data directory takes writes (docs/disk_failures.md); absent in old fakes. */
+  readonly disk?: DiskStatus;
 }
 
 /** A member to add, as `POST /v1/members` carries it. */
@@ -73,6 +78,8 @@ export interface NodeService {
   readonly clusterId: string;
   /** Whether the node has loaded its state (for `/healthz`). */
   loaded(): boolean;
+  /** Whether the data directory takes writes (for `/healthz`); absent: it does. */
+  diskStatus?(): DiskStatus;
   /** The leader this node knows, or "". */
   leader(): NodeId;
   /** The HTTP address (`host:port`) of the known leader, or undefined. */

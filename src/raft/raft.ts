@@ -67,6 +67,8 @@ export class Raft {
   #lead: NodeId = NONE;
   #role: Role = "follower";
   #votes = new Map<NodeId, boolean>();
+  /** Whether the node may campaign (see {@linkcode holdCampaigns}). */
+  #campaignsHeld = false;
 
   // Leader state: the term's own (defined exactly while leader), and what outlives terms.
   #leader: Leader | undefined;
@@ -211,6 +213,27 @@ export class Raft {
     context: Uint8Array = new Uint8Array(0),
   ): Proposed {
     return this.#leaderOrThrow().proposeMembership(changes, context);
+  }
+
+  /**
+   * Holds (`true`) or releases (`false`) this node's campaigns. While held it never starts an
+   * election (no pre-vote, no vote request, TimeoutNow is ignored) and a pre-candidate or
+   * candidate goes back to following in its term: the driver holds them while its disk fails,
+   * because a node that cannot make its term and vote durable cannot lead, and a term it
+   * raised only in memory would, once its disk returns, disrupt the leader elected meanwhile.
+   * It still answers votes (those answers leave only once durable) and a leader keeps leading:
+   * stepping aside is a transfer ({@linkcode transferLeader}).
+   */
+  holdCampaigns(held: boolean): void {
+    this.#campaignsHeld = held;
+    if (held && (this.#role === "preCandidate" || this.#role === "candidate")) {
+      this.#becomeFollower(this.#term, NONE);
+    }
+  }
+
+  /** Whether campaigns are held (see {@linkcode holdCampaigns}). */
+  get campaignsHeld(): boolean {
+    return this.#campaignsHeld;
   }
 
   /** Asks the leader to hand leadership to voter `to` (TimeoutNow once it is caught up). */
@@ -440,7 +463,7 @@ export class Raft {
   }
 
   #campaign(kind: CampaignKind): void {
-    if (!promotable(this.#log, this.#id)) return;
+    if (this.#campaignsHeld || !promotable(this.#log, this.#id)) return;
     let term: number;
     let type: "vote" | "preVote";
     if (kind === "preElection") {

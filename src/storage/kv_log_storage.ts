@@ -129,6 +129,8 @@ export class KvLogStorage implements LogStorage {
   #nextChunkId = 0;
   #queue: Promise<unknown> = Promise.resolve();
   readonly #background = new Set<Promise<void>>();
+  /** Deletes a failed background job left undone (see {@linkcode #deleteInBackground}). */
+  #garbageLeft: KvMutation[] = [];
   #stats = {
     persists: 0,
     persistCommits: 0,
@@ -293,12 +295,19 @@ export class KvLogStorage implements LogStorage {
     return commits;
   }
 
-  /** Deletes unreachable keys in small queued jobs, so that other writes interleave. */
+  /**
+   * Deletes unreachable keys in small queued jobs, so that other writes interleave. What a
+   * failed job (a full or failing disk) left is tried again after the next write that
+   * succeeds: on a full disk that garbage is the space the node needs back. Deleting late is
+   * safe: garbage keys are never written again (chunk and snapshot ids are never reused, and
+   * no entry is appended at or before the snapshot).
+   */
   #deleteInBackground(deletes: readonly KvMutation[]): void {
     if (deletes.length === 0) return;
+    let done = 0;
     const task: Promise<void> = (async () => {
-      for (let i = 0; i < deletes.length; i += GARBAGE_DELETES_PER_COMMIT) {
-        const group = { mutations: deletes.slice(i, i + GARBAGE_DELETES_PER_COMMIT) };
+      for (; done < deletes.length; done += GARBAGE_DELETES_PER_COMMIT) {
+        const group = { mutations: deletes.slice(done, done + GARBAGE_DELETES_PER_COMMIT) };
         await this.#serialize(async () => {
           const plan = this.#jobPlan();
           plan.add(group);
@@ -307,6 +316,7 @@ export class KvLogStorage implements LogStorage {
       }
     })().catch(() => {
       this.#stats.backgroundErrors++;
+      for (let i = done; i < deletes.length; i++) this.#garbageLeft.push(deletes[i]);
     }).finally(() => {
       this.#background.delete(task);
     });
@@ -405,13 +415,13 @@ export class KvLogStorage implements LogStorage {
       const set = this.#chunked.get(i);
       if (set !== undefined) later.push(...chunkSetKeys(i, set));
     }
-    if (snap !== undefined) later.push(...this.#retireStored());
+    if (snap !== undefined) later.push(...this.#retiredKeys());
     const { commits, bytes } = await plan.run(this.#kv);
     this.#stats.persistCommits += commits;
     this.#stats.bytesWritten += bytes;
     if (hardRecorded !== undefined) this.#diskHard = hardRecorded;
     if (snap !== undefined) {
-      this.#stored = stored;
+      this.#replaceStored(stored!);
       this.#chunked.clear();
       this.#logBytes.reset(snap.meta.index + 1);
     }
@@ -424,6 +434,12 @@ export class KvLogStorage implements LogStorage {
     // The received bytes are on disk now: serve transfers from there, not from memory.
     if (stored !== undefined) this.#mem.replaceSnapshotData(this.#readerOf(stored));
     this.#deleteInBackground(later);
+    this.#retryGarbage();
+  }
+
+  /** A write succeeded: the disk takes writes again, so delete what failed jobs left. */
+  #retryGarbage(): void {
+    if (this.#garbageLeft.length > 0) this.#deleteInBackground(this.#garbageLeft.splice(0));
   }
 
   #validateBatch(batch: PersistBatch): void {
@@ -486,14 +502,19 @@ export class KvLogStorage implements LogStorage {
   // Snapshots taken by this node: written in the background.
 
   /**
-   * The deletes for the snapshot before the current one, which becomes "before" itself: a
-   * snapshot's chunks outlive it by one generation, so that a transfer reading them (see
-   * {@linkcode KvSnapshotReader}) can finish after the leader took a newer one.
+   * The deletes for the snapshot before the current one, once a new one replaces the current
+   * one: a snapshot's chunks outlive it by one generation, so that a transfer reading them
+   * (see {@linkcode KvSnapshotReader}) can finish after the leader took a newer one. Changes
+   * nothing: a write that fails (a full disk) and is retried must retire the same snapshot.
    */
-  #retireStored(): KvMutation[] {
-    const out = this.#previous === undefined ? [] : snapshotKeys(this.#previous);
+  #retiredKeys(): KvMutation[] {
+    return this.#previous === undefined ? [] : snapshotKeys(this.#previous);
+  }
+
+  /** `stored` is current on disk: the current one becomes the previous generation. */
+  #replaceStored(stored: StoredSnapshot): void {
     this.#previous = this.#stored;
-    return out;
+    this.#stored = stored;
   }
 
   /**
@@ -594,11 +615,11 @@ export class KvLogStorage implements LogStorage {
       const set = this.#chunked.get(i);
       if (set !== undefined) garbage.push(...chunkSetKeys(i, set));
     }
-    garbage.push(...this.#retireStored());
+    garbage.push(...this.#retiredKeys());
     const plan = this.#jobPlan();
     plan.add({ mutations: [{ key: KEY_SNAP, value: encodeStoredSnapshot(stored) }] });
     this.#stats.snapshotCommits += await this.#runJob(plan);
-    this.#stored = stored;
+    this.#replaceStored(stored);
     for (let i = this.#mem.firstIndex(); i <= index; i++) this.#chunked.delete(i);
     this.#logBytes.compactTo(index);
     const snapshot = this.#mem.createSnapshot(index, {
@@ -606,6 +627,7 @@ export class KvLogStorage implements LogStorage {
       data: this.#readerOf(stored),
     });
     this.#deleteInBackground(garbage);
+    this.#retryGarbage();
     return snapshot;
   }
 }
