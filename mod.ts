@@ -134,7 +134,7 @@ export type {
 } from "./src/carp/mod.ts";
 
 // The configuration.
-export { ConfigError, findNode, loadConfig, parseConfig } from "./src/config/mod.ts";
+export { ConfigError, findNode, loadConfig, loadTlsFiles, parseConfig } from "./src/config/mod.ts";
 export type {
   ClusterConfig,
   HostPort,
@@ -142,4 +142,6 @@ export type {
   NodeConfig,
   ParseConfigOptions,
   RoutingScheme,
+  TlsFiles,
+  TlsMaterial,
 } from "./src/config/mod.ts";

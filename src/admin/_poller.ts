@@ -96,7 +96,7 @@ export class StatusPoller {
     const headers: Record<string, string> = {};
     if (node.secret !== undefined) headers.authorization = `Bearer ${node.secret}`;
     try {
-      const response = await this.#fetch(`http://${hostPort(node)}/v1/status`, {
+      const response = await this.#fetch(`${nodeBaseUrl(node)}/v1/status`, {
         headers,
         signal: AbortSignal.any([AbortSignal.timeout(POLL_TIMEOUT_MS), this.#abort.signal]),
       });
@@ -157,6 +157,11 @@ export class StatusPoller {
   }
 }
 
+/** The base URL of a node's HTTP API: `https://` when it has TLS files, else `http://`. */
+export function nodeBaseUrl(node: NodeConfig): string {
+  return `${node.tls === undefined ? "http" : "https"}://${hostPort(node)}`;
+}
+
 /** `host:port` for a URL (IPv6 hosts in brackets). */
 export function hostPort(node: { http: { host: string; port: number } }): string {
   const host = node.http.host.includes(":") ? `[${node.http.host}]` : node.http.host;
@@ -194,6 +199,11 @@ export function describeFetchError(error: unknown): string {
   const text = String((error as Error)?.message ?? error);
   if (/refused/i.test(text)) return "connection refused";
   if (/reset/i.test(text)) return "connection reset";
+  const cause = String((error as Error)?.cause ?? "");
+  if (/certificate/i.test(cause)) {
+    return `TLS: the node's certificate is refused (${cause.replace(/^.*: /, "")}); is it ` +
+      "signed by the CA of [tls] ca?";
+  }
   return text.slice(0, 200);
 }
 

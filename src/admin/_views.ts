@@ -7,7 +7,7 @@
  */
 import type { KoiConfig } from "../config/mod.ts";
 import type { NodeProcess, NodeProcessState } from "./_node_process.ts";
-import { hostPort, type PolledStatus, type StatusPoller } from "./_poller.ts";
+import { hostPort, nodeBaseUrl, type PolledStatus, type StatusPoller } from "./_poller.ts";
 
 /** What the views read. */
 export interface DeploymentSource {
@@ -31,7 +31,11 @@ export interface CarpView {
     readonly loadFactor: number;
     /** The leader the admin saw last, "" when none (a hint). */
     readonly leader: string;
-    readonly nodes: readonly { readonly id: string; readonly http: string }[];
+    /**
+     * `http` is the node's `host:port`; `url` its base URL, `https://` when the deployment
+     * runs TLS (clients that read only `http` assume `http://`).
+     */
+    readonly nodes: readonly { readonly id: string; readonly http: string; readonly url: string }[];
   }[];
 }
 
@@ -84,7 +88,7 @@ export function carpView(source: DeploymentSource): CarpView {
       id: c.id,
       loadFactor: c.loadFactor,
       leader: poller.leaderOf(c.id),
-      nodes: c.nodes.map((n) => ({ id: n.id, http: hostPort(n) })),
+      nodes: c.nodes.map((n) => ({ id: n.id, http: hostPort(n), url: nodeBaseUrl(n) })),
     })),
   };
 }

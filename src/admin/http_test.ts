@@ -66,8 +66,18 @@ Deno.test("admin http: /v1/carp waits for every leader, then gives the table", a
     epoch: 1,
     scheme: "carp64",
     clusters: [
-      { id: "a", loadFactor: 1, leader: "a1", nodes: [{ id: "a1", http: "127.0.0.1:7151" }] },
-      { id: "b", loadFactor: 2, leader: "b1", nodes: [{ id: "b1", http: "127.0.0.1:7251" }] },
+      {
+        id: "a",
+        loadFactor: 1,
+        leader: "a1",
+        nodes: [{ id: "a1", http: "127.0.0.1:7151", url: "http://127.0.0.1:7151" }],
+      },
+      {
+        id: "b",
+        loadFactor: 2,
+        leader: "b1",
+        nodes: [{ id: "b1", http: "127.0.0.1:7251", url: "http://127.0.0.1:7251" }],
+      },
     ],
   });
   assert.deepEqual(await (await app.request("/healthz")).json(), {
@@ -155,4 +165,29 @@ Deno.test("admin poller: a node whose process does not run is not asked (nor giv
   await p.pollOnce();
   assert.equal(asked.length, 2);
   assert.equal(p.leaderOf("a"), "a1");
+});
+
+Deno.test("admin http: with [tls] the poller asks https:// and the table gives https:// URLs", async () => {
+  const config = parseConfig(
+    `[tls]\nca = "ca.pem"\ncert = "n.pem"\nkey = "n.key"\n` +
+      `[admin]\nhttp = "127.0.0.1:7000"\n[[clusters]]\nid = "a"\n` +
+      `[[clusters.nodes]]\nid = "a1"\nraft = "127.0.0.1:7101"\nhttp = "127.0.0.1:7151"\n` +
+      `data = "d1"\n`,
+    { baseDir: "/tmp" },
+  );
+  const asked: string[] = [];
+  const fake = (input: string | URL | Request): Promise<Response> => {
+    asked.push(String(input));
+    return Promise.resolve(
+      new Response(JSON.stringify(status("a1", "a", "leader")), { status: 200 }),
+    );
+  };
+  const p = new StatusPoller(config, { fetch: fake as typeof fetch });
+  const app = adminApp({ config, poller: p, processes: new Map() }, () => true);
+  await p.pollOnce();
+  assert.deepEqual(asked, ["https://127.0.0.1:7151/v1/status"]);
+  const table = await (await app.request("/v1/carp")).json();
+  assert.deepEqual(table.clusters[0].nodes, [
+    { id: "a1", http: "127.0.0.1:7151", url: "https://127.0.0.1:7151" },
+  ]);
 });

@@ -8,6 +8,7 @@
 import {
   encodeSupervisedStart,
   type KoiConfig,
+  loadTlsFiles,
   needsGeneratedSecret,
   type NodeConfig,
   withDefaultSecret,
@@ -111,6 +112,13 @@ export async function runAdmin(options: RunAdminOptions): Promise<RunningAdmin> 
   const relay = options.output === undefined ? new LineOutput() : undefined;
   const output = options.output ?? ((line: string) => relay!.line(line));
   let config = options.config;
+  // Certificate files are checked before anything starts: a bad one is a configuration error
+  // naming its field, not a node that fails and is restarted over and over.
+  const tls = config.admin.tls === undefined ? undefined : await loadTlsFiles(config.admin.tls);
+  if (!options.noSpawn) {
+    const nodes = config.clusters.flatMap((c) => c.nodes);
+    await Promise.all(nodes.map((n) => n.tls === undefined ? undefined : loadTlsFiles(n.tls)));
+  }
   let lock: DataDirLock;
   try {
     lock = await lockDataDir(config.admin.dataDir);
@@ -164,10 +172,16 @@ export async function runAdmin(options: RunAdminOptions): Promise<RunningAdmin> 
       config = withDefaultSecret(config, secret.secret);
     }
     const processes = new Map<string, NodeProcess>();
-    const poller = new StatusPoller(
-      config,
-      noSpawn ? {} : { isRunning: (id) => processes.get(id)?.state === "running" },
-    );
+    // With TLS the nodes serve HTTPS: the poller verifies them against the deployment's CA.
+    const client = tls === undefined ? undefined : Deno.createHttpClient({ caCerts: [tls.ca] });
+    if (client !== undefined) cleanup.push(() => client.close());
+    const poller = new StatusPoller(config, {
+      ...(noSpawn ? {} : { isRunning: (id: string) => processes.get(id)?.state === "running" }),
+      ...(client === undefined ? {} : {
+        fetch: ((input: string | URL | Request, init?: RequestInit) =>
+          fetch(input, { ...init, client })) as typeof fetch,
+      }),
+    });
     let isReady = false;
     // Ready (and then for good) as soon as the poller has seen every leader, which may be in
     // the middle of a round: /healthz says so at once, and /v1/carp must not lag behind it.
@@ -180,6 +194,7 @@ export async function runAdmin(options: RunAdminOptions): Promise<RunningAdmin> 
       port: config.admin.http.port,
       fetch: app.fetch,
       limits: { connectionsMax: ADMIN_CONNECTIONS_MAX, bodyBytesMax: ADMIN_BODY_BYTES_MAX },
+      ...(tls === undefined ? {} : { tls: { cert: tls.cert, key: tls.key } }),
       onError: (message, error) => log(`http: ${message}: ${error}`),
     });
     cleanup.push(() => server.close(ADMIN_DRAIN_MS));
@@ -187,7 +202,7 @@ export async function runAdmin(options: RunAdminOptions): Promise<RunningAdmin> 
     const host = config.admin.http.host.includes(":")
       ? `[${config.admin.http.host}]`
       : config.admin.http.host;
-    const url = `http://${host}:${port}`;
+    const url = `${tls === undefined ? "http" : "https"}://${host}:${port}`;
     for (const node of noSpawn ? [] : config.clusters.flatMap((c) => c.nodes)) {
       const proc = new NodeProcess({
         id: node.id,

@@ -14,6 +14,7 @@ export const DEFAULT_ADMIN = "http://127.0.0.1:7000";
 
 const COMMON_FLAGS = {
   admin: { type: "string" },
+  ca: { type: "string" },
   timeout: { type: "string" },
   json: { type: "boolean" },
   help: { type: "boolean", short: "h" },
@@ -25,6 +26,7 @@ export type FlagSpec = Record<string, { type: "string" | "boolean"; short?: stri
 /** The flags of the client commands, by name, as `parse` gives them. */
 export interface ClientFlags {
   admin?: string;
+  ca?: string;
   timeout?: string;
   json?: boolean;
   help?: boolean;
@@ -131,6 +133,46 @@ export function adminFlag(flag: string | undefined): string {
     // no env permission: the default
   }
   return DEFAULT_ADMIN;
+}
+
+/** Largest `--ca` file read, in bytes: a CA bundle is a few KiB. */
+export const CA_FILE_BYTES_MAX = 1 << 20;
+
+/**
+ * The certificates of `--ca <file>` (default `$KOI_CA`), PEM, for an `https://` deployment
+ * with its own CA; undefined when neither is given. A usage error names an unreadable file
+ * or one without a certificate.
+ */
+export async function caFlag(flag: string | undefined): Promise<string[] | undefined> {
+  let path = flag;
+  if (path === undefined) {
+    try {
+      path = Deno.env.get("KOI_CA");
+    } catch {
+      // no env permission: none
+    }
+    if (path === undefined || path.trim() === "") return undefined;
+  }
+  if (path.trim() === "") throw new UsageError("Invalid --ca: expected a PEM file");
+  let text: string;
+  try {
+    const { size } = await Deno.stat(path);
+    if (size > CA_FILE_BYTES_MAX) {
+      throw new UsageError(`Invalid --ca ${path}: over ${CA_FILE_BYTES_MAX} bytes`);
+    }
+    text = await Deno.readTextFile(path);
+  } catch (error) {
+    if (error instanceof UsageError) throw error;
+    const why = error instanceof Deno.errors.NotFound ? "no such file" : (error as Error).message;
+    throw new UsageError(`Invalid --ca ${path}: cannot read it: ${why}`);
+  }
+  const certificates = text.match(/-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g);
+  if (certificates === null) {
+    throw new UsageError(
+      `Invalid --ca ${path}: no PEM certificate in it (-----BEGIN CERTIFICATE-----)`,
+    );
+  }
+  return certificates;
 }
 
 /**

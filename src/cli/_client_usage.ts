@@ -8,7 +8,9 @@ import { DEFAULT_ADMIN } from "./_client_args.ts";
 
 const COMMON_OPTIONS = `Options of every command:
       --admin <url>     the admin's URL or host:port (default: $KOI_ADMIN, else
-                        ${DEFAULT_ADMIN})
+                        ${DEFAULT_ADMIN}); https:// for a deployment with [tls]
+      --ca <file>       trust the CA certificates (PEM) in <file> for https:// (the
+                        [tls] ca of config.toml; default: $KOI_CA, else the system's)
       --timeout <ms>    each call's time budget, retries included (default: 10000)
       --json            print JSON instead of text (for scripts)
   -h, --help            show the command's help`;

@@ -138,7 +138,8 @@ export async function adminCommand(args: string[]): Promise<number> {
     log(`status page:   ${admin.url}/`);
     log(`routing table: ${admin.url}/v1/carp`);
     const koi = Deno.build.standalone ? "koi" : "deno task koi";
-    log(`try:           ${koi} client put hello world --admin ${admin.url}`);
+    const ca = config.admin.tls === undefined ? "" : ` --ca ${config.admin.tls.ca}`;
+    log(`try:           ${koi} client put hello world --admin ${admin.url}${ca}`);
   });
   await stopped;
   clearTimeout(slow);

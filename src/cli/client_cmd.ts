@@ -22,6 +22,7 @@ import { isParseArgsError, UsageError } from "./_common.ts";
 import {
   adminFlag,
   b64Argument,
+  caFlag,
   checkValue,
   DEFAULT_ADMIN,
   intFlag,
@@ -312,7 +313,11 @@ async function statusCommand(args: string[]): Promise<number> {
   }
   const admin = adminFlag(values.admin);
   const timeoutMs = values.timeout === undefined ? 10_000 : timeoutFlag(values.timeout);
-  const status = await deploymentStatus(admin, { timeoutMs });
+  const caCerts = await caFlag(values.ca);
+  const status = await deploymentStatus(admin, {
+    timeoutMs,
+    ...(caCerts === undefined ? {} : { caCerts }),
+  });
   if (values.json) await printJson(status);
   else await printLines([formatStatus(status)]);
   return 0;
@@ -331,14 +336,18 @@ function checkBound(bytes: Uint8Array, flag: string): Uint8Array {
  * refuses before sending (a bad key or value) are usage errors; a failed condition exits 4.
  */
 async function withClient(
-  values: { admin?: string; timeout?: string },
+  values: { admin?: string; timeout?: string; ca?: string },
   body: (koi: KoiClient) => Promise<number>,
 ): Promise<number> {
   const admin = adminFlag(values.admin);
   const timeoutMs = values.timeout === undefined ? undefined : timeoutFlag(values.timeout);
+  const caCerts = await caFlag(values.ca);
   let koi: KoiClient | undefined;
   try {
-    koi = await connect(admin, timeoutMs === undefined ? {} : { timeoutMs });
+    koi = await connect(admin, {
+      ...(timeoutMs === undefined ? {} : { timeoutMs }),
+      ...(caCerts === undefined ? {} : { caCerts }),
+    });
     return await body(koi);
   } catch (error) {
     if (error instanceof PreconditionFailedError) {

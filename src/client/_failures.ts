@@ -141,7 +141,7 @@ export function withOwnKey(message: string, key: Uint8Array): string {
 /** The URL of `path` on `node`; `bad_response` when its address cannot form one. */
 export function nodeUrl(node: NodeInfo, path: string, cluster: string): URL {
   try {
-    return new URL(`http://${node.http}${path}`);
+    return new URL(`${node.url}${path}`);
   } catch (error) {
     throw new KoiError(
       "bad_response",

@@ -21,10 +21,20 @@ export interface Fetcher {
  */
 const POOL_IDLE_MS = 2_000;
 
-/** The injected fetch, or the global one on an own `Deno.HttpClient` (closed by `close`). */
-export function makeFetcher(injected: FetchLike | undefined): Fetcher {
+/**
+ * The injected fetch, or the global one on an own `Deno.HttpClient` (closed by `close`) that
+ * also trusts `caCerts` (PEM texts: a deployment's own CA) for `https://` URLs.
+ */
+export function makeFetcher(
+  injected: FetchLike | undefined,
+  options: { readonly caCerts?: readonly string[] } = {},
+): Fetcher {
   if (injected !== undefined) return { fetch: injected, close: () => {} };
-  const client = Deno.createHttpClient({ poolIdleTimeout: POOL_IDLE_MS });
+  const caCerts = options.caCerts === undefined ? undefined : checkCaCerts(options.caCerts);
+  const client = Deno.createHttpClient({
+    poolIdleTimeout: POOL_IDLE_MS,
+    ...(caCerts === undefined ? {} : { caCerts }),
+  });
   let closed = false;
   return {
     fetch: (input, init) => fetch(input, { ...init, client }),
@@ -34,6 +44,19 @@ export function makeFetcher(injected: FetchLike | undefined): Fetcher {
       client.close();
     },
   };
+}
+
+function checkCaCerts(caCerts: readonly string[]): string[] {
+  if (
+    !Array.isArray(caCerts) ||
+    caCerts.some((c) => typeof c !== "string" || !c.includes("-----BEGIN CERTIFICATE-----"))
+  ) {
+    throw new KoiError(
+      "bad_request",
+      "Invalid caCerts: expected an array of PEM certificates (-----BEGIN CERTIFICATE-----)",
+    );
+  }
+  return [...caCerts];
 }
 
 /** The admin's base URL: `http://` is assumed when `admin` has no scheme. */
@@ -75,7 +98,13 @@ export interface Answer {
 /** Why an attempt ended without an answer. */
 export type AttemptFailure =
   | { readonly kind: "timeout"; readonly ms: number }
-  | { readonly kind: "network"; readonly refused: boolean; readonly message: string }
+  | {
+    readonly kind: "network";
+    readonly refused: boolean;
+    readonly message: string;
+    /** A TLS or protocol mismatch (untrusted certificate, HTTP against HTTPS): no retry helps. */
+    readonly tls?: boolean;
+  }
   | { readonly kind: "aborted"; readonly reason: unknown }
   | TooLarge;
 
@@ -138,15 +167,36 @@ export async function attempt(
     }
     const chain = causeChain(error);
     const refused = chain.some((m) => /connection refused|ECONNREFUSED|os error 111\b/i.test(m));
-    return {
-      kind: "network",
-      refused,
-      message: refused ? "connection refused" : chain[chain.length - 1] ?? "network error",
-    };
+    const last = chain[chain.length - 1] ?? "network error";
+    const tls = refused ? undefined : tlsProblem(url, last);
+    if (tls !== undefined) return { kind: "network", refused, message: tls, tls: true };
+    return { kind: "network", refused, message: refused ? "connection refused" : last };
   } finally {
     clearTimeout(timer);
     signal.removeEventListener("abort", onAbort);
   }
+}
+
+/**
+ * What a TLS or protocol failure of `fetch` (its innermost message `text`) means for the
+ * user, or undefined when it is none: an untrusted certificate, plain HTTP against an HTTPS
+ * port, HTTPS against a plain one.
+ */
+function tlsProblem(url: URL, text: string): string | undefined {
+  const detail = text.replace(/^.*client error \([^)]*\): /, "");
+  if (/invalid peer certificate|certificate/i.test(text)) {
+    return `TLS: ${url.host} presented a certificate this client does not trust (${detail}); ` +
+      "give the client the deployment's CA (the caCerts option, or --ca FILE of koi client)";
+  }
+  if (url.protocol === "http:" && /invalid HTTP version parsed/i.test(text)) {
+    return `${url.host} did not answer plain HTTP (${detail}); it may serve HTTPS: use an ` +
+      "https:// URL";
+  }
+  if (url.protocol === "https:" && /InvalidContentType|wrong version number/i.test(text)) {
+    return `${url.host} did not answer TLS (${detail}); it may serve plain HTTP: use an ` +
+      "http:// URL";
+  }
+  return undefined;
 }
 
 /** The messages of `error` and its causes, outermost first (fetch hides the reason in `cause`). */

@@ -197,6 +197,13 @@ export class Routes {
         if (result.kind === "timeout" && ms < settings.attemptTimeoutMs && lastText) {
           return fail();
         }
+        if (result.kind === "network" && result.tls === true) {
+          // A certificate or scheme mismatch does not heal by retrying: say so now.
+          throw new UnavailableError(`Cannot fetch the routing table: ${who}: ${result.message}`, {
+            attempts: call.attempts,
+            timeoutMs: call.timeoutMs,
+          });
+        }
         lastWasTimeout = result.kind === "timeout";
         lastText = result.kind === "timeout"
           ? `no answer within ${Math.ceil(result.ms)} ms`

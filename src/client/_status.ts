@@ -100,6 +100,8 @@ export interface DeploymentStatusOptions {
   readonly signal?: AbortSignal;
   /** The `fetch` to use (tests); default: the global one on an own HTTP client. */
   readonly fetch?: (input: URL, init: RequestInit) => Promise<Response>;
+  /** Certificates (PEM) to trust for an `https://` admin: see `ConnectOptions.caCerts`. */
+  readonly caCerts?: readonly string[];
 }
 
 /**
@@ -122,7 +124,10 @@ export async function deploymentStatus(
   options: DeploymentStatusOptions = {},
 ): Promise<DeploymentStatus> {
   const base = adminBaseUrl(admin);
-  const fetcher = makeFetcher(options.fetch as FetchLike | undefined);
+  const fetcher = makeFetcher(
+    options.fetch as FetchLike | undefined,
+    options.caCerts === undefined ? {} : { caCerts: options.caCerts },
+  );
   try {
     return await fetchDeploymentStatus(fetcher.fetch, base, options);
   } finally {

@@ -11,6 +11,11 @@ export interface NodeInfo {
   readonly id: string;
   /** The node's HTTP address, `host:port`. */
   readonly http: string;
+  /**
+   * The node's base URL: the table's `url` (`https://host:port` when the deployment runs
+   * TLS), or `http://<http>` from an admin that sends none.
+   */
+  readonly url: string;
 }
 
 /** One cluster of the routing table. */
@@ -84,7 +89,8 @@ export function parseRoutingTable(json: unknown, source: string): RoutingTable {
       }
       if (seenNodes.has(n.id)) return bad(`node id ${n.id} is listed twice`);
       seenNodes.add(n.id);
-      return Object.freeze({ id: n.id, http: address(n.http, `${where}.http`) });
+      const http = address(n.http, `${where}.http`);
+      return Object.freeze({ id: n.id, http, url: baseUrl(n.url, http, `${where}.url`) });
     });
     return Object.freeze({
       id: c.id,
@@ -109,6 +115,33 @@ export function parseRoutingTable(json: unknown, source: string): RoutingTable {
     clusters: Object.freeze(parsed),
     carp,
   });
+}
+
+/**
+ * A node's base URL from the table's `url` (absent: `http://<http>`): `http:` or `https:`,
+ * for the same `host:port` as `http` (a table cannot send a client elsewhere than it says),
+ * nothing after the authority. Throws `bad_response` through `bad` otherwise.
+ */
+function baseUrl(url: unknown, http: string, where: string): string {
+  const plain = `http://${http}`;
+  if (url === undefined) return plain;
+  let parsed: URL | undefined;
+  try {
+    if (typeof url === "string") parsed = new URL(url);
+  } catch { /* reported below */ }
+  const same = parsed !== undefined && new URL(plain).host === parsed.host &&
+    (parsed.protocol === "http:" || parsed.protocol === "https:") &&
+    (parsed.pathname === "/" || parsed.pathname === "") && parsed.search === "" &&
+    parsed.hash === "" && parsed.username === "" && parsed.password === "";
+  if (!same) {
+    throw new KoiError(
+      "bad_response",
+      `The admin answered an invalid routing table: ${where} ${
+        shown(url)
+      } is not http:// or https:// ${http}`,
+    );
+  }
+  return `${parsed!.protocol}//${parsed!.host}`;
 }
 
 /** Whether `value` is a plain JSON object. */

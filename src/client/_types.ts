@@ -51,6 +51,12 @@ export interface ConnectOptions {
    */
   readonly history?: HistoryRecorder;
   /**
+   * Certificates (PEM texts) to trust for `https://` admins and nodes, besides the system's:
+   * the deployment's CA when config.toml has `[tls]`. E.g.
+   * `caCerts: [await Deno.readTextFile("tls/ca.pem")]`. Ignored with `fetch`.
+   */
+  readonly caCerts?: readonly string[];
+  /**
    * The `fetch` to send requests with (for tests or a custom transport). By default the
    * client uses the global `fetch` on its own `Deno.HttpClient`, which `close()` releases.
    */

@@ -119,7 +119,10 @@ export class KoiClient {
     const hex = [...random].map((b) => b.toString(16).padStart(2, "0")).join("");
     const client = new KoiClient(
       base,
-      makeFetcher(options.fetch as FetchLike | undefined),
+      makeFetcher(
+        options.fetch as FetchLike | undefined,
+        options.caCerts === undefined ? {} : { caCerts: options.caCerts },
+      ),
       settings,
       `${prefix}-${hex}`,
       checkHistory(options.history),

@@ -169,7 +169,7 @@ Deno.test("table: node addresses that cannot form a URL are refused at connect",
 });
 
 Deno.test("table: a node address that is not a URL host is a KoiError, not a TypeError", () => {
-  const node = { id: "a1", http: "127.0.0.1:99999" };
+  const node = { id: "a1", http: "127.0.0.1:99999", url: "http://127.0.0.1:99999" };
   let e: unknown;
   try {
     nodeUrl(node, "/v1/kv", "a");
@@ -180,7 +180,7 @@ Deno.test("table: a node address that is not a URL host is a KoiError, not a Typ
   assert.equal(e.code, "bad_response");
   assert.equal(e.node, "a1");
   assert.equal(
-    nodeUrl({ id: "a1", http: "[::1]:80" }, "/v1/kv?x=1", "a").href,
+    nodeUrl({ id: "a1", http: "[::1]:80", url: "http://[::1]:80" }, "/v1/kv?x=1", "a").href,
     "http://[::1]/v1/kv?x=1",
   );
 });

@@ -50,6 +50,36 @@ export interface NodeConfig {
   heartbeatMs: number;
   /** The cluster secret (peers prove it in the hello; management needs it as a bearer token). */
   secret?: string;
+  /**
+   * With `[tls]`: the node's TLS files (its HTTP API is HTTPS, its peer port mutual TLS);
+   * absent without `[tls]`.
+   */
+  tls?: TlsFiles;
+}
+
+/**
+ * Where the TLS files of a node or the admin are (absolute paths, resolved against the
+ * config file's folder) and the fields that named them, for errors at start-up.
+ */
+export interface TlsFiles {
+  /** The deployment's CA certificates (PEM): what the other side's certificate must chain to. */
+  readonly ca: string;
+  /** The certificate chain (PEM) this node or the admin presents. */
+  readonly cert: string;
+  /** Its private key (PEM). */
+  readonly key: string;
+  /** The TOML paths that gave `ca`, `cert` and `key`. */
+  readonly fields: { readonly ca: string; readonly cert: string; readonly key: string };
+}
+
+/** The contents of {@linkcode TlsFiles}, read and checked: PEM texts. */
+export interface TlsMaterial {
+  /** The CA certificates that verify the other side. */
+  readonly ca: string;
+  /** The certificate chain presented. */
+  readonly cert: string;
+  /** Its private key. */
+  readonly key: string;
 }
 
 /** One Raft cluster: a CARP member holding a share of the keys. */
@@ -75,6 +105,8 @@ export interface KoiConfig {
      * resolved against the config file's folder): its lock and the generated secret
      */
     dataDir: string;
+    /** With `[tls]`: the admin's TLS files (its HTTP API is HTTPS). */
+    tls?: TlsFiles;
   };
   /** How keys are routed to clusters. */
   routing: {

@@ -35,6 +35,7 @@ import {
   SECRET_CHARS_MIN,
 } from "./_schema.ts";
 import { show } from "./_show.ts";
+import { readOwnTls, readTlsTable, TLS_FIELDS, type TlsDefaults } from "./_tls.ts";
 
 /** Where relative data paths resolve and which file the values came from. */
 export interface ValidateOptions {
@@ -46,8 +47,8 @@ export interface ValidateOptions {
 
 type Table = Record<string, unknown>;
 
-const TOP_FIELDS = ["admin", "routing", "cluster_defaults", "clusters"];
-const ADMIN_FIELDS = ["http", "data"];
+const TOP_FIELDS = ["admin", "routing", "cluster_defaults", "clusters", "tls"];
+const ADMIN_FIELDS = ["http", "data", "tls_cert", "tls_key"];
 const ROUTING_FIELDS = ["scheme", "epoch"];
 const DEFAULTS_FIELDS = ["election_timeout_ms", "heartbeat_ms", "secret"];
 const CLUSTER_FIELDS = [
@@ -58,7 +59,17 @@ const CLUSTER_FIELDS = [
   "heartbeat_ms",
   "secret",
 ];
-const NODE_FIELDS = ["id", "raft", "http", "data", "join", "election_timeout_ms", "heartbeat_ms"];
+const NODE_FIELDS = [
+  "id",
+  "raft",
+  "http",
+  "data",
+  "join",
+  "election_timeout_ms",
+  "heartbeat_ms",
+  "tls_cert",
+  "tls_key",
+];
 
 const ID_RULE =
   `must be 1..${ID_CHARS_MAX} characters of [A-Za-z0-9_.-] starting with a letter or digit`;
@@ -134,6 +145,12 @@ function validateRoot(raw: unknown, options: ValidateOptions): KoiConfig {
     dataDirs: new Map(),
   };
   const baseDir = resolve(options.baseDir);
+  const tls = attempt(() => {
+    if (root.tls === undefined) return undefined;
+    const table = expectTable(root.tls, "tls");
+    checkFields(table, "tls", TLS_FIELDS);
+    return readTlsTable(table, baseDir);
+  }, null); // null: [tls] is there but invalid (reported), so its users are not blamed too
   const admin = attempt(() => {
     const admin = expectTable(required(root.admin, "admin", "must be a table ([admin])"), "admin");
     checkFields(admin, "admin", ADMIN_FIELDS);
@@ -144,10 +161,12 @@ function validateRoot(raw: unknown, options: ValidateOptions): KoiConfig {
           baseDir,
           seen,
           defaults: builtInDefaults(),
+          tls,
         }),
       "",
     );
-    return { http: http as HostPort, dataDir };
+    const own = attempt(() => readOwnTls(admin, "admin", { tls, baseDir }), undefined);
+    return { http: http as HostPort, dataDir, ...(own === undefined ? {} : { tls: own }) };
   }, { http: undefined as unknown as HostPort, dataDir: "" });
   const routing = attempt(() => readRouting(root.routing), {
     scheme: ROUTING_SCHEME_DEFAULT,
@@ -160,7 +179,7 @@ function validateRoot(raw: unknown, options: ValidateOptions): KoiConfig {
   });
   const clusters = rawClusters.map((cluster, i) =>
     attempt(
-      () => readCluster(cluster, `clusters[${i}]`, { defaults, seen, baseDir }),
+      () => readCluster(cluster, `clusters[${i}]`, { defaults, seen, baseDir, tls }),
       undefined as unknown as ClusterConfig,
     )
   );
@@ -206,6 +225,8 @@ interface ClusterContext {
   defaults: Inherited;
   seen: Seen;
   baseDir: string;
+  /** What `[tls]` sets; undefined without it, null when it is invalid (reported already). */
+  tls: TlsDefaults | undefined | null;
 }
 
 function readCluster(raw: unknown, field: string, context: ClusterContext): ClusterConfig {
@@ -282,6 +303,10 @@ function readNode(raw: unknown, field: string, context: NodeContext): NodeConfig
     undefined,
   );
   if (own !== undefined) attempt(() => checkTiming(own), undefined);
+  const tls = attempt(
+    () => readOwnTls(table, field, { tls: context.tls, baseDir: context.baseDir }),
+    undefined,
+  );
   if (problems.length > before || raft === undefined || http === undefined || own === undefined) {
     // Reported already; the caller's fallback stands in for this node.
     throw problems.pop()!;
@@ -297,6 +322,7 @@ function readNode(raw: unknown, field: string, context: NodeContext): NodeConfig
     heartbeatMs: own.heartbeat.value,
   };
   if (own.secret !== undefined) node.secret = own.secret;
+  if (tls !== undefined) node.tls = tls;
   return node;
 }
 

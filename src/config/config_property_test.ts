@@ -12,7 +12,7 @@ import { BASE_DIR } from "./_test_util.ts";
 
 type Doc = Record<string, unknown>;
 
-/** A valid deployment: 2 clusters of 3 nodes, with defaults and a secret. */
+/** A valid deployment: 2 clusters of 3 nodes, with defaults, a secret and TLS. */
 function validDoc(): Doc {
   let port = 7100;
   const node = (id: string) => ({
@@ -21,8 +21,9 @@ function validDoc(): Doc {
     http: `127.0.0.1:${port++}`,
     data: `data/${id}`,
   });
-  return {
-    admin: { http: "127.0.0.1:7000" },
+  const doc: Doc = {
+    tls: { ca: "tls/ca.pem", cert: "tls/node.pem", key: "tls/node.key" },
+    admin: { http: "127.0.0.1:7000", tls_cert: "tls/admin.pem", tls_key: "tls/admin.key" },
     cluster_defaults: {
       election_timeout_ms: [300, 600],
       heartbeat_ms: 75,
@@ -34,6 +35,12 @@ function validDoc(): Doc {
       nodes: [1, 2, 3].map((i) => node(`${c}${i}`)),
     })),
   };
+  // One node with its own certificate, the others with [tls]'s.
+  Object.assign(((doc.clusters as Doc[])[1].nodes as Doc[])[1], {
+    tls_cert: "tls/b2.pem",
+    tls_key: "tls/b2.key",
+  });
+  return doc;
 }
 
 /** Where a field lives: a path of keys and indexes, and its TOML path as errors name it. */
@@ -62,6 +69,12 @@ const BAD_VALUES: [Path, unknown[]][] = [
   [["clusters", 1, "nodes", 2, "http"], ["host:", ":80", 8080]],
   [["clusters", 0, "nodes", 0, "data"], ["", 1, "data/a2"]],
   [["clusters", 0, "nodes", 2, "join"], ["yes", 1]],
+  [["tls", "ca"], ["", 1, ["ca.pem"], "\0"]],
+  [["tls", "cert"], ["", false]],
+  [["tls", "key"], [" ", 7]],
+  [["admin", "tls_cert"], ["", 2]],
+  [["clusters", 1, "nodes", 1, "tls_cert"], ["", 3, { path: "x" }]],
+  [["clusters", 1, "nodes", 1, "tls_key"], ["", true]],
 ];
 
 /** Fields that may not be left out. */
@@ -71,6 +84,12 @@ const REQUIRED: Path[] = [
   ["clusters", 1, "nodes", 1, "id"],
   ["clusters", 0, "nodes", 0, "raft"],
   ["clusters", 1, "nodes", 2, "http"],
+  ["tls", "ca"],
+  // Either half of a pair alone is an error naming the missing half.
+  ["tls", "cert"],
+  ["admin", "tls_key"],
+  ["clusters", 1, "nodes", 1, "tls_cert"],
+  ["clusters", 1, "nodes", 1, "tls_key"],
 ];
 
 /** Every field name of the format (an "unknown" field is none of these). */
@@ -85,10 +104,17 @@ const KNOWN = new Set([
   "election_timeout_ms",
   "heartbeat_ms",
   "secret",
+  "tls",
+  "ca",
+  "cert",
+  "key",
+  "tls_cert",
+  "tls_key",
 ]);
 
 /** Tables that refuse a field they do not know. */
 const TABLES: Path[] = [
+  ["tls"],
   ["admin"],
   ["cluster_defaults"],
   ["clusters", 0],

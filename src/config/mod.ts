@@ -32,6 +32,7 @@ export {
   SECRET_FILE_BYTES_MAX,
   withDefaultSecret,
 } from "./_secret.ts";
+export { loadTlsFiles, TLS_FILE_BYTES_MAX } from "./_tls.ts";
 export {
   findNode,
   loadConfig,
@@ -65,4 +66,6 @@ export {
   ROUTING_SCHEMES,
   type RoutingScheme,
   SECRET_CHARS_MIN,
+  type TlsFiles,
+  type TlsMaterial,
 } from "./_schema.ts";

@@ -8,11 +8,19 @@
  * normalization would rewrite (`..` segments), which only the raw target shows, when the
  * caller gives a `refuseTarget` check.
  *
+ * With `tls` it serves HTTPS (`node:https`) with the same limits: the bound counts raw
+ * connections from their accept (TLS handshakes included, which get the headers deadline);
+ * the 503 of a refused connection goes over TLS once its handshake is done (a plain-text
+ * answer on the raw socket would be garbage to a TLS client), and the accept check still
+ * connects over plain TCP, which is all it needs to see the accept loop alive.
+ *
  * @module
  */
 
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
+import { createServer as createHttpsServer } from "node:https";
 import { connect as netConnect, type Socket } from "node:net";
+import type { TLSSocket } from "node:tls";
 
 /** Time a client has to send a whole request, headers and body (408 after it). */
 export const HTTP_REQUEST_TIMEOUT_MS = 10_000;
@@ -87,6 +95,8 @@ export interface HttpServerOptions {
   readonly refuseTarget?: (target: string) => string | undefined;
   /** Where failures outside the handler are reported (a broken answer, a bug). */
   readonly onError?: (message: string, error: unknown) => void;
+  /** Serve HTTPS with this certificate chain and key (PEM). Default: plain HTTP. */
+  readonly tls?: { readonly cert: string; readonly key: string };
   /**
    * Answers the hottest requests without the fetch Request, the app and the Response that
    * `fetch` costs (about a third of a small request's CPU here): called with every request
@@ -141,7 +151,15 @@ export class HttpServer {
   readonly #server: ReturnType<typeof createServer>;
   readonly #options: HttpServerOptions;
   readonly #limits: HttpServerLimits;
+  /** Open connections (raw TCP sockets, also under TLS), for the bound and the final close. */
   readonly #sockets = new Set<Socket>();
+  /**
+   * With TLS: the TLS sockets of admitted connections (`req.socket` is the TLS socket, not
+   * the raw one of the "connection" event), and the raw sockets still in their handshake by
+   * remote address, each with whether it was refused (its 503 waits for the handshake).
+   */
+  readonly #secure = new Set<Socket>();
+  readonly #handshaking = new Map<string, { raw: Socket; refused: boolean }>();
   /** Per connection, the end of its last request: pipelined requests run one after another. */
   readonly #lastOnSocket = new WeakMap<Socket, Promise<void>>();
   #origin = "http://127.0.0.1";
@@ -157,13 +175,28 @@ export class HttpServer {
     this.#options = options;
     this.#limits = checkLimits({ ...HTTP_SERVER_LIMITS, ...options.limits });
     const limits = this.#limits;
-    this.#server = createServer({
+    const settings = {
       requestTimeout: limits.requestTimeoutMs,
       headersTimeout: limits.headersTimeoutMs,
       keepAliveTimeout: limits.keepAliveTimeoutMs,
       connectionsCheckingInterval: limits.timeoutCheckMs,
-    }, (req, res) => this.#inOrder(req, res));
+    };
+    const handler = (req: IncomingMessage, res: ServerResponse) => this.#inOrder(req, res);
+    const tls = options.tls;
+    this.#server = tls === undefined ? createServer(settings, handler) : createHttpsServer({
+      ...settings,
+      cert: tls.cert,
+      key: tls.key,
+      // The handshake comes before the headers: it gets their deadline.
+      handshakeTimeout: limits.headersTimeoutMs,
+    }, handler) as unknown as ReturnType<typeof createServer>;
     this.#server.on("connection", (socket: Socket) => this.#onConnection(socket));
+    if (tls !== undefined) {
+      this.#server.on("secureConnection", (socket: TLSSocket) => this.#onSecure(socket));
+      // A failed handshake (plain HTTP on this port, an untrusted certificate at the client):
+      // nothing can be answered that the client could read.
+      this.#server.on("tlsClientError", (_error: Error, socket: Socket) => socket.destroy());
+    }
     this.#server.on("clientError", (error: Error, socket: Socket) => onClientError(error, socket));
   }
 
@@ -181,7 +214,7 @@ export class HttpServer {
     const address = server.#server.address();
     server.#port = typeof address === "object" && address !== null ? address.port : options.port;
     const host = options.hostname.includes(":") ? `[${options.hostname}]` : options.hostname;
-    server.#origin = `http://${host}:${server.#port}`;
+    server.#origin = `${options.tls === undefined ? "http" : "https"}://${host}:${server.#port}`;
     server.#scheduleAcceptCheck();
     return server;
   }
@@ -257,26 +290,78 @@ export class HttpServer {
     }
     this.#server.closeAllConnections();
     for (const socket of this.#sockets) socket.destroy(); // also the refused ones
+    for (const socket of this.#secure) socket.destroy();
+    for (const { raw } of this.#handshaking.values()) raw.destroy();
     await closed;
   }
 
   #onConnection(socket: Socket): void {
     this.#accepted++;
-    if (this.#sockets.size >= this.#limits.connectionsMax || this.#closing !== undefined) {
+    const refused = this.#sockets.size >= this.#limits.connectionsMax ||
+      this.#closing !== undefined;
+    if (this.#options.tls !== undefined) {
+      this.#onRawTls(socket, refused);
+      return;
+    }
+    if (refused) {
       // Answered at once, before any request: a client learns why instead of seeing a reset.
-      const message = this.#closing !== undefined
-        ? "The node is shutting down"
-        : `Too many open connections: the limit is ${this.#limits.connectionsMax}`;
-      socket.end(rawErrorAnswer(503, "overloaded", message, "retry-after: 1\r\n"));
-      socket.on("error", () => {});
-      // Its descriptor must not outlive the answer for long: under a flood, lingering refused
-      // sockets would use up the process's descriptors.
-      const linger = setTimeout(() => socket.destroy(), HTTP_REFUSED_LINGER_MS);
-      socket.once("close", () => clearTimeout(linger));
+      socket.end(this.#refusal());
+      this.#linger(socket);
       return;
     }
     this.#sockets.add(socket);
     socket.once("close", () => this.#sockets.delete(socket));
+  }
+
+  /** The 503 of a connection over the bound (or during shutdown), with the reason. */
+  #refusal(): string {
+    const message = this.#closing !== undefined
+      ? "The node is shutting down"
+      : `Too many open connections: the limit is ${this.#limits.connectionsMax}`;
+    return rawErrorAnswer(503, "overloaded", message, "retry-after: 1\r\n");
+  }
+
+  /**
+   * A refused socket's descriptor must not outlive its answer for long: under a flood,
+   * lingering refused sockets would use up the process's descriptors.
+   */
+  #linger(socket: Socket): void {
+    socket.on("error", () => {});
+    const linger = setTimeout(() => socket.destroy(), HTTP_REFUSED_LINGER_MS);
+    socket.once("close", () => clearTimeout(linger));
+  }
+
+  /**
+   * A raw connection of the HTTPS server, before its handshake. A refused one is kept (but
+   * not counted, and destroyed after HTTP_REFUSED_LINGER_MS) so that its 503 can go over TLS.
+   */
+  #onRawTls(socket: Socket, refused: boolean): void {
+    const key = `${socket.remoteAddress}|${socket.remotePort}`;
+    this.#handshaking.set(key, { raw: socket, refused });
+    socket.once("close", () => {
+      if (this.#handshaking.get(key)?.raw === socket) this.#handshaking.delete(key);
+    });
+    if (refused) {
+      this.#linger(socket);
+      return;
+    }
+    this.#sockets.add(socket);
+    socket.once("close", () => this.#sockets.delete(socket));
+  }
+
+  /** A connection of the HTTPS server whose handshake is done. */
+  #onSecure(socket: TLSSocket): void {
+    const key = `${socket.remoteAddress}|${socket.remotePort}`;
+    const raw = this.#handshaking.get(key);
+    this.#handshaking.delete(key);
+    if (raw === undefined || raw.refused) {
+      socket.on("error", () => {});
+      socket.end(this.#refusal());
+      this.#linger(socket);
+      return;
+    }
+    this.#secure.add(socket);
+    socket.once("close", () => this.#secure.delete(socket));
   }
 
   /**
@@ -294,7 +379,8 @@ export class HttpServer {
   }
 
   async #handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    if (!this.#sockets.has(req.socket as Socket)) {
+    const admitted = this.#options.tls === undefined ? this.#sockets : this.#secure;
+    if (!admitted.has(req.socket as Socket)) {
       res.destroy(); // a refused connection: its 503 is already on the way
       return;
     }

@@ -1,6 +1,7 @@
 /** A TCP connection that reads and writes whole frames. */
 
 import type { Counters } from "./_context.ts";
+import type { ByteConn } from "./_tls.ts";
 import { FrameDecoder, MalformedFrameError } from "./_frame.ts";
 
 /** Size of the buffer an authenticated connection reads into. */
@@ -14,11 +15,14 @@ export const READ_BUFFER_BYTES = 64 * 1024;
  */
 export const HELLO_FRAME_BYTES_MAX = 4 * 1024;
 
-/** A TCP connection carrying frames; counts bytes and frames in `counters`. */
+/**
+ * A TCP connection (a `Deno.Conn`, or a mutual-TLS one) carrying frames; counts bytes and
+ * frames in `counters`.
+ */
 export class FrameConnection {
   /** "host:port" of the other end, for logs. */
   readonly remote: string;
-  readonly #conn: Deno.Conn;
+  readonly #conn: ByteConn;
   readonly #decoder: FrameDecoder;
   readonly #counters: Counters;
   readonly #frameBytesMax: number;
@@ -32,7 +36,7 @@ export class FrameConnection {
    * {@linkcode HELLO_FRAME_BYTES_MAX} are refused; after it, those above `options.frameBytesMax`.
    */
   constructor(
-    conn: Deno.Conn,
+    conn: ByteConn,
     options: { readonly frameBytesMax: number; readonly counters: Counters },
   ) {
     this.#conn = conn;

@@ -1,5 +1,6 @@
 /** What the connection loops share with their transport: settings, counters, logging. */
 
+import type { TlsMaterial } from "../config/mod.ts";
 import type { Message } from "../raft/mod.ts";
 
 /** Log levels of {@linkcode LogFunction}. */
@@ -63,6 +64,8 @@ export interface LinkContext {
   readonly reconnectDelayMs: { readonly min: number; readonly max: number };
   /** Time allowed for dialing plus handshake. */
   readonly handshakeTimeoutMs: number;
+  /** With TLS: this node's certificate and key and the deployment's CA (mutual TLS). */
+  readonly tls: TlsMaterial | undefined;
   /** The counters to update. */
   readonly counters: Counters;
   /** Where to report. */

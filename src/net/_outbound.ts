@@ -18,6 +18,7 @@ import {
   signHello,
 } from "./_hello.ts";
 import { isBadInput } from "./_inbound.ts";
+import { dialTls } from "./_tls.ts";
 
 /** Queued frames are joined into writes of at most this many bytes (a larger frame goes alone). */
 export const WRITE_BATCH_BYTES_MAX = 4 * 1024 * 1024;
@@ -193,8 +194,13 @@ export class OutboundPeer {
       connection?.close();
     }, ctx.handshakeTimeoutMs);
     try {
-      const conn = await Deno.connect({ hostname: host, port, signal: abort.signal });
-      conn.setNoDelay(true);
+      let conn: Deno.TcpConn | Awaited<ReturnType<typeof dialTls>>;
+      if (ctx.tls === undefined) {
+        conn = await Deno.connect({ hostname: host, port, signal: abort.signal });
+        conn.setNoDelay(true);
+      } else {
+        conn = await dialTls(this.#address, ctx.tls, abort.signal);
+      }
       connection = new FrameConnection(conn, ctx);
       this.#connection = connection;
       if (this.#closed || abort.signal.aborted) throw new Error("dial cancelled");

@@ -7,7 +7,7 @@
  * dials, no multiplexing, and each side's sending is independent of the other's.
  */
 
-import type { HostPort } from "../config/mod.ts";
+import type { HostPort, TlsMaterial } from "../config/mod.ts";
 import type { Message } from "../raft/mod.ts";
 import { describeError, Sleeper } from "./_async.ts";
 import { encodeMessage } from "./_codec.ts";
@@ -24,6 +24,7 @@ import { checkFrameBytesMax, encodeFrame, FRAME_BYTES_MAX, FrameTooLargeError } 
 import { HANDSHAKE_TIMEOUT_MS, importHelloKey, INCARNATION_CHARS_MAX } from "./_hello.ts";
 import { serveInbound } from "./_inbound.ts";
 import { OutboundPeer } from "./_outbound.ts";
+import { type ByteConn, listenTls, type TlsPeerListener } from "./_tls.ts";
 
 /** Default bound of the frames queued for one peer, in bytes. */
 export const SEND_QUEUE_BYTES_MAX = 64 * 1024 * 1024;
@@ -60,6 +61,13 @@ export interface TransportOptions {
   listen: HostPort;
   /** The cluster secret: peers must prove it in the hello (HMAC over a nonce). */
   secret?: string;
+  /**
+   * Mutual TLS: this node presents `cert` (with `key`) when it dials and when it listens, and
+   * accepts only peers whose certificate chains to `ca` (the dialer also checks that the
+   * listener's certificate names the address dialed). The hello and its HMAC run inside TLS
+   * as before. Default: plain TCP.
+   */
+  tls?: TlsMaterial;
   /** Current peers (id -> raft address); may change at run time via setPeers. */
   peers: ReadonlyMap<string, HostPort>;
   /** Called for every valid message received from an authenticated peer. */
@@ -131,6 +139,7 @@ export class PeerTransport {
   readonly #tasks = new Set<Promise<void>>();
   readonly #acceptSleeper = new Sleeper();
   #listener: Deno.TcpListener | undefined;
+  #tlsListener: TlsPeerListener | undefined;
   #started = false;
   #closed = false;
   #closing: Promise<void> | undefined;
@@ -153,6 +162,7 @@ export class PeerTransport {
       sendQueueBytesMax: options.sendQueueBytesMax ?? SEND_QUEUE_BYTES_MAX,
       reconnectDelayMs: options.reconnectDelayMs ?? RECONNECT_DELAY_MS,
       handshakeTimeoutMs: options.handshakeTimeoutMs ?? HANDSHAKE_TIMEOUT_MS,
+      tls: options.tls,
       counters: this.#counters,
       log,
       random: options.random ?? Math.random,
@@ -181,12 +191,44 @@ export class PeerTransport {
     await this.#ctx.key; // a bad secret fails here, loudly
     if (this.#closed) throw new Error(`Cannot start transport of node ${this.#ctx.nodeId}: closed`);
     const { host, port } = this.#options.listen;
-    const listener = Deno.listen({ hostname: host, port, transport: "tcp" });
-    this.#listener = listener;
-    this.#track(this.#acceptLoop(listener));
-    const bound = listener.addr.port;
-    this.#ctx.log("info", `Listening for peers on ${host}:${bound}`, { node: this.#ctx.nodeId });
+    let bound: number;
+    if (this.#options.tls !== undefined) {
+      this.#tlsListener = await this.#listenTls(this.#options.tls);
+      bound = this.#tlsListener.port;
+      if (this.#closed) this.#tlsListener.close();
+    } else {
+      const listener = Deno.listen({ hostname: host, port, transport: "tcp" });
+      this.#listener = listener;
+      this.#track(this.#acceptLoop(listener));
+      bound = listener.addr.port;
+    }
+    const tls = this.#options.tls === undefined ? "" : " (mutual TLS)";
+    this.#ctx.log("info", `Listening for peers on ${host}:${bound}${tls}`, {
+      node: this.#ctx.nodeId,
+    });
     return { port: bound };
+  }
+
+  /** The mutual-TLS listener: handshakes bounded like hellos, refusals counted and logged. */
+  #listenTls(tls: TlsMaterial): Promise<TlsPeerListener> {
+    return listenTls({
+      listen: this.#options.listen,
+      tls,
+      handshakeTimeoutMs: Math.min(this.#helloTimeoutMs, this.#ctx.handshakeTimeoutMs),
+      handshakesMax: HANDSHAKES_PENDING_MAX,
+      onConnection: (conn) => this.#accept(conn),
+      onRefused: (remote, reason) => {
+        if (this.#closed) return;
+        this.#counters.connectionsRefused++;
+        this.#ctx.throttled.report(
+          "TLS handshake refused",
+          "warn",
+          `Refused peer connection from ${remote}: TLS handshake failed (${reason}); a peer ` +
+            `must present a certificate signed by the deployment's CA`,
+          { remote },
+        );
+      },
+    });
   }
 
   /**
@@ -280,6 +322,7 @@ export class PeerTransport {
   async #close(): Promise<void> {
     this.#closed = true;
     this.#listener?.close();
+    this.#tlsListener?.close();
     this.#acceptSleeper.cancel();
     for (const connection of this.#accepted) connection.close();
     for (const peer of this.#outbound.values()) this.#track(peer.close());
@@ -306,6 +349,7 @@ export class PeerTransport {
       let conn: Deno.TcpConn | undefined;
       try {
         conn = await listener.accept();
+        conn.setNoDelay(true);
         this.#accept(conn);
       } catch (error) {
         if (this.#closed || error instanceof Deno.errors.BadResource) return;
@@ -319,12 +363,11 @@ export class PeerTransport {
     }
   }
 
-  #accept(conn: Deno.TcpConn): void {
+  #accept(conn: ByteConn): void {
     if (this.#closed) {
       conn.close();
       return;
     }
-    conn.setNoDelay(true);
     const connection = new FrameConnection(conn, this.#ctx);
     const host = (conn.remoteAddr as Deno.NetAddr).hostname;
     if (!this.#makeRoom()) {

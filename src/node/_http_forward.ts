@@ -47,6 +47,22 @@ function relayedHeaders(headers: Headers): Headers {
 }
 
 /**
+ * A `forward` for nodes that serve HTTPS: {@linkcode forwardToLeader} names the leader by
+ * `http://host:port`, and this sends it as `https://` on a client that verifies the leader's
+ * certificate against the deployment's CA (`ca`, PEM). `close` releases its connections.
+ */
+export function httpsForwarder(ca: string): {
+  forward: (url: string, init: RequestInit) => Promise<Response>;
+  close: () => void;
+} {
+  const client = Deno.createHttpClient({ caCerts: [ca] });
+  return {
+    forward: (url, init) => fetch(url.replace(/^http:\/\//, "https://"), { ...init, client }),
+    close: () => client.close(),
+  };
+}
+
+/**
  * Forwards the original request (method, path, query, headers, `body`) to the leader and
  * answers what it answered. Throws `NoLeaderError` (503) when the request was forwarded
  * already (no loops), no leader is known, or the leader does not answer in time.

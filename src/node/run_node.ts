@@ -3,6 +3,7 @@ import {
   findNode,
   type HostPort,
   type KoiConfig,
+  loadTlsFiles,
   type NodeConfig,
   parseHostPort,
 } from "../config/mod.ts";
@@ -15,6 +16,7 @@ import { createNodeApp, createNodeDirect } from "./http.ts";
 import { HttpServer, type HttpServerLimits } from "../http/server.ts";
 import { refusedTarget } from "./_http_keys.ts";
 import { startMallocTrims } from "./_malloc_trim.ts";
+import { httpsForwarder } from "./_http_forward.ts";
 
 /** The name of a node's Deno.Kv file inside its data directory. */
 export const KV_FILE = "koi.kv";
@@ -170,6 +172,8 @@ export async function runNode(options: RunNodeOptions): Promise<RunningNode> {
     epoch: config.routing.epoch,
     members: config.clusters.map((c) => ({ id: c.id, loadFactor: c.loadFactor })),
   });
+  // Bad certificate files are a configuration error (exit 2), found before anything is touched.
+  const tls = self.tls === undefined ? undefined : await loadTlsFiles(self.tls);
   // A second process on the same directory stops here, before it opens or writes anything.
   const lock: DataDirLock = await lockDataDir(self.dataDir);
   const cleanups: (() => Promise<void> | void)[] = [() => lock.release()];
@@ -206,6 +210,7 @@ export async function runNode(options: RunNodeOptions): Promise<RunningNode> {
       nodeId,
       listen: self.raft,
       ...(self.secret === undefined ? {} : { secret: self.secret }),
+      ...(tls === undefined ? {} : { tls }),
       peers: new Map(),
       onMessage: (m: Message) => ref.node?.step(m), // dropped while the node waits
       log: (level, message, fields) => log(level === "warn" ? "warning" : level, message, fields),
@@ -292,8 +297,12 @@ export async function runNode(options: RunNodeOptions): Promise<RunningNode> {
     cleanups.push(() => node.close());
     // A node that did not wait listens only now, once it can check its peers' incarnations.
     raftPort ??= (await bind(`${field}.raft`, self.raft, () => transport.start())).port;
+    // With TLS the leader serves HTTPS too: forwarded requests verify its certificate.
+    const forwarder = tls === undefined ? undefined : httpsForwarder(tls.ca);
+    if (forwarder !== undefined) cleanups.push(() => forwarder.close());
     const appOptions = {
       service: node,
+      ...(forwarder === undefined ? {} : { forward: forwarder.forward }),
       ...(self.secret === undefined ? {} : { secret: self.secret }),
       members: knownAddresses,
       log: (message: string, error: unknown) => log("error", message, { error: String(error) }),
@@ -306,6 +315,7 @@ export async function runNode(options: RunNodeOptions): Promise<RunningNode> {
         fetch: app.fetch,
         direct: createNodeDirect(appOptions),
         refuseTarget: refusedTarget,
+        ...(tls === undefined ? {} : { tls: { cert: tls.cert, key: tls.key } }),
         ...(options.httpLimits === undefined ? {} : { limits: options.httpLimits }),
         onError: (message, error) => log("error", message, { error: String(error) }),
       }));
@@ -318,6 +328,7 @@ export async function runNode(options: RunNodeOptions): Promise<RunningNode> {
       http: `${self.http.host}:${server.port}`,
       data: self.dataDir,
       join: startJoining,
+      tls: tls !== undefined,
     });
     const close = async () => {
       cleanups.splice(0); // this close runs the steps in its own order
@@ -329,6 +340,7 @@ export async function runNode(options: RunNodeOptions): Promise<RunningNode> {
       await transport.close();
       // 3. HTTP drains what is in flight, then cuts off what remains.
       await server.close(SHUTDOWN_DRAIN_MS);
+      forwarder?.close();
       // 4. The files.
       kv.close();
       await lock.release();
