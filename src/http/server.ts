@@ -21,6 +21,31 @@ import { createServer, type IncomingMessage, type ServerResponse } from "node:ht
 import { createServer as createHttpsServer } from "node:https";
 import { connect as netConnect, type Socket } from "node:net";
 import type { TLSSocket } from "node:tls";
+import {
+  HTTP_BODY_BYTES_WAITING_MAX,
+  HTTP_PIPELINE_DEPTH_MAX,
+  HTTP_REQUESTS_WAITING_MAX,
+  RequestAdmission,
+} from "./_admission.ts";
+
+import {
+  type DirectAnswer,
+  type DirectRequest,
+  dropBody,
+  errorBody,
+  readRequestBody,
+  toRequest,
+  writeAnswer,
+  writeDirect,
+  writeResponse,
+} from "./_wire.ts";
+
+export {
+  HTTP_BODY_BYTES_WAITING_MAX,
+  HTTP_PIPELINE_DEPTH_MAX,
+  HTTP_REQUESTS_WAITING_MAX,
+} from "./_admission.ts";
+export type { DirectAnswer, DirectRequest } from "./_wire.ts";
 
 /** Time a client has to send a whole request, headers and body (408 after it). */
 export const HTTP_REQUEST_TIMEOUT_MS = 10_000;
@@ -49,6 +74,13 @@ export const HTTP_TIMEOUT_CHECK_MS = 500;
  */
 export const HTTP_BODY_BYTES_MAX: number = (1 << 20) + 1;
 
+/**
+ * A request whose turn comes after it waited this long behind earlier ones on its connection
+ * (pipelined) is answered `503 overloaded` with `retry-after` instead of run: its client
+ * learns at once that the node is behind, rather than after every queued request ran.
+ */
+export const HTTP_QUEUE_WAIT_MAX_MS = 2_000;
+
 /** Limits of an {@linkcode HttpServer}, each defaulting to the constant of the same name. */
 export interface HttpServerLimits {
   /** See {@linkcode HTTP_REQUEST_TIMEOUT_MS}. */
@@ -65,6 +97,14 @@ export interface HttpServerLimits {
   readonly bodyBytesMax: number;
   /** See {@linkcode HTTP_ACCEPT_CHECK_MS}; 0 turns the check off. */
   readonly acceptCheckMs: number;
+  /** See {@linkcode HTTP_PIPELINE_DEPTH_MAX}. */
+  readonly pipelineDepthMax: number;
+  /** See {@linkcode HTTP_BODY_BYTES_WAITING_MAX}. */
+  readonly bodyBytesWaitingMax: number;
+  /** See {@linkcode HTTP_REQUESTS_WAITING_MAX}. */
+  readonly requestsWaitingMax: number;
+  /** See {@linkcode HTTP_QUEUE_WAIT_MAX_MS}. */
+  readonly queueWaitMaxMs: number;
 }
 
 /** The default limits. */
@@ -76,6 +116,10 @@ export const HTTP_SERVER_LIMITS: HttpServerLimits = {
   timeoutCheckMs: HTTP_TIMEOUT_CHECK_MS,
   bodyBytesMax: HTTP_BODY_BYTES_MAX,
   acceptCheckMs: HTTP_ACCEPT_CHECK_MS,
+  pipelineDepthMax: HTTP_PIPELINE_DEPTH_MAX,
+  bodyBytesWaitingMax: HTTP_BODY_BYTES_WAITING_MAX,
+  requestsWaitingMax: HTTP_REQUESTS_WAITING_MAX,
+  queueWaitMaxMs: HTTP_QUEUE_WAIT_MAX_MS,
 };
 
 /** Options of {@linkcode HttpServer.listen}. */
@@ -106,28 +150,6 @@ export interface HttpServerOptions {
   readonly direct?: (
     request: DirectRequest,
   ) => DirectAnswer | undefined | Promise<DirectAnswer | undefined>;
-}
-
-/** A request as read off the wire, for {@linkcode HttpServerOptions.direct}. */
-export interface DirectRequest {
-  /** The method as sent. */
-  readonly method: string;
-  /** The raw request target (path and query, not normalized). */
-  readonly target: string;
-  /** The header lines as sent: name, value, name, value, ... */
-  readonly rawHeaders: readonly string[];
-  /** The body (null for GET and HEAD; at most `bodyBytesMax` bytes, see the limits). */
-  readonly body: Uint8Array | null;
-}
-
-/** An answer of {@linkcode HttpServerOptions.direct}. */
-export interface DirectAnswer {
-  /** The status. */
-  readonly status: number;
-  /** The headers (the server sets content-length to the body's length). */
-  readonly headers: Readonly<Record<string, string>>;
-  /** The body: bytes, text (sent as UTF-8) or none. */
-  readonly body: Uint8Array | string | null;
 }
 
 const HTTP_STATUS_TEXT: Record<number, string> = {
@@ -162,6 +184,8 @@ export class HttpServer {
   readonly #handshaking = new Map<string, { raw: Socket; refused: boolean }>();
   /** Per connection, the end of its last request: pipelined requests run one after another. */
   readonly #lastOnSocket = new WeakMap<Socket, Promise<void>>();
+  readonly #admission: RequestAdmission<Socket>;
+  #queueRefused = 0;
   #origin = "http://127.0.0.1";
   #port = 0;
   #inFlight = 0;
@@ -175,6 +199,7 @@ export class HttpServer {
     this.#options = options;
     this.#limits = checkLimits({ ...HTTP_SERVER_LIMITS, ...options.limits });
     const limits = this.#limits;
+    this.#admission = new RequestAdmission(limits);
     const settings = {
       requestTimeout: limits.requestTimeoutMs,
       headersTimeout: limits.headersTimeoutMs,
@@ -371,20 +396,83 @@ export class HttpServer {
    */
   #inOrder(req: IncomingMessage, res: ServerResponse): void {
     const socket = req.socket as Socket;
+    const declared = Number(req.headers["content-length"]);
+    // Over bodyBytesMax the handler answers 413 from the header alone: it never holds more.
+    const bytes = declared > 0 ? Math.min(declared, this.#limits.bodyBytesMax) : 0;
+    const admission = this.#admission.arrive(socket, bytes);
+    if (admission === "close") {
+      // Pipelined beyond what may wait: the connection goes, and with it what it queued.
+      socket.destroy();
+      return;
+    }
     const before = this.#lastOnSocket.get(socket);
-    const run = before === undefined
-      ? this.#handle(req, res)
-      : before.then(() => this.#handle(req, res));
+    const arrived = performance.now();
+    const turn = admission === "shed"
+      ? () => this.#shed(req, res)
+      : () => this.#handle(req, res, arrived);
+    const run = (before === undefined ? turn() : before.then(turn))
+      .finally(() => this.#admission.leave(socket, bytes, admission));
     this.#lastOnSocket.set(socket, run);
   }
 
-  async #handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+  /**
+   * Answers a shed request `503 overloaded` in its turn, at once, and drops its body as it
+   * comes (an answer may precede the end of its request): the connection stays, and what is
+   * pipelined behind it gets its own answers. (Whether anything is behind it cannot be told:
+   * `node:http` parses a connection's requests only as it gets to them.)
+   */
+  #shed(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    void dropBody(req);
+    writeAnswer(
+      res,
+      503,
+      { "retry-after": "1" },
+      errorBody("overloaded", "The node holds too many requests or request bodies: retry later"),
+    );
+    return Promise.resolve();
+  }
+
+  /** 503 overloaded with retry-after; the connection ends with it (its body stays unread). */
+  #refuseOverloaded(res: ServerResponse, why: string): void {
+    res.once("finish", () => res.socket?.end());
+    writeAnswer(
+      res,
+      503,
+      { "retry-after": "1", connection: "close" },
+      errorBody("overloaded", `${why}: retry later`),
+    );
+  }
+
+  /**
+   * Requests refused (503) by the admission limits or because they waited too long on their
+   * connection, and connections closed by the admission limits.
+   */
+  get admissionStats(): { shed: number; closed: number; waitedTooLong: number } {
+    return { ...this.#admission.stats(), waitedTooLong: this.#queueRefused };
+  }
+
+  /** Counters and gauges for /metrics. */
+  stats(): Readonly<Record<string, number>> {
+    const a = this.#admission.stats();
+    return {
+      connections: this.#sockets.size,
+      requestsWaiting: this.#admission.waiting,
+      bodyBytesWaiting: this.#admission.bodyBytes,
+      requestsShed: a.shed,
+      requestsWaitedTooLong: this.#queueRefused,
+      connectionsClosedPipelining: a.closed,
+      relistens: this.#relistens,
+    };
+  }
+
+  async #handle(req: IncomingMessage, res: ServerResponse, arrived: number): Promise<void> {
     const admitted = this.#options.tls === undefined ? this.#sockets : this.#secure;
     if (!admitted.has(req.socket as Socket)) {
       res.destroy(); // a refused connection: its 503 is already on the way
       return;
     }
     this.#inFlight++;
+    const held = { bytes: 0 }; // what a body without a declared length took of the budget
     try {
       // Checked on the raw target: the Request's URL is already normalized.
       const refused = this.#options.refuseTarget?.(req.url ?? "/");
@@ -392,8 +480,24 @@ export class HttpServer {
         writeAnswer(res, 400, {}, errorBody("bad_request", refused));
         return;
       }
-      const body = await readRequestBody(req, this.#limits.bodyBytesMax);
+      const body = await readRequestBody(req, this.#limits.bodyBytesMax, (n) => {
+        if (!this.#admission.reserve(n)) return false;
+        held.bytes += n;
+        return true;
+      });
       if (body === undefined) return; // the client broke off, or missed the deadline (408)
+      if (body === "overloaded") {
+        this.#refuseOverloaded(res, "The node holds too many request bodies");
+        return;
+      }
+      const waited = performance.now() - arrived;
+      if (waited > this.#limits.queueWaitMaxMs) {
+        this.#queueRefused++;
+        const message = `The request waited ${Math.round(waited)} ms behind earlier requests ` +
+          `on its connection (limit ${this.#limits.queueWaitMaxMs} ms): retry later`;
+        writeAnswer(res, 503, { "retry-after": "1" }, errorBody("overloaded", message));
+        return;
+      }
       if (this.#options.direct !== undefined) {
         const direct = await this.#options.direct({
           method: req.method ?? "GET",
@@ -422,6 +526,7 @@ export class HttpServer {
         res.destroy();
       }
     } finally {
+      this.#admission.release(held.bytes);
       this.#inFlight--;
       if (this.#inFlight === 0) this.#idle?.();
     }
@@ -455,121 +560,4 @@ function onClientError(error: Error, socket: Socket): void {
     : rawErrorAnswer(400, "bad_request", `Malformed HTTP request: ${code ?? error.message}`);
   socket.on("error", () => {});
   socket.end(answer);
-}
-
-function errorBody(code: string, message: string): string {
-  return JSON.stringify({ error: { code, message } });
-}
-
-/**
- * The body of `req`, read before the handler runs (koi needs every body whole), at most
- * `bytesMax` bytes: the rest is discarded and the handler sees a body over its limit (413).
- * Null for a method without a body; undefined when the request ended early (the client broke
- * off or missed the request deadline, which answered 408 already).
- */
-function readRequestBody(
-  req: IncomingMessage,
-  bytesMax: number,
-): Promise<Uint8Array | null | undefined> {
-  if (req.method === "GET" || req.method === "HEAD") return Promise.resolve(null);
-  // A pipelined request that waited for the one before it may find its connection gone.
-  if (req.destroyed) return Promise.resolve(undefined);
-  const declared = Number(req.headers["content-length"]);
-  // A declared length over the limit: the handler refuses it from the header alone.
-  if (declared > bytesMax) return Promise.resolve(new Uint8Array(0));
-  return new Promise((resolve) => {
-    const chunks: Uint8Array[] = [];
-    let total = 0;
-    req.on("data", (chunk: Uint8Array) => {
-      if (total >= bytesMax) return; // discarded: the handler answers 413 from what it has
-      const room = bytesMax - total;
-      const kept = chunk.length <= room ? chunk : chunk.subarray(0, room);
-      chunks.push(kept);
-      total += kept.length;
-    });
-    req.once("end", () => resolve(concat(chunks, total)));
-    req.once("close", () => {
-      if (!req.complete) resolve(undefined);
-    });
-    req.once("error", () => resolve(undefined));
-  });
-}
-
-function concat(chunks: readonly Uint8Array[], total: number): Uint8Array {
-  if (chunks.length === 1) return chunks[0];
-  const out = new Uint8Array(total);
-  let at = 0;
-  for (const chunk of chunks) {
-    out.set(chunk, at);
-    at += chunk.length;
-  }
-  return out;
-}
-
-/** The fetch Request of `req`, or undefined for a target or header fetch cannot carry. */
-function toRequest(
-  req: IncomingMessage,
-  options: { origin: string; body: Uint8Array | null },
-): Request | undefined {
-  const target = req.url ?? "/";
-  if (!target.startsWith("/")) return undefined; // absolute-form and `*`: not for this API
-  const headers = new Headers();
-  const raw = req.rawHeaders;
-  try {
-    for (let i = 0; i + 1 < raw.length; i += 2) headers.append(raw[i], raw[i + 1]);
-  } catch {
-    return undefined;
-  }
-  return new Request(options.origin + target, {
-    method: req.method ?? "GET",
-    headers,
-    body: options.body as Uint8Array<ArrayBuffer> | null,
-  });
-}
-
-/** Writes `response`; its body is read whole (every koi answer is bounded). */
-async function writeResponse(
-  res: ServerResponse,
-  response: Response,
-  head: boolean,
-): Promise<void> {
-  const headers: Record<string, string> = {};
-  for (const [name, value] of response.headers) headers[name] = value;
-  if (head || response.body === null) {
-    if (response.body !== null) await response.body.cancel();
-    writeAnswer(res, response.status, headers, undefined);
-    return;
-  }
-  const bytes = new Uint8Array(await response.arrayBuffer());
-  headers["content-length"] = String(bytes.length);
-  delete headers["transfer-encoding"];
-  writeAnswer(res, response.status, headers, bytes);
-}
-
-const utf8 = new TextEncoder();
-
-/** Writes a direct handler's answer, with its content-length. */
-function writeDirect(res: ServerResponse, answer: DirectAnswer, head: boolean): void {
-  if (res.destroyed) return;
-  const body = typeof answer.body === "string" ? utf8.encode(answer.body) : answer.body;
-  // The length is always the body's own: a wrong one would break the connection's framing.
-  const headers: Record<string, string> = { ...answer.headers };
-  headers["content-length"] = String(body?.length ?? 0);
-  res.writeHead(answer.status, headers);
-  res.end(head || body === null ? undefined : body);
-}
-
-function writeAnswer(
-  res: ServerResponse,
-  status: number,
-  headers: Record<string, string>,
-  body: Uint8Array | string | undefined,
-): void {
-  if (res.destroyed) return; // the client is gone (or timed out): nobody to answer
-  if (typeof body === "string") {
-    headers["content-type"] = "application/json";
-    headers["content-length"] = String(new TextEncoder().encode(body).length);
-  }
-  res.writeHead(status, headers);
-  res.end(body);
 }

@@ -35,6 +35,22 @@ function snake(name: string): string {
   return name.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
 }
 
+/**
+ * Renders the HTTP server's counters and gauges (`koi_http_<name>`) for the same exposition,
+ * to be appended to {@linkcode renderMetrics}' text.
+ */
+export function renderHttpMetrics(
+  node: string,
+  cluster: string,
+  stats: Readonly<Record<string, number>>,
+): string {
+  const labels = `node="${node}",cluster="${cluster}"`;
+  return Object.entries(stats).map(([k, v]) =>
+    `# HELP koi_http_${snake(k)} HTTP server ${k}.\n# TYPE koi_http_${snake(k)} gauge\n` +
+    `koi_http_${snake(k)}{${labels}} ${v}\n`
+  ).join("");
+}
+
 /** Renders the Prometheus text exposition format (version 0.0.4). */
 export function renderMetrics(m: MetricsInput): string {
   const labels = `node="${m.node}",cluster="${m.cluster}"`;

@@ -180,8 +180,11 @@ Deno.test("driver: a write costs one Deno.Kv commit on each member, not two", as
       // Without the lazy commit index every write costs two: the entry, then its commit index.
       assert.ok(commits <= writes + 2, `${id}: ${writes} writes cost ${commits} Deno.Kv commits`);
     }
-    // /metrics shows it: Ready batches that only moved the commit index made no commit.
-    assert.ok(metric(leader, "storage_persists_skipped") >= writes - 2);
+    // /metrics shows it: Ready batches that only moved the commit index made no commit. (Under
+    // a loaded machine a commit-only batch may merge with the next write's: not every write
+    // leaves one.)
+    const skipped = metric(leader, "storage_persists_skipped");
+    assert.ok(skipped >= writes / 2, `${skipped} commit-only batches skipped for ${writes} writes`);
     assert.match(
       leader.metrics(),
       /koi_raft_dropped_messages_total\{[^}]*reason="commit_beyond_log"\} 0/,

@@ -22,6 +22,7 @@ import {
 } from "./_http_errors.ts";
 import { type ForwardOptions, forwardToLeader } from "./_http_forward.ts";
 import { checkNotSystem, decodeBase64Url, encodeBase64Url } from "./_http_keys.ts";
+import { renderHttpMetrics } from "./_metrics.ts";
 import type { DirectAnswer, DirectRequest } from "../http/server.ts";
 import {
   createDirectKeyHandler,
@@ -79,6 +80,8 @@ export interface HttpOptions {
   forward?: (url: string, init: RequestInit) => Promise<Response>;
   /** Time the leader has to answer a forwarded request; default 5000. */
   forwardTimeoutMs?: number;
+  /** The HTTP server's counters for /metrics (`koi_http_<name>`), when it reports them. */
+  httpStats?: () => Readonly<Record<string, number>>;
   /** Where unexpected errors (answered 500) are reported; default `console.error`. */
   log?: (message: string, error: unknown) => void;
   /**
@@ -97,6 +100,7 @@ interface Resolved {
   readonly forward: ForwardOptions;
   readonly log: HttpLog;
   readonly members: ReadonlyMap<string, { readonly raft: string; readonly http: string }>;
+  readonly httpStats: () => Readonly<Record<string, number>>;
 }
 
 const MEMBERS_PREFIX = "/v1/members/";
@@ -194,6 +198,7 @@ function resolveOptions(options: HttpOptions): Resolved {
     },
     log: options.log ?? ((message, error) => console.error(message, error)),
     members: options.members ?? new Map(),
+    httpStats: options.httpStats ?? (() => ({})),
   };
 }
 
@@ -422,10 +427,14 @@ function routeManagement(app: Hono, resolved: Resolved): void {
     return jsonResponse(200, { index });
   });
   app.get("/metrics", () =>
-    new Response(service.metrics(), {
-      status: 200,
-      headers: { "content-type": METRICS_CONTENT_TYPE },
-    }));
+    new Response(
+      service.metrics() +
+        renderHttpMetrics(service.nodeId, service.clusterId, resolved.httpStats()),
+      {
+        status: 200,
+        headers: { "content-type": METRICS_CONTENT_TYPE },
+      },
+    ));
   // Healthy means able to serve: state loaded and a leader known (as etcd's /health).
   app.get("/healthz", () => {
     if (!service.loaded()) {

@@ -300,8 +300,11 @@ export async function runNode(options: RunNodeOptions): Promise<RunningNode> {
     // With TLS the leader serves HTTPS too: forwarded requests verify its certificate.
     const forwarder = tls === undefined ? undefined : httpsForwarder(tls.ca);
     if (forwarder !== undefined) cleanups.push(() => forwarder.close());
+    // The server is made from the app: its counters reach /metrics once it listens.
+    const listening: { server?: HttpServer } = {};
     const appOptions = {
       service: node,
+      httpStats: () => listening.server?.stats() ?? {},
       ...(forwarder === undefined ? {} : { forward: forwarder.forward }),
       ...(self.secret === undefined ? {} : { secret: self.secret }),
       members: knownAddresses,
@@ -319,6 +322,7 @@ export async function runNode(options: RunNodeOptions): Promise<RunningNode> {
         ...(options.httpLimits === undefined ? {} : { limits: options.httpLimits }),
         onError: (message, error) => log("error", message, { error: String(error) }),
       }));
+    listening.server = server;
     cleanups.push(() => server.close(SHUTDOWN_DRAIN_MS));
     const started = performance.now();
     options.lifecycle?.("node ready", {

@@ -1,0 +1,171 @@
+/**
+ * The HTTP server's wire work: reading a request body whole (within its limit and the shared
+ * body budget), making the fetch Request of a `node:http` request, and writing answers.
+ *
+ * @module
+ */
+
+import type { IncomingMessage, ServerResponse } from "node:http";
+
+/** A request as read off the wire, for `HttpServerOptions.direct`. */
+export interface DirectRequest {
+  /** The method as sent. */
+  readonly method: string;
+  /** The raw request target (path and query, not normalized). */
+  readonly target: string;
+  /** The header lines as sent: name, value, name, value, ... */
+  readonly rawHeaders: readonly string[];
+  /** The body (null for GET and HEAD; at most `bodyBytesMax` bytes, see the limits). */
+  readonly body: Uint8Array | null;
+}
+
+/** An answer of `HttpServerOptions.direct`. */
+export interface DirectAnswer {
+  /** The status. */
+  readonly status: number;
+  /** The headers (the server sets content-length to the body's length). */
+  readonly headers: Readonly<Record<string, string>>;
+  /** The body: bytes, text (sent as UTF-8) or none. */
+  readonly body: Uint8Array | string | null;
+}
+
+/** The JSON body of an error answer. */
+export function errorBody(code: string, message: string): string {
+  return JSON.stringify({ error: { code, message } });
+}
+
+/**
+ * The body of `req`, read before the handler runs (koi needs every body whole), at most
+ * `bytesMax` bytes: the rest is discarded and the handler sees a body over its limit (413).
+ * Null for a method without a body; undefined when the request ended early (the client broke
+ * off or missed the request deadline, which answered 408 already).
+ */
+export function readRequestBody(
+  req: IncomingMessage,
+  bytesMax: number,
+  reserve: (bytes: number) => boolean,
+): Promise<Uint8Array | null | undefined | "overloaded"> {
+  if (req.method === "GET" || req.method === "HEAD") return Promise.resolve(null);
+  // A pipelined request that waited for the one before it may find its connection gone.
+  if (req.destroyed) return Promise.resolve(undefined);
+  const declared = Number(req.headers["content-length"]);
+  // A declared length over the limit: the handler refuses it from the header alone.
+  if (declared > bytesMax) return Promise.resolve(new Uint8Array(0));
+  // Admission counted a declared length already; a chunked body takes its bytes as they come.
+  const unmetered = !(declared >= 0);
+  return new Promise((resolve) => {
+    const chunks: Uint8Array[] = [];
+    let total = 0;
+    let over = false;
+    req.on("data", (chunk: Uint8Array) => {
+      if (total >= bytesMax || over) return; // discarded: the handler answers 413 from what it has
+      const room = bytesMax - total;
+      const kept = chunk.length <= room ? chunk : chunk.subarray(0, room);
+      if (unmetered && !reserve(kept.length)) {
+        over = true;
+        chunks.length = 0;
+        resolve("overloaded");
+        return;
+      }
+      chunks.push(kept);
+      total += kept.length;
+    });
+    req.once("end", () => resolve(concat(chunks, total)));
+    req.once("close", () => {
+      if (!req.complete) resolve(undefined);
+    });
+    req.once("error", () => resolve(undefined));
+  });
+}
+
+/** Reads `req`'s body to its end and drops it (resolves also when the request breaks off). */
+export function dropBody(req: IncomingMessage): Promise<void> {
+  if (req.method === "GET" || req.method === "HEAD" || req.destroyed || req.complete) {
+    return Promise.resolve();
+  }
+  return new Promise((resolve) => {
+    req.once("end", () => resolve());
+    req.once("close", () => resolve());
+    req.once("error", () => resolve());
+    req.resume();
+  });
+}
+
+function concat(chunks: readonly Uint8Array[], total: number): Uint8Array {
+  if (chunks.length === 1) return chunks[0];
+  const out = new Uint8Array(total);
+  let at = 0;
+  for (const chunk of chunks) {
+    out.set(chunk, at);
+    at += chunk.length;
+  }
+  return out;
+}
+
+/** The fetch Request of `req`, or undefined for a target or header fetch cannot carry. */
+export function toRequest(
+  req: IncomingMessage,
+  options: { origin: string; body: Uint8Array | null },
+): Request | undefined {
+  const target = req.url ?? "/";
+  if (!target.startsWith("/")) return undefined; // absolute-form and `*`: not for this API
+  const headers = new Headers();
+  const raw = req.rawHeaders;
+  try {
+    for (let i = 0; i + 1 < raw.length; i += 2) headers.append(raw[i], raw[i + 1]);
+  } catch {
+    return undefined;
+  }
+  return new Request(options.origin + target, {
+    method: req.method ?? "GET",
+    headers,
+    body: options.body as Uint8Array<ArrayBuffer> | null,
+  });
+}
+
+/** Writes `response`; its body is read whole (every koi answer is bounded). */
+export async function writeResponse(
+  res: ServerResponse,
+  response: Response,
+  head: boolean,
+): Promise<void> {
+  const headers: Record<string, string> = {};
+  for (const [name, value] of response.headers) headers[name] = value;
+  if (head || response.body === null) {
+    if (response.body !== null) await response.body.cancel();
+    writeAnswer(res, response.status, headers, undefined);
+    return;
+  }
+  const bytes = new Uint8Array(await response.arrayBuffer());
+  headers["content-length"] = String(bytes.length);
+  delete headers["transfer-encoding"];
+  writeAnswer(res, response.status, headers, bytes);
+}
+
+const utf8 = new TextEncoder();
+
+/** Writes a direct handler's answer, with its content-length. */
+export function writeDirect(res: ServerResponse, answer: DirectAnswer, head: boolean): void {
+  if (res.destroyed) return;
+  const body = typeof answer.body === "string" ? utf8.encode(answer.body) : answer.body;
+  // The length is always the body's own: a wrong one would break the connection's framing.
+  const headers: Record<string, string> = { ...answer.headers };
+  headers["content-length"] = String(body?.length ?? 0);
+  res.writeHead(answer.status, headers);
+  res.end(head || body === null ? undefined : body);
+}
+
+export function writeAnswer(
+  res: ServerResponse,
+  status: number,
+  headers: Record<string, string>,
+  body: Uint8Array | string | undefined,
+): void {
+  if (res.destroyed) return; // the client is gone (or timed out): nobody to answer
+  if (typeof body === "string") {
+    headers["content-type"] = "application/json";
+    headers["content-length"] = String(new TextEncoder().encode(body).length);
+  }
+  res.writeHead(status, headers);
+  res.end(body);
+}
