@@ -175,9 +175,9 @@ export class Sender {
         }),
       };
       if (result.status === 503) {
-        // no_leader may follow a write that waited and may still apply; overloaded is a
-        // refusal at the door.
-        if (write && code !== "overloaded") call.maybeApplied = true;
+        // no_leader may follow a write that waited and may still apply; overloaded and
+        // disk_failed are refusals at the door (nothing was proposed).
+        if (write && code !== "overloaded" && code !== "disk_failed") call.maybeApplied = true;
         tried.add(node.id); // another node may know a leader (this one may be cut off)
         const hint = retryAfterMs(result.headers);
         await pause(hint !== undefined && hint < call.deadline - now() ? hint : backoff());

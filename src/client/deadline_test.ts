@@ -37,6 +37,11 @@ Deno.test("deadline: a cluster without a leader fails with UnavailableError in t
     const busy = await koi.put("k", "v", { timeoutMs: 200 }).catch((e) => e);
     assert.ok(busy instanceof UnavailableError);
     assert.equal(busy.outcomeUnknown, false);
+    // So is disk_failed: a node whose disk fails refuses writes before proposing them.
+    d.nodeHook = () => error(503, "disk_failed", "The data dir is full", { "retry-after": "1" });
+    const full = await koi.put("k", "v", { timeoutMs: 200 }).catch((e) => e);
+    assert.ok(full instanceof UnavailableError);
+    assert.equal(full.outcomeUnknown, false);
     // A read is never outcome-unknown.
     const read = await koi.get("k", { timeoutMs: 200 }).catch((e) => e);
     assert.ok(read instanceof UnavailableError);

@@ -24,6 +24,7 @@ export type KoiServerErrorCode =
   | "no_leader"
   | "loading"
   | "overloaded"
+  | "disk_failed"
   | "insufficient_storage"
   | "starting";
 
