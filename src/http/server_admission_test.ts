@@ -4,22 +4,9 @@
  * a request that waited too long behind others on its connection is refused instead of run.
  */
 import assert from "node:assert/strict";
-import { HttpServer, type HttpServerLimits } from "./server.ts";
+import { withServer } from "./_server_test_util.ts";
 
 const TEXT = new TextEncoder();
-
-async function withServer(
-  limits: Partial<HttpServerLimits>,
-  fetch: (request: Request) => Response | Promise<Response>,
-  fn: (server: HttpServer) => Promise<void>,
-): Promise<void> {
-  const server = await HttpServer.listen({ hostname: "127.0.0.1", port: 0, fetch, limits });
-  try {
-    await fn(server);
-  } finally {
-    await server.close(100);
-  }
-}
 
 /** Reads answers until `count` status lines arrived, the connection closed, or `ms` passed. */
 async function readStatuses(

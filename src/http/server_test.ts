@@ -1,21 +1,9 @@
 /** The HTTP server's limits on real sockets (127.0.0.1): deadlines, idle timeout, bound, drain. */
 import assert from "node:assert/strict";
-import { type DirectAnswer, HttpServer, type HttpServerLimits } from "./server.ts";
+import { type DirectAnswer, HttpServer } from "./server.ts";
+import { withServer } from "./_server_test_util.ts";
 
 const TEXT = new TextEncoder();
-
-async function withServer(
-  limits: Partial<HttpServerLimits>,
-  fetch: (request: Request) => Response | Promise<Response>,
-  fn: (server: HttpServer) => Promise<void>,
-): Promise<void> {
-  const server = await HttpServer.listen({ hostname: "127.0.0.1", port: 0, fetch, limits });
-  try {
-    await fn(server);
-  } finally {
-    await server.close(100);
-  }
-}
 
 /** Reads from `conn` until it closes or `deadlineMs` passes; the text and whether it closed. */
 async function readUntilClosed(
