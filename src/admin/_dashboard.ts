@@ -1,90 +1,69 @@
 /**
- * The status page (`GET /`): one table per cluster with every node's role, term, leader,
- * commit and applied indexes and key count, rendered on the server with hono's `html`
- * template (which escapes every value) and refreshed by the browser every 2 seconds.
+ * The status page (`GET /`): a static shell, its stylesheet and its script. The script asks
+ * `GET /v1/dashboard` once a second and redraws the page from the answer, without reloading:
+ * every cluster and node (role, term, commit and applied indexes, health), keys and bytes per
+ * cluster against the load factors, read and write rates, the recent leader changes. No build
+ * step: the three texts are served as they are written here. The script builds the page with
+ * DOM calls and `textContent` only, so nothing a node reports can become markup; the page is
+ * served with a Content-Security-Policy that allows only these files.
  *
  * @module
  */
-import { html } from "hono/html";
-import type { HtmlEscapedString } from "hono/utils/html";
-import type { ClustersView, NodeStateView } from "./_views.ts";
+import { DASHBOARD_SCRIPT } from "./_dashboard_script.ts";
 
-/** Seconds between the page's reloads. */
-export const DASHBOARD_REFRESH_S = 2;
+/** Milliseconds between the page's requests for fresh data. */
+export const DASHBOARD_POLL_MS = 1_000;
 
-function nodeRow(node: NodeStateView, leader: string) {
-  const s = node.status;
-  const role = s?.role ?? "unreachable";
-  return html`
-    <tr class="${node.id === leader ? "leader" : s === null ? "down" : ""}">
-      <td>${node.id}</td>
-      <td>${role}</td>
-      <td>${s?.term ?? "–"}</td>
-      <td>${s?.leader || "–"}</td>
-      <td class="n">${s?.commit ?? "–"}</td>
-      <td class="n">${s?.applied ?? "–"}</td>
-      <td class="n">${s?.keys ?? "–"}</td>
-      <td>${node.http}</td>
-      <td>${node.pid ?? "–"}</td>
-      <td class="n">${node.restarts}</td>
-      <td>${node.error}</td>
-    </tr>
-  `;
-}
+/** The page's HTML. */
+export const DASHBOARD_HTML = `<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>koi</title>
+<link rel="stylesheet" href="/dashboard.css">
+<script src="/dashboard.js" defer></script>
+</head>
+<body data-poll-ms="${DASHBOARD_POLL_MS}">
+<header>
+<h1>koi</h1>
+<p id="summary">Loading…</p>
+<p id="freshness" class="muted"></p>
+</header>
+<noscript><p class="bad">This page needs JavaScript; the same data is at
+<a href="/v1/dashboard">/v1/dashboard</a> and <a href="/v1/clusters">/v1/clusters</a>.</p></noscript>
+<main>
+<section><h2>Clusters</h2><div id="clusters"></div></section>
+<section><h2>Keys and bytes against load factors</h2><div id="balance"></div></section>
+<section><h2>Requests</h2><div id="rates"></div></section>
+<section><h2>Recent leader changes</h2><div id="leaders"></div></section>
+</main>
+<footer class="muted"><a href="/v1/carp">routing table</a> ·
+<a href="/v1/clusters">node states (JSON)</a> · <a href="/v1/dashboard">this page's data</a></footer>
+</body>
+</html>
+`;
 
-/** The whole page for `view`; `now` is shown as the time of the data. */
-export function dashboardPage(
-  view: ClustersView,
-  now: Date,
-): HtmlEscapedString | Promise<HtmlEscapedString> {
-  const leaders = view.clusters.filter((c) => c.leader !== "").length;
-  return html`
-    <!doctype html>
-    <html lang="en">
-      <head>
-        <meta charset="utf-8">
-        <meta http-equiv="refresh" content="${DASHBOARD_REFRESH_S}">
-        <title>koi — ${leaders}/${view.clusters.length} clusters led</title>
-        <style>
-    body{font:14px system-ui,sans-serif;margin:2em;color:#222}
-    table{border-collapse:collapse;margin-bottom:1.5em}td,th{padding:.25em .7em;border-bottom:1px solid #ddd;text-align:left}
-    td.n{text-align:right;font-variant-numeric:tabular-nums}tr.leader{background:#eef8ee}tr.down{background:#fbeaea}
-    .bad{color:#b00}.ok{color:#070}
-    </style>
-      </head>
-      <body>
-    <h1>koi</h1>
-    <p>Routing: scheme <b>${view.scheme}</b>, epoch <b>${view.epoch}</b>, ${view.clusters.length}
-    clusters — <span class="${view.healthy ? "ok" : "bad"}">${view.healthy
-      ? "every cluster has a leader"
-      : "some cluster has no leader"}</span>. As of ${now
-      .toISOString()}; <a href="/v1/carp">routing table</a>,
-    <a href="/v1/clusters">JSON</a>.</p>
-    ${view.clusters.map((c) =>
-      html`
-        <h2>Cluster ${c.id} <small>(load factor ${c.loadFactor}, leader ${c.leader ||
-          "none"})</small></h2>
-        <table>
-          <thead>
-            <tr>
-              <th>node</th>
-              <th>role</th>
-              <th>term</th>
-              <th>leader</th>
-              <th>commit</th>
-              <th>applied</th>
-              <th>keys</th>
-              <th>http</th>
-              <th>pid</th>
-              <th>restarts</th>
-              <th>error</th>
-            </tr>
-          </thead>
-          <tbody>${c.nodes.map((n) => nodeRow(n, c.leader))}</tbody>
-        </table>
-      `
-    )}
-      </body>
-    </html>
-  `;
-}
+/** The page's stylesheet. */
+export const DASHBOARD_CSS = `
+body{font:14px system-ui,sans-serif;margin:1.5em 2em;color:#222;max-width:80em}
+h1{margin:0 0 .2em}h2{font-size:1.15em;margin:1.4em 0 .5em;border-bottom:1px solid #ccc}
+h3{font-size:1em;margin:.8em 0 .3em}
+table{border-collapse:collapse;margin-bottom:.8em}
+td,th{padding:.2em .65em;border-bottom:1px solid #e3e3e3;text-align:left;vertical-align:top}
+td.n,th.n{text-align:right;font-variant-numeric:tabular-nums}
+tr.leader{background:#eaf6ea}tr.down{background:#fbeaea}
+.bad{color:#b00}.ok{color:#070}.muted{color:#777}
+.bars{display:grid;grid-template-columns:6em 1fr 16em;gap:.25em .8em;align-items:center}
+.track{position:relative;height:1.5em;background:#f2f2f2}
+.bar{position:absolute;left:0;height:.5em}
+.bar.keys{top:0;background:#3b7dd8}.bar.bytes{top:.5em;background:#8e5cc4}
+.bar.ideal{top:1em;background:#999}
+.legend span{margin-right:1.2em}.legend i{display:inline-block;width:.8em;height:.8em;margin-right:.3em}
+i.keys{background:#3b7dd8}i.bytes{background:#8e5cc4}i.ideal{background:#999}
+svg.spark{width:12em;height:2em;vertical-align:middle}
+svg.spark polyline{fill:none;stroke-width:1.5}
+svg.spark .reads{stroke:#3b7dd8}svg.spark .writes{stroke:#d8743b}
+`;
+
+export { DASHBOARD_SCRIPT };

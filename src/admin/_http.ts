@@ -6,8 +6,26 @@
  * @module
  */
 import { Hono } from "hono";
-import { dashboardPage } from "./_dashboard.ts";
-import { carpView, clustersView, type DeploymentSource } from "./_views.ts";
+import { secureHeaders } from "hono/secure-headers";
+import { DASHBOARD_CSS, DASHBOARD_HTML, DASHBOARD_SCRIPT } from "./_dashboard.ts";
+import { carpView, clustersView, dashboardView, type DeploymentSource } from "./_views.ts";
+
+/**
+ * The status page may load only its own script and stylesheet and fetch only from the admin:
+ * should anything a node reports ever reach the page as markup, it could not run.
+ */
+const pageHeaders = secureHeaders({
+  contentSecurityPolicy: {
+    defaultSrc: ["'none'"],
+    scriptSrc: ["'self'"],
+    styleSrc: ["'self'"],
+    connectSrc: ["'self'"],
+    imgSrc: ["'self'"],
+    baseUri: ["'none'"],
+    formAction: ["'none'"],
+    frameAncestors: ["'none'"],
+  },
+});
 
 /** The admin's routes; `ready()` tells whether every cluster has had a leader once. */
 export function adminApp(source: DeploymentSource, ready: () => boolean): Hono {
@@ -41,8 +59,27 @@ export function adminApp(source: DeploymentSource, ready: () => boolean): Hono {
       "retry-after": "1",
     });
   });
-  app.get("/", (c) => c.html(dashboardPage(clustersView(source), new Date())));
-  const routes = new Set(["/", "/healthz", "/v1/carp", "/v1/clusters"]);
+  app.get("/v1/dashboard", (c) => c.json(dashboardView(source, Date.now())));
+  app.get("/", pageHeaders, (c) => c.html(DASHBOARD_HTML));
+  app.get(
+    "/dashboard.js",
+    pageHeaders,
+    (c) => c.body(DASHBOARD_SCRIPT, 200, { "content-type": "text/javascript; charset=utf-8" }),
+  );
+  app.get(
+    "/dashboard.css",
+    pageHeaders,
+    (c) => c.body(DASHBOARD_CSS, 200, { "content-type": "text/css; charset=utf-8" }),
+  );
+  const routes = new Set([
+    "/",
+    "/dashboard.js",
+    "/dashboard.css",
+    "/healthz",
+    "/v1/carp",
+    "/v1/clusters",
+    "/v1/dashboard",
+  ]);
   app.all("*", (c) => {
     const path = new URL(c.req.url).pathname;
     if (routes.has(path)) {

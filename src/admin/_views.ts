@@ -6,6 +6,7 @@
  * @module
  */
 import type { KoiConfig } from "../config/mod.ts";
+import type { DeploymentActivity, LeaderChange } from "./_activity.ts";
 import type { NodeProcess, NodeProcessState } from "./_node_process.ts";
 import { hostPort, nodeBaseUrl, type PolledStatus, type StatusPoller } from "./_poller.ts";
 
@@ -17,6 +18,8 @@ export interface DeploymentSource {
   readonly poller: StatusPoller;
   /** The supervised processes by node id (absent for nodes the admin does not run). */
   readonly processes: ReadonlyMap<string, NodeProcess>;
+  /** Rates and leader changes over the poll rounds (the status page's; none when absent). */
+  readonly activity?: DeploymentActivity;
 }
 
 /** `GET /v1/carp`: everything a client needs to route. */
@@ -136,5 +139,104 @@ export function clustersView(source: DeploymentSource): ClustersView {
         };
       }),
     })),
+  };
+}
+
+/** One node in `GET /v1/dashboard`: what the status page shows of it. */
+export interface DashboardNode {
+  /** Node id. */
+  readonly id: string;
+  /** Its HTTP address. */
+  readonly http: string;
+  /** Its PID, null when not running. */
+  readonly pid: number | null;
+  /** Restarts by the admin. */
+  readonly restarts: number;
+  /** `leader`, `follower`, `candidate`, `preCandidate`, or `unreachable`. */
+  readonly role: string;
+  /** `ok`, `unreachable` or `disk_failed`. */
+  readonly health: string;
+  /** Its term, commit and applied indexes and keys (null when unreachable). */
+  readonly term: number | null;
+  readonly commit: number | null;
+  readonly applied: number | null;
+  readonly keys: number | null;
+  /** Why it is unreachable or unhealthy ("" when it is fine). */
+  readonly error: string;
+}
+
+/** `GET /v1/dashboard`: everything the status page draws, in one answer. */
+export interface DashboardView {
+  /** When the admin built it (ms since the epoch). */
+  readonly at: number;
+  /** Routing epoch and scheme. */
+  readonly epoch: number;
+  readonly scheme: string;
+  /** Whether every cluster has a leader. */
+  readonly healthy: boolean;
+  /** The clusters in config order. */
+  readonly clusters: readonly {
+    readonly id: string;
+    readonly loadFactor: number;
+    readonly leader: string;
+    /** Keys and bytes the cluster holds, as its leader (else its most advanced node) says. */
+    readonly keys: number;
+    readonly bytes: number;
+    readonly readsPerSecond: number;
+    readonly writesPerSecond: number;
+    readonly nodes: readonly DashboardNode[];
+  }[];
+  /** Recent leader changes, newest first. */
+  readonly leaderChanges: readonly LeaderChange[];
+}
+
+/** The status page's data: {@linkcode clustersView} plus rates and leader changes. */
+export function dashboardView(source: DeploymentSource, at: number): DashboardView {
+  const view = clustersView(source);
+  const activity = source.activity;
+  return {
+    at,
+    epoch: view.epoch,
+    scheme: view.scheme,
+    healthy: view.healthy,
+    clusters: view.clusters.map((c) => {
+      const leader = c.nodes.find((n) => n.id === c.leader)?.status;
+      const best = leader ?? c.nodes.map((n) => n.status).filter((s) => s !== null)
+        .sort((a, b) => b.applied - a.applied)[0];
+      return {
+        id: c.id,
+        loadFactor: c.loadFactor,
+        leader: c.leader,
+        keys: best?.keys ?? 0,
+        bytes: best?.bytes ?? 0,
+        ...(activity?.rates(c.id) ?? { readsPerSecond: 0, writesPerSecond: 0 }),
+        nodes: c.nodes.map(dashboardNode),
+      };
+    }),
+    leaderChanges: activity?.leaderChanges() ?? [],
+  };
+}
+
+function dashboardNode(node: NodeStateView): DashboardNode {
+  const s = node.status;
+  // The node's status carries its disk state (docs/disk_failures.md) beyond the client's type.
+  const disk = (s as { disk?: { state?: unknown; error?: unknown } } | null)?.disk;
+  const diskFailed = disk?.state === "failed";
+  return {
+    id: node.id,
+    http: node.http,
+    pid: node.pid,
+    restarts: node.restarts,
+    role: s?.role ?? "unreachable",
+    health: s === null ? "unreachable" : diskFailed ? "disk_failed" : "ok",
+    term: s?.term ?? null,
+    commit: s?.commit ?? null,
+    applied: s?.applied ?? null,
+    keys: s?.keys ?? null,
+    error: s === null
+      ? node.error
+      : diskFailed
+      ? `disk failed: ${String(disk?.error ?? "").slice(0, 200)}`
+      : "",
   };
 }

@@ -2,6 +2,8 @@ import assert from "node:assert/strict";
 import { parseConfig } from "../config/mod.ts";
 import { adminApp } from "./_http.ts";
 import { StatusPoller } from "./_poller.ts";
+import { DeploymentActivity } from "./_activity.ts";
+import { clustersView } from "./_views.ts";
 
 const CONFIG = parseConfig(
   `[admin]\nhttp = "127.0.0.1:7000"\n[[clusters]]\nid = "a"\n` +
@@ -105,7 +107,7 @@ Deno.test("admin http: /v1/clusters marks unreachable nodes with the reason", as
   assert.equal(b1.pid, null);
 });
 
-Deno.test("admin http: the status page escapes what nodes report; unknown routes are JSON errors", async () => {
+Deno.test("admin http: the status page is a static shell under a strict CSP; node data only as JSON", async () => {
   const answers = new Map<string, Record<string, unknown> | string>([
     ["7151", "<script>alert(1)</script>"],
     ["7251", "<img src=x onerror=alert(1)>"],
@@ -113,18 +115,67 @@ Deno.test("admin http: the status page escapes what nodes report; unknown routes
   const p = poller(answers);
   await p.pollOnce();
   const app = adminApp({ config: CONFIG, poller: p, processes: new Map() }, () => true);
-  const page = await (await app.request("/")).text();
-  assert.doesNotMatch(page, /<script>alert/);
-  assert.doesNotMatch(page, /<img src=x/);
-  assert.match(page, /&lt;script&gt;alert\(1\)&lt;\/script&gt;/);
-  assert.match(page, /&lt;img src=x onerror=alert\(1\)&gt;/);
-  assert.match(page, /<td>a1<\/td>/);
+  const pageAnswer = await app.request("/");
+  assert.equal(pageAnswer.status, 200);
+  const csp = pageAnswer.headers.get("content-security-policy") ?? "";
+  assert.match(csp, /default-src 'none'/);
+  assert.match(csp, /script-src 'self'/);
+  assert.doesNotMatch(csp, /unsafe-inline/);
+  const page = await pageAnswer.text();
+  // What nodes report never enters the HTML: the script draws it with textContent.
+  assert.doesNotMatch(page, /alert\(1\)/);
+  assert.match(page, /<script src="\/dashboard.js" defer><\/script>/);
+  const script = await app.request("/dashboard.js");
+  assert.equal(script.headers.get("content-type"), "text/javascript; charset=utf-8");
+  const text = await script.text();
+  assert.doesNotMatch(text, /innerHTML|outerHTML|insertAdjacentHTML|document\.write/);
+  new Function(text); // it parses
+  assert.equal(
+    (await app.request("/dashboard.css")).headers.get("content-type"),
+    "text/css; charset=utf-8",
+  );
+  const data = await (await app.request("/v1/dashboard")).json();
+  assert.deepEqual(data.clusters.map((c: { id: string }) => c.id), ["a", "b"]);
+  assert.equal(data.clusters[0].nodes[0].role, "unreachable");
+  assert.equal(data.clusters[0].nodes[0].error, "<script>alert(1)</script>");
   const missing = await app.request("/v1/nope");
   assert.equal(missing.status, 404);
   assert.equal((await missing.json()).error.code, "not_found");
   const post = await app.request("/v1/carp", { method: "POST" });
   assert.equal(post.status, 405);
   assert.equal(post.headers.get("allow"), "GET, HEAD");
+});
+
+Deno.test("admin http: /v1/dashboard gives per cluster keys, bytes, rates and the leader changes", async () => {
+  const answers = new Map<string, Record<string, unknown> | string>([
+    ["7151", { ...status("a1", "a", "leader"), reads: 100, writes: 10 }],
+    ["7251", {
+      ...status("b1", "b", "follower"),
+      keys: 7,
+      bytes: 70,
+      disk: { state: "failed", error: "ENOSPC", persistFailures: 3, recoveries: 0 },
+    }],
+  ]);
+  const p = poller(answers);
+  const activity = new DeploymentActivity();
+  const source = { config: CONFIG, poller: p, processes: new Map(), activity };
+  const app = adminApp(source, () => true);
+  await p.pollOnce();
+  activity.observe(clustersView(source), 1_000);
+  answers.set("7151", { ...status("a1", "a", "leader"), reads: 300, writes: 30 });
+  await p.pollOnce();
+  activity.observe(clustersView(source), 3_000);
+  const data = await (await app.request("/v1/dashboard")).json();
+  const [a, b] = data.clusters;
+  assert.equal(a.leader, "a1");
+  assert.equal(a.keys, 4);
+  assert.equal(a.readsPerSecond, 100);
+  assert.equal(a.writesPerSecond, 10);
+  assert.equal(b.leader, "");
+  assert.equal(b.keys, 7, "without a leader, the most advanced node's count");
+  assert.equal(b.nodes[0].health, "disk_failed");
+  assert.match(b.nodes[0].error, /ENOSPC/);
+  assert.deepEqual(data.leaderChanges, [{ at: 1_000, cluster: "a", from: "", to: "a1", term: 3 }]);
 });
 
 Deno.test("admin poller: an answer that is not the polled node's status is not believed", async () => {

@@ -25,6 +25,8 @@ import { NodeProcess, type RestartPolicy, type SpawnSpec } from "./_node_process
 import { checkAddressesFree, configAddresses } from "./_ports.ts";
 import { checkRouting } from "./_routing_record.ts";
 import { StatusPoller } from "./_poller.ts";
+import { DeploymentActivity } from "./_activity.ts";
+import { clustersView } from "./_views.ts";
 import { LineOutput } from "./_output.ts";
 import { loadOrCreateSecret, type StoredSecret } from "./_secret_store.ts";
 
@@ -185,7 +187,9 @@ export async function runAdmin(options: RunAdminOptions): Promise<RunningAdmin> 
     let isReady = false;
     // Ready (and then for good) as soon as the poller has seen every leader, which may be in
     // the middle of a round: /healthz says so at once, and /v1/carp must not lag behind it.
-    const app = adminApp({ config, poller, processes }, () => (isReady ||= poller.allLeaders()));
+    const activity = new DeploymentActivity();
+    const source = { config, poller, processes, activity };
+    const app = adminApp(source, () => (isReady ||= poller.allLeaders()));
     // The node's hardened server: a deadline for each request, an idle timeout, a bound on
     // connections (beyond it 503 and close), so that a flood or a slow client cannot take the
     // admin down, and with it every node.
@@ -228,6 +232,13 @@ export async function runAdmin(options: RunAdminOptions): Promise<RunningAdmin> 
     poller.start();
     cleanup.push(() => poller.stop());
     const closing = new AbortController();
+    // The status page's rates and leader changes: one observation per poll round.
+    (async () => {
+      while (!closing.signal.aborted) {
+        await poller.nextRound(closing.signal);
+        if (!closing.signal.aborted) activity.observe(clustersView(source), Date.now());
+      }
+    })();
     const ready = (async () => {
       while (!closing.signal.aborted && !poller.allLeaders()) {
         await poller.nextRound(closing.signal);

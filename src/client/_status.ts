@@ -44,6 +44,10 @@ export interface NodeStatus {
     readonly voter: boolean;
     readonly match: number;
   }[];
+  /** Gets and lists the node answered since it started (absent from older nodes). */
+  readonly reads?: number;
+  /** Writes the node acknowledged since it started (absent from older nodes). */
+  readonly writes?: number;
 }
 
 /** One node as the admin reports it. */

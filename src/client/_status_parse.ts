@@ -124,6 +124,8 @@ function checkNodeStatus(status: Fields): void {
         member.count("match");
       }
     },
+    reads: () => status.value.reads === undefined || status.count("reads"),
+    writes: () => status.value.writes === undefined || status.count("writes"),
   };
   for (const check of Object.values(fields)) check();
 }

@@ -126,6 +126,8 @@ export class RaftNode implements NodeService {
     writes: 0,
     writesFailed: 0,
     reads: 0,
+    /** Gets and lists answered, stale ones included (the dashboard's read rate). */
+    readsServed: 0,
     readsReissued: 0,
     readyBatches: 0,
     entriesApplied: 0,
@@ -736,6 +738,7 @@ export class RaftNode implements NodeService {
   /** See {@linkcode NodeService.get}. */
   async get(key: Uint8Array, options: { stale: boolean }): Promise<KvValue | undefined> {
     if (!options.stale) await this.#readBarrier();
+    this.#counters.readsServed++;
     return this.#sm.get(key);
   }
 
@@ -744,6 +747,7 @@ export class RaftNode implements NodeService {
     options: { prefix: Uint8Array; after?: Uint8Array; limit: number; stale: boolean },
   ): Promise<ListPage> {
     if (!options.stale) await this.#readBarrier();
+    this.#counters.readsServed++;
     const page = this.#sm.list(options);
     // System keys sort after every user key: the first one ends the listing.
     const cut = page.items.findIndex((item) => isSystemKey(item.key));
@@ -816,6 +820,8 @@ export class RaftNode implements NodeService {
       ...this.#userKeys(),
       members,
       disk: this.#disk.status(),
+      reads: this.#counters.readsServed,
+      writes: this.#counters.writes,
     };
   }
 

@@ -394,6 +394,8 @@ function statusBody(status: NodeStatus): NodeStatus {
     bytes: status.bytes,
     members: status.members.map((m) => ({ id: m.id, voter: m.voter, match: m.match })),
     ...(status.disk === undefined ? {} : { disk: status.disk }),
+    ...(status.reads === undefined ? {} : { reads: status.reads }),
+    ...(status.writes === undefined ? {} : { writes: status.writes }),
   };
 }
 

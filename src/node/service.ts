@@ -42,6 +42,10 @@ export interface NodeStatus {
   readonly members: readonly MemberStatus[];
   /** Whether the data directory takes writes (docs/disk_failures.md); absent in old fakes. */
   readonly disk?: DiskStatus;
+  /** Gets and lists this node answered since it started (stale ones included). */
+  readonly reads?: number;
+  /** Writes this node acknowledged since it started (as leader: followers forward). */
+  readonly writes?: number;
 }
 
 /** A member to add, as `POST /v1/members` carries it. */

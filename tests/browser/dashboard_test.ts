@@ -1,0 +1,165 @@
+/**
+ * The admin's status page in a real browser: Debian's `chromium`, driven by `puppeteer-core`.
+ * Starts the default deployment (3 clusters of 3 nodes), opens `GET /`, checks that the page
+ * shows every cluster and node with the roles the nodes report, kills a leader by its PID and
+ * waits for the page (without a reload) to show the new one, and saves a screenshot.
+ *
+ * The browser is `$KOI_CHROMIUM`, else `chromium` or `chromium-browser` on PATH. Without one
+ * the test is ignored and says why (`.ci/run` installs Debian's chromium when it runs as root).
+ *
+ * @module
+ */
+import assert from "node:assert/strict";
+import puppeteer, { type Browser, type Page } from "puppeteer-core";
+import { alive, withAdmin } from "../e2e/_admin.ts";
+import { waitFor } from "../e2e/_cluster.ts";
+
+const ROOT = new URL("../../", import.meta.url).pathname;
+/** Where the screenshot goes (the repository's git-ignored tmp/ unless told otherwise). */
+const SCREENSHOT = Deno.env.get("KOI_SCREENSHOT") ?? `${ROOT}tmp/dashboard.png`;
+
+function findChromium(): string | undefined {
+  const given = Deno.env.get("KOI_CHROMIUM");
+  if (given !== undefined && given !== "") return given;
+  for (const dir of (Deno.env.get("PATH") ?? "").split(":")) {
+    for (const name of ["chromium", "chromium-browser"]) {
+      try {
+        if (Deno.statSync(`${dir}/${name}`).isFile) return `${dir}/${name}`;
+      } catch { /* not here */ }
+    }
+  }
+  return undefined;
+}
+
+const CHROMIUM = findChromium();
+if (CHROMIUM === undefined) {
+  console.warn(
+    "dashboard browser test SKIPPED: no chromium (set KOI_CHROMIUM, or apt-get install chromium)",
+  );
+}
+
+/** The page's view of the deployment: per cluster its leader, per node its role. */
+interface DrawnView {
+  updated: string;
+  clusters: { id: string; leader: string; nodes: { id: string; role: string }[] }[];
+  balance: string[];
+  rates: string[];
+  changes: { cluster: string; text: string }[];
+}
+
+/** Reads the page's markers (written as browser JavaScript: this file has no DOM types). */
+const READ_PAGE = `(() => {
+  const all = (sel, root = document) => [...root.querySelectorAll(sel)];
+  return {
+    updated: document.body.dataset.updated ?? "",
+    clusters: all("[data-cluster]").map((c) => ({
+      id: c.dataset.cluster,
+      leader: c.dataset.leader,
+      nodes: all("[data-node]", c).map((n) => ({ id: n.dataset.node, role: n.dataset.role })),
+    })),
+    balance: all("[data-balance]").map((b) => b.dataset.balance),
+    rates: all("[data-rates]").map((r) => r.dataset.rates),
+    changes: all("[data-change]").map((r) => ({ cluster: r.dataset.change, text: r.textContent })),
+  };
+})()`;
+
+function drawn(page: Page): Promise<DrawnView> {
+  return page.evaluate(READ_PAGE) as Promise<DrawnView>;
+}
+
+Deno.test({
+  name: "dashboard (chromium): every cluster and node with its role; a killed leader's successor",
+  ignore: CHROMIUM === undefined,
+  // puppeteer keeps its DevTools socket and timers past close; the browser is stopped by PID.
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    await withAdmin(undefined, async (admin) => {
+      let browser: Browser | undefined;
+      let browserPid: number | undefined;
+      try {
+        browser = await puppeteer.launch({
+          executablePath: CHROMIUM,
+          headless: true,
+          // Root in CI: chromium's sandbox needs an unprivileged user. /dev/shm may be small.
+          args: ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"],
+        });
+        browserPid = browser.process()?.pid;
+        const page = await browser.newPage();
+        await page.setViewport({ width: 1280, height: 1400 });
+        const problems: string[] = [];
+        page.on("pageerror", (e) => problems.push(`page error: ${e}`));
+        page.on("console", (m) => {
+          if (m.type() === "error") problems.push(`console: ${m.text()}`);
+        });
+        await page.goto(`${admin.url}/`, { waitUntil: "load" });
+
+        // Every cluster and node, with the roles the nodes themselves report.
+        let api = await admin.clusters();
+        await waitFor(
+          async () => {
+            api = await admin.clusters();
+            const view = await drawn(page);
+            return JSON.stringify(view.clusters) === JSON.stringify(api.clusters.map((c) => ({
+              id: c.id,
+              leader: c.leader,
+              nodes: c.nodes.map((n) => ({ id: n.id, role: n.status?.role ?? "unreachable" })),
+            })));
+          },
+          "the page to show every cluster and node with the roles of /v1/clusters",
+          30_000,
+        );
+        const first = await drawn(page);
+        assert.deepEqual(first.clusters.map((c) => c.id), ["a", "b", "c"]);
+        assert.equal(first.clusters.flatMap((c) => c.nodes).length, 9);
+        for (const c of first.clusters) {
+          assert.equal(
+            c.nodes.filter((n) => n.role === "leader").length,
+            1,
+            `one leader in ${c.id}`,
+          );
+        }
+        assert.deepEqual(first.balance, ["a", "b", "c"], "a balance bar per cluster");
+        assert.deepEqual(first.rates, ["a", "b", "c"], "a rates row per cluster");
+
+        // Kill cluster a's leader: the page, without reloading, shows the new leader.
+        const a = api.clusters.find((c) => c.id === "a")!;
+        const old = a.leader;
+        const pid = a.nodes.find((n) => n.id === old)!.pid!;
+        const marker = await page.evaluate("globalThis.notReloaded = true");
+        assert.equal(marker, true);
+        Deno.kill(pid, "SIGKILL");
+        await waitFor(
+          async () => {
+            const view = await drawn(page);
+            const ca = view.clusters.find((c) => c.id === "a");
+            if (ca === undefined || ca.leader === "" || ca.leader === old) return false;
+            return ca.nodes.find((n) => n.id === ca.leader)?.role === "leader";
+          },
+          `the page to show a new leader of cluster a after killing ${old}`,
+          30_000,
+        );
+        const after = await drawn(page);
+        const now = after.clusters.find((c) => c.id === "a")!.leader;
+        assert.notEqual(now, old);
+        assert.ok(
+          after.changes.some((ch) => ch.cluster === "a" && ch.text.includes(now)),
+          `the leader changes list ${now}: ${JSON.stringify(after.changes)}`,
+        );
+        assert.equal(
+          await page.evaluate("globalThis.notReloaded"),
+          true,
+          "the page updated itself without a reload",
+        );
+        assert.deepEqual(problems, [], "no script errors and no CSP violations");
+        await Deno.mkdir(SCREENSHOT.slice(0, SCREENSHOT.lastIndexOf("/")), { recursive: true });
+        await page.screenshot({ path: SCREENSHOT as `${string}.png`, fullPage: true });
+        console.log(`dashboard screenshot: ${SCREENSHOT}`);
+        assert.ok(Deno.statSync(SCREENSHOT).size > 10_000, "a screenshot with content");
+      } finally {
+        await browser?.close().catch(() => {});
+        if (browserPid !== undefined && alive(browserPid)) Deno.kill(browserPid, "SIGKILL");
+      }
+    });
+  },
+});
