@@ -18,7 +18,7 @@ const ALLOWED_IMPORTS: Record<string, readonly string[]> = {
   raft: [],
   carp: [],
   config: [],
-  storage: ["raft"],
+  storage: ["raft", "carp"],
   net: ["raft", "config"],
   // the hardened HTTP server both the node and the admin serve with
   http: [],

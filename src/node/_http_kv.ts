@@ -225,11 +225,25 @@ export function writeAnswer(plan: WritePlan, result: KvResult): PlainAnswer {
         `${result.bytesMax} bytes`,
     );
   }
-  return plainError(
-    409,
-    "stale_request",
-    `Stale request id: the client's last applied seq is ${result.seq}`,
-  );
+  if (result.code === "wrong_shard") {
+    // Found when the write applied: the key moved (docs/resharding.md). Nothing was applied.
+    return plainError(
+      421,
+      "wrong_shard",
+      `Key ${show(key.text)} belongs to cluster ${result.owner} (epoch ${result.epoch}); ` +
+        "nothing was written",
+      { "x-koi-epoch": String(result.epoch), "x-koi-owner": result.owner },
+    );
+  }
+  if (result.code === "stale_request") {
+    return plainError(
+      409,
+      "stale_request",
+      `Stale request id: the client's last applied seq is ${result.seq}`,
+    );
+  }
+  // Routing commands answer these; a client's write never does.
+  return plainError(409, result.code, `The write was refused: ${result.reason}`);
 }
 
 /** A {@linkcode PlainAnswer} as a fetch Response. */

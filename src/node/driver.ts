@@ -26,6 +26,7 @@ import {
   type MemberAddress,
 } from "../storage/mod.ts";
 import { NoLeaderError, OverloadedError } from "./errors.ts";
+import { NodeRouting } from "./_routing.ts";
 import { DiskFailure, type DiskStatus, dropsWhileDiskFailed } from "./_disk_failure.ts";
 import { renderMetrics } from "./_metrics.ts";
 import { BackgroundSnapshots } from "./_background_snapshot.ts";
@@ -241,9 +242,10 @@ export class RaftNode implements NodeService {
     }
     const held = storage.snapshot().data;
     const data = held instanceof Uint8Array ? held : await held.load(0, held.length);
+    const smOptions = { ...options.stateMachine, clusterId: options.clusterId };
     const sm = data.length === 0
-      ? new KvStateMachine(options.stateMachine)
-      : KvStateMachine.decodeSnapshot(data, options.stateMachine);
+      ? new KvStateMachine(smOptions)
+      : KvStateMachine.decodeSnapshot(data, smOptions);
     storage.releaseSnapshotBytes(); // decoded: transfers read it from disk from now on
     const node = new RaftNode(options, sm);
     node.#updatePeers();
@@ -453,7 +455,10 @@ export class RaftNode implements NodeService {
   /** Decodes a snapshot from the leader in steps that yield (ticks and heartbeats go on). */
   async #decodeReceivedSnapshot(snapshot: ReceivedSnapshot): Promise<KvStateMachine> {
     try {
-      return await KvStateMachine.decodeSnapshotAsync(snapshot.data, this.#o.stateMachine);
+      return await KvStateMachine.decodeSnapshotAsync(snapshot.data, {
+        ...this.#o.stateMachine,
+        clusterId: this.clusterId,
+      });
     } catch (error) {
       // The core already took it as its log; stopping before it reaches the disk leaves the
       // node able to restart from what it had (and the leader sends a good one then).
@@ -717,17 +722,21 @@ export class RaftNode implements NodeService {
 
   /** See {@linkcode NodeService.epoch}. */
   epoch(): number {
-    return this.#o.epoch;
+    return this.#routing().epoch();
+  }
+
+  #routing(): NodeRouting {
+    return new NodeRouting(this.clusterId, this.#o.epoch, this.#o.owner, this.#sm);
   }
 
   /** See {@linkcode NodeService.owns}. */
   owns(key: Uint8Array): boolean {
-    return this.#o.owner(key) === this.clusterId;
+    return this.#routing().ownership(key).owned;
   }
 
   /** See {@linkcode NodeService.owner}. */
   owner(key: Uint8Array): string {
-    return this.#o.owner(key);
+    return this.#routing().ownership(key).owner;
   }
 
   /** See {@linkcode NodeService.membership}. */
@@ -738,6 +747,7 @@ export class RaftNode implements NodeService {
   /** See {@linkcode NodeService.get}. */
   async get(key: Uint8Array, options: { stale: boolean }): Promise<KvValue | undefined> {
     if (!options.stale) await this.#readBarrier();
+    this.#routing().checkStillOwned(key); // the key may have moved while the read waited
     this.#counters.readsServed++;
     return this.#sm.get(key);
   }
@@ -748,7 +758,7 @@ export class RaftNode implements NodeService {
   ): Promise<ListPage> {
     if (!options.stale) await this.#readBarrier();
     this.#counters.readsServed++;
-    const page = this.#sm.list(options);
+    const page = this.#routing().ownedPage(options);
     // System keys sort after every user key: the first one ends the listing.
     const cut = page.items.findIndex((item) => isSystemKey(item.key));
     if (cut < 0) return page;
@@ -816,7 +826,7 @@ export class RaftNode implements NodeService {
       commit: st.commit,
       applied: this.#sm.applied,
       snapshot: this.#storage.snapshot().meta.index,
-      epoch: this.#o.epoch,
+      epoch: this.epoch(),
       ...this.#userKeys(),
       members,
       disk: this.#disk.status(),

@@ -2,10 +2,12 @@
  * The byte format of a state machine snapshot, written and read incrementally.
  *
  * Version 2 (written): the version byte `0x02` (a msgpack fixint), then a msgpack sequence: a
- * header map `{ applied, membership, addresses, keys, requests }`, then `keys` records
- * `[key, value, rev]` in key order, then `requests` records `[client, seq, result]` from the
- * least recently written client on. Version 1 (still read): one msgpack map with the same
- * data as arrays.
+ * header map `{ applied, membership, addresses, keys, requests, revBase?, routing? }`, then
+ * `keys` records `[key, value, rev]` in key order, then `requests` records
+ * `[client, seq, result, stamp?]` from the least recently written client on. `revBase`,
+ * `routing` (docs/resharding.md) and the stamps came later: a snapshot without them has no
+ * routing state, a rev base of 0, and stamps older than any entry. Version 1 (still read):
+ * one msgpack map with the same data as arrays.
  *
  * @module
  */
@@ -14,6 +16,7 @@ import type { Membership } from "../raft/mod.ts";
 import { isMembership, StorageCorruptError } from "./_codec.ts";
 import type { KvResult } from "./kv_command.ts";
 import type { KvValue, MemberAddress } from "./kv_state_machine.ts";
+import { routingFromWire, type RoutingState, routingToWire } from "./_routing_state.ts";
 
 type BTree<K, V> = import("sorted-btree").default<K, V>;
 
@@ -44,6 +47,10 @@ export interface StateParts {
   readonly requests: BTree<string, RequestRecord>;
   /** stamp -> client, least recently written first. */
   readonly requestOrder: BTree<number, string>;
+  /** Added to log indexes to make revs. */
+  readonly revBase: number;
+  /** The routing state, once a move began. */
+  readonly routing: RoutingState | undefined;
 }
 
 /** Keys are bytes; the index uses a "binary string" (one char per byte) so that JavaScript
@@ -149,6 +156,8 @@ export function* snapshotPieces(s: StateParts, chunkBytes: number): Generator<Ui
     addresses: Object.fromEntries(s.addresses),
     keys: s.data.size,
     requests: s.requests.size,
+    ...(s.revBase === 0 ? {} : { revBase: s.revBase }),
+    ...(s.routing === undefined ? {} : { routing: routingToWire(s.routing.toSpec()) }),
   }));
   for (const [k, v] of s.data.entries()) {
     sink.byte(0x93);
@@ -159,7 +168,7 @@ export function* snapshotPieces(s: StateParts, chunkBytes: number): Generator<Ui
   }
   for (const [, client] of s.requestOrder.entries()) {
     const r = s.requests.get(client)!;
-    sink.raw(encoder.encode([client, r.seq, r.result]));
+    sink.raw(encoder.encode([client, r.seq, r.result, r.stamp]));
     if (sink.length >= chunkBytes) yield sink.take();
   }
   if (sink.length > 0) yield sink.take();
@@ -168,7 +177,13 @@ export function* snapshotPieces(s: StateParts, chunkBytes: number): Generator<Ui
 /** What a decoder hands over, record by record. */
 export interface SnapshotBuilder {
   header(
-    h: { applied: number; membership: Membership; addresses: Map<string, MemberAddress> },
+    h: {
+      applied: number;
+      membership: Membership;
+      addresses: Map<string, MemberAddress>;
+      revBase: number;
+      routing: RoutingState | undefined;
+    },
   ): void;
   key(key: string, value: KvValue): void;
   request(client: string, record: RequestRecord): void;
@@ -201,8 +216,10 @@ export class SnapshotReader {
   #state: "version" | "header" | "keys" | "requests" | "done" = "version";
   #keysLeft = 0;
   #requestsLeft = 0;
-  #applied = 0;
+  /** The highest rev a key may have (none when a move runs: copies keep their source's). */
+  #revMax = Infinity;
   #lastKey: string | undefined;
+  #lastStamp = -Infinity;
 
   /** Creates a reader that feeds `builder`. */
   constructor(builder: SnapshotBuilder) {
@@ -242,17 +259,22 @@ export class SnapshotReader {
     const h = o as Record<string, unknown>;
     if (
       typeof h !== "object" || h === null || !isNat(h.applied) || !isMembership(h.membership) ||
-      !isNat(h.keys) || !isNat(h.requests)
+      !isNat(h.keys) || !isNat(h.requests) || (h.revBase !== undefined && !isNat(h.revBase))
     ) {
       throw corrupt("bad header");
     }
-    this.#applied = h.applied;
+    const revBase = (h.revBase as number | undefined) ?? 0;
+    const routing = h.routing === undefined ? undefined : routingFromWire(h.routing);
+    if (h.routing !== undefined && routing === undefined) throw corrupt("bad routing state");
+    this.#revMax = routing?.move === undefined ? h.applied + revBase : Infinity;
     this.#keysLeft = h.keys;
     this.#requestsLeft = h.requests;
     this.#b.header({
       applied: h.applied,
       membership: h.membership,
       addresses: toAddresses(h.addresses),
+      revBase,
+      routing,
     });
     this.#state = "keys";
     this.#next();
@@ -264,7 +286,7 @@ export class SnapshotReader {
     if (!(key instanceof Uint8Array) || !(value instanceof Uint8Array) || !isNat(rev)) {
       throw corrupt("bad key record");
     }
-    if (rev > this.#applied) throw corrupt(`rev ${rev} after applied ${this.#applied}`);
+    if (rev > this.#revMax) throw corrupt(`rev ${rev} after the last one, ${this.#revMax}`);
     const k = keyString(key);
     if (this.#lastKey !== undefined && k <= this.#lastKey) throw corrupt("keys out of order");
     this.#lastKey = k;
@@ -274,13 +296,20 @@ export class SnapshotReader {
   }
 
   #readRequest(o: unknown): void {
-    if (!Array.isArray(o) || o.length !== 3) throw corrupt("bad request record");
-    const [client, seq, result] = o;
-    if (typeof client !== "string" || !isNat(seq) || typeof result !== "object" || !result) {
+    if (!Array.isArray(o) || (o.length !== 3 && o.length !== 4)) {
       throw corrupt("bad request record");
     }
-    // Negative stamps: older than any entry applied from now on, in the recorded order.
-    const stamp = -this.#requestsLeft;
+    const [client, seq, result, written] = o;
+    if (
+      typeof client !== "string" || !isNat(seq) || typeof result !== "object" || !result ||
+      (written !== undefined && !Number.isSafeInteger(written))
+    ) {
+      throw corrupt("bad request record");
+    }
+    // Without a stamp: negative, older than any entry applied from now on, in order.
+    const stamp = (written as number | undefined) ?? -this.#requestsLeft;
+    if (stamp <= this.#lastStamp) throw corrupt("request records out of order");
+    this.#lastStamp = stamp;
     this.#b.request(client, { seq, result: result as KvResult, stamp });
     this.#requestsLeft--;
     this.#next();

@@ -18,7 +18,8 @@ export type KvMutation =
 
 /**
  * The replicated command: every check holds, then every mutation applies, all or nothing, at
- * the log index of its entry (which becomes the `rev` of every key it sets). PUT, DELETE and
+ * the log index of its entry (whose rev, the index plus the cluster's rev base, becomes the
+ * `rev` of every key it sets). PUT, DELETE and
  * the conditional writes are its simplest cases; atomic batches are the general one.
  */
 export interface KvCommand {
@@ -34,7 +35,7 @@ export interface KvCommand {
 export type KvResult =
   | {
     readonly ok: true;
-    /** The log index of the command: the new `rev` of every key it set. */
+    /** The rev of the command (its log index plus the rev base): every set key's new rev. */
     readonly rev: number;
     /** Per mutation: whether the key existed before (meaningful for deletes). */
     readonly existed: readonly boolean[];
@@ -61,6 +62,29 @@ export type KvResult =
     readonly code: "stale_request";
     /** The client's last applied sequence number. */
     readonly seq: number;
+  }
+  | {
+    readonly ok: false;
+    /**
+     * A key of the command is not this cluster's under the routing state at the command's
+     * log index (docs/resharding.md): nothing was applied, and nothing is remembered for
+     * the request id (a retry at the right cluster applies).
+     */
+    readonly code: "wrong_shard";
+    /** The cluster that owns the key, as this one knows it. */
+    readonly owner: string;
+    /** The epoch clients should route by. */
+    readonly epoch: number;
+  }
+  | {
+    readonly ok: false;
+    /**
+     * A routing command does not fit the routing state (another epoch, a cursor going back,
+     * a key that does not move here), or a destination's copies do not match the source's.
+     */
+    readonly code: "route_refused" | "stage_mismatch";
+    /** Why, for the admin's log. */
+    readonly reason: string;
   };
 
 /** A command that does not decode: a bug or a foreign log. */

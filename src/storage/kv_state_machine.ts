@@ -10,6 +10,9 @@ import {
   type SnapshotBuilder,
 } from "./_sm_snapshot.ts";
 import { decodeCommand, type KvCommand, type KvResult, parseRequestId } from "./kv_command.ts";
+import { decodeRouteCommand, isRouteCommand, type SessionRecord } from "./route_command.ts";
+import { applyRouteCommand, type RouteHost, stampOf } from "./_route_apply.ts";
+import type { Ownership, RoutingState } from "./_routing_state.ts";
 import { KvSnapshotView } from "./kv_snapshot_view.ts";
 import { StoredValue } from "./_packed_value.ts";
 
@@ -34,7 +37,7 @@ export interface MemberAddress {
 export interface KvValue {
   /** The value's bytes. */
   readonly value: Uint8Array;
-  /** The log index of the write that last set the key. */
+  /** The rev of the write that last set the key (its log index plus the rev base). */
   readonly rev: number;
 }
 
@@ -44,6 +47,11 @@ export interface KvStateMachineOptions {
   readonly bytesMax?: number;
   /** Clients remembered for request-id deduplication (least recently written is evicted). */
   readonly requestIdsMax?: number;
+  /**
+   * The id of the cluster this store belongs to: needed to apply routing commands (without
+   * it they are refused) and to check the ownership of keys once a routing state exists.
+   */
+  readonly clusterId?: string;
 }
 
 /** Encodes the context of a config entry: the addresses of the members it adds. */
@@ -93,11 +101,41 @@ export class KvStateMachine {
   #commandsRejected = 0;
   #membership: Membership = EMPTY_MEMBERSHIP;
   #addresses = new Map<string, MemberAddress>();
+  readonly #clusterId: string | undefined;
+  /** The routing this cluster obeys, once a move began (docs/resharding.md). */
+  #routing: RoutingState | undefined;
+  /** Added to a log index to make a rev: raised by moves, never lowered. */
+  #revBase = 0;
 
   /** Creates an empty store. */
   constructor(options: KvStateMachineOptions = {}) {
     this.#bytesMax = options.bytesMax ?? STATE_BYTES_MAX;
     this.#requestIdsMax = options.requestIdsMax ?? REQUEST_IDS_MAX;
+    this.#clusterId = options.clusterId;
+  }
+
+  /** The routing state, undefined until the first move began (config.toml's table rules). */
+  get routing(): RoutingState | undefined {
+    return this.#routing;
+  }
+
+  /** What is added to a log index to make a rev. */
+  get revBase(): number {
+    return this.#revBase;
+  }
+
+  /** The rev of the last applied entry: every rev in the store is at most this. */
+  get rev(): number {
+    return this.#applied + this.#revBase;
+  }
+
+  /**
+   * Whether this cluster owns `key` under its routing state, and who does; undefined when
+   * there is no routing state (or no cluster id): the caller's table decides.
+   */
+  ownership(key: Uint8Array): Ownership | undefined {
+    if (this.#routing === undefined || this.#clusterId === undefined) return undefined;
+    return this.#routing.ownership(this.#clusterId, keyString(key));
   }
 
   /** The index of the last applied entry. */
@@ -170,6 +208,7 @@ export class KvStateMachine {
       return undefined;
     }
     if (entry.data.length === 0) return undefined; // a leader's no-op
+    if (isRouteCommand(entry.data)) return this.#applyRoute(entry);
     let command: KvCommand;
     try {
       command = decodeCommand(entry.data);
@@ -198,6 +237,65 @@ export class KvStateMachine {
     for (const id of [...this.#addresses.keys()]) if (!members.has(id)) this.#addresses.delete(id);
   }
 
+  #applyRoute(entry: Entry): KvResult {
+    let command;
+    try {
+      command = decodeRouteCommand(entry.data);
+    } catch {
+      this.#commandsRejected++; // as for a KV command that does not decode
+      return { ok: false, code: "route_refused", reason: "the routing command does not decode" };
+    }
+    if (this.#clusterId === undefined) {
+      return { ok: false, code: "route_refused", reason: "this store knows no cluster id" };
+    }
+    return applyRouteCommand(this.#routeHost(this.#clusterId), command, entry.index);
+  }
+
+  #routeHost(clusterId: string): RouteHost {
+    // deno-lint-ignore no-this-alias
+    const sm = this;
+    return {
+      clusterId,
+      get routing() {
+        return sm.#routing;
+      },
+      set routing(r) {
+        sm.#routing = r;
+      },
+      get revBase() {
+        return sm.#revBase;
+      },
+      set revBase(b) {
+        sm.#revBase = b;
+      },
+      bytes: this.#bytes,
+      bytesMax: this.#bytesMax,
+      scan: (from, fn) => {
+        for (const [k, v] of this.#data.entries(from)) if (!fn(k, v)) return;
+      },
+      get: (k) => this.#data.get(k),
+      set: (k, v) => {
+        const old = this.#data.get(k);
+        if (old !== undefined) this.#bytes -= k.length + old.size;
+        this.#data.set(k, v);
+        this.#bytes += k.length + v.size;
+      },
+      delete: (k) => {
+        const old = this.#data.get(k);
+        if (old === undefined) return;
+        this.#bytes -= k.length + old.size;
+        this.#data.delete(k);
+      },
+      mergeSession: (r, stamp) => this.#mergeSession(r, stamp),
+    };
+  }
+
+  #mergeSession(r: SessionRecord, stamp: number): void {
+    const last = this.#requests.get(r.client);
+    if (last !== undefined && last.seq >= r.seq) return;
+    this.#remember(r.client, r.seq, r.result, stamp);
+  }
+
   #applyCommand(index: number, cmd: KvCommand): KvResult {
     const id = cmd.requestId === undefined ? undefined : parseRequestId(cmd.requestId);
     if (id !== undefined) {
@@ -207,9 +305,25 @@ export class KvStateMachine {
         return { ok: false, code: "stale_request", seq: last.seq };
       }
     }
+    // After the dedup check (a retry of a write applied before a fence gets its answer), and
+    // not remembered: a retry at the owner must apply.
+    const misrouted = this.#misrouted(cmd);
+    if (misrouted !== undefined) return misrouted;
     const result = this.#execute(index, cmd);
-    if (id !== undefined) this.#remember(id.client, id.seq, result, index);
+    if (id !== undefined) this.#remember(id.client, id.seq, result, stampOf(index));
     return result;
+  }
+
+  /** The refusal of a command with a key this cluster does not own, or undefined. */
+  #misrouted(cmd: KvCommand): KvResult | undefined {
+    const routing = this.#routing;
+    const self = this.#clusterId;
+    if (routing === undefined || self === undefined) return undefined;
+    for (const { key } of [...cmd.checks, ...cmd.mutations]) {
+      const o = routing.ownership(self, keyString(key));
+      if (!o.owned) return { ok: false, code: "wrong_shard", owner: o.owner, epoch: routing.epoch };
+    }
+    return undefined;
   }
 
   #execute(index: number, cmd: KvCommand): KvResult {
@@ -220,6 +334,7 @@ export class KvStateMachine {
         return { ok: false, code: "precondition_failed", check: i, rev: current };
       }
     }
+    const rev = index + this.#revBase;
     let bytes = this.#bytes;
     const existed: boolean[] = [];
     const plan: [string, StoredValue | undefined][] = [];
@@ -232,7 +347,7 @@ export class KvStateMachine {
       if (old !== undefined) bytes -= k.length + old.size;
       if (m.type === "set") {
         bytes += k.length + m.value.length;
-        plan.push([k, new StoredValue(m.value, index)]);
+        plan.push([k, new StoredValue(m.value, rev)]);
       } else {
         plan.push([k, undefined]);
       }
@@ -245,7 +360,7 @@ export class KvStateMachine {
       else this.#data.set(k, v);
     }
     this.#bytes = bytes;
-    return { ok: true, rev: index, existed };
+    return { ok: true, rev, existed };
   }
 
   #remember(client: string, seq: number, result: KvResult, stamp: number): void {
@@ -273,6 +388,8 @@ export class KvStateMachine {
       data: this.#data.clone(),
       requests: this.#requests.clone(),
       requestOrder: this.#requestOrder.clone(),
+      revBase: this.#revBase,
+      routing: this.#routing, // immutable: commands replace it
     });
   }
 
@@ -287,6 +404,8 @@ export class KvStateMachine {
         this.#applied = h.applied;
         this.#membership = h.membership;
         this.#addresses = h.addresses;
+        this.#revBase = h.revBase;
+        this.#routing = h.routing;
       },
       key: (k, v) => {
         // Stored apart from the snapshot's chunk, which can then be collected.
