@@ -7,7 +7,8 @@
  */
 import type { KvStateMachine } from "../storage/mod.ts";
 import { WrongShardError } from "./errors.ts";
-import type { ListPage } from "./service.ts";
+import type { ListPage, RoutingStatus } from "./service.ts";
+import { encodeBase64Url } from "./_http_keys.ts";
 
 /** The routing decisions of one node, over its state machine (cheap: made per call). */
 export class NodeRouting {
@@ -33,6 +34,29 @@ export class NodeRouting {
   /** The epoch clients should route by. */
   epoch(): number {
     return this.#replicated() ? this.sm.routing!.epoch : this.configEpoch;
+  }
+
+  /** The replicated routing state for `GET /v1/status`, or undefined before any move. */
+  status(): RoutingStatus | undefined {
+    const r = this.sm.routing;
+    if (r === undefined) return undefined;
+    const cursor = (c: string | null) => {
+      if (c === null) return null;
+      const bytes = new Uint8Array(c.length);
+      for (let i = 0; i < c.length; i++) bytes[i] = c.charCodeAt(i);
+      return encodeBase64Url(bytes);
+    };
+    return {
+      epoch: r.table.epoch,
+      revBase: this.sm.revBase,
+      ...(r.move === undefined ? {} : {
+        move: {
+          epoch: r.move.table.epoch,
+          fenced: cursor(r.move.fenced),
+          received: Object.fromEntries([...r.move.received].map(([id, c]) => [id, cursor(c)])),
+        },
+      }),
+    };
   }
 
   /** Whether this cluster owns `key`, and who does. */

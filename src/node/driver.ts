@@ -776,6 +776,17 @@ export class RaftNode implements NodeService {
     return result!;
   }
 
+  /** See {@linkcode NodeService.route}. */
+  async route(data: Uint8Array): Promise<KvResult> {
+    return (await this.#propose(data, "The routing command"))!;
+  }
+
+  /** See {@linkcode NodeService.readForMove}. */
+  async readForMove<T>(read: (sm: KvStateMachine) => T): Promise<T> {
+    await this.#readBarrier();
+    return read(this.#sm);
+  }
+
   #propose(data: Uint8Array, what: string): Promise<KvResult | undefined> {
     // A leader whose disk fails could still commit through its followers, but its log would
     // grow in memory without bound: it refuses, and hands off (#stepAside).
@@ -832,6 +843,7 @@ export class RaftNode implements NodeService {
       disk: this.#disk.status(),
       reads: this.#counters.readsServed,
       writes: this.#counters.writes,
+      ...(this.#sm.routing === undefined ? {} : { routing: this.#routing().status() }),
     };
   }
 

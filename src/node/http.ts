@@ -23,6 +23,7 @@ import {
 import { type ForwardOptions, forwardToLeader } from "./_http_forward.ts";
 import { checkNotSystem, decodeBase64Url, encodeBase64Url } from "./_http_keys.ts";
 import { renderHttpMetrics } from "./_metrics.ts";
+import { ROUTE_PATHS, routeResharding } from "./_http_route.ts";
 import type { DirectAnswer, DirectRequest } from "../http/server.ts";
 import {
   createDirectKeyHandler,
@@ -105,7 +106,14 @@ interface Resolved {
 
 const MEMBERS_PREFIX = "/v1/members/";
 // `/v1/members/*` also matches `/v1/members` (hono wildcards match the bare prefix).
-const MANAGEMENT_PATHS = ["/v1/status", "/v1/members/*", "/v1/leader", "/v1/snapshot", "/metrics"];
+const MANAGEMENT_PATHS = [
+  "/v1/status",
+  "/v1/members/*",
+  "/v1/leader",
+  "/v1/snapshot",
+  "/metrics",
+  ...ROUTE_PATHS,
+];
 /** Each route and the methods it serves, for 405 and OPTIONS (more specific first). */
 const ROUTES: readonly (readonly [string, readonly string[]])[] = [
   [KV_PATH, ["GET", "PUT", "DELETE"]],
@@ -117,6 +125,9 @@ const ROUTES: readonly (readonly [string, readonly string[]])[] = [
   ["/v1/snapshot", ["POST"]],
   ["/metrics", ["GET"]],
   ["/healthz", ["GET"]],
+  ["/v1/route", ["POST"]],
+  ["/v1/route/keys", ["GET"]],
+  ["/v1/route/sessions", ["GET"]],
 ];
 const METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8";
 const utf8Lossy = new TextDecoder("utf-8", { fatal: false });
@@ -140,6 +151,7 @@ export function createNodeApp(options: HttpOptions): Hono {
   }
   routeData(app, resolved);
   routeManagement(app, resolved);
+  routeResharding(app, resolved.service);
   for (const [path, methods] of ROUTES) app.all(path, (c) => methodNotAllowed(c, methods));
   app.notFound((c) =>
     errorResponse(404, "not_found", `No such route: ${c.req.method} ${new URL(c.req.url).pathname}`)
@@ -396,6 +408,7 @@ function statusBody(status: NodeStatus): NodeStatus {
     ...(status.disk === undefined ? {} : { disk: status.disk }),
     ...(status.reads === undefined ? {} : { reads: status.reads }),
     ...(status.writes === undefined ? {} : { writes: status.writes }),
+    ...(status.routing === undefined ? {} : { routing: status.routing }),
   };
 }
 

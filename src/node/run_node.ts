@@ -13,6 +13,7 @@ import { type DataDirLock, KvLogStorage, lockDataDir, type MemberAddress } from 
 import { type DriverLimits, type NodeLog, RaftNode, type TickSource } from "./driver.ts";
 import { AddressInUseError } from "./errors.ts";
 import { createNodeApp, createNodeDirect } from "./http.ts";
+import { ROUTE_BODY_BYTES_MAX } from "./_http_route.ts";
 import { HttpServer, type HttpServerLimits } from "../http/server.ts";
 import { refusedTarget } from "./_http_keys.ts";
 import { startMallocTrims } from "./_malloc_trim.ts";
@@ -319,7 +320,8 @@ export async function runNode(options: RunNodeOptions): Promise<RunningNode> {
         direct: createNodeDirect(appOptions),
         refuseTarget: refusedTarget,
         ...(tls === undefined ? {} : { tls: { cert: tls.cert, key: tls.key } }),
-        ...(options.httpLimits === undefined ? {} : { limits: options.httpLimits }),
+        // Routing commands (an admin's staged batch) are the largest bodies a node takes.
+        limits: { bodyBytesMax: ROUTE_BODY_BYTES_MAX, ...options.httpLimits },
         onError: (message, error) => log("error", message, { error: String(error) }),
       }));
     listening.server = server;

@@ -1,5 +1,5 @@
 import type { Membership, NodeId } from "../raft/mod.ts";
-import type { KvCommand, KvResult, KvValue } from "../storage/mod.ts";
+import type { KvCommand, KvResult, KvStateMachine, KvValue } from "../storage/mod.ts";
 import type { DiskStatus } from "./_disk_failure.ts";
 
 export type { DiskStatus } from "./_disk_failure.ts";
@@ -46,6 +46,22 @@ export interface NodeStatus {
   readonly reads?: number;
   /** Writes this node acknowledged since it started (as leader: followers forward). */
   readonly writes?: number;
+  /** The replicated routing state, once a move began (docs/resharding.md). */
+  readonly routing?: RoutingStatus;
+}
+
+/** A cluster's replicated routing state as `GET /v1/status` reports it. */
+export interface RoutingStatus {
+  /** The epoch of the table in force. */
+  readonly epoch: number;
+  /** What the cluster adds to log indexes to make revs. */
+  readonly revBase: number;
+  /** The move to the next epoch, while one runs; cursors in base64url, null for the end. */
+  readonly move?: {
+    readonly epoch: number;
+    readonly fenced: string | null;
+    readonly received: Readonly<Record<string, string | null>>;
+  };
 }
 
 /** A member to add, as `POST /v1/members` carries it. */
@@ -122,6 +138,13 @@ export interface NodeService {
   snapshot(): Promise<{ index: number }>;
   /** The Prometheus text exposition of the node's metrics. */
   metrics(): string;
+  /**
+   * Proposes an encoded routing command (docs/resharding.md) and resolves with its answer
+   * once applied (leader only; absent in fakes).
+   */
+  route?(data: Uint8Array): Promise<KvResult>;
+  /** Reads the state machine after a read barrier, for a move (leader only). */
+  readForMove?<T>(read: (sm: KvStateMachine) => T): Promise<T>;
   /** The membership in effect. */
   membership(): Membership;
 }

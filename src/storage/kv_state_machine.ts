@@ -177,6 +177,49 @@ export class KvStateMachine {
     return last !== undefined && last.seq === id.seq ? last.result : undefined;
   }
 
+  /**
+   * For a move: the keys from `from` on (inclusive, in byte order) that move away from this
+   * cluster, owned or fenced, with values and revs; at most `count` of them or about `bytes`
+   * of keys and values (at least one), and at most `scan` keys looked at. `next` is where the
+   * scan stopped (null: at the end of the keyspace). Empty before a move.
+   */
+  movingKeys(from: Uint8Array, limits: { count: number; bytes: number; scan: number }): {
+    items: { key: Uint8Array; value: Uint8Array; rev: number }[];
+    next: Uint8Array | null;
+  } {
+    const routing = this.#routing;
+    const self = this.#clusterId;
+    const items: { key: Uint8Array; value: Uint8Array; rev: number }[] = [];
+    if (routing?.move === undefined || self === undefined) return { items, next: null };
+    let bytes = 0;
+    let scanned = 0;
+    for (const [k, v] of this.#data.entries(keyString(from))) {
+      if (items.length >= limits.count || bytes >= limits.bytes || scanned >= limits.scan) {
+        return { items, next: keyBytes(k) };
+      }
+      scanned++;
+      if (!routing.movesFrom(self, k)) continue;
+      items.push({ key: keyBytes(k), value: v.value, rev: v.rev });
+      bytes += k.length + v.size;
+    }
+    return { items, next: null };
+  }
+
+  /** For a move: request-id records written after `stamp`, oldest first, at most `limit`. */
+  sessionsAfter(stamp: number, limit: number): {
+    records: { client: string; seq: number; result: KvResult; stamp: number }[];
+    more: boolean;
+  } {
+    const records: { client: string; seq: number; result: KvResult; stamp: number }[] = [];
+    for (const [st, client] of this.#requestOrder.entries(stamp)) {
+      if (st <= stamp) continue;
+      if (records.length >= limit) return { records, more: true };
+      const r = this.#requests.get(client)!;
+      records.push({ client, seq: r.seq, result: r.result, stamp: st });
+    }
+    return { records, more: false };
+  }
+
   /** Keys starting with `prefix`, after `after` (exclusive), in byte order, at most `limit`. */
   list(options: { prefix: Uint8Array; after?: Uint8Array; limit: number }): {
     items: { key: Uint8Array; rev: number }[];

@@ -26,6 +26,16 @@ export { KvSnapshotView, SNAPSHOT_ENCODE_CHUNK_BYTES } from "./kv_snapshot_view.
 export { DECODE_SLICE_MS, SNAPSHOT_VERSION } from "./_sm_snapshot.ts";
 export { CommandDecodeError, decodeCommand, encodeCommand, parseRequestId } from "./kv_command.ts";
 export type { KvCheck, KvCommand, KvMutation, KvResult } from "./kv_command.ts";
+export {
+  decodeRouteCommand,
+  encodeRouteCommand,
+  isRouteCommand,
+  ROUTE_COMMAND_VERSION,
+} from "./route_command.ts";
+export type { RouteCommand, SessionRecord, StagedKey } from "./route_command.ts";
+export { PairDigest, SESSIONS_PER_COMMAND_MAX } from "./_route_apply.ts";
+export { RoutingState } from "./_routing_state.ts";
+export type { Cursor, MoveState, Ownership, RoutingSpec, TableSpec } from "./_routing_state.ts";
 export { StorageCorruptError } from "./_codec.ts";
 export {
   CHUNK_BYTES,
