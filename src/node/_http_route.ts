@@ -75,12 +75,14 @@ export function routeResharding(app: Hono, service: NodeService): void {
     const url = new URL(c.req.url);
     const fromText = url.searchParams.get("from_b64");
     const from = fromText === null ? new Uint8Array() : decodeBase64Url(fromText, "from_b64");
+    const upToText = url.searchParams.get("upto_b64");
+    const upTo = upToText === null ? null : decodeBase64Url(upToText, "upto_b64");
     const count = intParam(url, "count", ROUTE_KEYS_COUNT_MAX, ROUTE_KEYS_COUNT_MAX);
     const bytes = intParam(url, "bytes", ROUTE_KEYS_BYTES_MAX, ROUTE_KEYS_BYTES_MAX);
     const page = await service.readForMove((sm) => ({
       rev: sm.rev,
       moving: sm.routing?.move !== undefined,
-      ...sm.movingKeys(from, { count, bytes, scan: ROUTE_KEYS_SCAN_MAX }),
+      ...sm.movingKeys(from, { count, bytes, scan: ROUTE_KEYS_SCAN_MAX, upTo }),
     }));
     if (!page.moving) return errorResponse(409, "route_refused", "No move runs in this cluster");
     return msgpack({
@@ -88,6 +90,29 @@ export function routeResharding(app: Hono, service: NodeService): void {
       items: page.items.map((i) => [i.key, i.value, i.rev]),
       next: page.next,
     });
+  });
+  app.get("/v1/route/state", async () => {
+    if (service.readForMove === undefined) {
+      return errorResponse(404, "not_found", "No resharding here");
+    }
+    // After a read barrier: a new leader answers with every routing command committed.
+    const state = await service.readForMove((sm) => {
+      const r = sm.routing;
+      const cursor = (c: string | null) =>
+        c === null ? null : Uint8Array.from(c, (ch) => ch.charCodeAt(0));
+      return {
+        rev: sm.rev,
+        routing: r === undefined ? null : {
+          epoch: r.table.epoch,
+          move: r.move === undefined ? null : {
+            epoch: r.move.table.epoch,
+            fenced: cursor(r.move.fenced),
+            received: [...r.move.received].map(([id, c]) => [id, cursor(c)]),
+          },
+        },
+      };
+    });
+    return msgpack(state);
   });
   app.get("/v1/route/sessions", async (c) => {
     if (service.readForMove === undefined) {

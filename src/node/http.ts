@@ -128,6 +128,7 @@ const ROUTES: readonly (readonly [string, readonly string[]])[] = [
   ["/v1/route", ["POST"]],
   ["/v1/route/keys", ["GET"]],
   ["/v1/route/sessions", ["GET"]],
+  ["/v1/route/state", ["GET"]],
 ];
 const METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8";
 const utf8Lossy = new TextDecoder("utf-8", { fatal: false });

@@ -79,6 +79,11 @@ export class PairDigest {
     this.#count++;
   }
 
+  /** Adds one pair whose key is given as bytes. */
+  addBytes(key: Uint8Array, rev: number): void {
+    this.add(keyString(key), rev);
+  }
+
   /** Pairs added. */
   get count(): number {
     return this.#count;
@@ -163,7 +168,8 @@ export function applyRouteCommand(host: RouteHost, c: RouteCommand, index: numbe
     case "finish": {
       const inOld = routing.table.members.some((m) => m.id === self);
       if (inOld && move.fenced !== null) return refused(`cluster ${self} has not fenced every key`);
-      for (const m of routing.table.members) {
+      const inNew = move.table.members.some((m) => m.id === self);
+      for (const m of inNew ? routing.table.members : []) {
         if (m.id !== self && move.received.get(m.id) !== null) {
           return refused(`cluster ${self} has not switched every key from ${m.id}`);
         }

@@ -180,10 +180,14 @@ export class KvStateMachine {
   /**
    * For a move: the keys from `from` on (inclusive, in byte order) that move away from this
    * cluster, owned or fenced, with values and revs; at most `count` of them or about `bytes`
-   * of keys and values (at least one), and at most `scan` keys looked at. `next` is where the
-   * scan stopped (null: at the end of the keyspace). Empty before a move.
+   * of keys and values (at least one), and at most `scan` keys looked at, below `upTo` when
+   * given. `next` is where the scan stopped (null: at the end of the keyspace; `upTo` when it
+   * got there). Empty before a move.
    */
-  movingKeys(from: Uint8Array, limits: { count: number; bytes: number; scan: number }): {
+  movingKeys(
+    from: Uint8Array,
+    limits: { count: number; bytes: number; scan: number; upTo?: Uint8Array | null },
+  ): {
     items: { key: Uint8Array; value: Uint8Array; rev: number }[];
     next: Uint8Array | null;
   } {
@@ -193,7 +197,11 @@ export class KvStateMachine {
     if (routing?.move === undefined || self === undefined) return { items, next: null };
     let bytes = 0;
     let scanned = 0;
+    const upTo = limits.upTo === undefined || limits.upTo === null
+      ? undefined
+      : keyString(limits.upTo);
     for (const [k, v] of this.#data.entries(keyString(from))) {
+      if (upTo !== undefined && k >= upTo) return { items, next: limits.upTo! };
       if (items.length >= limits.count || bytes >= limits.bytes || scanned >= limits.scan) {
         return { items, next: keyBytes(k) };
       }

@@ -1,0 +1,305 @@
+/**
+ * The admin's move against in-process clusters (one real KvStateMachine each, the same
+ * routing code the nodes run), with writes from a client between every step of the move, and
+ * with the admin crashing at every step and resuming.
+ */
+import assert from "node:assert/strict";
+import { CarpTable } from "../carp/mod.ts";
+import { parseConfig } from "../config/mod.ts";
+import type { Entry } from "../raft/mod.ts";
+import {
+  encodeCommand,
+  encodeRouteCommand,
+  type KvResult,
+  KvStateMachine,
+  type RouteCommand,
+} from "../storage/mod.ts";
+import type { ClusterRouting, MoveTransport, MovingKey, RouteAnswer } from "./_move_transport.ts";
+import { planReshard } from "./_reshard_plan.ts";
+import { Resharder } from "./_reshard.ts";
+
+const enc = (s: string) => new TextEncoder().encode(s);
+const dec = (b: Uint8Array) => new TextDecoder().decode(b);
+
+function config(clusters: string[], epoch: number) {
+  let port = 7100;
+  const text = `[admin]\nhttp = "127.0.0.1:7000"\n[routing]\nepoch = ${epoch}\n` +
+    clusters.map((id) =>
+      `[[clusters]]\nid = "${id}"\n[[clusters.nodes]]\nid = "${id}1"\nraft = "127.0.0.1:${port++}"\n` +
+      `http = "127.0.0.1:${port++}"\ndata = "d-${id}"\n`
+    ).join("");
+  return parseConfig(text, { baseDir: "/tmp" });
+}
+
+function apply(sm: KvStateMachine, data: Uint8Array): KvResult {
+  const e: Entry = { index: sm.applied + 1, term: 1, type: "normal", data };
+  return sm.apply(e)!;
+}
+
+/** Clusters in memory; `beforeCall` runs before every call (writes, crashes). */
+class MemoryClusters implements MoveTransport {
+  readonly sms = new Map<string, KvStateMachine>();
+  beforeCall: () => void = () => {};
+  calls = 0;
+
+  constructor(ids: string[]) {
+    for (const id of ids) this.sms.set(id, new KvStateMachine({ clusterId: id }));
+  }
+
+  add(id: string): void {
+    this.sms.set(id, new KvStateMachine({ clusterId: id }));
+  }
+
+  #sm(id: string): KvStateMachine {
+    this.calls++;
+    this.beforeCall();
+    return this.sms.get(id)!;
+  }
+
+  route(cluster: string, command: RouteCommand): Promise<RouteAnswer> {
+    const r = apply(this.#sm(cluster), encodeRouteCommand(command));
+    if (r.ok) return Promise.resolve({ ok: true, rev: r.rev });
+    const message = "reason" in r ? r.reason : r.code;
+    return Promise.resolve({ ok: false, code: r.code, message });
+  }
+
+  keys(
+    cluster: string,
+    from: Uint8Array,
+    upTo: Uint8Array | null | undefined,
+    limits: { count: number; bytes: number },
+  ): Promise<{ items: MovingKey[]; next: Uint8Array | null; rev: number }> {
+    const sm = this.#sm(cluster);
+    // A small scan bound, so that pages also stop short of their count.
+    const page = sm.movingKeys(from, { ...limits, scan: 37, upTo: upTo ?? null });
+    return Promise.resolve({ ...page, rev: sm.rev });
+  }
+
+  sessions(cluster: string, after: number) {
+    return Promise.resolve(this.#sm(cluster).sessionsAfter(after, 3));
+  }
+
+  routing(cluster: string): Promise<ClusterRouting | undefined> {
+    const r = this.#sm(cluster).routing;
+    if (r === undefined) return Promise.resolve(undefined);
+    const cursor = (c: string | null) =>
+      c === null ? null : Uint8Array.from(c, (ch) => ch.charCodeAt(0));
+    return Promise.resolve({
+      epoch: r.table.epoch,
+      ...(r.move === undefined ? {} : {
+        move: {
+          epoch: r.move.table.epoch,
+          fenced: cursor(r.move.fenced),
+          received: new Map([...r.move.received].map(([id, c]) => [id, cursor(c)])),
+        },
+      }),
+    });
+  }
+}
+
+/**
+ * A client that writes through the clusters as a koi client does: to the owner by its table,
+ * following `wrong_shard` to the owner the cluster names; a key between a fence and a switch
+ * is refused by both, and the write is given up (not acknowledged) for this round.
+ */
+class Writer {
+  readonly acked = new Map<string, { value: string; rev: number }>();
+  readonly revs = new Map<string, number>();
+  #n = 0;
+
+  constructor(
+    readonly clusters: MemoryClusters,
+    readonly table: CarpTable,
+    readonly keys: string[],
+  ) {}
+
+  write(seq: number): void {
+    const key = this.keys[(seq * 7919) % this.keys.length];
+    const value = `w${this.#n++}`;
+    let cluster = this.table.owner(key);
+    for (let hop = 0; hop < 3; hop++) {
+      const sm = this.clusters.sms.get(cluster);
+      if (sm === undefined) return;
+      const r = apply(
+        sm,
+        encodeCommand({
+          requestId: `writer:${this.#n}`,
+          checks: [],
+          mutations: [{ type: "set", key: enc(key), value: enc(value) }],
+        }),
+      );
+      if (r.ok) {
+        const last = this.revs.get(key) ?? 0;
+        assert.ok(r.rev > last, `rev of ${key} went from ${last} to ${r.rev}`);
+        this.revs.set(key, r.rev);
+        this.acked.set(key, { value, rev: r.rev });
+        return;
+      }
+      assert.equal(r.code, "wrong_shard", JSON.stringify(r));
+      cluster = r.owner;
+    }
+  }
+}
+
+async function moveUnderWrites(
+  fromIds: string[],
+  toIds: string[],
+  options: { crashEvery?: number } = {},
+): Promise<{ clusters: MemoryClusters; writer: Writer; moved: number; keys: string[] }> {
+  const before = config(fromIds, 1);
+  const after = config(toIds, 2);
+  const plan = planReshard(before, after);
+  const clusters = new MemoryClusters(fromIds);
+  for (const id of plan.added) clusters.add(id);
+  const oldTable = new CarpTable(plan.from);
+  const keys = Array.from({ length: 1500 }, (_, i) => `user:${i}`);
+  const writer = new Writer(clusters, oldTable, keys);
+  for (let i = 0; i < keys.length; i++) {
+    const key = keys[i];
+    const r = apply(
+      clusters.sms.get(oldTable.owner(key))!,
+      encodeCommand({
+        checks: [],
+        mutations: [{ type: "set", key: enc(key), value: enc(`first ${i}`) }],
+      }),
+    );
+    assert.ok(r.ok);
+    writer.acked.set(key, { value: `first ${i}`, rev: r.rev });
+    writer.revs.set(key, r.rev);
+  }
+  let seq = 0;
+  let crashAt = Infinity;
+  clusters.beforeCall = () => {
+    writer.write(seq++);
+    if (clusters.calls >= crashAt) {
+      crashAt = Infinity;
+      throw new Error("the admin crashed");
+    }
+  };
+  let moved = 0;
+  for (let attempt = 0;; attempt++) {
+    assert.ok(attempt < 10_000, "the move makes progress across crashes");
+    // Run r crashes at its (every + r)-th call: early crashes hit every step of a resume,
+    // later runs get far enough to finish batches.
+    if (options.crashEvery !== undefined) crashAt = clusters.calls + options.crashEvery + attempt;
+    const resharder = new Resharder(plan, clusters); // a fresh admin: nothing in memory
+    try {
+      await resharder.run();
+      moved += resharder.progress().keysMoved;
+      break;
+    } catch (error) {
+      assert.match(String(error), /the admin crashed/);
+      moved += resharder.progress().keysMoved;
+    }
+  }
+  clusters.beforeCall = () => {};
+  return { clusters, writer, moved, keys };
+}
+
+function checkEnd(
+  r: { clusters: MemoryClusters; writer: Writer; keys: string[] },
+  toIds: string[],
+): void {
+  const table = new CarpTable(planReshard(config(["a"], 1), config(toIds, 2)).to);
+  for (const key of r.keys) {
+    const owner = table.owner(key);
+    for (const [id, sm] of r.clusters.sms) {
+      const o = sm.ownership(enc(key))!;
+      assert.equal(o.owned, id === owner, `${key}: owned by ${id}? (owner ${owner})`);
+      if (id !== owner && toIds.includes(id)) {
+        assert.equal(sm.get(enc(key)), undefined, `${key} dropped at ${id}`);
+      }
+    }
+    const held = r.clusters.sms.get(owner)!.get(enc(key));
+    const acked = r.writer.acked.get(key)!;
+    assert.ok(held !== undefined, `${key} is at its owner ${owner}`);
+    assert.equal(dec(held.value), acked.value, `${key}: the last acknowledged value`);
+    assert.equal(held.rev, acked.rev, `${key}: its rev`);
+  }
+  for (const id of toIds) {
+    const sm = r.clusters.sms.get(id)!;
+    assert.equal(sm.routing?.move, undefined, `${id} finished`);
+    assert.equal(sm.routing?.epoch, 2);
+  }
+}
+
+Deno.test("reshard: 3 -> 4 clusters under writes moves about a quarter of the keys, loses none", async () => {
+  const r = await moveUnderWrites(["a", "b", "c"], ["a", "b", "c", "d"]);
+  checkEnd(r, ["a", "b", "c", "d"]);
+  const ideal = 1 / 4;
+  const fraction = r.moved / r.keys.length;
+  assert.ok(Math.abs(fraction - ideal) < 0.06, `moved ${fraction} of the keys, ideal ${ideal}`);
+  // Exactly the keys whose owner changed are at a new cluster.
+  const before = new CarpTable({
+    scheme: "carp64",
+    epoch: 1,
+    members: ["a", "b", "c"].map((id) => ({ id, loadFactor: 1 })),
+  });
+  const after = new CarpTable({
+    scheme: "carp64",
+    epoch: 2,
+    members: ["a", "b", "c", "d"].map((id) => ({ id, loadFactor: 1 })),
+  });
+  assert.equal(r.moved, r.keys.filter((k) => before.owner(k) !== after.owner(k)).length);
+});
+
+Deno.test("reshard: draining a cluster (4 -> 3) under writes moves only its keys", async () => {
+  const r = await moveUnderWrites(["a", "b", "c", "d"], ["a", "b", "c"]);
+  checkEnd(r, ["a", "b", "c"]);
+  const d = r.clusters.sms.get("d")!;
+  assert.equal(d.size, 0, "the drained cluster ends empty");
+});
+
+Deno.test("reshard: an admin that crashes at every few steps resumes and loses nothing", async () => {
+  for (const every of [3, 7, 13]) {
+    const r = await moveUnderWrites(["a", "b", "c"], ["a", "b", "c", "d"], { crashEvery: every });
+    checkEnd(r, ["a", "b", "c", "d"]);
+  }
+});
+
+Deno.test("reshard: a load factor change moves keys between running clusters", async () => {
+  const before = config(["a", "b"], 1);
+  const text = `[admin]\nhttp = "127.0.0.1:7000"\n[routing]\nepoch = 2\n` +
+    `[[clusters]]\nid = "a"\nload_factor = 3\n[[clusters.nodes]]\nid = "a1"\nraft = "127.0.0.1:7100"\nhttp = "127.0.0.1:7101"\ndata = "d-a"\n` +
+    `[[clusters]]\nid = "b"\n[[clusters.nodes]]\nid = "b1"\nraft = "127.0.0.1:7102"\nhttp = "127.0.0.1:7103"\ndata = "d-b"\n`;
+  const plan = planReshard(before, parseConfig(text, { baseDir: "/tmp" }));
+  assert.deepEqual(plan.added, []);
+  assert.deepEqual(plan.drained, []);
+  assert.ok(Math.abs(plan.idealFraction - 0.25) < 1e-9);
+});
+
+Deno.test("reshard plan: what a new config may not change, with the reason", () => {
+  const base = config(["a", "b"], 1);
+  assert.throws(() => planReshard(base, config(["a", "b", "c"], 3)), /epoch = 2/);
+  assert.throws(() => planReshard(base, config(["a", "b"], 2)), /nothing to move/);
+  const moved = parseConfig(
+    `[admin]\nhttp = "127.0.0.1:7000"\n[routing]\nepoch = 2\n[[clusters]]\nid = "a"\n[[clusters.nodes]]\nid = "a1"\nraft = "127.0.0.1:7999"\nhttp = "127.0.0.1:7101"\ndata = "d-a"\n`,
+    { baseDir: "/tmp" },
+  );
+  assert.throws(() => planReshard(base, moved), /other nodes/);
+});
+
+Deno.test("reshard: a write applied before its key moved, retried after, is not applied twice", async () => {
+  const before = config(["a", "b", "c"], 1);
+  const plan = planReshard(before, config(["a", "b", "c", "d"], 2));
+  const clusters = new MemoryClusters(["a", "b", "c"]);
+  clusters.add("d");
+  const oldT = new CarpTable(plan.from);
+  const newT = new CarpTable(plan.to);
+  const key = Array.from({ length: 100 }, (_, i) => `k${i}`).find((k) =>
+    oldT.owner(k) === "a" && newT.owner(k) === "d"
+  )!;
+  const command = (value: string) =>
+    encodeCommand({
+      requestId: "lost-answer:1",
+      checks: [],
+      mutations: [{ type: "set", key: enc(key), value: enc(value) }],
+    });
+  const first = apply(clusters.sms.get("a")!, command("once"));
+  assert.ok(first.ok);
+  // Another client writes the key after the move; then the lost answer's retry arrives at d.
+  await new Resharder(plan, clusters).run();
+  const retry = apply(clusters.sms.get("d")!, command("once"));
+  assert.deepEqual(retry, first, "answered from the record copied from a");
+  assert.equal(clusters.sms.get("d")!.get(enc(key))!.rev, first.rev, "not applied again");
+});
