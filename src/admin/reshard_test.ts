@@ -144,10 +144,10 @@ class Writer {
 async function moveUnderWrites(
   fromIds: string[],
   toIds: string[],
-  options: { crashEvery?: number } = {},
+  options: { crashEvery?: number; after?: ReturnType<typeof config> } = {},
 ): Promise<{ clusters: MemoryClusters; writer: Writer; moved: number; keys: string[] }> {
   const before = config(fromIds, 1);
-  const after = config(toIds, 2);
+  const after = options.after ?? config(toIds, 2);
   const plan = planReshard(before, after);
   const clusters = new MemoryClusters(fromIds);
   for (const id of plan.added) clusters.add(id);
@@ -199,8 +199,9 @@ async function moveUnderWrites(
 function checkEnd(
   r: { clusters: MemoryClusters; writer: Writer; keys: string[] },
   toIds: string[],
+  after = config(toIds, 2),
 ): void {
-  const table = new CarpTable(planReshard(config(["a"], 1), config(toIds, 2)).to);
+  const table = new CarpTable(planReshard(config(["a"], 1), after).to);
   for (const key of r.keys) {
     const owner = table.owner(key);
     for (const [id, sm] of r.clusters.sms) {
@@ -257,15 +258,17 @@ Deno.test("reshard: an admin that crashes at every few steps resumes and loses n
   }
 });
 
-Deno.test("reshard: a load factor change moves keys between running clusters", async () => {
-  const before = config(["a", "b"], 1);
+Deno.test("reshard: a load factor change moves keys between running clusters, under writes", async () => {
   const text = `[admin]\nhttp = "127.0.0.1:7000"\n[routing]\nepoch = 2\n` +
     `[[clusters]]\nid = "a"\nload_factor = 3\n[[clusters.nodes]]\nid = "a1"\nraft = "127.0.0.1:7100"\nhttp = "127.0.0.1:7101"\ndata = "d-a"\n` +
     `[[clusters]]\nid = "b"\n[[clusters.nodes]]\nid = "b1"\nraft = "127.0.0.1:7102"\nhttp = "127.0.0.1:7103"\ndata = "d-b"\n`;
-  const plan = planReshard(before, parseConfig(text, { baseDir: "/tmp" }));
-  assert.deepEqual(plan.added, []);
-  assert.deepEqual(plan.drained, []);
+  const after = parseConfig(text, { baseDir: "/tmp" });
+  const plan = planReshard(config(["a", "b"], 1), after);
+  assert.deepEqual([plan.added, plan.drained], [[], []]);
   assert.ok(Math.abs(plan.idealFraction - 0.25) < 1e-9);
+  const r = await moveUnderWrites(["a", "b"], ["a", "b"], { after });
+  checkEnd(r, ["a", "b"], after);
+  assert.ok(Math.abs(r.moved / r.keys.length - 0.25) < 0.06, `moved ${r.moved}`);
 });
 
 Deno.test("reshard plan: what a new config may not change, with the reason", () => {
