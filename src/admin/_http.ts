@@ -9,6 +9,9 @@ import { Hono } from "hono";
 import { secureHeaders } from "hono/secure-headers";
 import { DASHBOARD_CSS, DASHBOARD_HTML, DASHBOARD_SCRIPT } from "./_dashboard.ts";
 import { carpView, clustersView, dashboardView, type DeploymentSource } from "./_views.ts";
+import { ConfigError } from "../config/mod.ts";
+import { ReshardBusyError } from "./_reshard_runner.ts";
+import type { ReshardProgress } from "./_reshard.ts";
 
 /**
  * The status page may load only its own script and stylesheet and fetch only from the admin:
@@ -27,8 +30,26 @@ const pageHeaders = secureHeaders({
   },
 });
 
-/** The admin's routes; `ready()` tells whether every cluster has had a leader once. */
-export function adminApp(source: DeploymentSource, ready: () => boolean): Hono {
+/** What `POST /v1/reshard` needs: who may call it, and what starts a move. */
+export interface ReshardControl {
+  /** Whether `token` (a bearer token) is a secret of the deployment. */
+  authorized(token: string): boolean;
+  /**
+   * Starts a move to the config `text` read from `path` (its folder resolves relative data
+   * directories); throws ConfigError or ReshardBusyError.
+   */
+  start(text: string, path: string): Promise<ReshardProgress>;
+}
+
+/**
+ * The admin's routes; `ready()` tells whether every cluster has had a leader once. With
+ * `reshard`, `POST /v1/reshard` starts a move (docs/resharding.md).
+ */
+export function adminApp(
+  source: DeploymentSource,
+  ready: () => boolean,
+  reshard?: ReshardControl,
+): Hono {
   const app = new Hono();
   const error = (status: number, code: string, message: string, headers = {}) =>
     new Response(JSON.stringify({ error: { code, message } }), {
@@ -60,6 +81,49 @@ export function adminApp(source: DeploymentSource, ready: () => boolean): Hono {
     });
   });
   app.get("/v1/dashboard", (c) => c.json(dashboardView(source, Date.now())));
+  app.get("/v1/reshard", (c) => {
+    const progress = source.reshard?.();
+    return progress === undefined
+      ? error(404, "not_found", "No reshard has run since the admin started")
+      : c.json(progress);
+  });
+  app.post("/v1/reshard", async (c) => {
+    if (reshard === undefined) return error(404, "not_found", "This admin does not reshard");
+    const auth = c.req.header("authorization") ?? "";
+    const token = auth.startsWith("Bearer ") ? auth.slice(7) : "";
+    if (!reshard.authorized(token)) {
+      return error(
+        401,
+        "unauthorized",
+        "A reshard needs the deployment's secret as a bearer token",
+        {
+          "www-authenticate": 'Bearer realm="koi"',
+        },
+      );
+    }
+    let body: { path?: unknown; config?: unknown };
+    try {
+      body = JSON.parse(await c.req.text());
+    } catch {
+      body = {};
+    }
+    if (
+      typeof body.path !== "string" || !body.path.startsWith("/") || typeof body.config !== "string"
+    ) {
+      return error(
+        400,
+        "bad_request",
+        'The body is {"path": the new config file\'s absolute path, "config": its text}',
+      );
+    }
+    try {
+      return c.json(await reshard.start(body.config, body.path), 202);
+    } catch (e) {
+      if (e instanceof ReshardBusyError) return error(409, "busy", e.message);
+      if (e instanceof ConfigError) return error(400, "bad_config", e.message);
+      throw e;
+    }
+  });
   app.get("/", pageHeaders, (c) => c.html(DASHBOARD_HTML));
   app.get(
     "/dashboard.js",
@@ -79,12 +143,13 @@ export function adminApp(source: DeploymentSource, ready: () => boolean): Hono {
     "/v1/carp",
     "/v1/clusters",
     "/v1/dashboard",
+    "/v1/reshard",
   ]);
   app.all("*", (c) => {
     const path = new URL(c.req.url).pathname;
     if (routes.has(path)) {
       return error(405, "method_not_allowed", `${c.req.method} ${path} is not allowed`, {
-        allow: "GET, HEAD",
+        allow: path === "/v1/reshard" ? "GET, HEAD, POST" : "GET, HEAD",
       });
     }
     return error(404, "not_found", `No such route: ${path}`);

@@ -31,7 +31,7 @@ export const STATUS_BYTES_MAX = 1 << 20;
 
 /** Polls every node of a config. */
 export class StatusPoller {
-  readonly #config: KoiConfig;
+  #config: KoiConfig;
   readonly #views = new Map<string, NodeView>();
   readonly #fetch: typeof fetch;
   #timer: ReturnType<typeof setTimeout> | undefined;
@@ -58,6 +58,21 @@ export class StatusPoller {
     for (const c of config.clusters) {
       for (const n of c.nodes) {
         this.#views.set(n.id, { status: null, error: "not polled yet", at: 0 });
+      }
+    }
+  }
+
+  /**
+   * Polls the nodes of `config` from the next round on (a reshard adds and removes clusters):
+   * new nodes start as not polled yet, gone ones are forgotten.
+   */
+  setConfig(config: KoiConfig): void {
+    this.#config = config;
+    const ids = new Set(config.clusters.flatMap((c) => c.nodes.map((n) => n.id)));
+    for (const id of [...this.#views.keys()]) if (!ids.has(id)) this.#views.delete(id);
+    for (const id of ids) {
+      if (!this.#views.has(id)) {
+        this.#views.set(id, { status: null, error: "not polled yet", at: 0 });
       }
     }
   }

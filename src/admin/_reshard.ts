@@ -125,7 +125,7 @@ export class Resharder {
   }
 
   /** Runs the move to its end; throws (and reports `failed`) when a step fails. */
-  async run(signal?: AbortSignal): Promise<void> {
+  async run(signal?: AbortSignal, onBegun?: () => void): Promise<void> {
     try {
       this.#progress.state = "running";
       this.#progress.error = "";
@@ -135,6 +135,8 @@ export class Resharder {
           `begin at ${id}`,
         );
       }
+      // Every cluster obeys the move's routing now: clients may route by the next table.
+      onBegun?.();
       for (const source of this.#oldIds) {
         signal?.throwIfAborted();
         await this.#moveSource(source, signal);

@@ -114,6 +114,14 @@ export async function checkRouting(
   return changes;
 }
 
+/** Records `config`'s routing as the one the deployment runs (after a reshard). */
+export async function recordRouting(dir: string, config: KoiConfig): Promise<void> {
+  const path = `${dir}/${ROUTING_RECORD_FILE}`;
+  const tmp = `${path}.tmp`;
+  await Deno.writeTextFile(tmp, JSON.stringify(routingOf(config), null, 2) + "\n");
+  await Deno.rename(tmp, path);
+}
+
 function parseRecord(text: string, path: string): RoutingRecord {
   try {
     const r = JSON.parse(text) as RoutingRecord;

@@ -7,6 +7,8 @@
  */
 import type { KoiConfig } from "../config/mod.ts";
 import type { DeploymentActivity, LeaderChange } from "./_activity.ts";
+import type { ReshardPlan } from "./_reshard_plan.ts";
+import type { ReshardProgress } from "./_reshard.ts";
 import type { NodeProcess, NodeProcessState } from "./_node_process.ts";
 import { hostPort, nodeBaseUrl, type PolledStatus, type StatusPoller } from "./_poller.ts";
 
@@ -20,6 +22,10 @@ export interface DeploymentSource {
   readonly processes: ReadonlyMap<string, NodeProcess>;
   /** Rates and leader changes over the poll rounds (the status page's; none when absent). */
   readonly activity?: DeploymentActivity;
+  /** The move clients route by, once it began everywhere (docs/resharding.md). */
+  readonly move?: () => ReshardPlan | undefined;
+  /** The running or last move's progress. */
+  readonly reshard?: () => ReshardProgress | undefined;
 }
 
 /** `GET /v1/carp`: everything a client needs to route. */
@@ -28,10 +34,17 @@ export interface CarpView {
   readonly epoch: number;
   /** Routing scheme. */
   readonly scheme: string;
+  /** Whether keys move to this table now (docs/resharding.md): a node may redirect (421). */
+  readonly moving?: boolean;
   /** The clusters in config order. */
   readonly clusters: readonly {
     readonly id: string;
     readonly loadFactor: number;
+    /**
+     * During a move: the cluster is not in the table (its keys move away); clients need its
+     * nodes for the keys it still holds.
+     */
+    readonly draining?: boolean;
     /** The leader the admin saw last, "" when none (a hint). */
     readonly leader: string;
     /**
@@ -84,15 +97,32 @@ export interface ClustersView {
 /** The routing table. */
 export function carpView(source: DeploymentSource): CarpView {
   const { config, poller } = source;
+  const move = source.move?.();
+  const cluster = (c: KoiConfig["clusters"][number], draining: boolean) => ({
+    id: c.id,
+    loadFactor: c.loadFactor,
+    ...(draining ? { draining: true } : {}),
+    leader: poller.leaderOf(c.id),
+    nodes: c.nodes.map((n) => ({ id: n.id, http: hostPort(n), url: nodeBaseUrl(n) })),
+  });
+  if (move !== undefined) {
+    // The next table, and the clusters it drains (their nodes, for the keys they still hold).
+    const next = move.after;
+    const drained = config.clusters.filter((c) => move.drained.includes(c.id));
+    return {
+      epoch: next.routing.epoch,
+      scheme: next.routing.scheme,
+      moving: true,
+      clusters: [
+        ...next.clusters.map((c) => cluster(c, false)),
+        ...drained.map((c) => cluster(c, true)),
+      ],
+    };
+  }
   return {
     epoch: config.routing.epoch,
     scheme: config.routing.scheme,
-    clusters: config.clusters.map((c) => ({
-      id: c.id,
-      loadFactor: c.loadFactor,
-      leader: poller.leaderOf(c.id),
-      nodes: c.nodes.map((n) => ({ id: n.id, http: hostPort(n), url: nodeBaseUrl(n) })),
-    })),
+    clusters: config.clusters.map((c) => cluster(c, false)),
   };
 }
 
@@ -188,6 +218,8 @@ export interface DashboardView {
   }[];
   /** Recent leader changes, newest first. */
   readonly leaderChanges: readonly LeaderChange[];
+  /** The running or last reshard since the admin started, or null. */
+  readonly reshard: ReshardProgress | null;
 }
 
 /** The status page's data: {@linkcode clustersView} plus rates and leader changes. */
@@ -214,6 +246,7 @@ export function dashboardView(source: DeploymentSource, at: number): DashboardVi
       };
     }),
     leaderChanges: activity?.leaderChanges() ?? [],
+    reshard: source.reshard?.() ?? null,
   };
 }
 

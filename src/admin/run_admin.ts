@@ -28,6 +28,11 @@ import { StatusPoller } from "./_poller.ts";
 import { DeploymentActivity } from "./_activity.ts";
 import { clustersView } from "./_views.ts";
 import { LineOutput } from "./_output.ts";
+import { RESHARD_CONFIG_BYTES_MAX, ReshardRunner } from "./_reshard_runner.ts";
+import { HttpMoveTransport } from "./_move_transport.ts";
+import { recordRouting } from "./_routing_record.ts";
+import { checkReshardRecord } from "./_reshard_runner.ts";
+import { timingSafeEqual } from "node:crypto";
 import { loadOrCreateSecret, type StoredSecret } from "./_secret_store.ts";
 
 /**
@@ -35,8 +40,8 @@ import { loadOrCreateSecret, type StoredSecret } from "./_secret_store.ts";
  * default limit of 1024 open files, which the admin shares with its nodes' pipes.
  */
 export const ADMIN_CONNECTIONS_MAX = 256;
-/** Request body bytes the admin reads (its API takes no bodies). */
-export const ADMIN_BODY_BYTES_MAX = 1024;
+/** Request body bytes the admin reads (only `POST /v1/reshard` takes one: a config file). */
+export const ADMIN_BODY_BYTES_MAX = RESHARD_CONFIG_BYTES_MAX;
 /** How long in-flight admin requests may finish when the admin stops, in milliseconds. */
 export const ADMIN_DRAIN_MS = 1_000;
 
@@ -145,6 +150,7 @@ export async function runAdmin(options: RunAdminOptions): Promise<RunningAdmin> 
       for (const step of [...cleanup].reverse()) await step();
     })();
   try {
+    await checkReshardRecord(config.admin.dataDir, config);
     const changes = await checkRouting(
       config.admin.dataDir,
       config,
@@ -188,8 +194,86 @@ export async function runAdmin(options: RunAdminOptions): Promise<RunningAdmin> 
     // Ready (and then for good) as soon as the poller has seen every leader, which may be in
     // the middle of a round: /healthz says so at once, and /v1/carp must not lag behind it.
     const activity = new DeploymentActivity();
-    const source = { config, poller, processes, activity };
-    const app = adminApp(source, () => (isReady ||= poller.allLeaders()));
+    const closing = new AbortController();
+    const adminFetch = client === undefined ? undefined : ((
+      input: string | URL | Request,
+      init?: RequestInit,
+    ) => fetch(input, { ...init, client })) as typeof fetch;
+    // The deployment may change shape while it runs (a reshard adds and drains clusters).
+    let current = config;
+    const spawnNode = (node: NodeConfig, from: KoiConfig, text: string) => {
+      const proc = new NodeProcess({
+        id: node.id,
+        spawn: {
+          ...options.nodeCommand(nodeArgs(from, node, options.nodeLogLevel)),
+          stdin: encodeSupervisedStart({
+            config: text,
+            ...(secret === undefined ? {} : { secret: secret.secret }),
+          }),
+        },
+        output,
+        log,
+        ...(options.restart ? { restart: options.restart } : {}),
+        ...(options.killAfterMs ? { killAfterMs: options.killAfterMs } : {}),
+      });
+      processes.set(node.id, proc);
+      return proc;
+    };
+    const runner = new ReshardRunner({
+      dataDir: config.admin.dataDir,
+      transport: new HttpMoveTransport(() => current, poller, {
+        ...(adminFetch === undefined ? {} : { fetch: adminFetch }),
+        signal: closing.signal,
+      }),
+      config: () => current,
+      withSecret: (c) => secret === undefined ? c : withDefaultSecret(c, secret.secret),
+      reshape: async (next, changes) => {
+        const added = next.clusters.filter((c) => changes.added?.ids.includes(c.id));
+        const fresh = added.flatMap((c) => c.nodes).filter((n) => !processes.has(n.id));
+        if (!noSpawn && fresh.length > 0) {
+          checkAddressesFree(configAddresses({ ...next, clusters: added }).slice(1));
+        }
+        current = next;
+        poller.setConfig(next);
+        if (!noSpawn && changes.added !== undefined) {
+          const from = { ...next, path: changes.added.path };
+          for (const node of fresh) spawnNode(node, from, changes.added.text).start();
+        }
+        for (const id of changes.removed ?? []) {
+          const c = config.clusters.find((x) => x.id === id);
+          await Promise.all((c?.nodes ?? []).map(async (n) => {
+            await processes.get(n.id)?.stop();
+            processes.delete(n.id);
+          }));
+        }
+      },
+      leaders: async (signal) => {
+        while (!signal.aborted && !poller.allLeaders()) await poller.nextRound(signal);
+      },
+      keys: () =>
+        current.clusters.reduce((n, c) => {
+          const leader = poller.leaderOf(c.id);
+          return n + (leader === "" ? 0 : poller.view(leader).status?.keys ?? 0);
+        }, 0),
+      recordRouting: (c) => recordRouting(config.admin.dataDir, c),
+      log,
+    }, options.configText);
+    const source = {
+      get config() {
+        return current;
+      },
+      poller,
+      processes,
+      activity,
+      move: () => runner.published(),
+      reshard: () => runner.progress(),
+    };
+    const secrets = new Set(config.clusters.flatMap((c) => c.nodes.map((n) => n.secret ?? "")));
+    secrets.delete("");
+    const app = adminApp(source, () => (isReady ||= poller.allLeaders()), {
+      authorized: (token) => token !== "" && [...secrets].some((s) => sameSecret(s, token)),
+      start: (text, path) => runner.start(text, path),
+    });
     // The node's hardened server: a deadline for each request, an idle timeout, a bound on
     // connections (beyond it 503 and close), so that a flood or a slow client cannot take the
     // admin down, and with it every node.
@@ -208,21 +292,7 @@ export async function runAdmin(options: RunAdminOptions): Promise<RunningAdmin> 
       : config.admin.http.host;
     const url = `${tls === undefined ? "http" : "https"}://${host}:${port}`;
     for (const node of noSpawn ? [] : config.clusters.flatMap((c) => c.nodes)) {
-      const proc = new NodeProcess({
-        id: node.id,
-        spawn: {
-          ...options.nodeCommand(nodeArgs(config, node, options.nodeLogLevel)),
-          stdin: encodeSupervisedStart({
-            config: options.configText,
-            ...(secret === undefined ? {} : { secret: secret.secret }),
-          }),
-        },
-        output,
-        log,
-        ...(options.restart ? { restart: options.restart } : {}),
-        ...(options.killAfterMs ? { killAfterMs: options.killAfterMs } : {}),
-      });
-      processes.set(node.id, proc);
+      spawnNode(node, config, options.configText);
     }
     const stopProcesses = async (how: "stop" | "kill") => {
       await Promise.all([...processes.values()].map((p) => p[how]()));
@@ -231,7 +301,6 @@ export async function runAdmin(options: RunAdminOptions): Promise<RunningAdmin> 
     for (const proc of processes.values()) proc.start();
     poller.start();
     cleanup.push(() => poller.stop());
-    const closing = new AbortController();
     // The status page's rates and leader changes: one observation per poll round.
     (async () => {
       while (!closing.signal.aborted) {
@@ -246,6 +315,9 @@ export async function runAdmin(options: RunAdminOptions): Promise<RunningAdmin> 
       if (closing.signal.aborted) return;
       isReady = true;
     })();
+    // A move an earlier admin left running goes on (in the background).
+    runner.resume().catch((error) => log(`cannot resume the reshard: ${error}`));
+    cleanup.push(() => runner.close());
     const close = async (how: "stop" | "kill") => {
       closing.abort();
       // A kill SIGKILLs every node, which also ends a stop that waits for them.
@@ -266,6 +338,13 @@ export async function runAdmin(options: RunAdminOptions): Promise<RunningAdmin> 
     await undo();
     throw error;
   }
+}
+
+/** Constant-time comparison of a secret with a presented token. */
+function sameSecret(secret: string, token: string): boolean {
+  const a = new TextEncoder().encode(secret);
+  const b = new TextEncoder().encode(token);
+  return a.length === b.length && timingSafeEqual(a, b);
 }
 
 function nodeArgs(config: KoiConfig, node: NodeConfig, logLevel: string | undefined): string[] {

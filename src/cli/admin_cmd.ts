@@ -11,9 +11,11 @@ import { runAdmin } from "../admin/run_admin.ts";
 import type { SpawnSpec } from "../admin/_node_process.ts";
 import { LineOutput, writeAll } from "../admin/_output.ts";
 import { parseLogLevel, SECOND_SIGNAL_AFTER_MS } from "./_common.ts";
+import { adminReshardCommand } from "./admin_reshard_cmd.ts";
 
 /** The usage of `koi admin`. */
 export const ADMIN_USAGE = `Usage: koi admin [--config <config.toml>] [options]
+       koi admin reshard --config <new.toml>   (see koi admin reshard --help)
 
 Runs a whole deployment: spawns every node of config.toml as a child process (this same
 executable in node mode, or "deno run … cli.ts node" from source), prints each node's output
@@ -24,6 +26,7 @@ has a leader):
   GET /v1/carp     the routing table clients fetch (koi client, connect() in mod.ts)
   GET /v1/clusters every node's status; unreachable ones marked
   GET /healthz     200 while every cluster has a leader
+  GET /v1/reshard  the progress of a move (POST: koi admin reshard)
 
 A node that dies unexpectedly is restarted with backoff (0.5 s doubling to 30 s). When the
 config sets no secret, the admin generates one on first start, keeps it in
@@ -69,6 +72,7 @@ export function nodeSpawnSpec(args: readonly string[]): SpawnSpec {
 
 /** Runs `koi admin <args>`; returns the exit code. */
 export async function adminCommand(args: string[]): Promise<number> {
+  if (args[0] === "reshard") return await adminReshardCommand(args.slice(1));
   const { values } = parseArgs({
     args,
     options: {

