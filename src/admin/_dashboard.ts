@@ -36,6 +36,7 @@ export const DASHBOARD_HTML = `<!doctype html>
 <section><h2>Clusters</h2><div id="clusters"></div></section>
 <section><h2>Keys and bytes against load factors</h2><div id="balance"></div></section>
 <section><h2>Requests</h2><div id="rates"></div></section>
+<section><h2>Resharding</h2><div id="reshard"></div></section>
 <section><h2>Recent leader changes</h2><div id="leaders"></div></section>
 </main>
 <footer class="muted"><a href="/v1/carp">routing table</a> ·
@@ -64,6 +65,7 @@ i.keys{background:#3b7dd8}i.bytes{background:#8e5cc4}i.ideal{background:#999}
 svg.spark{width:12em;height:2em;vertical-align:middle}
 svg.spark polyline{fill:none;stroke-width:1.5}
 svg.spark .reads{stroke:#3b7dd8}svg.spark .writes{stroke:#d8743b}
+progress{width:24em;height:1.1em;vertical-align:middle}
 `;
 
 export { DASHBOARD_SCRIPT };

@@ -176,11 +176,40 @@ export const DASHBOARD_SCRIPT = String.raw`"use strict";
     root.replaceChildren(el("table", {}, el("thead", {}, head), body));
   }
 
+  function reshard(d) {
+    var root = document.getElementById("reshard");
+    var r = d.reshard;
+    if (!r) {
+      root.replaceChildren(el("p", { class: "muted" }, "No reshard since the admin started " +
+        "(koi admin reshard --config new.toml moves a running deployment)."));
+      return;
+    }
+    var expected = Math.max(1, Math.round(r.idealFraction * r.keysAtStart));
+    var bar = el("progress", { max: expected, value: Math.min(r.keysMoved, expected) });
+    var end = r.endedAt || d.at;
+    var seconds = ((end - r.startedAt) / 1000).toFixed(1);
+    var share = r.keysAtStart > 0 ? (100 * r.keysMoved / r.keysAtStart).toFixed(1) : "0.0";
+    root.replaceChildren(
+      el("p", { "data-reshard": r.state },
+        "Epoch " + r.fromEpoch + " → " + r.toEpoch + ": ",
+        el("b", { class: r.state === "failed" ? "bad" : r.state === "done" ? "ok" : "" }, r.state),
+        r.added.length ? "; adding " + r.added.join(", ") : "",
+        r.drained.length ? "; draining " + r.drained.join(", ") : "", "."),
+      el("p", {}, bar, " " + num(r.keysMoved) + " keys moved (" + share + "% of " +
+        num(r.keysAtStart) + "; ideal " + (100 * r.idealFraction).toFixed(1) + "%) in " +
+        r.batches + " batches, " + seconds + " s."),
+      el("p", { class: "muted" }, "Sources: " + r.sources.map(function (s) {
+        return s.id + " " + num(s.moved) + (s.done ? " (done)" : "");
+      }).join(", ")),
+      r.error ? el("p", { class: "bad" }, "Retrying after: " + r.error) : "");
+  }
+
   function draw(d) {
     summary(d);
     clusters(d);
     balance(d);
     rates(d);
+    reshard(d);
     leaders(d);
     document.body.dataset.updated = String(d.at);
     var f = document.getElementById("freshness");

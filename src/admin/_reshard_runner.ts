@@ -49,6 +49,17 @@ export interface ReshardHost {
   recordRouting(config: KoiConfig): Promise<void>;
   /** One line for the admin's output. */
   log(line: string): void;
+  /** The clients' request rates now, summed over clusters (the status page's). */
+  rates(): { readsPerSecond: number; writesPerSecond: number };
+}
+
+/** What clients did while a move ran: once a second, the deployment's request rates. */
+export interface MoveThroughput {
+  readonly samples: number;
+  readonly readsPerSecondAvg: number;
+  readonly writesPerSecondAvg: number;
+  /** The lowest write rate of a sample (a stall shows here). */
+  readonly writesPerSecondMin: number;
 }
 
 interface Record {
@@ -115,9 +126,22 @@ export class ReshardRunner {
   }
 
   /** The move running or the last one, for `GET /v1/reshard` and the status page. */
-  progress(): ReshardProgress | undefined {
-    return this.#resharder?.progress() ?? this.#last;
+  progress(): (ReshardProgress & { throughput: MoveThroughput }) | undefined {
+    const p = this.#resharder?.progress() ?? this.#last;
+    if (p === undefined) return undefined;
+    const t = this.#throughput;
+    return {
+      ...p,
+      throughput: {
+        samples: t.samples,
+        readsPerSecondAvg: t.samples === 0 ? 0 : t.reads / t.samples,
+        writesPerSecondAvg: t.samples === 0 ? 0 : t.writes / t.samples,
+        writesPerSecondMin: t.samples === 0 ? 0 : t.writesMin,
+      },
+    };
   }
+
+  #throughput = { samples: 0, reads: 0, writes: 0, writesMin: Infinity };
 
   /** The move whose next table clients route by (with every cluster of both), if any. */
   published(): ReshardPlan | undefined {
@@ -160,6 +184,16 @@ export class ReshardRunner {
   #begin(plan: ReshardPlan, record: Record): void {
     this.#plan = plan;
     const signal = this.#abort.signal;
+    this.#throughput = { samples: 0, reads: 0, writes: 0, writesMin: Infinity };
+    const sampler = setInterval(() => {
+      if (this.#resharder === undefined || this.#resharder.progress().state === "done") return;
+      const r = this.#host.rates();
+      const t = this.#throughput;
+      t.samples++;
+      t.reads += r.readsPerSecond;
+      t.writes += r.writesPerSecond;
+      t.writesMin = Math.min(t.writesMin, r.writesPerSecond);
+    }, 1_000);
     this.#running = (async () => {
       const host = this.#host;
       await host.reshape(plan.during, {
@@ -186,6 +220,7 @@ export class ReshardRunner {
           await new Promise((r) => setTimeout(r, RESHARD_RETRY_MS));
         }
       }
+      clearInterval(sampler);
       this.#last = this.#resharder!.progress();
       await host.recordRouting(plan.after);
       await host.reshape(host.withSecret(plan.after), { removed: plan.drained });
@@ -201,7 +236,7 @@ export class ReshardRunner {
             : ` (the drained clusters ${plan.drained.join(", ")} are stopped; their data ` +
               `directories may be removed)`),
       );
-    })();
+    })().finally(() => clearInterval(sampler));
   }
 
   /** Stops a running move (it resumes at the next start); resolves once it stopped. */

@@ -1,8 +1,9 @@
 /**
  * The routing table a deployment last ran with, kept in `<admin.data>/routing.json`. Keys
- * live on the cluster that owned them when they were written, and koi cannot move them yet
- * (online resharding is a later issue), so an edited config.toml that changes the clusters,
- * their load factors or the scheme would silently hide every key whose owner changes; one
+ * live on the cluster that owned them when they were written, and only a reshard
+ * (`koi admin reshard`, docs/resharding.md) moves them, so an edited config.toml that changes
+ * the clusters, their load factors or the scheme would silently hide every key whose owner
+ * changes; one
  * that keeps the epoch would also let clients and nodes mix two tables under one number, and
  * one that lowers it would roll clients back. The admin refuses all three at start, naming
  * the difference, unless the operator says the change is meant.
@@ -83,7 +84,8 @@ export async function checkRouting(
     if (next.epoch < last.epoch) {
       throw new RoutingChangeError(
         `config.toml's [routing] epoch went back from ${last.epoch} to ${next.epoch}: clients ` +
-          `that hold the newer table would keep it. Set epoch = ${
+          `that hold the newer table would keep it. After a reshard (koi admin reshard), start ` +
+          `the admin with the config the reshard moved to; else set epoch = ${
             last.epoch + (changes.length > 0 ? 1 : 0)
           } or more.`,
       );
@@ -99,9 +101,10 @@ export async function checkRouting(
       throw new RoutingChangeError(
         `config.toml changes the routing of a deployment that may hold data (${
           changes.join("; ")
-        }). koi does not move keys between clusters yet: every key whose owner changes would ` +
-          `stay where it is and no longer be found. Start a new deployment (another admin.data ` +
-          `and data directories), restore the previous clusters and load factors, or pass ` +
+        }). Starting with it would not move keys between clusters: every key whose owner ` +
+          `changes would stay where it is and no longer be found. To move them, start the admin ` +
+          `with the previous config and run koi admin reshard --config <this file>; else ` +
+          `restore the previous clusters and load factors, start a new deployment, or pass ` +
           `--accept-routing-change if the keys that move may be lost.`,
       );
     }

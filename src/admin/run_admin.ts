@@ -257,6 +257,14 @@ export async function runAdmin(options: RunAdminOptions): Promise<RunningAdmin> 
         }, 0),
       recordRouting: (c) => recordRouting(config.admin.dataDir, c),
       log,
+      rates: () =>
+        current.clusters.reduce((sum, c) => {
+          const r = activity.rates(c.id);
+          return {
+            readsPerSecond: sum.readsPerSecond + r.readsPerSecond,
+            writesPerSecond: sum.writesPerSecond + r.writesPerSecond,
+          };
+        }, { readsPerSecond: 0, writesPerSecond: 0 }),
     }, options.configText);
     const source = {
       get config() {

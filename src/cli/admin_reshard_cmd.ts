@@ -44,6 +44,12 @@ interface Progress {
   startedAt: number;
   endedAt: number;
   error: string;
+  throughput?: {
+    samples: number;
+    readsPerSecondAvg: number;
+    writesPerSecondAvg: number;
+    writesPerSecondMin: number;
+  };
 }
 
 async function secretOf(config: KoiConfig, file: string | undefined): Promise<string> {
@@ -156,6 +162,14 @@ async function watch(call: () => Promise<Response>, first: Progress): Promise<nu
           `ideal ${(p.idealFraction * 100).toFixed(1)}%) in ${seconds} s; epoch ${p.toEpoch} ` +
           `is in force. Start the admin with this config from now on.`,
       );
+      const t = p.throughput;
+      if (t !== undefined && t.samples > 0) {
+        console.error(
+          `clients meanwhile: ${t.writesPerSecondAvg.toFixed(0)} writes/s on average (lowest ` +
+            `${t.writesPerSecondMin.toFixed(0)}), ${t.readsPerSecondAvg.toFixed(0)} reads/s, ` +
+            `over ${t.samples} one-second samples`,
+        );
+      }
       return 0;
     }
   }
