@@ -2,8 +2,10 @@
 # The sharded deployment end to end, from source: starts the admin on the default config.toml
 # (3 clusters of 3 nodes) moved to free ports, writes 1,000 keys through the routing client,
 # prints the keys per cluster, kills the leader of every cluster with SIGKILL, checks that
-# every key still reads back and that the admin restarted the killed nodes, prints
-# `koi client status`, and stops the admin (which stops its nodes). Every process is stopped
+# every key still reads back and that the admin restarted the killed nodes, grows the
+# deployment to 4 clusters and back to 3 with `koi admin reshard` while clients write (every
+# acknowledged write read back afterwards), prints `koi client status`, and stops the admin
+# (which stops its nodes). Every process is stopped
 # by its PID on exit, also on failure. Exits non-zero when any check fails.
 #
 #   bash scripts/test-multiple-clusters.sh          (deno from PATH, $DENO, or npm)
@@ -69,6 +71,9 @@ koi client status --admin "$ADMIN_URL"
 
 "$DENO" run -A --config "$ROOT/deno.json" "$ROOT/scripts/multi_cluster_check.ts" \
   --admin "$ADMIN_URL" --keys "$KEYS" --pids "$WORK/pids"
+
+"$DENO" run -A --config "$ROOT/deno.json" "$ROOT/scripts/reshard_check.ts" \
+  --admin "$ADMIN_URL" --config "$WORK/config.toml" --pids "$WORK/pids"
 
 koi client status --admin "$ADMIN_URL"
 echo "routing check: $(koi client where key-00042 --admin "$ADMIN_URL" | head -1)"

@@ -4,7 +4,7 @@ const ROOT = new URL("../../", import.meta.url).pathname;
 
 Deno.test({
   name:
-    "e2e: scripts/test-multiple-clusters.sh passes (1,000 keys, every leader killed, all read back)",
+    "e2e: scripts/test-multiple-clusters.sh passes (1,000 keys, every leader killed, 3 -> 4 -> 3 clusters under writes, all read back)",
   sanitizeResources: false,
   sanitizeOps: false,
   fn: async () => {
@@ -21,6 +21,23 @@ Deno.test({
       assert.match(text, new RegExp(`killed the leader of cluster ${c}: ${c}\\d \\(pid \\d+\\)`));
     }
     assert.match(text, /all 1000 keys read back after killing every cluster's leader/);
+    // Resharding under writes: 3 -> 4 -> 3, with about a quarter of the keys moved each way.
+    for (
+      const [move, line] of [[
+        "grew 3 -> 4",
+        /grew 3 -> 4 clusters: done: (\d+) keys moved \(([\d.]+)% of (\d+); ideal 25\.0%\)/,
+      ], [
+        "shrank 4 -> 3",
+        /shrank 4 -> 3 clusters: done: (\d+) keys moved \(([\d.]+)% of (\d+); ideal 25\.0%\)/,
+      ]] as const
+    ) {
+      const m = line.exec(text);
+      assert.ok(m, `${move}: ${text}`);
+      assert.ok(Math.abs(Number(m[2]) - 25) < 6, `${move} moved ${m[2]}% of the keys`);
+    }
+    const acked = /(\d+) writes acknowledged during the moves/.exec(text);
+    assert.ok(acked && Number(acked[1]) > 100, `writes went on during the moves: ${acked?.[0]}`);
+    assert.match(text, /all \d+ keys' last acknowledged writes read back after 3 -> 4 -> 3/);
     // Keys per cluster add up to 1,000 and every cluster holds some.
     const counts = [...text.matchAll(/^ {2}([abc]) +(\d+) +[\d.]+ %/gm)].map((m) => Number(m[2]));
     assert.equal(counts.length, 3, text);
