@@ -64,6 +64,7 @@ export {
   TimeoutError,
   UnavailableError,
   VALUE_BYTES_MAX,
+  WatchCompactedError,
 } from "./src/client/mod.ts";
 export type {
   AdminClusterReport,
@@ -102,6 +103,9 @@ export type {
   RetryErrorOptions,
   RoutingTable,
   ScanOptions,
+  WatchCompactedErrorOptions,
+  WatchEvent,
+  WatchOptions,
 } from "./src/client/mod.ts";
 
 // CARP routing.

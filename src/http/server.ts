@@ -22,6 +22,7 @@ import { createServer as createHttpsServer } from "node:https";
 import { connect as netConnect, type Socket } from "node:net";
 import type { TLSSocket } from "node:tls";
 import {
+  type Admitted,
   HTTP_BODY_BYTES_WAITING_MAX,
   HTTP_PIPELINE_DEPTH_MAX,
   HTTP_REQUESTS_WAITING_MAX,
@@ -33,11 +34,13 @@ import {
   type DirectRequest,
   dropBody,
   errorBody,
+  isStream,
   readRequestBody,
   toRequest,
   writeAnswer,
   writeDirect,
   writeResponse,
+  writeStream,
 } from "./_wire.ts";
 
 export {
@@ -46,6 +49,7 @@ export {
   HTTP_REQUESTS_WAITING_MAX,
 } from "./_admission.ts";
 export type { DirectAnswer, DirectRequest } from "./_wire.ts";
+export { STREAM_CONTENT_TYPE } from "./_wire.ts";
 
 /** Time a client has to send a whole request, headers and body (408 after it). */
 export const HTTP_REQUEST_TIMEOUT_MS = 10_000;
@@ -80,6 +84,12 @@ export const HTTP_BODY_BYTES_MAX: number = (1 << 20) + 1;
  * learns at once that the node is behind, rather than after every queued request ran.
  */
 export const HTTP_QUEUE_WAIT_MAX_MS = 2_000;
+
+/**
+ * A streamed answer (`text/event-stream`) whose end the client has not taken this long after
+ * the stream ended has its connection closed.
+ */
+export const HTTP_STREAM_END_LINGER_MS = 2_000;
 
 /** Limits of an {@linkcode HttpServer}, each defaulting to the constant of the same name. */
 export interface HttpServerLimits {
@@ -407,12 +417,27 @@ export class HttpServer {
     }
     const before = this.#lastOnSocket.get(socket);
     const arrived = performance.now();
+    const ticket: { admitted: Admitted } = { admitted: "admit" };
     const turn = admission === "shed"
       ? () => this.#shed(req, res)
-      : () => this.#handle(req, res, arrived);
+      : () => this.#handle(req, res, arrived, () => this.#streaming(ticket, bytes));
     const run = (before === undefined ? turn() : before.then(turn))
-      .finally(() => this.#admission.leave(socket, bytes, admission));
+      .finally(() =>
+        this.#admission.leave(socket, bytes, admission === "shed" ? "shed" : ticket.admitted)
+      );
     this.#lastOnSocket.set(socket, run);
+  }
+
+  /**
+   * A request's answer became a long-lived stream: it no longer counts as waiting (admission)
+   * nor as in flight (a shutdown does not wait for it: the connection is closed at the end of
+   * the drain).
+   */
+  #streaming(ticket: { admitted: Admitted }, bytes: number): void {
+    this.#admission.streaming(bytes);
+    ticket.admitted = "streaming";
+    this.#inFlight--;
+    if (this.#inFlight === 0) this.#idle?.();
   }
 
   /**
@@ -461,17 +486,24 @@ export class HttpServer {
       requestsShed: a.shed,
       requestsWaitedTooLong: this.#queueRefused,
       connectionsClosedPipelining: a.closed,
+      streams: this.#admission.streams,
       relistens: this.#relistens,
     };
   }
 
-  async #handle(req: IncomingMessage, res: ServerResponse, arrived: number): Promise<void> {
+  async #handle(
+    req: IncomingMessage,
+    res: ServerResponse,
+    arrived: number,
+    streaming: () => void,
+  ): Promise<void> {
     const admitted = this.#options.tls === undefined ? this.#sockets : this.#secure;
     if (!admitted.has(req.socket as Socket)) {
       res.destroy(); // a refused connection: its 503 is already on the way
       return;
     }
     this.#inFlight++;
+    let streamed = false;
     const held = { bytes: 0 }; // what a body without a declared length took of the budget
     try {
       // Checked on the raw target: the Request's URL is already normalized.
@@ -516,6 +548,17 @@ export class HttpServer {
         return;
       }
       const response = await this.#options.fetch(request);
+      if (isStream(response) && req.method !== "HEAD") {
+        // A watch lives as long as its client: it must neither hold a place among the waiting
+        // requests nor be waited for at shutdown. (The request deadline of node:http covers
+        // receiving the request only, which is over.)
+        this.#admission.release(held.bytes);
+        held.bytes = 0;
+        streamed = true;
+        streaming();
+        await writeStream(res, response, HTTP_STREAM_END_LINGER_MS);
+        return;
+      }
       await writeResponse(res, response, req.method === "HEAD");
     } catch (error) {
       // The app maps every error itself (onError); this is a broken answer or a bug.
@@ -527,8 +570,10 @@ export class HttpServer {
       }
     } finally {
       this.#admission.release(held.bytes);
-      this.#inFlight--;
-      if (this.#inFlight === 0) this.#idle?.();
+      if (!streamed) {
+        this.#inFlight--;
+        if (this.#inFlight === 0) this.#idle?.();
+      }
     }
   }
 }

@@ -9,7 +9,13 @@ import {
   type RequestRecord,
   type SnapshotBuilder,
 } from "./_sm_snapshot.ts";
-import { decodeCommand, type KvCommand, type KvResult, parseRequestId } from "./kv_command.ts";
+import {
+  decodeCommand,
+  type KvCommand,
+  type KvMutation,
+  type KvResult,
+  parseRequestId,
+} from "./kv_command.ts";
 import { KvSnapshotView } from "./kv_snapshot_view.ts";
 import { StoredValue } from "./_packed_value.ts";
 
@@ -38,12 +44,31 @@ export interface KvValue {
   readonly rev: number;
 }
 
-/** Options of {@linkcode KvStateMachine}: must be equal on every member of a cluster. */
+/** What one successful command changed, as {@linkcode KvStateMachineOptions.onApplied} sees it. */
+export interface KvApplied {
+  /** The revision the command wrote (from its result: every key it set has this rev). */
+  readonly rev: number;
+  /** The command's mutations, in order (their bytes belong to the log entry: copy to keep). */
+  readonly mutations: readonly KvMutation[];
+  /** Per mutation: whether the key existed just before it (false: a delete changed nothing). */
+  readonly existed: readonly boolean[];
+}
+
+/**
+ * Options of {@linkcode KvStateMachine}. The limits must be equal on every member of a
+ * cluster; `onApplied` is this member's own (it changes nothing in the state).
+ */
 export interface KvStateMachineOptions {
   /** Largest total of key and value bytes (writes beyond it answer `storage_full`). */
   readonly bytesMax?: number;
   /** Clients remembered for request-id deduplication (least recently written is evicted). */
   readonly requestIdsMax?: number;
+  /**
+   * Called after each command that applied (not after a refused one, nor a retry answered
+   * from its request id), entries replayed at start included. It must not throw: it runs
+   * inside the apply, after the state changed.
+   */
+  readonly onApplied?: (applied: KvApplied) => void;
 }
 
 /** Encodes the context of a config entry: the addresses of the members it adds. */
@@ -83,6 +108,7 @@ export function decodeMemberContext(data: Uint8Array): Record<string, MemberAddr
 export class KvStateMachine {
   readonly #bytesMax: number;
   readonly #requestIdsMax: number;
+  readonly #onApplied: ((applied: KvApplied) => void) | undefined;
   #data: BTree<string, StoredValue> = new BTree<string, StoredValue>();
   #bytes = 0;
   /** client -> last applied seq, its answer and the stamp of its place in #requestOrder. */
@@ -98,10 +124,20 @@ export class KvStateMachine {
   constructor(options: KvStateMachineOptions = {}) {
     this.#bytesMax = options.bytesMax ?? STATE_BYTES_MAX;
     this.#requestIdsMax = options.requestIdsMax ?? REQUEST_IDS_MAX;
+    this.#onApplied = options.onApplied;
   }
 
   /** The index of the last applied entry. */
   get applied(): number {
+    return this.#applied;
+  }
+
+  /**
+   * The revision the state is at: every change applied so far has a rev at most this, every
+   * later one a greater rev. (Revs are log indexes today, so it is {@linkcode applied}; this
+   * is the one place that would change if they were not.)
+   */
+  get rev(): number {
     return this.#applied;
   }
 
@@ -245,7 +281,9 @@ export class KvStateMachine {
       else this.#data.set(k, v);
     }
     this.#bytes = bytes;
-    return { ok: true, rev: index, existed };
+    const result = { ok: true, rev: index, existed } as const;
+    this.#onApplied?.({ rev: result.rev, mutations: cmd.mutations, existed });
+    return result;
   }
 
   #remember(client: string, seq: number, result: KvResult, stamp: number): void {
