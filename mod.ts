@@ -138,14 +138,23 @@ export type {
 } from "./src/carp/mod.ts";
 
 // The configuration.
-export { ConfigError, findNode, loadConfig, loadTlsFiles, parseConfig } from "./src/config/mod.ts";
+export {
+  ConfigError,
+  findNode,
+  loadConfig,
+  loadTlsFiles,
+  parseConfig,
+  tlsHostsOf,
+} from "./src/config/mod.ts";
 export type {
   ClusterConfig,
   HostPort,
   KoiConfig,
+  LoadTlsOptions,
   NodeConfig,
   ParseConfigOptions,
   RoutingScheme,
   TlsFiles,
+  TlsHost,
   TlsMaterial,
 } from "./src/config/mod.ts";

@@ -61,6 +61,8 @@ export function adminApp(source: DeploymentSource, ready: () => boolean): Hono {
   });
   app.get("/v1/dashboard", (c) => c.json(dashboardView(source, Date.now())));
   app.get("/", pageHeaders, (c) => c.html(DASHBOARD_HTML));
+  // Browsers ask for it with every page: an empty answer, not an error in the console.
+  app.get("/favicon.ico", () => new Response(null, { status: 204 }));
   app.get(
     "/dashboard.js",
     pageHeaders,
@@ -75,6 +77,7 @@ export function adminApp(source: DeploymentSource, ready: () => boolean): Hono {
     "/",
     "/dashboard.js",
     "/dashboard.css",
+    "/favicon.ico",
     "/healthz",
     "/v1/carp",
     "/v1/clusters",

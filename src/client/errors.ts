@@ -14,6 +14,7 @@ export type KoiServerErrorCode =
   | "unauthorized"
   | "not_found"
   | "method_not_allowed"
+  | "not_implemented"
   | "request_timeout"
   | "stale_request"
   | "conflict"

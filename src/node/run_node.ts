@@ -6,6 +6,7 @@ import {
   loadTlsFiles,
   type NodeConfig,
   parseHostPort,
+  tlsHostsOf,
 } from "../config/mod.ts";
 import { type PeerState, PeerTransport } from "../net/mod.ts";
 import type { Message, NodeId } from "../raft/mod.ts";
@@ -175,8 +176,11 @@ export async function runNode(options: RunNodeOptions): Promise<RunningNode> {
     epoch: config.routing.epoch,
     members: config.clusters.map((c) => ({ id: c.id, loadFactor: c.loadFactor })),
   });
-  // Bad certificate files are a configuration error (exit 2), found before anything is touched.
-  const tls = self.tls === undefined ? undefined : await loadTlsFiles(self.tls);
+  // Bad certificate files are a configuration error (exit 2), found before anything is touched;
+  // so is a certificate its peers would refuse (not the CA's, not naming its addresses).
+  const tls = self.tls === undefined
+    ? undefined
+    : await loadTlsFiles(self.tls, { hosts: tlsHostsOf(self, field) });
   // A second process on the same directory stops here, before it opens or writes anything.
   const lock: DataDirLock = await lockDataDir(self.dataDir);
   const cleanups: (() => Promise<void> | void)[] = [() => lock.release()];
