@@ -64,6 +64,7 @@ export {
   TimeoutError,
   UnavailableError,
   VALUE_BYTES_MAX,
+  WatchCompactedError,
 } from "./src/client/mod.ts";
 export type {
   AdminClusterReport,
@@ -102,6 +103,9 @@ export type {
   RetryErrorOptions,
   RoutingTable,
   ScanOptions,
+  WatchCompactedErrorOptions,
+  WatchEvent,
+  WatchOptions,
 } from "./src/client/mod.ts";
 
 // CARP routing.
@@ -134,14 +138,23 @@ export type {
 } from "./src/carp/mod.ts";
 
 // The configuration.
-export { ConfigError, findNode, loadConfig, loadTlsFiles, parseConfig } from "./src/config/mod.ts";
+export {
+  ConfigError,
+  findNode,
+  loadConfig,
+  loadTlsFiles,
+  parseConfig,
+  tlsHostsOf,
+} from "./src/config/mod.ts";
 export type {
   ClusterConfig,
   HostPort,
   KoiConfig,
+  LoadTlsOptions,
   NodeConfig,
   ParseConfigOptions,
   RoutingScheme,
   TlsFiles,
+  TlsHost,
   TlsMaterial,
 } from "./src/config/mod.ts";

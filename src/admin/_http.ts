@@ -125,6 +125,8 @@ export function adminApp(
     }
   });
   app.get("/", pageHeaders, (c) => c.html(DASHBOARD_HTML));
+  // Browsers ask for it with every page: an empty answer, not an error in the console.
+  app.get("/favicon.ico", () => new Response(null, { status: 204 }));
   app.get(
     "/dashboard.js",
     pageHeaders,
@@ -139,6 +141,7 @@ export function adminApp(
     "/",
     "/dashboard.js",
     "/dashboard.css",
+    "/favicon.ico",
     "/healthz",
     "/v1/carp",
     "/v1/clusters",

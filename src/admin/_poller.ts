@@ -207,19 +207,54 @@ async function readCapped(response: Response, max: number): Promise<string> {
   return new TextDecoder().decode(all);
 }
 
-/** A short reason for a failed status request. */
+/** How deep {@linkcode describeFetchError} follows an error's `cause`. */
+export const FETCH_ERROR_CAUSES_MAX = 8;
+
+/**
+ * The messages of `error` and its causes, outermost first. Deno 2.9.6's `fetch` throws
+ * `TypeError: fetch failed` and puts the reason in `cause` ("tcp connect error: Connection
+ * refused (os error 111)", "invalid peer certificate: UnknownIssuer", ...).
+ */
+function causeMessages(error: unknown): string[] {
+  const messages: string[] = [];
+  let at: unknown = error;
+  for (let depth = 0; at !== undefined && at !== null && depth < FETCH_ERROR_CAUSES_MAX; depth++) {
+    messages.push(String((at as Error).message ?? at));
+    at = (at as Error).cause;
+  }
+  return messages;
+}
+
+/** A short reason for a failed status request, from the error and its causes. */
 export function describeFetchError(error: unknown): string {
   if (error instanceof DOMException && error.name === "TimeoutError") return "timed out";
   if (error instanceof DOMException && error.name === "AbortError") return "stopped";
-  const text = String((error as Error)?.message ?? error);
-  if (/refused/i.test(text)) return "connection refused";
-  if (/reset/i.test(text)) return "connection reset";
-  const cause = String((error as Error)?.cause ?? "");
-  if (/certificate/i.test(cause)) {
-    return `TLS: the node's certificate is refused (${cause.replace(/^.*: /, "")}); is it ` +
-      "signed by the CA of [tls] ca?";
+  const messages = causeMessages(error);
+  const all = messages.join("\n");
+  if (/connection refused/i.test(all)) return "connection refused";
+  if (/connection reset/i.test(all)) return "connection reset";
+  const certificate = /invalid peer certificate: (.*)/i.exec(all)?.[1];
+  if (certificate !== undefined) {
+    const hint = /UnknownIssuer/i.test(certificate)
+      ? "is it signed by the CA of [tls] ca?"
+      : /not valid for name/i.test(certificate)
+      ? "does its subjectAltName name the node's http host?"
+      : /expired|notvalidyet/i.test(certificate)
+      ? "is it within its validity period?"
+      : "is it a server certificate of the CA of [tls] ca?";
+    return `TLS: the node's certificate is refused (${certificate.slice(0, 200)}); ${hint}`;
   }
-  return text.slice(0, 200);
+  if (/certificate/i.test(all)) {
+    return `TLS: ${messages[messages.length - 1].replace(/^.*: /, "").slice(0, 200)}`;
+  }
+  if (/corrupt message|InvalidContentType|wrong version number/i.test(all)) {
+    return "TLS handshake failed: the node does not answer TLS (does it run without [tls]?)";
+  }
+  if (/connection closed|closed before/i.test(all)) {
+    return "connection closed before an answer";
+  }
+  // The innermost message is the reason; the outer ones wrap it ("fetch failed").
+  return messages[messages.length - 1].slice(0, 200);
 }
 
 const ROLES = new Set(["leader", "follower", "candidate", "preCandidate"]);

@@ -11,6 +11,7 @@ import {
   loadTlsFiles,
   needsGeneratedSecret,
   type NodeConfig,
+  tlsHostsOf,
   withDefaultSecret,
 } from "../config/mod.ts";
 import {
@@ -40,6 +41,15 @@ import { loadOrCreateSecret, type StoredSecret } from "./_secret_store.ts";
  * default limit of 1024 open files, which the admin shares with its nodes' pipes.
  */
 export const ADMIN_CONNECTIONS_MAX = 256;
+/**
+ * Open connections to the admin's HTTP API from one remote address (an IPv6 client by its
+ * /64), at most (beyond: 503 and close). A quarter of {@linkcode ADMIN_CONNECTIONS_MAX}: one
+ * client that keeps connections busy cannot lock out clients from other addresses (it would
+ * need four addresses), while the admin's own clients need few (a routing client fetches
+ * `/v1/carp` now and then, a status page polls on one or two kept-alive connections). Clients
+ * on the admin's host all share one address (loopback), and with it these 64.
+ */
+export const ADMIN_CONNECTIONS_PER_ADDRESS_MAX = 64;
 /** Request body bytes the admin reads (only `POST /v1/reshard` takes one: a config file). */
 export const ADMIN_BODY_BYTES_MAX = RESHARD_CONFIG_BYTES_MAX;
 /** How long in-flight admin requests may finish when the admin stops, in milliseconds. */
@@ -120,11 +130,24 @@ export async function runAdmin(options: RunAdminOptions): Promise<RunningAdmin> 
   const output = options.output ?? ((line: string) => relay!.line(line));
   let config = options.config;
   // Certificate files are checked before anything starts: a bad one is a configuration error
-  // naming its field, not a node that fails and is restarted over and over.
-  const tls = config.admin.tls === undefined ? undefined : await loadTlsFiles(config.admin.tls);
+  // naming its field, not a node that fails and is restarted over and over, or nodes that run
+  // but whose peers refuse their certificates (not the CA's, not naming their address), which
+  // would leave the admin waiting for a leader forever. The admin's own certificate is only
+  // warned about: its clients may reach it by another name and trust it through another CA.
+  const tls = config.admin.tls === undefined ? undefined : await loadTlsFiles(config.admin.tls, {
+    hosts: [{ host: config.admin.http.host, field: "admin.http" }],
+    warn: (message) => log(`warning: ${message}`),
+  });
   if (!options.noSpawn) {
-    const nodes = config.clusters.flatMap((c) => c.nodes);
-    await Promise.all(nodes.map((n) => n.tls === undefined ? undefined : loadTlsFiles(n.tls)));
+    await Promise.all(
+      config.clusters.flatMap((cluster, i) =>
+        cluster.nodes.map((node, j) =>
+          node.tls === undefined
+            ? undefined
+            : loadTlsFiles(node.tls, { hosts: tlsHostsOf(node, `clusters[${i}].nodes[${j}]`) })
+        )
+      ),
+    );
   }
   let lock: DataDirLock;
   try {
@@ -282,14 +305,18 @@ export async function runAdmin(options: RunAdminOptions): Promise<RunningAdmin> 
       authorized: (token) => token !== "" && [...secrets].some((s) => sameSecret(s, token)),
       start: (text, path) => runner.start(text, path),
     });
-    // The node's hardened server: a deadline for each request, an idle timeout, a bound on
-    // connections (beyond it 503 and close), so that a flood or a slow client cannot take the
-    // admin down, and with it every node.
+    // The node's hardened server: a deadline for each request, an idle timeout, bounds on
+    // connections in all and per address (beyond them 503 and close), so that a flood or a slow
+    // client cannot take the admin down, and with it every node.
     const server = await HttpServer.listen({
       hostname: config.admin.http.host,
       port: config.admin.http.port,
       fetch: app.fetch,
-      limits: { connectionsMax: ADMIN_CONNECTIONS_MAX, bodyBytesMax: ADMIN_BODY_BYTES_MAX },
+      limits: {
+        connectionsMax: ADMIN_CONNECTIONS_MAX,
+        connectionsPerAddressMax: ADMIN_CONNECTIONS_PER_ADDRESS_MAX,
+        bodyBytesMax: ADMIN_BODY_BYTES_MAX,
+      },
       ...(tls === undefined ? {} : { tls: { cert: tls.cert, key: tls.key } }),
       onError: (message, error) => log(`http: ${message}: ${error}`),
     });

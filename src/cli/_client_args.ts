@@ -21,7 +21,10 @@ const COMMON_FLAGS = {
 } as const;
 
 /** A command's own flags, for node:util `parseArgs`. */
-export type FlagSpec = Record<string, { type: "string" | "boolean"; short?: string }>;
+export type FlagSpec = Record<
+  string,
+  { type: "string" | "boolean"; short?: string; multiple?: boolean }
+>;
 
 /** The flags of the client commands, by name, as `parse` gives them. */
 export interface ClientFlags {
@@ -39,11 +42,12 @@ export interface ClientFlags {
   limit?: string;
   "if-rev"?: string;
   "if-absent"?: boolean;
+  "from-rev"?: string[];
 }
 
 /** A command's arguments, parsed: its flags and its positional arguments. */
 export interface ParsedArgs {
-  readonly values: Record<string, string | boolean | undefined> & ClientFlags;
+  readonly values: Record<string, string | boolean | string[] | undefined> & ClientFlags;
   readonly positionals: string[];
 }
 

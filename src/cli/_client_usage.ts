@@ -35,6 +35,7 @@ Commands:
   put <key> [<value>]   write a value (from stdin when <value> is absent)
   del <key>             delete a key
   list                  list the keys of every cluster, in byte order
+  watch [<prefix>]      print every change to keys under <prefix>, until Ctrl-C
   where <key>           which cluster owns a key, its nodes and leader
   status                one table of every cluster and node, from the admin
 
@@ -121,6 +122,34 @@ ${COMMON_OPTIONS}
 
 Exit codes: 0 done, 1 failure (any cluster unavailable), 2 usage error.`;
 
+/** The usage of `koi client watch`. */
+export const WATCH_USAGE =
+  `Usage: koi client watch [<prefix>] [--from-rev <cluster>=<rev> ...] [--b64] [--json] [options]
+
+Prints every change (put and delete) to the keys starting with <prefix> (default: every
+key), in every cluster, as it happens, one line per change, until Ctrl-C:
+
+  <cluster> <rev> put <key> <value>      (the value as text, or <N bytes> when it is
+  <cluster> <rev> delete <key>            binary or over 256 bytes)
+
+Each cluster's changes come in rev order. A broken stream resumes from the last rev
+printed, on another node if need be: no change is missed or printed twice. A key that is
+not printable UTF-8 prints as base64url:<key>.
+
+Options:
+      --from-rev <cluster>=<rev>
+                        start that cluster after <rev> (repeat per cluster); e.g. the last
+                        rev printed by an earlier watch. Other clusters start now
+      --b64             <prefix> is base64url, and keys print as base64url
+      --json            print one JSON object per change: {"cluster", "rev", "type", "key",
+                        "key_b64", "value", "value_b64", "size"}
+
+${COMMON_OPTIONS}
+
+Exit codes: 0 stopped by Ctrl-C, 1 failure (a cluster's changes after --from-rev are no
+longer held: list the keys again and watch from the rev the message names; a node refused
+the watch), 2 usage error.`;
+
 /** The usage of `koi client where`. */
 export const WHERE_USAGE = `Usage: koi client where <key> [--b64] [--json] [options]
 
@@ -154,6 +183,7 @@ const USAGES: Record<string, string> = {
   put: PUT_USAGE,
   del: DEL_USAGE,
   list: LIST_USAGE,
+  watch: WATCH_USAGE,
   where: WHERE_USAGE,
   status: STATUS_USAGE,
 };

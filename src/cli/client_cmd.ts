@@ -1,5 +1,5 @@
 /**
- * `koi client`: get / put / del / list / where / status through the routing client
+ * `koi client`: get / put / del / list / watch / where / status through the routing client
  * (`src/client/`). Exit codes: 0 done, 1 failure, 2 usage error, 3 key not found, 4 condition
  * not met (docs/client.md).
  *
@@ -16,6 +16,7 @@ import {
   type ListItem,
   PreconditionFailedError,
   VALUE_BYTES_MAX,
+  type WatchEvent,
 } from "../client/mod.ts";
 import { encodeBase64Url, utf8Exact } from "../client/_bytes.ts";
 import { isParseArgsError, UsageError } from "./_common.ts";
@@ -54,6 +55,7 @@ import {
   LIST_USAGE,
   PUT_USAGE,
   STATUS_USAGE,
+  WATCH_USAGE,
   WHERE_USAGE,
 } from "./_client_usage.ts";
 
@@ -63,6 +65,9 @@ export { CLIENT_USAGE, clientUsageFor, DEFAULT_ADMIN, formatStatus };
 export const EXIT_NOT_FOUND = 3;
 /** Exit code: the condition of `put --if-rev/--if-absent` or `del --if-rev` was not met. */
 export const EXIT_CONDITION_FAILED = 4;
+
+/** `koi client watch` prints a value as text when it is printable UTF-8 of at most this many bytes. */
+export const WATCH_TEXT_BYTES_MAX = 256;
 
 /**
  * Runs `koi client <args>`; returns the exit code. A failure prints `koi: <message>` with
@@ -97,6 +102,8 @@ async function runCommand(args: string[]): Promise<number> {
       return await delCommand(rest);
     case "list":
       return await listCommand(rest);
+    case "watch":
+      return await watchCommand(rest);
     case "where":
       return await whereCommand(rest);
     case "status":
@@ -272,6 +279,81 @@ async function listCommand(args: string[]): Promise<number> {
     }
     return 0;
   });
+}
+
+async function watchCommand(args: string[]): Promise<number> {
+  const { values, positionals } = parse(args, {
+    "from-rev": { type: "string", multiple: true },
+    b64: { type: "boolean" },
+  });
+  if (values.help) return help(WATCH_USAGE);
+  if (positionals.length > 1) {
+    throw new UsageError(`Unexpected argument: ${positionals[1]} (watch takes one <prefix>)`);
+  }
+  const text = positionals[0] ?? "";
+  const prefix = checkBound(
+    values.b64 ? b64Argument(text, "<prefix>") : new TextEncoder().encode(text),
+    "<prefix>",
+  );
+  const fromRevs: Record<string, number> = {};
+  for (const flag of values["from-rev"] ?? []) {
+    const match = /^([^=]+)=([0-9]{1,15})$/.exec(flag);
+    if (match === null) {
+      throw new UsageError(`Invalid --from-rev: ${flag} (expected CLUSTER=REV, e.g. a=42)`);
+    }
+    if (Object.hasOwn(fromRevs, match[1])) {
+      throw new UsageError(`Invalid --from-rev: cluster ${match[1]} given twice`);
+    }
+    fromRevs[match[1]] = Number(match[2]);
+  }
+  return await withClient(values, async (koi) => {
+    // Ctrl-C ends the watch: a normal end, exit 0.
+    const stop = new AbortController();
+    const onInterrupt = () => stop.abort();
+    Deno.addSignalListener("SIGINT", onInterrupt);
+    try {
+      for await (const change of koi.watch(prefix, { fromRevs, signal: stop.signal })) {
+        if (values.json) await printJson(watchJson(change));
+        else await printLines([watchLine(change, values.b64 === true)]);
+      }
+    } catch (error) {
+      if (!(stop.signal.aborted && error instanceof KoiError && error.code === "aborted")) {
+        throw error;
+      }
+    } finally {
+      Deno.removeSignalListener("SIGINT", onInterrupt);
+    }
+    return 0;
+  });
+}
+
+/** `<cluster> <rev> put <key> <value or its size>` / `<cluster> <rev> delete <key>`. */
+function watchLine(change: WatchEvent, b64: boolean): string {
+  const key = b64 ? encodeBase64Url(change.key) : lineKey(change.key);
+  const head = `${change.cluster} ${change.rev} ${change.type} ${key}`;
+  if (change.type === "delete") return head;
+  const text = change.value !== undefined && change.value.length <= WATCH_TEXT_BYTES_MAX
+    ? printableText(change.value)
+    : undefined;
+  return `${head} ${text ?? `<${change.size} bytes>`}`;
+}
+
+function watchJson(change: WatchEvent): Record<string, unknown> {
+  const text = change.value === undefined ? undefined : utf8Exact(change.value);
+  return {
+    cluster: change.cluster,
+    rev: change.rev,
+    type: change.type,
+    key: utf8Exact(change.key) ?? null,
+    key_b64: encodeBase64Url(change.key),
+    ...(change.type === "put"
+      ? {
+        ...(text === undefined ? {} : { value: text }),
+        ...(change.value === undefined ? {} : { value_b64: encodeBase64Url(change.value) }),
+        size: change.size,
+      }
+      : {}),
+  };
 }
 
 async function whereCommand(args: string[]): Promise<number> {

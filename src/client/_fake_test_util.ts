@@ -59,6 +59,14 @@ interface Entry {
   readonly rev: number;
 }
 
+/** One change of a fake cluster, as its nodes' `/v1/watch` streams send it. */
+export interface FakeChange {
+  readonly rev: number;
+  readonly type: "put" | "delete";
+  readonly key: Uint8Array;
+  readonly value?: Uint8Array;
+}
+
 interface Remembered {
   readonly seq: number;
   readonly status: number;
@@ -77,18 +85,37 @@ export class FakeCluster {
   readonly sessions = new Map<string, Remembered>();
   /** Writes applied (not deduplicated, not refused). */
   applied = 0;
+  /** Every change, in rev order (what `/v1/watch` streams). */
+  readonly changes: FakeChange[] = [];
+  /** Watches from a rev below this answer `410 compacted`. */
+  floor = 0;
+  readonly #listeners = new Set<(change: FakeChange) => void>();
 
   constructor(id: string, leader: string) {
     this.id = id;
     this.leader = leader;
   }
 
-  /** Sets `key` directly (test setup). */
-  set(key: string | Uint8Array, value: string | Uint8Array = ""): void {
+  /** Sets `key` directly (test setup); watchers see the change. */
+  set(key: string | Uint8Array, value: string | Uint8Array = ""): number {
     const k = typeof key === "string" ? new TextEncoder().encode(key) : key;
     const v = typeof value === "string" ? new TextEncoder().encode(value) : value;
     this.rev += 1;
     this.data.set(encodeBase64Url(k), { key: k, value: v, rev: this.rev });
+    this.changed({ rev: this.rev, type: "put", key: k, value: v });
+    return this.rev;
+  }
+
+  /** Records a change and tells the open watch streams. */
+  changed(change: FakeChange): void {
+    this.changes.push(change);
+    for (const listener of this.#listeners) listener(change);
+  }
+
+  /** Calls `listener` with every later change until the returned function is called. */
+  listen(listener: (change: FakeChange) => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
   }
 
   /** The value of `key`, as text, or undefined. */
@@ -106,6 +133,8 @@ export class FakeNode {
   readonly port: number;
   readonly requests: SeenRequest[] = [];
   hook: NodeHook | undefined;
+  /** Watch streams open on this node right now. */
+  watches = 0;
   #server: Deno.HttpServer | undefined;
   #closing = new AbortController();
 
@@ -179,6 +208,7 @@ export class FakeNode {
 
   async #serve(request: Request, url: URL, seen: SeenRequest): Promise<Response> {
     if (url.pathname === "/v1/status" && request.method === "GET") return json(200, this.status());
+    if (url.pathname === "/v1/watch" && request.method === "GET") return this.#watch(url);
     if (url.pathname !== "/v1/kv") return error(404, "not_found", "No such route");
     if (request.method === "GET" && seen.key === undefined) return this.#list(url);
     const key = seen.key;
@@ -239,15 +269,91 @@ export class FakeNode {
     } else if (request.method === "PUT") {
       state.data.set(id, { key, value: body, rev });
       state.applied += 1;
+      state.changed({ rev, type: "put", key, value: body });
       answer = { rev };
     } else {
       state.data.delete(id);
       state.applied += 1;
+      if (current !== undefined) state.changed({ rev, type: "delete", key });
       answer = { rev, deleted: current !== undefined };
     }
     const text = JSON.stringify(answer);
     if (client !== undefined) state.sessions.set(client, { seq, status, body: text, headers });
     return new Response(text, { status, headers });
+  }
+
+  /** `GET /v1/watch` as docs/api.md describes it (no history bound but `cluster.floor`). */
+  #watch(url: URL): Response {
+    const q = url.searchParams;
+    const prefix = q.has("prefix_b64")
+      ? decodeBase64Url(q.get("prefix_b64")!) ?? new Uint8Array(0)
+      : new TextEncoder().encode(q.get("prefix") ?? "");
+    const fromText = q.get("from_rev");
+    if (fromText !== null && !/^[0-9]{1,15}$/.test(fromText)) {
+      return error(400, "bad_request", `Invalid from_rev: ${fromText}`);
+    }
+    const cluster = this.cluster;
+    const from = fromText === null ? cluster.rev : Number(fromText);
+    if (from < cluster.floor) {
+      return json(410, {
+        error: { code: "compacted", message: "Compacted", rev: cluster.rev, oldest: cluster.floor },
+      });
+    }
+    const matches = (key: Uint8Array) =>
+      key.length >= prefix.length && compareBytes(key.subarray(0, prefix.length), prefix) === 0;
+    const text = new TextEncoder();
+    const message = (c: FakeChange) =>
+      text.encode(
+        `id: ${c.rev}\nevent: change\ndata: ${
+          JSON.stringify({
+            rev: c.rev,
+            changes: [{
+              type: c.type,
+              key: utf8Lossy(c.key),
+              key_b64: encodeBase64Url(c.key),
+              ...(c.type === "put"
+                ? { value_b64: encodeBase64Url(c.value!), size: c.value!.length }
+                : {}),
+            }],
+          })
+        }\n\n`,
+      );
+    const closing = this.#closing.signal;
+    let stop = () => {};
+    const body = new ReadableStream<Uint8Array>({
+      start: (controller) => {
+        this.watches++;
+        const end = () => {
+          stop();
+          try {
+            controller.close();
+          } catch {
+            // cancelled already
+          }
+        };
+        controller.enqueue(
+          text.encode(`id: ${from}\nevent: start\ndata: ${JSON.stringify({ rev: from })}\n\n`),
+        );
+        for (const c of cluster.changes) {
+          if (c.rev > from && matches(c.key)) controller.enqueue(message(c));
+        }
+        const unlisten = cluster.listen((c) => {
+          if (c.rev > from && matches(c.key)) controller.enqueue(message(c));
+        });
+        closing.addEventListener("abort", end, { once: true });
+        let stopped = false;
+        stop = () => {
+          if (stopped) return;
+          stopped = true;
+          this.watches--;
+          unlisten();
+          closing.removeEventListener("abort", end);
+        };
+        if (closing.aborted) end();
+      },
+      cancel: () => stop(),
+    });
+    return new Response(body, { status: 200, headers: { "content-type": "text/event-stream" } });
   }
 
   #list(url: URL): Response {

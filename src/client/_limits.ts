@@ -34,3 +34,19 @@ export const LIST_ANSWER_BYTES_MAX = 16 * 1024 * 1024;
 export const ADMIN_ANSWER_BYTES_MAX = 16 * 1024 * 1024;
 /** The longest server error message the client passes on, in characters (longer ones are cut). */
 export const ERROR_MESSAGE_CHARS_MAX = 1_000;
+
+/** A watch reconnects after at most this long at first (full jitter), doubling per round. */
+export const WATCH_RETRY_BASE_MS = 50;
+/** A watch waits at most this long between rounds of reconnecting to a cluster's nodes. */
+export const WATCH_RETRY_MAX_MS = 2_000;
+/**
+ * A watch stream that sends nothing for this long (a node sends a keep-alive every 15 s) is
+ * taken for dead: the client reconnects.
+ */
+export const WATCH_IDLE_MS = 45_000;
+/** The longest message of a watch stream the client reads, in characters. */
+export const WATCH_MESSAGE_CHARS_MAX: number = 16 * 1024 * 1024;
+/** Changes a watch holds for its caller, at most (then it stops reading the streams). */
+export const WATCH_BUFFER_CHANGES_MAX = 1_000;
+/** Bytes of keys and values a watch holds for its caller, at most (then it stops reading). */
+export const WATCH_BUFFER_BYTES_MAX: number = 4 * 1024 * 1024;

@@ -170,3 +170,32 @@ export interface KeyRoute {
   /** The leader the client currently sends to, when it knows one. */
   readonly leader: NodeInfo | undefined;
 }
+
+/** Options of {@linkcode KoiClient.watch}. */
+export interface WatchOptions {
+  /**
+   * Per cluster id, the rev to watch from (exclusive): changes after it come first. A
+   * cluster left out is watched from the moment its first stream opens.
+   */
+  readonly fromRevs?: Readonly<Record<string, number>>;
+  /** Aborts the watch: every connection closes and the iteration throws `aborted`. */
+  readonly signal?: AbortSignal;
+}
+
+/** One change that {@linkcode KoiClient.watch} delivers. */
+export interface WatchEvent {
+  /** The cluster that holds the key. */
+  readonly cluster: string;
+  /** The rev of the write (all changes of one write share it); grows per cluster. */
+  readonly rev: number;
+  /** What happened to the key. */
+  readonly type: "put" | "delete";
+  /** The key's exact bytes. */
+  readonly key: Uint8Array;
+  /** The key as text (invalid UTF-8 becomes U+FFFD). */
+  readonly keyText: string;
+  /** A put's value, when it is at most 64 KiB; read a larger one with `get`. */
+  readonly value?: Uint8Array;
+  /** A put's value size in bytes; 0 for a delete. */
+  readonly size: number;
+}

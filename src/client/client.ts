@@ -30,6 +30,7 @@ import {
   WRITE_ANSWER_BYTES_MAX,
 } from "./_limits.ts";
 import { listClusters } from "./_list.ts";
+import { watchCluster, WatchIterator } from "./_watch.ts";
 import { Sender } from "./_retry.ts";
 import { Routes } from "./_route.ts";
 import { SessionPool } from "./_sessions.ts";
@@ -50,6 +51,8 @@ import type {
   PutOptions,
   PutResult,
   ScanOptions,
+  WatchEvent,
+  WatchOptions,
 } from "./_types.ts";
 import { KoiError } from "./errors.ts";
 import { type HistoryInvocation, HistoryRecorder, type HistoryResult } from "./history.ts";
@@ -415,6 +418,60 @@ export class KoiClient {
   }
 
   /**
+   * Every change (put and delete) to the keys starting with `prefix`, in every cluster of
+   * the routing table, as they happen: each cluster's changes in rev order, clusters
+   * interleaved as their changes arrive. Each cluster is watched through its leader first,
+   * any node otherwise; a broken stream resumes from the last rev delivered for its
+   * cluster (another node if need be), so no change is missed or repeated. `fromRevs`
+   * starts clusters after given revs (e.g. those of an earlier watch); when every node of a
+   * cluster no longer holds the changes after it, the iteration throws
+   * {@linkcode WatchCompactedError}: read the keys again, then watch from its `rev`. Ends
+   * with `break`, `return()`, or `signal` (which throws `aborted`).
+   *
+   * @example
+   * ```ts
+   * import { connect } from "./mod.ts";
+   *
+   * using koi = await connect("http://127.0.0.1:7000");
+   * const stop = AbortSignal.timeout(60_000);
+   * for await (const change of koi.watch("user:", { signal: stop })) {
+   *   console.log(change.cluster, change.rev, change.type, change.keyText, change.size);
+   * }
+   * ```
+   */
+  watch(prefix: string | Uint8Array = "", options: WatchOptions = {}): AsyncIterableIterator<
+    WatchEvent
+  > {
+    const bytes = checkBound(prefix, "prefix");
+    const table = this.#routes.table;
+    const fromRevs = checkFromRevs(options.fromRevs, table.clusters.map((c) => c.id));
+    const user = options.signal;
+    if (user !== undefined && !(user instanceof AbortSignal)) {
+      throw new KoiError("bad_request", "Invalid signal: expected an AbortSignal");
+    }
+    const closed = this.#core.closed;
+    const signal = user === undefined ? closed : AbortSignal.any([closed, user]);
+    const iterator = new WatchIterator(
+      signal,
+      () =>
+        closed.aborted
+          ? new KoiError("closed", "watch: the client is closed")
+          : new KoiError("aborted", "watch was aborted", { cause: user?.reason }),
+    );
+    for (const info of table.clusters) {
+      watchCluster({
+        core: this.#core,
+        routes: this.#routes,
+        state: this.#routes.cluster(info.id)!,
+        prefix: bytes,
+        from: fromRevs.get(info.id),
+        sink: iterator,
+      }).catch((error) => iterator.fail(error));
+    }
+    return iterator;
+  }
+
+  /**
    * Fetches the routing table from the admin again and uses it when its epoch is not older
    * than the current one. The client does this by itself after `421 wrong_shard`.
    */
@@ -473,6 +530,32 @@ export class KoiClient {
  */
 export function connect(admin: string | URL, options: ConnectOptions = {}): Promise<KoiClient> {
   return KoiClient.connect(admin, options);
+}
+
+/** `fromRevs` of a watch: revs (integers of 0 or more) of clusters the table has. */
+function checkFromRevs(fromRevs: unknown, clusters: readonly string[]): Map<string, number> {
+  const out = new Map<string, number>();
+  if (fromRevs === undefined) return out;
+  if (typeof fromRevs !== "object" || fromRevs === null || Array.isArray(fromRevs)) {
+    throw new KoiError("bad_request", "Invalid fromRevs: expected an object of cluster id: rev");
+  }
+  for (const [cluster, rev] of Object.entries(fromRevs)) {
+    if (!clusters.includes(cluster)) {
+      throw new KoiError(
+        "bad_request",
+        `Invalid fromRevs: no cluster ${JSON.stringify(cluster)} in the routing table ` +
+          `(${clusters.join(", ")})`,
+      );
+    }
+    if (!isRev(rev) && rev !== 0) {
+      throw new KoiError(
+        "bad_request",
+        `Invalid fromRevs.${cluster}: expected an integer of 0 or more, got ${String(rev)}`,
+      );
+    }
+    out.set(cluster, rev as number);
+  }
+  return out;
 }
 
 function checkHistory(history: unknown): HistoryRecorder | undefined {

@@ -14,6 +14,7 @@ export type KoiServerErrorCode =
   | "unauthorized"
   | "not_found"
   | "method_not_allowed"
+  | "not_implemented"
   | "request_timeout"
   | "stale_request"
   | "conflict"
@@ -26,7 +27,10 @@ export type KoiServerErrorCode =
   | "overloaded"
   | "disk_failed"
   | "insufficient_storage"
-  | "starting";
+  | "starting"
+  | "compacted"
+  | "too_many_watchers"
+  | "slow_watcher";
 
 /**
  * The codes the client gives itself:
@@ -203,5 +207,51 @@ export class UnavailableError extends KoiError {
     this.name = "UnavailableError";
     this.attempts = options.attempts;
     this.timeoutMs = options.timeoutMs;
+  }
+}
+
+/** What {@linkcode WatchCompactedError}'s constructor needs besides the message. */
+export interface WatchCompactedErrorOptions extends KoiErrorOptions {
+  /** The cluster whose changes are gone. */
+  readonly cluster: string;
+  /** The cluster's current rev as its nodes reported it: watch from it after re-reading. */
+  readonly rev: number;
+  /** The oldest rev any node of the cluster could still watch from. */
+  readonly oldest: number;
+}
+
+/**
+ * `watch` cannot go on for a cluster: every node of it answered `410 compacted`, because the
+ * changes after the rev it would resume from are no longer held (the watch fell too far
+ * behind, or started from too old a rev). Read the keys again (`list` / `scan`), then watch
+ * again with `fromRevs: { [error.cluster]: error.rev }`: every change after the read comes.
+ *
+ * @example
+ * ```ts
+ * import { connect, WatchCompactedError } from "./mod.ts";
+ *
+ * using koi = await connect("http://127.0.0.1:7000");
+ * try {
+ *   for await (const change of koi.watch("user:", { fromRevs: { a: 1 } })) console.log(change);
+ * } catch (error) {
+ *   if (!(error instanceof WatchCompactedError)) throw error;
+ *   // re-read the keys, then watch from error.rev for error.cluster
+ * }
+ * ```
+ */
+export class WatchCompactedError extends KoiError {
+  /** The cluster's current rev (the highest its nodes reported). */
+  readonly rev: number;
+  /** The oldest rev a watch of the cluster could start from. */
+  readonly oldest: number;
+  /** The cluster whose changes are gone. */
+  declare readonly cluster: string;
+
+  /** Creates the error. */
+  constructor(message: string, options: WatchCompactedErrorOptions) {
+    super("compacted", message, options);
+    this.name = "WatchCompactedError";
+    this.rev = options.rev;
+    this.oldest = options.oldest;
   }
 }

@@ -50,6 +50,7 @@ export {
   PreconditionFailedError,
   TimeoutError,
   UnavailableError,
+  WatchCompactedError,
 } from "./errors.ts";
 export type {
   KoiClientErrorCode,
@@ -58,4 +59,5 @@ export type {
   KoiHttpErrorOptions,
   KoiServerErrorCode,
   RetryErrorOptions,
+  WatchCompactedErrorOptions,
 } from "./errors.ts";

@@ -1,7 +1,8 @@
 /**
- * Test certificates made with `openssl` (Debian's package): a deployment CA, leaf
- * certificates it signs (SAN IP:127.0.0.1, usable as server and client), and an unrelated
- * second CA with a leaf of its own, in a temporary folder. Tests that need them skip, with
+ * Test certificates made with `openssl` (Debian's package): a deployment CA (valid 2 days), leaf
+ * certificates it signs (SAN IP:127.0.0.1, usable as server and client; others with
+ * {@linkcode makeTestLeaf}), and an unrelated second CA with a leaf of its own, in a temporary
+ * folder. Tests that need them skip, with
  * a printed reason, when `openssl` is missing.
  *
  * @module
@@ -76,19 +77,43 @@ async function makeCa(dir: string, name: string): Promise<void> {
   );
 }
 
-async function makeLeaf(dir: string, name: string, ca: string): Promise<TestCert> {
+/** Options of {@linkcode makeTestLeaf}. */
+export interface TestLeafOptions {
+  /** The name of the CA in the folder that signs it (`ca.pem`, `ca.key`); default "ca". */
+  readonly ca?: string;
+  /** Its subjectAltName (openssl syntax); default `IP:127.0.0.1`. */
+  readonly san?: string;
+  /** Days it is valid; default 2. */
+  readonly days?: number;
+  /** An intermediate CA (CA:TRUE, may sign leaves) instead of a leaf. */
+  readonly intermediate?: boolean;
+}
+
+/**
+ * Makes `<name>.pem` and `<name>.key` in `dir`, signed by the CA `options.ca` of that folder:
+ * by default a leaf for 127.0.0.1, usable as server and client.
+ */
+export async function makeTestLeaf(
+  dir: string,
+  name: string,
+  options: TestLeafOptions = {},
+): Promise<TestCert> {
+  const ca = options.ca ?? "ca";
   await openssl(
     ["req", ...EC, "-keyout", `${name}.key`, "-out", `${name}.csr`, "-subj", `/CN=${name}`],
     dir,
   );
   await Deno.writeTextFile(
     join(dir, `${name}.ext`),
-    "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\n" +
-      "extendedKeyUsage=serverAuth,clientAuth\n",
+    options.intermediate
+      ? "basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\n"
+      : `subjectAltName=${options.san ?? "IP:127.0.0.1"}\nbasicConstraints=CA:FALSE\n` +
+        "keyUsage=digitalSignature\nextendedKeyUsage=serverAuth,clientAuth\n",
   );
+  const days = String(options.days ?? 2);
   await openssl(
     ["x509", "-req", "-in", `${name}.csr`, "-CA", `${ca}.pem`, "-CAkey", `${ca}.key`]
-      .concat(["-CAcreateserial", "-out", `${name}.pem`, "-days", "2", "-extfile", `${name}.ext`]),
+      .concat(["-CAcreateserial", "-out", `${name}.pem`, "-days", days, "-extfile", `${name}.ext`]),
     dir,
   );
   const certPath = join(dir, `${name}.pem`);
@@ -106,8 +131,8 @@ export async function makeTestPki(leaves: readonly string[], dir?: string): Prom
   const at = dir ?? await Deno.makeTempDir({ prefix: "koi-tls-" });
   await Promise.all([makeCa(at, "ca"), makeCa(at, "other-ca")]);
   const made = new Map<string, TestCert>();
-  for (const name of leaves) made.set(name, await makeLeaf(at, name, "ca"));
-  const rogue = await makeLeaf(at, "rogue", "other-ca");
+  for (const name of leaves) made.set(name, await makeTestLeaf(at, name));
+  const rogue = await makeTestLeaf(at, "rogue", { ca: "other-ca" });
   return {
     dir: at,
     caPath: join(at, "ca.pem"),

@@ -32,7 +32,14 @@ export {
   SECRET_FILE_BYTES_MAX,
   withDefaultSecret,
 } from "./_secret.ts";
-export { loadTlsFiles, TLS_FILE_BYTES_MAX } from "./_tls.ts";
+export {
+  loadTlsFiles,
+  type LoadTlsOptions,
+  TLS_CHAIN_CERTIFICATES_MAX,
+  TLS_FILE_BYTES_MAX,
+  type TlsHost,
+  tlsHostsOf,
+} from "./_tls.ts";
 export {
   findNode,
   loadConfig,

@@ -28,6 +28,12 @@ export const HTTP_REQUESTS_WAITING_MAX = 4_096;
  */
 export const HTTP_BODY_BYTES_WAITING_MAX = 64 << 20;
 
+/**
+ * What became of an admitted request: still `admit`ted, or `streaming` since its answer
+ * became a long-lived stream (see {@linkcode RequestAdmission.streaming}).
+ */
+export type Admitted = "admit" | "streaming";
+
 /** What to do with an arriving request. */
 export type Admission =
   /** Run it (in order on its connection). */
@@ -56,6 +62,7 @@ export class RequestAdmission<Connection extends object> {
   #waiting = 0;
   #shed = 0;
   #closed = 0;
+  #streams = 0;
 
   /** Creates the accounting with `limits`. */
   constructor(limits: AdmissionLimits) {
@@ -87,14 +94,38 @@ export class RequestAdmission<Connection extends object> {
     return "admit";
   }
 
-  /** A request was answered (or failed): what `arrive` was given and what it said. */
-  leave(connection: Connection, bodyBytes: number, admission: "admit" | "shed"): void {
+  /**
+   * A request was answered (or failed): what `arrive` was given and what became of it (its
+   * admission, or `streaming` once {@linkcode streaming} was called for it).
+   */
+  leave(connection: Connection, bodyBytes: number, admission: Admitted | "shed"): void {
     const depth = this.#depth.get(connection) ?? 0;
     if (depth <= 1) this.#depth.delete(connection);
     else this.#depth.set(connection, depth - 1);
     if (admission === "shed") return;
+    if (admission === "streaming") {
+      this.#streams = Math.max(0, this.#streams - 1);
+      return;
+    }
     this.#waiting = Math.max(0, this.#waiting - 1);
     this.release(bodyBytes);
+  }
+
+  /**
+   * An admitted request's answer became a long-lived stream (a watch): it gives back its
+   * place among the waiting requests and its body bytes at once, so that streams never use
+   * up the shared bounds. It stays on its connection's depth (what is pipelined behind it
+   * still waits for it). Call {@linkcode leave} with `streaming` when it ends.
+   */
+  streaming(bodyBytes: number): void {
+    this.#waiting = Math.max(0, this.#waiting - 1);
+    this.release(bodyBytes);
+    this.#streams++;
+  }
+
+  /** Answers being streamed right now. */
+  get streams(): number {
+    return this.#streams;
   }
 
   /**

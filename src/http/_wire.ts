@@ -123,7 +123,81 @@ export function toRequest(
   });
 }
 
-/** Writes `response`; its body is read whole (every koi answer is bounded). */
+/** Answers of this content type are streamed as they come (see {@linkcode writeStream}). */
+export const STREAM_CONTENT_TYPE = "text/event-stream";
+
+/** Whether `response` is a long-lived stream (server-sent events) rather than a bounded body. */
+export function isStream(response: Response): boolean {
+  return response.body !== null &&
+    (response.headers.get("content-type") ?? "").toLowerCase().startsWith(STREAM_CONTENT_TYPE);
+}
+
+/**
+ * Writes a streamed answer chunk by chunk, taking the next chunk only once the connection
+ * took the last one (node's `drain`): what waits to be sent stays in the stream's producer,
+ * which bounds it. Resolves when the stream ended and the answer was ended, or the client
+ * went away (the stream is then cancelled). An answer not fully sent `lingerMs` after its
+ * end, or a stream that errors, closes the connection.
+ */
+export async function writeStream(
+  res: ServerResponse,
+  response: Response,
+  lingerMs: number,
+): Promise<void> {
+  const headers: Record<string, string> = {};
+  for (const [name, value] of response.headers) headers[name] = value;
+  delete headers["content-length"];
+  delete headers["transfer-encoding"];
+  const reader = response.body!.getReader();
+  if (res.destroyed) {
+    await reader.cancel().catch(() => {});
+    return;
+  }
+  res.writeHead(response.status, headers);
+  res.flushHeaders(); // the client learns at once that the stream is open
+  let gone = false;
+  let wakeUp = () => {};
+  const onClose = () => {
+    gone = true;
+    wakeUp();
+    reader.cancel().catch(() => {});
+  };
+  res.once("close", onClose);
+  const onDrain = () => wakeUp();
+  res.on("drain", onDrain);
+  // A stream that errors (aborted by its producer) must also end a wait for `drain`.
+  let failed = false;
+  reader.closed.catch(() => {
+    failed = true;
+    wakeUp();
+  });
+  try {
+    while (!gone) {
+      const next = await reader.read();
+      if (next.done || gone) break;
+      if (res.write(next.value) || gone) continue;
+      await new Promise<void>((resolve) => {
+        wakeUp = resolve;
+        if (gone || failed || !res.writableNeedDrain) resolve();
+      });
+      wakeUp = () => {};
+      if (failed) throw new Error("the stream was aborted");
+    }
+  } catch {
+    res.destroy(); // aborted by its producer, or broken: the connection cannot go on
+    return;
+  } finally {
+    res.off("close", onClose);
+    res.off("drain", onDrain);
+  }
+  if (gone || res.destroyed) return;
+  const linger = setTimeout(() => res.destroy(), lingerMs);
+  res.once("close", () => clearTimeout(linger));
+  res.once("finish", () => clearTimeout(linger));
+  res.end();
+}
+
+/** Writes `response`; its body is read whole (every koi answer but a stream is bounded). */
 export async function writeResponse(
   res: ServerResponse,
   response: Response,

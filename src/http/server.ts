@@ -2,11 +2,13 @@
  * koi's HTTP server, for the node and the admin: `node:http` (Deno's Node-compatible server) running a fetch
  * handler (the hono app), with the limits `Deno.serve` does not offer in Deno 2.9.6: a
  * deadline for receiving a whole request (a client sending its body at 1 byte/s is cut off
- * with 408), an idle timeout for keep-alive connections, a bound on open connections (beyond
- * it a new connection gets 503 and is closed), and a shutdown that drains in-flight requests
- * until a deadline and then closes what remains. It also refuses request targets that URL
- * normalization would rewrite (`..` segments), which only the raw target shows, when the
- * caller gives a `refuseTarget` check.
+ * with 408), an idle timeout for keep-alive connections, a bound on open connections in all
+ * and one per remote address (beyond either a new connection gets 503 and is closed), and a
+ * shutdown that drains in-flight requests until a deadline and then closes what remains. It
+ * also refuses request targets that URL normalization would rewrite (`..` segments), which
+ * only the raw target shows, when the caller gives a `refuseTarget` check, and answers the
+ * methods a fetch Request cannot carry (`TRACE`, `CONNECT`; the parser refuses `TRACK` with
+ * 400) itself with `501`, without the app and without logging.
  *
  * With `tls` it serves HTTPS (`node:https`) with the same limits: the bound counts raw
  * connections from their accept (TLS handshakes included, which get the headers deadline);
@@ -22,22 +24,26 @@ import { createServer as createHttpsServer } from "node:https";
 import { connect as netConnect, type Socket } from "node:net";
 import type { TLSSocket } from "node:tls";
 import {
+  type Admitted,
   HTTP_BODY_BYTES_WAITING_MAX,
   HTTP_PIPELINE_DEPTH_MAX,
   HTTP_REQUESTS_WAITING_MAX,
   RequestAdmission,
 } from "./_admission.ts";
 
+import { remoteAddressKey } from "./_address.ts";
 import {
   type DirectAnswer,
   type DirectRequest,
   dropBody,
   errorBody,
+  isStream,
   readRequestBody,
   toRequest,
   writeAnswer,
   writeDirect,
   writeResponse,
+  writeStream,
 } from "./_wire.ts";
 
 export {
@@ -46,6 +52,7 @@ export {
   HTTP_REQUESTS_WAITING_MAX,
 } from "./_admission.ts";
 export type { DirectAnswer, DirectRequest } from "./_wire.ts";
+export { STREAM_CONTENT_TYPE } from "./_wire.ts";
 
 /** Time a client has to send a whole request, headers and body (408 after it). */
 export const HTTP_REQUEST_TIMEOUT_MS = 10_000;
@@ -55,6 +62,17 @@ export const HTTP_HEADERS_TIMEOUT_MS = 10_000;
 export const HTTP_KEEP_ALIVE_TIMEOUT_MS = 5_000;
 /** Open HTTP connections per node, at most; one more is answered 503 and closed. */
 export const HTTP_CONNECTIONS_MAX = 1_024;
+/**
+ * Open HTTP connections from one remote address (an IPv6 client by its /64, which one host
+ * usually holds whole), at most; one more is answered 503 and closed, as beyond
+ * {@linkcode HTTP_CONNECTIONS_MAX}. The default is the whole bound, so a node has no bound of
+ * its own per address: its legitimate clients come from few addresses (a load generator or an
+ * application server on one host, clients behind a NAT or a proxy, the other nodes of the
+ * cluster forwarding writes to the leader, everything on loopback), and a smaller default would
+ * refuse them while the node has room. The admin, whose clients are few and light, sets a
+ * smaller one (`ADMIN_CONNECTIONS_PER_ADDRESS_MAX`).
+ */
+export const HTTP_CONNECTIONS_PER_ADDRESS_MAX = HTTP_CONNECTIONS_MAX;
 /**
  * How often the server checks that it still accepts connections, in milliseconds: when the
  * process runs out of file descriptors, the accept loop of Deno's `node:http` stops for good
@@ -81,6 +99,12 @@ export const HTTP_BODY_BYTES_MAX: number = (1 << 20) + 1;
  */
 export const HTTP_QUEUE_WAIT_MAX_MS = 2_000;
 
+/**
+ * A streamed answer (`text/event-stream`) whose end the client has not taken this long after
+ * the stream ended has its connection closed.
+ */
+export const HTTP_STREAM_END_LINGER_MS = 2_000;
+
 /** Limits of an {@linkcode HttpServer}, each defaulting to the constant of the same name. */
 export interface HttpServerLimits {
   /** See {@linkcode HTTP_REQUEST_TIMEOUT_MS}. */
@@ -91,6 +115,8 @@ export interface HttpServerLimits {
   readonly keepAliveTimeoutMs: number;
   /** See {@linkcode HTTP_CONNECTIONS_MAX}. */
   readonly connectionsMax: number;
+  /** See {@linkcode HTTP_CONNECTIONS_PER_ADDRESS_MAX}. */
+  readonly connectionsPerAddressMax: number;
   /** See {@linkcode HTTP_TIMEOUT_CHECK_MS}. */
   readonly timeoutCheckMs: number;
   /** See {@linkcode HTTP_BODY_BYTES_MAX}. */
@@ -113,6 +139,7 @@ export const HTTP_SERVER_LIMITS: HttpServerLimits = {
   headersTimeoutMs: HTTP_HEADERS_TIMEOUT_MS,
   keepAliveTimeoutMs: HTTP_KEEP_ALIVE_TIMEOUT_MS,
   connectionsMax: HTTP_CONNECTIONS_MAX,
+  connectionsPerAddressMax: HTTP_CONNECTIONS_PER_ADDRESS_MAX,
   timeoutCheckMs: HTTP_TIMEOUT_CHECK_MS,
   bodyBytesMax: HTTP_BODY_BYTES_MAX,
   acceptCheckMs: HTTP_ACCEPT_CHECK_MS,
@@ -156,8 +183,35 @@ const HTTP_STATUS_TEXT: Record<number, string> = {
   400: "Bad Request",
   408: "Request Timeout",
   431: "Request Header Fields Too Large",
+  501: "Not Implemented",
   503: "Service Unavailable",
 };
+
+/**
+ * The methods the fetch `Request` constructor refuses ("Method is forbidden", compared without
+ * case): `node:http` hands them over, so the server answers them itself instead of failing in
+ * `new Request` (a 500 and a log line per request, which an unauthenticated flood could fill
+ * the log with).
+ */
+const FORBIDDEN_METHODS = new Set(["CONNECT", "TRACE", "TRACK"]);
+/** A method token (RFC 9110 section 5.6.2): `new Request` throws on anything else. */
+const METHOD_TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+
+/**
+ * Whether `method` cannot be given to the app: a method `new Request` refuses. Such a method is
+ * answered `501 not_implemented` (RFC 9110 section 15.6.2: the server supports it for no
+ * resource) rather than `405`, which means "the route exists, not the method" and carries the
+ * route's `allow`, which the server does not know.
+ */
+export function isUnservedMethod(method: string): boolean {
+  return FORBIDDEN_METHODS.has(method.toUpperCase()) || !METHOD_TOKEN.test(method);
+}
+
+/** The body of the answer to an {@linkcode isUnservedMethod} method. */
+function unservedBody(method: string): string {
+  const shown = METHOD_TOKEN.test(method) ? method : JSON.stringify(method.slice(0, 32));
+  return errorBody("not_implemented", `The method ${shown} is not served here`);
+}
 
 /** A raw HTTP/1.1 error answer that closes the connection (for sockets without a request). */
 function rawErrorAnswer(status: number, code: string, message: string, extra = ""): string {
@@ -175,13 +229,17 @@ export class HttpServer {
   readonly #limits: HttpServerLimits;
   /** Open connections (raw TCP sockets, also under TLS), for the bound and the final close. */
   readonly #sockets = new Set<Socket>();
+  /** Open connections per remote address key ({@linkcode remoteAddressKey}), for its bound. */
+  readonly #perAddress = new Map<string, number>();
+  #refusedOverBound = 0;
+  #refusedPerAddress = 0;
   /**
    * With TLS: the TLS sockets of admitted connections (`req.socket` is the TLS socket, not
    * the raw one of the "connection" event), and the raw sockets still in their handshake by
-   * remote address, each with whether it was refused (its 503 waits for the handshake).
+   * remote address and port, each with its 503 if it was refused (sent after the handshake).
    */
   readonly #secure = new Set<Socket>();
-  readonly #handshaking = new Map<string, { raw: Socket; refused: boolean }>();
+  readonly #handshaking = new Map<string, { raw: Socket; refusal: string | undefined }>();
   /** Per connection, the end of its last request: pipelined requests run one after another. */
   readonly #lastOnSocket = new WeakMap<Socket, Promise<void>>();
   readonly #admission: RequestAdmission<Socket>;
@@ -223,6 +281,15 @@ export class HttpServer {
       this.#server.on("tlsClientError", (_error: Error, socket: Socket) => socket.destroy());
     }
     this.#server.on("clientError", (error: Error, socket: Socket) => onClientError(error, socket));
+    // node:http hands a CONNECT over to this event (without a listener it closes the socket
+    // unanswered); what follows the headers would be a tunnel, so the connection ends here.
+    this.#server.on("connect", (req: IncomingMessage, socket: Socket) => {
+      socket.on("error", () => {});
+      socket.end(
+        rawErrorAnswer(501, "not_implemented", `The method ${req.method} is not served here`),
+      );
+      this.#linger(socket);
+    });
   }
 
   /** Starts listening; rejects with the listen error (e.g. EADDRINUSE) as `node:net` gives it. */
@@ -322,27 +389,52 @@ export class HttpServer {
 
   #onConnection(socket: Socket): void {
     this.#accepted++;
-    const refused = this.#sockets.size >= this.#limits.connectionsMax ||
-      this.#closing !== undefined;
+    const refusal = this.#admit(socket);
     if (this.#options.tls !== undefined) {
-      this.#onRawTls(socket, refused);
+      this.#onRawTls(socket, refusal);
       return;
     }
-    if (refused) {
+    if (refusal !== undefined) {
       // Answered at once, before any request: a client learns why instead of seeing a reset.
-      socket.end(this.#refusal());
+      socket.end(refusal);
       this.#linger(socket);
-      return;
     }
-    this.#sockets.add(socket);
-    socket.once("close", () => this.#sockets.delete(socket));
   }
 
-  /** The 503 of a connection over the bound (or during shutdown), with the reason. */
-  #refusal(): string {
-    const message = this.#closing !== undefined
-      ? "The node is shutting down"
-      : `Too many open connections: the limit is ${this.#limits.connectionsMax}`;
+  /**
+   * Counts `socket` as open (in all and for its remote address) and undefined, or the 503 of a
+   * connection beyond a bound (or during shutdown), counted in the stats, for a refused one.
+   */
+  #admit(socket: Socket): string | undefined {
+    if (this.#closing !== undefined) return this.#refusal("The node is shutting down");
+    if (this.#sockets.size >= this.#limits.connectionsMax) {
+      this.#refusedOverBound++;
+      return this.#refusal(
+        `Too many open connections: the limit is ${this.#limits.connectionsMax}`,
+      );
+    }
+    const address = remoteAddressKey(socket.remoteAddress);
+    const open = this.#perAddress.get(address) ?? 0;
+    if (open >= this.#limits.connectionsPerAddressMax) {
+      this.#refusedPerAddress++;
+      return this.#refusal(
+        `Too many open connections from ${address}: the limit is ` +
+          `${this.#limits.connectionsPerAddressMax} per address`,
+      );
+    }
+    this.#sockets.add(socket);
+    this.#perAddress.set(address, open + 1);
+    socket.once("close", () => {
+      this.#sockets.delete(socket);
+      const left = (this.#perAddress.get(address) ?? 1) - 1;
+      if (left > 0) this.#perAddress.set(address, left);
+      else this.#perAddress.delete(address);
+    });
+    return undefined;
+  }
+
+  /** The 503 of a refused connection, with the reason. */
+  #refusal(message: string): string {
     return rawErrorAnswer(503, "overloaded", message, "retry-after: 1\r\n");
   }
 
@@ -357,21 +449,17 @@ export class HttpServer {
   }
 
   /**
-   * A raw connection of the HTTPS server, before its handshake. A refused one is kept (but
-   * not counted, and destroyed after HTTP_REFUSED_LINGER_MS) so that its 503 can go over TLS.
+   * A raw connection of the HTTPS server, before its handshake (counted by
+   * {@linkcode #admit} already). A refused one is kept (but not counted, and destroyed after
+   * HTTP_REFUSED_LINGER_MS) so that its 503 can go over TLS.
    */
-  #onRawTls(socket: Socket, refused: boolean): void {
+  #onRawTls(socket: Socket, refusal: string | undefined): void {
     const key = `${socket.remoteAddress}|${socket.remotePort}`;
-    this.#handshaking.set(key, { raw: socket, refused });
+    this.#handshaking.set(key, { raw: socket, refusal });
     socket.once("close", () => {
       if (this.#handshaking.get(key)?.raw === socket) this.#handshaking.delete(key);
     });
-    if (refused) {
-      this.#linger(socket);
-      return;
-    }
-    this.#sockets.add(socket);
-    socket.once("close", () => this.#sockets.delete(socket));
+    if (refusal !== undefined) this.#linger(socket);
   }
 
   /** A connection of the HTTPS server whose handshake is done. */
@@ -379,9 +467,10 @@ export class HttpServer {
     const key = `${socket.remoteAddress}|${socket.remotePort}`;
     const raw = this.#handshaking.get(key);
     this.#handshaking.delete(key);
-    if (raw === undefined || raw.refused) {
+    if (raw === undefined || raw.refusal !== undefined) {
       socket.on("error", () => {});
-      socket.end(this.#refusal());
+      // Without its raw socket (gone meanwhile) the connection is not counted: refused too.
+      socket.end(raw?.refusal ?? this.#refusal("The connection was not admitted"));
       this.#linger(socket);
       return;
     }
@@ -407,12 +496,27 @@ export class HttpServer {
     }
     const before = this.#lastOnSocket.get(socket);
     const arrived = performance.now();
+    const ticket: { admitted: Admitted } = { admitted: "admit" };
     const turn = admission === "shed"
       ? () => this.#shed(req, res)
-      : () => this.#handle(req, res, arrived);
+      : () => this.#handle(req, res, arrived, () => this.#streaming(ticket, bytes));
     const run = (before === undefined ? turn() : before.then(turn))
-      .finally(() => this.#admission.leave(socket, bytes, admission));
+      .finally(() =>
+        this.#admission.leave(socket, bytes, admission === "shed" ? "shed" : ticket.admitted)
+      );
     this.#lastOnSocket.set(socket, run);
+  }
+
+  /**
+   * A request's answer became a long-lived stream: it no longer counts as waiting (admission)
+   * nor as in flight (a shutdown does not wait for it: the connection is closed at the end of
+   * the drain).
+   */
+  #streaming(ticket: { admitted: Admitted }, bytes: number): void {
+    this.#admission.streaming(bytes);
+    ticket.admitted = "streaming";
+    this.#inFlight--;
+    if (this.#inFlight === 0) this.#idle?.();
   }
 
   /**
@@ -461,19 +565,34 @@ export class HttpServer {
       requestsShed: a.shed,
       requestsWaitedTooLong: this.#queueRefused,
       connectionsClosedPipelining: a.closed,
+      streams: this.#admission.streams,
+      connectionsRefused: this.#refusedOverBound,
+      connectionsRefusedPerAddress: this.#refusedPerAddress,
       relistens: this.#relistens,
     };
   }
 
-  async #handle(req: IncomingMessage, res: ServerResponse, arrived: number): Promise<void> {
+  async #handle(
+    req: IncomingMessage,
+    res: ServerResponse,
+    arrived: number,
+    streaming: () => void,
+  ): Promise<void> {
     const admitted = this.#options.tls === undefined ? this.#sockets : this.#secure;
     if (!admitted.has(req.socket as Socket)) {
       res.destroy(); // a refused connection: its 503 is already on the way
       return;
     }
     this.#inFlight++;
+    let streamed = false;
     const held = { bytes: 0 }; // what a body without a declared length took of the budget
     try {
+      const method = req.method ?? "GET";
+      if (isUnservedMethod(method)) {
+        void dropBody(req); // the connection stays: what it pipelines next gets its answer
+        writeAnswer(res, 501, {}, unservedBody(method));
+        return;
+      }
       // Checked on the raw target: the Request's URL is already normalized.
       const refused = this.#options.refuseTarget?.(req.url ?? "/");
       if (refused !== undefined) {
@@ -516,6 +635,17 @@ export class HttpServer {
         return;
       }
       const response = await this.#options.fetch(request);
+      if (isStream(response) && req.method !== "HEAD") {
+        // A watch lives as long as its client: it must neither hold a place among the waiting
+        // requests nor be waited for at shutdown. (The request deadline of node:http covers
+        // receiving the request only, which is over.)
+        this.#admission.release(held.bytes);
+        held.bytes = 0;
+        streamed = true;
+        streaming();
+        await writeStream(res, response, HTTP_STREAM_END_LINGER_MS);
+        return;
+      }
       await writeResponse(res, response, req.method === "HEAD");
     } catch (error) {
       // The app maps every error itself (onError); this is a broken answer or a bug.
@@ -527,8 +657,10 @@ export class HttpServer {
       }
     } finally {
       this.#admission.release(held.bytes);
-      this.#inFlight--;
-      if (this.#inFlight === 0) this.#idle?.();
+      if (!streamed) {
+        this.#inFlight--;
+        if (this.#inFlight === 0) this.#idle?.();
+      }
     }
   }
 }

@@ -1,6 +1,10 @@
-/** The HTTP server's limits on real sockets (127.0.0.1): deadlines, idle timeout, bound, drain. */
+/**
+ * The HTTP server's limits on real sockets (127.0.0.1): deadlines, idle timeout, bounds (in all
+ * and per address), drain, and the methods it answers itself.
+ */
 import assert from "node:assert/strict";
-import { type DirectAnswer, HttpServer } from "./server.ts";
+import { connect as netConnect } from "node:net";
+import { type DirectAnswer, HttpServer, isUnservedMethod } from "./server.ts";
 import { withServer } from "./_server_test_util.ts";
 
 const TEXT = new TextEncoder();
@@ -213,4 +217,123 @@ Deno.test("pipelined requests on one connection run one after another, in the or
     assert.deepEqual(order, ["PUT one", "PUT two", "DELETE "]);
     assert.equal(text.match(/HTTP\/1\.1 200/g)?.length, 3, text);
   });
+});
+
+/** A raw request from `localAddress` (node:net can choose it, Deno.connect cannot). */
+function requestFrom(localAddress: string, port: number, request: string): Promise<string> {
+  return new Promise((resolve) => {
+    const chunks: string[] = [];
+    const socket = netConnect({ host: "127.0.0.1", port, localAddress });
+    const timer = setTimeout(() => socket.destroy(), 5_000);
+    socket.on("connect", () => socket.write(request));
+    socket.on("data", (chunk: Uint8Array) => chunks.push(new TextDecoder().decode(chunk)));
+    socket.on("error", () => {});
+    socket.on("close", () => {
+      clearTimeout(timer);
+      resolve(chunks.join(""));
+    });
+  });
+}
+
+async function waitUntil(cond: () => boolean, what: string): Promise<void> {
+  const deadline = performance.now() + 5_000;
+  while (!cond()) {
+    if (performance.now() > deadline) throw new Error(`Timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+Deno.test("connections from one address beyond its bound are answered 503; others still get in", async () => {
+  await withServer({ connectionsMax: 10, connectionsPerAddressMax: 2 }, echo, async (s) => {
+    const held = [
+      await Deno.connect({ hostname: "127.0.0.1", port: s.port }),
+      await Deno.connect({ hostname: "127.0.0.1", port: s.port }),
+    ];
+    try {
+      await waitUntil(() => s.connections === 2, "two connections");
+      const extra = await Deno.connect({ hostname: "127.0.0.1", port: s.port });
+      const { text, closed } = await readUntilClosed(extra, 5_000);
+      assert.ok(closed);
+      assert.match(text, /^HTTP\/1\.1 503 /);
+      assert.match(text, /retry-after: 1/);
+      assert.match(text, /"code":"overloaded"/);
+      assert.match(text, /Too many open connections from 127\.0\.0\.1: the limit is 2 per address/);
+      assert.equal(s.stats().connectionsRefusedPerAddress, 1);
+      assert.equal(s.stats().connectionsRefused, 0, "the total bound was not reached");
+      // Another address (all of 127.0.0.0/8 is loopback) has its own count.
+      const other = await requestFrom(
+        "127.0.0.2",
+        s.port,
+        "GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+      );
+      assert.match(other, /^HTTP\/1\.1 200 /);
+      // One of the held ones leaves: its address gets a connection again.
+      held.pop()!.close();
+      await waitUntil(() => s.connections === 1, "one connection left");
+      const r = await fetch(`http://127.0.0.1:${s.port}/`, { method: "PUT", body: "hi" });
+      assert.equal(await r.text(), "hi");
+    } finally {
+      for (const c of held) c.close();
+    }
+  });
+});
+
+Deno.test("TRACE, CONNECT and the other methods a fetch Request refuses are answered 501, unlogged", async () => {
+  const errors: string[] = [];
+  let reached = 0;
+  const server = await HttpServer.listen({
+    hostname: "127.0.0.1",
+    port: 0,
+    fetch: (request) => {
+      reached++;
+      return new Response(`app ${request.method}`);
+    },
+    direct: () => undefined,
+    onError: (message, error) => errors.push(`${message}: ${error}`),
+  });
+  try {
+    // TRACE is the one method node:http parses that `new Request` refuses: the connection
+    // stays, and the request pipelined behind it is served.
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port: server.port });
+    await conn.write(TEXT.encode(
+      "TRACE / HTTP/1.1\r\nhost: x\r\n\r\n" +
+        "TRACE /v1/kv/a HTTP/1.1\r\nhost: x\r\ncontent-length: 3\r\n\r\nabc" +
+        "GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+    ));
+    const { text } = await readUntilClosed(conn, 5_000);
+    const statuses = [...text.matchAll(/HTTP\/1\.1 (\d{3})/g)].map((m) => m[1]);
+    assert.deepEqual(statuses, ["501", "501", "200"], text);
+    assert.match(text, /"code":"not_implemented","message":"The method TRACE is not served here"/);
+    assert.match(text, /app GET$/);
+    // CONNECT goes to node:http's "connect" event: answered, and the connection closed (what
+    // follows would be a tunnel).
+    const tunnel = await Deno.connect({ hostname: "127.0.0.1", port: server.port });
+    await tunnel.write(TEXT.encode("CONNECT example.com:443 HTTP/1.1\r\nhost: x\r\n\r\n"));
+    const connect = await readUntilClosed(tunnel, 5_000);
+    assert.ok(connect.closed);
+    assert.match(connect.text, /^HTTP\/1\.1 501 /);
+    assert.match(connect.text, /"code":"not_implemented"/);
+    // TRACK and lower-case methods do not get past the parser: a 400, also unlogged.
+    for (const method of ["TRACK", "trace"]) {
+      const c = await Deno.connect({ hostname: "127.0.0.1", port: server.port });
+      await c.write(TEXT.encode(`${method} / HTTP/1.1\r\nhost: x\r\n\r\n`));
+      const { text } = await readUntilClosed(c, 5_000);
+      assert.match(text, /^HTTP\/1\.1 (400|501) /, `${method}: ${text}`);
+    }
+    assert.equal(reached, 1, "only the GET reached the app");
+    assert.deepEqual(errors, []);
+  } finally {
+    await server.close(100);
+  }
+});
+
+Deno.test("isUnservedMethod: the methods `new Request` throws on, and only those", () => {
+  for (const method of ["TRACE", "trace", "TRACK", "Connect", "G T", "GÉT", "A(B", ""]) {
+    assert.ok(isUnservedMethod(method), method);
+    assert.throws(() => new Request("http://x/", { method }), TypeError, method);
+  }
+  for (const method of ["GET", "PUT", "PROPFIND", "M-SEARCH", "X!#$%&'*+-.^_`|~"]) {
+    assert.ok(!isUnservedMethod(method), method);
+    new Request("http://x/", { method });
+  }
 });

@@ -104,8 +104,14 @@ export interface DriverOptions {
   readonly random?: () => number;
   /** Limits (defaults: {@linkcode DRIVER_LIMITS}). */
   readonly limits?: Partial<DriverLimits>;
-  /** State machine options (must be equal on every member). */
+  /** State machine options (its limits must be equal on every member). */
   readonly stateMachine?: KvStateMachineOptions;
+  /**
+   * Called when the state was loaded from a snapshot at `rev`: at start (before the entries
+   * after it are applied again) and when a snapshot from the leader is installed. The changes
+   * up to `rev` are then not known one by one (the watch hub's floor, `_watch_hub.ts`).
+   */
+  readonly onStateLoaded?: (rev: number) => void;
   /** Structured logging. */
   readonly log?: NodeLog;
   /** Called when the node cannot go on (storage failure, broken invariant). */

@@ -2,6 +2,7 @@
 import type { Message, NodeId } from "../raft/mod.ts";
 import { KvLogStorage, type MemberAddress } from "../storage/mod.ts";
 import { type DriverLimits, type PeerSender, RaftNode, type TickSource } from "./driver.ts";
+import type { WatchHub } from "./_watch_hub.ts";
 
 /** Waits until `cond()` holds, polling; fails after `timeoutMs`. */
 export async function waitFor(cond: () => boolean, what: string, timeoutMs = 5_000): Promise<void> {
@@ -122,8 +123,8 @@ export class DriverCluster {
     return c;
   }
 
-  /** Starts (or restarts) a node from its Deno.Kv file. */
-  async start(id: NodeId, options: { join?: boolean } = {}): Promise<RaftNode> {
+  /** Starts (or restarts) a node from its Deno.Kv file (its changes fed to `watch`, if given). */
+  async start(id: NodeId, options: { join?: boolean; watch?: WatchHub } = {}): Promise<RaftNode> {
     if (!this.addresses.has(id)) this.addresses.set(id, { raft: `mem:${id}`, http: `http-${id}` });
     const kv = await Deno.openKv(`${this.dir}/${id}.kv`);
     this.kvs.set(id, kv);
@@ -173,6 +174,10 @@ export class DriverCluster {
       ticks,
       now: () => this.clock.ms,
       limits: this.limits,
+      ...(options.watch === undefined ? {} : {
+        stateMachine: { onApplied: (a) => options.watch!.applied(a) },
+        onStateLoaded: (rev) => options.watch!.reset(rev),
+      }),
       onFatal: (error) => this.fatal.set(id, error),
       log: (level, message) => {
         const logged = this.logs.get(id) ?? [];

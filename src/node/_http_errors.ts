@@ -13,7 +13,9 @@ import {
   OverloadedError,
   RequestTimeoutError,
   TooLargeError,
+  TooManyWatchersError,
   UnauthorizedError,
+  WatchCompactedError,
   WrongShardError,
 } from "./errors.ts";
 
@@ -113,6 +115,15 @@ export function typedErrorResponse(error: unknown): Response | undefined {
     // docs/api.md names no status for these: 409 conflict, since the request is well-formed but
     // clashes with the cluster's current state (a change in progress, an unknown member...).
     return errorResponse(409, "conflict", message);
+  }
+  if (error instanceof WatchCompactedError) {
+    // The rev to watch from again and the oldest one this node could serve travel along.
+    return jsonResponse(410, {
+      error: { code: "compacted", message, rev: error.rev, oldest: error.oldest },
+    });
+  }
+  if (error instanceof TooManyWatchersError) {
+    return errorResponse(503, "too_many_watchers", message, retryAfter(error.retryAfterSec));
   }
   if (error instanceof MethodNotAllowedError) {
     return errorResponse(405, "method_not_allowed", message, { allow: error.allowed.join(", ") });

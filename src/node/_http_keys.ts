@@ -5,7 +5,7 @@
  */
 
 import { BadRequestError } from "./errors.ts";
-import { show } from "./_http_request.ts";
+import { keyBytes, show } from "./_http_request.ts";
 
 /** Keys starting with this byte are koi's own records (valid UTF-8 never contains it). */
 export const SYSTEM_KEY_BYTE = 0xff;
@@ -96,4 +96,25 @@ export function checkNotSystem(bytes: Uint8Array, what: string): void {
       `Invalid ${what}: keys starting with byte 0xFF are reserved for koi's system records`,
     );
   }
+}
+
+/**
+ * The query bound `name` (`prefix` or `after` of a listing or a watch) as UTF-8 text, or
+ * `<name>_b64` as base64url bytes; a `prefix_b64` in koi's reserved range is refused.
+ */
+export function queryBound(query: Map<string, string>, name: string, bytesMax: number): Uint8Array {
+  const text = query.get(name);
+  const b64 = query.get(`${name}_b64`);
+  if (b64 === undefined) return keyBytes(text ?? "", name, { bytesMax, emptyOk: true });
+  if (text !== undefined) {
+    throw new BadRequestError(`Invalid query: give ${name} or ${name}_b64, not both`);
+  }
+  const bytes = decodeBase64Url(b64, `${name}_b64`);
+  if (bytes.length > bytesMax) {
+    throw new BadRequestError(
+      `Invalid ${name}_b64: must be 0 to ${bytesMax} bytes, got ${bytes.length}`,
+    );
+  }
+  if (name === "prefix") checkNotSystem(bytes, "prefix_b64");
+  return bytes;
 }

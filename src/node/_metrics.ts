@@ -51,6 +51,20 @@ export function renderHttpMetrics(
   ).join("");
 }
 
+/** The watch hub's gauges and counters as `koi_watch_<name>` (docs/api.md "Watch"). */
+export function renderWatchMetrics(
+  node: string,
+  cluster: string,
+  stats: Readonly<Record<string, number>>,
+): string {
+  const labels = `node="${node}",cluster="${cluster}"`;
+  return Object.entries(stats).map(([k, v]) => {
+    const name = `koi_watch_${snake(k)}`;
+    const type = k.endsWith("Total") ? "counter" : "gauge";
+    return `# HELP ${name} Watch ${k}.\n# TYPE ${name} ${type}\n${name}{${labels}} ${v}\n`;
+  }).join("");
+}
+
 /** Renders the Prometheus text exposition format (version 0.0.4). */
 export function renderMetrics(m: MetricsInput): string {
   const labels = `node="${m.node}",cluster="${m.cluster}"`;

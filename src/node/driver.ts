@@ -149,6 +149,7 @@ export class RaftNode implements NodeService {
     this.#limits = { ...DRIVER_LIMITS, ...options.limits };
     this.#storage = options.storage;
     this.#sm = sm;
+    options.onStateLoaded?.(sm.rev); // before the committed entries after it are replayed
     this.#log = options.log ?? (() => {});
     this.#now = options.now ?? (() => performance.now());
     const snapshot = options.storage.snapshot();
@@ -472,6 +473,7 @@ export class RaftNode implements NodeService {
 
   #installSnapshot(snapshot: Snapshot, sm: KvStateMachine): void {
     this.#sm = sm;
+    this.#o.onStateLoaded?.(sm.rev);
     this.#counters.snapshotsInstalled++;
     this.#snapshots.lastIndex = snapshot.meta.index;
     for (const [id, a] of this.#sm.addresses()) this.#addresses.set(id, a);

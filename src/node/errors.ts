@@ -112,3 +112,33 @@ export class AddressInUseError extends Error {
     this.address = address;
   }
 }
+
+/**
+ * A watch asked for changes this node no longer holds (410 compacted): the client re-reads
+ * the keys and watches again from `rev`.
+ */
+export class WatchCompactedError extends Error {
+  /** The node's current rev: watch from it after reading the keys again. */
+  readonly rev: number;
+  /** The oldest rev a watch may start from on this node (it holds every change after it). */
+  readonly oldest: number;
+  /** Creates the error. */
+  constructor(message: string, rev: number, oldest: number) {
+    super(message);
+    this.name = "WatchCompactedError";
+    this.rev = rev;
+    this.oldest = oldest;
+  }
+}
+
+/** The node serves as many watch streams as it may (503 too_many_watchers, retry later). */
+export class TooManyWatchersError extends Error {
+  /** Seconds the client should wait before retrying. */
+  readonly retryAfterSec: number;
+  /** Creates the error. */
+  constructor(message: string, retryAfterSec = 1) {
+    super(message);
+    this.name = "TooManyWatchersError";
+    this.retryAfterSec = retryAfterSec;
+  }
+}

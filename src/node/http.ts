@@ -10,7 +10,6 @@ import { Hono } from "hono";
 import type { Context, MiddlewareHandler } from "hono";
 import { NotLeaderError } from "../raft/mod.ts";
 import type { KvValue } from "../storage/mod.ts";
-import { BadRequestError } from "./errors.ts";
 import type { NodeService, NodeStatus } from "./service.ts";
 import { bearerAuth } from "./_http_auth.ts";
 import {
@@ -21,8 +20,10 @@ import {
   responseForError,
 } from "./_http_errors.ts";
 import { type ForwardOptions, forwardToLeader } from "./_http_forward.ts";
-import { checkNotSystem, decodeBase64Url, encodeBase64Url } from "./_http_keys.ts";
-import { renderHttpMetrics } from "./_metrics.ts";
+import { encodeBase64Url, queryBound } from "./_http_keys.ts";
+import { renderHttpMetrics, renderWatchMetrics } from "./_metrics.ts";
+import { WATCH_PATH, watchResponse } from "./_http_watch.ts";
+import type { WatchHub } from "./_watch_hub.ts";
 import { ROUTE_PATHS, routeResharding } from "./_http_route.ts";
 import type { DirectAnswer, DirectRequest } from "../http/server.ts";
 import {
@@ -38,7 +39,6 @@ import {
   type WritePlan,
 } from "./_http_kv.ts";
 import {
-  keyBytes,
   parseLimit,
   parseMemberSpec,
   parseNodeId,
@@ -90,6 +90,8 @@ export interface HttpOptions {
    * takes them from here when the body names only the id.
    */
   members?: ReadonlyMap<string, { readonly raft: string; readonly http: string }>;
+  /** The node's change streams: serves `GET /v1/watch` when given (docs/api.md "Watch"). */
+  watch?: WatchHub;
 }
 
 interface Resolved {
@@ -102,6 +104,7 @@ interface Resolved {
   readonly log: HttpLog;
   readonly members: ReadonlyMap<string, { readonly raft: string; readonly http: string }>;
   readonly httpStats: () => Readonly<Record<string, number>>;
+  readonly watch: WatchHub | undefined;
 }
 
 const MEMBERS_PREFIX = "/v1/members/";
@@ -212,6 +215,7 @@ function resolveOptions(options: HttpOptions): Resolved {
     log: options.log ?? ((message, error) => console.error(message, error)),
     members: options.members ?? new Map(),
     httpStats: options.httpStats ?? (() => ({})),
+    watch: options.watch,
   };
 }
 
@@ -275,6 +279,10 @@ function routeData(app: Hono, resolved: Resolved): void {
     app.put(path, (c) => putKey(c, resolved));
     app.delete(path, (c) => deleteKey(c, resolved));
   }
+  const hub = resolved.watch;
+  if (hub === undefined) return;
+  app.get(WATCH_PATH, (c) => watchResponse(keyRequest(c), hub, resolved.keyBytesMax));
+  app.all(WATCH_PATH, (c) => methodNotAllowed(c, ["GET"]));
 }
 
 function keyRequest(c: Context): KeyRequest {
@@ -329,8 +337,8 @@ async function listKeys(c: Context, resolved: Resolved): Promise<Response> {
   const query = parseQuery(new URL(c.req.url).search);
   const stale = parseStale(query);
   const binary = query.has("prefix_b64") || query.has("after_b64");
-  const prefix = listBound(query, "prefix", resolved.keyBytesMax);
-  const after = listBound(query, "after", resolved.keyBytesMax);
+  const prefix = queryBound(query, "prefix", resolved.keyBytesMax);
+  const after = queryBound(query, "after", resolved.keyBytesMax);
   const limit = parseLimit(query, {
     limitMax: resolved.listLimitMax,
     limitDefault: resolved.listLimitDefault,
@@ -345,24 +353,6 @@ async function listKeys(c: Context, resolved: Resolved): Promise<Response> {
     });
   if (stale) return answer(await resolved.service.list(options));
   return await withLeader(c, resolved, undefined, () => resolved.service.list(options), answer);
-}
-
-/** `prefix` / `after` as UTF-8 text, or `prefix_b64` / `after_b64` as base64url bytes. */
-function listBound(query: Map<string, string>, name: string, bytesMax: number): Uint8Array {
-  const text = query.get(name);
-  const b64 = query.get(`${name}_b64`);
-  if (b64 === undefined) return keyBytes(text ?? "", name, { bytesMax, emptyOk: true });
-  if (text !== undefined) {
-    throw new BadRequestError(`Invalid query: give ${name} or ${name}_b64, not both`);
-  }
-  const bytes = decodeBase64Url(b64, `${name}_b64`);
-  if (bytes.length > bytesMax) {
-    throw new BadRequestError(
-      `Invalid ${name}_b64: must be 0 to ${bytesMax} bytes, got ${bytes.length}`,
-    );
-  }
-  if (name === "prefix") checkNotSystem(bytes, "prefix_b64");
-  return bytes;
 }
 
 /**
@@ -445,7 +435,10 @@ function routeManagement(app: Hono, resolved: Resolved): void {
   app.get("/metrics", () =>
     new Response(
       service.metrics() +
-        renderHttpMetrics(service.nodeId, service.clusterId, resolved.httpStats()),
+        renderHttpMetrics(service.nodeId, service.clusterId, resolved.httpStats()) +
+        (resolved.watch === undefined
+          ? ""
+          : renderWatchMetrics(service.nodeId, service.clusterId, resolved.watch.stats())),
       {
         status: 200,
         headers: { "content-type": METRICS_CONTENT_TYPE },

@@ -6,6 +6,7 @@ import {
   loadTlsFiles,
   type NodeConfig,
   parseHostPort,
+  tlsHostsOf,
 } from "../config/mod.ts";
 import { type PeerState, PeerTransport } from "../net/mod.ts";
 import type { Message, NodeId } from "../raft/mod.ts";
@@ -18,6 +19,7 @@ import { HttpServer, type HttpServerLimits } from "../http/server.ts";
 import { refusedTarget } from "./_http_keys.ts";
 import { startMallocTrims } from "./_malloc_trim.ts";
 import { httpsForwarder } from "./_http_forward.ts";
+import { WatchHub, type WatchLimits } from "./_watch_hub.ts";
 
 /** The name of a node's Deno.Kv file inside its data directory. */
 export const KV_FILE = "koi.kv";
@@ -94,6 +96,8 @@ export interface RunNodeOptions {
   readonly limits?: Partial<DriverLimits>;
   /** HTTP server limits. */
   readonly httpLimits?: Partial<HttpServerLimits>;
+  /** Limits of the change streams (`GET /v1/watch`). */
+  readonly watchLimits?: Partial<WatchLimits>;
   /** Called when the node cannot go on; the process should exit non-zero. */
   readonly onFatal?: (error: unknown) => void;
   /** See {@linkcode FOUNDING_WAIT_WARN_MS} (tests). */
@@ -173,8 +177,11 @@ export async function runNode(options: RunNodeOptions): Promise<RunningNode> {
     epoch: config.routing.epoch,
     members: config.clusters.map((c) => ({ id: c.id, loadFactor: c.loadFactor })),
   });
-  // Bad certificate files are a configuration error (exit 2), found before anything is touched.
-  const tls = self.tls === undefined ? undefined : await loadTlsFiles(self.tls);
+  // Bad certificate files are a configuration error (exit 2), found before anything is touched;
+  // so is a certificate its peers would refuse (not the CA's, not naming its addresses).
+  const tls = self.tls === undefined
+    ? undefined
+    : await loadTlsFiles(self.tls, { hosts: tlsHostsOf(self, field) });
   // A second process on the same directory stops here, before it opens or writes anything.
   const lock: DataDirLock = await lockDataDir(self.dataDir);
   const cleanups: (() => Promise<void> | void)[] = [() => lock.release()];
@@ -268,6 +275,13 @@ export async function runNode(options: RunNodeOptions): Promise<RunningNode> {
         log("info", `Bootstrapping cluster ${cluster.id}: a majority of its founders are empty`);
       }
     }
+    // Made before the state loads: the entries replayed at start are recorded too.
+    const watch = new WatchHub({
+      node: nodeId,
+      cluster: cluster.id,
+      ...(options.watchLimits === undefined ? {} : { limits: options.watchLimits }),
+      log: (message, error) => log("error", message, { error: String(error) }),
+    });
     const node = await RaftNode.start({
       nodeId,
       clusterId: cluster.id,
@@ -289,6 +303,8 @@ export async function runNode(options: RunNodeOptions): Promise<RunningNode> {
       epoch: config.routing.epoch,
       ...(options.ticks === undefined ? {} : { ticks: options.ticks }),
       ...(options.limits === undefined ? {} : { limits: options.limits }),
+      stateMachine: { onApplied: (applied) => watch.applied(applied) },
+      onStateLoaded: (rev) => watch.reset(rev),
       log,
       onFatal: options.onFatal ?? (() => {}),
     });
@@ -296,6 +312,7 @@ export async function runNode(options: RunNodeOptions): Promise<RunningNode> {
     for (const [peer, incarnation] of earlyPeers) node.notePeer(peer, incarnation);
     earlyPeers.clear();
     cleanups.push(() => node.close());
+    cleanups.push(() => watch.close());
     // A node that did not wait listens only now, once it can check its peers' incarnations.
     raftPort ??= (await bind(`${field}.raft`, self.raft, () => transport.start())).port;
     // With TLS the leader serves HTTPS too: forwarded requests verify its certificate.
@@ -309,6 +326,7 @@ export async function runNode(options: RunNodeOptions): Promise<RunningNode> {
       ...(forwarder === undefined ? {} : { forward: forwarder.forward }),
       ...(self.secret === undefined ? {} : { secret: self.secret }),
       members: knownAddresses,
+      watch,
       log: (message: string, error: unknown) => log("error", message, { error: String(error) }),
     };
     const app = createNodeApp(appOptions);
@@ -344,6 +362,7 @@ export async function runNode(options: RunNodeOptions): Promise<RunningNode> {
       // 2. Raft stops: waiting requests fail fast (503) and new ones are forwarded.
       await node.close();
       await transport.close();
+      watch.close(); // every watch stream ends: clients go on with another node
       // 3. HTTP drains what is in flight, then cuts off what remains.
       await server.close(SHUTDOWN_DRAIN_MS);
       forwarder?.close();

@@ -9,7 +9,13 @@ import {
   type RequestRecord,
   type SnapshotBuilder,
 } from "./_sm_snapshot.ts";
-import { decodeCommand, type KvCommand, type KvResult, parseRequestId } from "./kv_command.ts";
+import {
+  decodeCommand,
+  type KvCommand,
+  type KvMutation,
+  type KvResult,
+  parseRequestId,
+} from "./kv_command.ts";
 import { decodeRouteCommand, isRouteCommand, type SessionRecord } from "./route_command.ts";
 import { applyRouteCommand, type RouteHost, stampOf } from "./_route_apply.ts";
 import type { Ownership, RoutingState } from "./_routing_state.ts";
@@ -41,7 +47,20 @@ export interface KvValue {
   readonly rev: number;
 }
 
-/** Options of {@linkcode KvStateMachine}: must be equal on every member of a cluster. */
+/** What one successful command changed, as {@linkcode KvStateMachineOptions.onApplied} sees it. */
+export interface KvApplied {
+  /** The revision the command wrote (from its result: every key it set has this rev). */
+  readonly rev: number;
+  /** The command's mutations, in order (their bytes belong to the log entry: copy to keep). */
+  readonly mutations: readonly KvMutation[];
+  /** Per mutation: whether the key existed just before it (false: a delete changed nothing). */
+  readonly existed: readonly boolean[];
+}
+
+/**
+ * Options of {@linkcode KvStateMachine}. The limits must be equal on every member of a
+ * cluster; `onApplied` is this member's own (it changes nothing in the state).
+ */
 export interface KvStateMachineOptions {
   /** Largest total of key and value bytes (writes beyond it answer `storage_full`). */
   readonly bytesMax?: number;
@@ -52,6 +71,12 @@ export interface KvStateMachineOptions {
    * it they are refused) and to check the ownership of keys once a routing state exists.
    */
   readonly clusterId?: string;
+  /**
+   * Called after each command that applied (not after a refused one, nor a retry answered
+   * from its request id), entries replayed at start included. It must not throw: it runs
+   * inside the apply, after the state changed.
+   */
+  readonly onApplied?: (applied: KvApplied) => void;
 }
 
 /** Encodes the context of a config entry: the addresses of the members it adds. */
@@ -91,6 +116,7 @@ export function decodeMemberContext(data: Uint8Array): Record<string, MemberAddr
 export class KvStateMachine {
   readonly #bytesMax: number;
   readonly #requestIdsMax: number;
+  readonly #onApplied: ((applied: KvApplied) => void) | undefined;
   #data: BTree<string, StoredValue> = new BTree<string, StoredValue>();
   #bytes = 0;
   /** client -> last applied seq, its answer and the stamp of its place in #requestOrder. */
@@ -112,6 +138,7 @@ export class KvStateMachine {
     this.#bytesMax = options.bytesMax ?? STATE_BYTES_MAX;
     this.#requestIdsMax = options.requestIdsMax ?? REQUEST_IDS_MAX;
     this.#clusterId = options.clusterId;
+    this.#onApplied = options.onApplied;
   }
 
   /** The routing state, undefined until the first move began (config.toml's table rules). */
@@ -124,7 +151,11 @@ export class KvStateMachine {
     return this.#revBase;
   }
 
-  /** The rev of the last applied entry: every rev in the store is at most this. */
+  /**
+   * The revision the state is at: the last applied entry's index plus the rev base. Every
+   * change applied so far has a rev at most this, every later one a greater rev (copies a
+   * move staged here keep their source's revs, and the switch raises the base above them).
+   */
   get rev(): number {
     return this.#applied + this.#revBase;
   }
@@ -411,7 +442,9 @@ export class KvStateMachine {
       else this.#data.set(k, v);
     }
     this.#bytes = bytes;
-    return { ok: true, rev, existed };
+    const result = { ok: true, rev, existed } as const;
+    this.#onApplied?.({ rev: result.rev, mutations: cmd.mutations, existed });
+    return result;
   }
 
   #remember(client: string, seq: number, result: KvResult, stamp: number): void {

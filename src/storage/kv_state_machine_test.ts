@@ -195,3 +195,43 @@ Deno.test("KvStateMachine: a committed entry that is not a command is skipped, n
   sm.apply({ index, term: 1, type: "config", data: new Uint8Array([0xc1]), membership });
   assert.deepEqual(sm.membership, membership);
 });
+
+Deno.test("KvStateMachine: onApplied sees each applied command's rev, mutations and existed", () => {
+  const seen: { rev: number; keys: string[]; existed: readonly boolean[] }[] = [];
+  const sm = new KvStateMachine({
+    bytesMax: 64,
+    onApplied: (a) =>
+      seen.push({ rev: a.rev, keys: a.mutations.map((m) => dec(m.key)), existed: a.existed }),
+  });
+  run(
+    sm,
+    put("a", "1", "c:1"),
+    put("a", "1", "c:1"), // a retry: answered from the request id, not applied again
+    put("b", "2", "c:0"), // stale request id: refused
+    { checks: [{ key: enc("a"), rev: 9 }], mutations: [{ type: "delete", key: enc("a") }] },
+    put("big", "x".repeat(100)), // storage_full
+    {
+      checks: [],
+      mutations: [{ type: "delete", key: enc("a") }, { type: "delete", key: enc("gone") }],
+    },
+  );
+  // Only the first and the last commands applied; revs are their entries' indexes.
+  assert.deepEqual(seen, [
+    { rev: 1, keys: ["a"], existed: [false] },
+    { rev: 6, keys: ["a", "gone"], existed: [true, false] },
+  ]);
+  assert.equal(sm.rev, 6, "rev follows the applied entries");
+});
+
+Deno.test("KvStateMachine: onApplied also sees entries applied after a snapshot was decoded", () => {
+  const first = new KvStateMachine();
+  run(first, put("a", "1"), put("b", "2"));
+  const revs: number[] = [];
+  const sm = KvStateMachine.decodeSnapshot(first.encodeSnapshot(), {
+    onApplied: (a) => revs.push(a.rev),
+  });
+  assert.equal(sm.rev, 2, "the decoded state is at the snapshot's rev; decoding calls nothing");
+  assert.deepEqual(revs, []);
+  run(sm, put("c", "3"));
+  assert.deepEqual(revs, [3]);
+});

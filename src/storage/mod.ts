@@ -21,7 +21,12 @@ export {
   REQUEST_IDS_MAX,
   STATE_BYTES_MAX,
 } from "./kv_state_machine.ts";
-export type { KvStateMachineOptions, KvValue, MemberAddress } from "./kv_state_machine.ts";
+export type {
+  KvApplied,
+  KvStateMachineOptions,
+  KvValue,
+  MemberAddress,
+} from "./kv_state_machine.ts";
 export { KvSnapshotView, SNAPSHOT_ENCODE_CHUNK_BYTES } from "./kv_snapshot_view.ts";
 export { DECODE_SLICE_MS, SNAPSHOT_VERSION } from "./_sm_snapshot.ts";
 export { CommandDecodeError, decodeCommand, encodeCommand, parseRequestId } from "./kv_command.ts";

@@ -92,6 +92,9 @@ Deno.test({
         page.on("console", (m) => {
           if (m.type() === "error") problems.push(`console: ${m.text()}`);
         });
+        page.on("response", (r) => {
+          if (r.status() >= 400) problems.push(`${r.status()} ${r.request().method()} ${r.url()}`);
+        });
         await page.goto(`${admin.url}/`, { waitUntil: "load" });
 
         // Every cluster and node, with the roles the nodes themselves report.

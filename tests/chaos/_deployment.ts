@@ -203,6 +203,46 @@ export class ChaosDeployment {
     await child.status;
   }
 
+  /**
+   * A reshard: `koi admin reshard` to this config with the next epoch and the first
+   * cluster's load factor toggled between 1 and 3 (so the same clusters, other owners for
+   * about a quarter of the keys). Once done, the new file replaces config.toml: nodes and the
+   * admin restart with it. Resolves with the CLI's exit code (0: done).
+   */
+  async reshard(timeoutMs = 60_000): Promise<number> {
+    const text = await Deno.readTextFile(this.configPath);
+    const epoch = Number(/^epoch = (\d+)$/m.exec(text)?.[1] ?? 1);
+    const first = Object.keys(this.clusters)[0];
+    const heavy = new RegExp(`(\\[\\[clusters\\]\\]\\nid = "${first}"\\n)load_factor = 3\\n`);
+    let next = heavy.test(text) ? text.replace(heavy, "$1") : text.replace(
+      `[[clusters]]\nid = "${first}"\n`,
+      `[[clusters]]\nid = "${first}"\nload_factor = 3\n`,
+    );
+    next = /^\[routing\]$/m.test(next)
+      ? next.replace(/^epoch = \d+$/m, `epoch = ${epoch + 1}`)
+      : `[routing]\nepoch = ${epoch + 1}\n\n${next}`;
+    const path = `${this.dir}/config-${epoch + 1}.toml`;
+    await Deno.writeTextFile(path, next);
+    const child = new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", "--config", `${ROOT}deno.json`, `${ROOT}cli.ts`, "admin", "reshard"]
+        .concat(["--config", path]),
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    const tail: string[] = [];
+    collect(child, tail, `${this.dir}/reshard-${epoch + 1}.log`);
+    const timer = setTimeout(() => {
+      try {
+        child.kill("SIGKILL"); // the move goes on in the admin; only the watcher stops
+      } catch { /* exited */ }
+    }, timeoutMs);
+    const status = await child.status;
+    clearTimeout(timer);
+    if (status.code === 0) await Deno.rename(path, this.configPath);
+    return status.code;
+  }
+
   /** SIGSTOPs node `id`. */
   pause(id: string): void {
     const n = this.#node(id);

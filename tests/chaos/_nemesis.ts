@@ -3,7 +3,9 @@
  * for a while and then undone: kill -9 and restart (the leader, a follower, or every node of
  * the cluster), SIGSTOP for longer than an election timeout, and, when the nodes run in
  * network namespaces, partitions: the leader or a node isolated, a bridge (two nodes that
- * cannot talk, both reaching the third), a one-way cut from the leader.
+ * cannot talk, both reaching the third), a one-way cut from the leader; and a reshard (a load
+ * factor changed with `koi admin reshard`, keys moving between the clusters while the other
+ * faults go on before and after it).
  *
  * @module
  */
@@ -33,6 +35,7 @@ export const FAULT_KINDS = [
   "isolate-node",
   "bridge",
   "one-way",
+  "reshard",
 ] as const;
 
 /** One kind of fault. */
@@ -115,6 +118,12 @@ async function inject(
       const [left, right] = nodes.filter((n) => n !== target);
       await network!.cut(left, right);
       return () => network!.heal();
+    }
+    case "reshard": {
+      // Runs to its end (or its deadline) while the workload goes on; nothing to undo.
+      const code = await d.reshard();
+      if (code !== 0) console.error(`  reshard: koi admin reshard exited ${code}`);
+      return () => Promise.resolve();
     }
     case "one-way": {
       const others = nodes.filter((n) => n !== target);

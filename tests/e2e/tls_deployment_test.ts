@@ -4,7 +4,9 @@
  * nodes. Writes and reads go through the client library and the CLI with the CA; followers
  * forward to the leader over HTTPS; plain HTTP, a client without the CA, and peers with a
  * wrong certificate or none are refused (the last cannot move a node's term); a node or an
- * admin whose certificate path is wrong stops at start with exit code 2 naming the field.
+ * admin whose certificate path is wrong, whose certificate its peers would refuse (another CA's,
+ * not naming its address) or whose key is a FIFO stops at start with exit code 2 naming the
+ * field.
  * Every process is stopped by PID in a `finally`.
  */
 import assert from "node:assert/strict";
@@ -12,7 +14,12 @@ import { join } from "node:path";
 import { connect as tlsConnect } from "node:tls";
 import { connect, UnavailableError } from "../../mod.ts";
 import { encodeFrame, encodeMessage } from "../../src/net/mod.ts";
-import { makeTestPki, type TestPki, tlsTest } from "../../src/config/_tls_test_util.ts";
+import {
+  makeTestLeaf,
+  makeTestPki,
+  type TestPki,
+  tlsTest,
+} from "../../src/config/_tls_test_util.ts";
 import { AdminProcess } from "./_admin.ts";
 import { freePorts, waitFor } from "./_cluster.ts";
 
@@ -39,8 +46,8 @@ ${
   ).join("\n")
 }`;
 
-/** Runs the CLI from source; killed by its PID after 60 s should it not exit. */
-async function koi(args: string[]): Promise<{ code: number; out: string }> {
+/** Runs the CLI from source; killed by its PID after `killAfterMs` should it not exit. */
+async function koi(args: string[], killAfterMs = 60_000): Promise<{ code: number; out: string }> {
   const child = new Deno.Command(Deno.execPath(), {
     args: ["run", "-A", "--config", `${ROOT}deno.json`, `${ROOT}cli.ts`, ...args],
     stdin: "null",
@@ -52,7 +59,7 @@ async function koi(args: string[]): Promise<{ code: number; out: string }> {
     try {
       child.kill("SIGKILL");
     } catch { /* exited */ }
-  }, 60_000);
+  }, killAfterMs);
   try {
     const o = await child.output();
     const text = new TextDecoder();
@@ -255,6 +262,65 @@ await tlsTest(
       const adminRun = await koi(["admin", "--config", join(dir, "config.toml")]);
       assert.equal(adminRun.code, 2, adminRun.out);
       assert.match(adminRun.out, /clusters\[0\]\.nodes\[0\]\.tls_cert/);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+);
+
+await tlsTest(
+  "tls deployment: a certificate peers would refuse, or a FIFO key, stops a node and the admin at start (exit 2)",
+  async () => {
+    const dir = await Deno.makeTempDir({ prefix: "koi-tls-refused-" });
+    try {
+      const tls = join(dir, "tls");
+      await Deno.mkdir(tls);
+      await makeTestPki(["admin", "a1", "a2", "a3"], tls);
+      await makeTestLeaf(tls, "example", { san: "DNS:example.com" });
+      const config = join(dir, "config.toml");
+      const write = async (text: string) => {
+        const ports = freePorts(7); // none is bound: the certificates are checked first
+        await Deno.writeTextFile(
+          config,
+          text.replace(/127\.0\.0\.1:1/g, () => `127.0.0.1:${ports.pop()}`),
+        );
+      };
+      // Each would hang (a FIFO) or run without ever getting a leader: 20 s is a failure.
+      const run = (args: string[]) => koi([...args, "--config", config], 20_000);
+
+      // a1's certificate is another CA's: the node itself refuses to start.
+      await write(
+        TOML.replace(
+          'tls_cert = "tls/a1.pem"\ntls_key = "tls/a1.key"',
+          'tls_cert = "tls/rogue.pem"\ntls_key = "tls/rogue.key"',
+        ),
+      );
+      const node = await run(["node", "--id", "a1"]);
+      assert.equal(node.code, 2, node.out);
+      assert.match(
+        node.out,
+        /clusters\[0\]\.nodes\[0\]\.tls_cert: .*not issued by a certificate of tls\.ca/,
+      );
+
+      // a2's certificate names example.com, not 127.0.0.1: the admin starts no node.
+      await write(
+        TOML.replace(
+          'tls_cert = "tls/a2.pem"\ntls_key = "tls/a2.key"',
+          'tls_cert = "tls/example.pem"\ntls_key = "tls/example.key"',
+        ),
+      );
+      const admin = await run(["admin"]);
+      assert.equal(admin.code, 2, admin.out);
+      assert.match(admin.out, /clusters\[0\]\.nodes\[1\]\.tls_cert: .*does not name 127\.0\.0\.1/);
+      assert.doesNotMatch(admin.out, /starting/);
+
+      // The admin's key is a FIFO: refused at once instead of blocking in open.
+      const mkfifo = await new Deno.Command("mkfifo", { args: [join(tls, "admin.fifo")] }).output();
+      assert.ok(mkfifo.success);
+      await write(TOML.replace('tls_key = "tls/admin.key"', 'tls_key = "tls/admin.fifo"'));
+      const fifo = await run(["admin"]);
+      assert.equal(fifo.code, 2, fifo.out);
+      assert.match(fifo.out, /admin\.tls_key: .*admin\.fifo is a FIFO/);
     } finally {
       await Deno.remove(dir, { recursive: true });
     }

@@ -133,6 +133,31 @@ await tlsTest("https server: a connection over the bound gets its 503 over TLS",
   });
 });
 
+await tlsTest(
+  "https server: a connection over its address's bound gets its 503 over TLS",
+  async () => {
+    await withHttps({ connectionsPerAddressMax: 1 }, async (server, pki) => {
+      const open = () =>
+        Deno.connectTls({ hostname: "127.0.0.1", port: server.port, caCerts: [pki.ca] });
+      const held = await open();
+      try {
+        await held.handshake();
+        await waitUntil(() => server.connections === 1, "one connection");
+        const { text, closed } = await readAll(await open(), 5_000);
+        assert.ok(closed);
+        assert.match(text, /^HTTP\/1\.1 503 /);
+        assert.match(
+          text,
+          /Too many open connections from 127\.0\.0\.1: the limit is 1 per address/,
+        );
+        assert.equal(server.stats().connectionsRefusedPerAddress, 1);
+      } finally {
+        held.close();
+      }
+    });
+  },
+);
+
 await tlsTest("https server: the accept check sees the HTTPS accept loop alive", async () => {
   await withHttps({ acceptCheckMs: 20 }, async (server, pki) => {
     using client = Deno.createHttpClient({ caCerts: [pki.ca] });
