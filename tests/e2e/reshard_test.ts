@@ -115,3 +115,89 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "e2e: an admin killed (-9) in the middle of a reshard resumes it when started again",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    const admin = await AdminProcess.create(
+      `[admin]\nhttp = "127.0.0.1:1"\n[routing]\nepoch = 1\n` +
+        ["a", "b"].map(clusterToml).join(""),
+    );
+    const two = await Deno.readTextFile(admin.configPath);
+    const three = admin.dir + "/three.toml";
+    await Deno.writeTextFile(
+      three,
+      two.replace(/^epoch = 1$/m, "epoch = 2") + "\n" + clusterToml("c"),
+    );
+    try {
+      admin.start();
+      await admin.healthy();
+      const client = await connect(admin.url);
+      const keys = 6_000;
+      try {
+        for (let i = 0; i < keys; i += 200) {
+          await Promise.all(
+            Array.from({ length: 200 }, (_, j) => client.put(`k:${i + j}`, `v${i + j}`)),
+          );
+        }
+      } finally {
+        client.close();
+      }
+      const secret = (await Deno.readTextFile(`${admin.dir}/data/admin/secret`)).trim();
+      const started = await fetch(`${admin.url}/v1/reshard`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${secret}` },
+        body: JSON.stringify({ path: three, config: await Deno.readTextFile(three) }),
+      });
+      assert.equal(started.status, 202, await started.clone().text());
+      await started.body?.cancel();
+      // Kill the admin once some batches switched, well before the end.
+      const deadline = Date.now() + 30_000;
+      for (;;) {
+        const p = await admin.json<{ keysMoved: number; state: string }>("/v1/reshard");
+        assert.notEqual(p.state, "done", "the move ended before the admin could be killed");
+        if (p.keysMoved > 0) break;
+        assert.ok(Date.now() < deadline, "no key moved in 30 s");
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      await admin.clusters(); // every node PID, for the cleanup
+      await admin.stop("SIGKILL");
+      // Started again with the config the move began from, it resumes (and says so).
+      admin.start();
+      await admin.healthy();
+      await admin.clusters();
+      const end = Date.now() + 60_000;
+      for (;;) {
+        const r = await fetch(`${admin.url}/v1/reshard`);
+        const p = r.status === 200 ? await r.json() : (await r.body?.cancel(), undefined);
+        if (p?.state === "done") break;
+        assert.ok(Date.now() < end, `the resumed move did not finish: ${JSON.stringify(p)}`);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      assert.match(admin.output, /resuming the reshard to epoch 2/);
+      const table = await admin.json<{ epoch: number; clusters: { id: string }[] }>("/v1/carp");
+      assert.equal(table.epoch, 2);
+      assert.deepEqual(table.clusters.map((c) => c.id), ["a", "b", "c"]);
+      const reader = await connect(admin.url);
+      try {
+        for (let i = 0; i < keys; i += 500) {
+          const got = await Promise.all(
+            Array.from({ length: 500 }, (_, j) => reader.getText(`k:${i + j}`)),
+          );
+          got.forEach((g, j) => assert.equal(g?.value, `v${i + j}`, `k:${i + j}`));
+        }
+      } finally {
+        reader.close();
+      }
+      // Every key of cluster c is one that moved there: c holds about a third of them.
+      const status = await admin.clusters();
+      const c = status.clusters.find((x) => x.id === "c")!;
+      const held = Math.max(...c.nodes.map((n) => n.status?.keys ?? 0));
+      assert.ok(Math.abs(held / keys - 1 / 3) < 0.05, `cluster c holds ${held} of ${keys}`);
+    } finally {
+      await admin.close();
+    }
+  },
+});
