@@ -6,7 +6,6 @@
 import assert from "node:assert/strict";
 import { CarpTable } from "../carp/mod.ts";
 import { parseConfig } from "../config/mod.ts";
-import type { Entry } from "../raft/mod.ts";
 import {
   encodeCommand,
   encodeRouteCommand,
@@ -32,7 +31,7 @@ function config(clusters: string[], epoch: number) {
 }
 
 function apply(sm: KvStateMachine, data: Uint8Array): KvResult {
-  const e: Entry = { index: sm.applied + 1, term: 1, type: "normal", data };
+  const e: Parameters<KvStateMachine["apply"]>[0] = { index: sm.applied + 1, term: 1, type: "normal", data };
   return sm.apply(e)!;
 }
 
