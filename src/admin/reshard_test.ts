@@ -31,7 +31,12 @@ function config(clusters: string[], epoch: number) {
 }
 
 function apply(sm: KvStateMachine, data: Uint8Array): KvResult {
-  const e: Parameters<KvStateMachine["apply"]>[0] = { index: sm.applied + 1, term: 1, type: "normal", data };
+  const e: Parameters<KvStateMachine["apply"]>[0] = {
+    index: sm.applied + 1,
+    term: 1,
+    type: "normal",
+    data,
+  };
   return sm.apply(e)!;
 }
 
