@@ -242,3 +242,58 @@ Deno.test("admin http: with [tls] the poller asks https:// and the table gives h
     { id: "a1", http: "127.0.0.1:7151", url: "https://127.0.0.1:7151" },
   ]);
 });
+
+Deno.test("admin http: a reshard's progress is in /v1/reshard and /v1/dashboard; starting one needs a secret", async () => {
+  const p = poller(new Map());
+  const progress = {
+    state: "running" as const,
+    fromEpoch: 1,
+    toEpoch: 2,
+    added: ["c"],
+    drained: [],
+    sources: [{ id: "a", moved: 3, done: true }, { id: "b", moved: 0, done: false }],
+    keysMoved: 3,
+    bytesMoved: 30,
+    batches: 1,
+    keysAtStart: 12,
+    idealFraction: 1 / 3,
+    startedAt: 1,
+    endedAt: 0,
+    error: "",
+  };
+  const started: string[] = [];
+  const source = { config: CONFIG, poller: p, processes: new Map(), reshard: () => progress };
+  const app = adminApp(source, () => true, {
+    authorized: (token) => token === "the-secret",
+    start: (text, path) => {
+      started.push(`${path}: ${text}`);
+      return Promise.resolve(progress);
+    },
+  });
+  assert.deepEqual(await (await app.request("/v1/reshard")).json(), progress);
+  assert.deepEqual((await (await app.request("/v1/dashboard")).json()).reshard, progress);
+  const body = JSON.stringify({ path: "/etc/koi/new.toml", config: "x = 1" });
+  const anonymous = await app.request("/v1/reshard", { method: "POST", body });
+  assert.equal(anonymous.status, 401);
+  const wrong = await app.request("/v1/reshard", {
+    method: "POST",
+    body,
+    headers: { authorization: "Bearer nope" },
+  });
+  assert.equal(wrong.status, 401);
+  const bad = await app.request("/v1/reshard", {
+    method: "POST",
+    body: "not json",
+    headers: { authorization: "Bearer the-secret" },
+  });
+  assert.equal(bad.status, 400);
+  const ok = await app.request("/v1/reshard", {
+    method: "POST",
+    body,
+    headers: { authorization: "Bearer the-secret" },
+  });
+  assert.equal(ok.status, 202);
+  assert.deepEqual(started, ["/etc/koi/new.toml: x = 1"]);
+  const none = adminApp({ config: CONFIG, poller: p, processes: new Map() }, () => true);
+  assert.equal((await none.request("/v1/reshard")).status, 404);
+});

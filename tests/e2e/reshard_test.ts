@@ -17,7 +17,7 @@ function clusterToml(id: string): string {
     `raft = "127.0.0.1:${raft}"\nhttp = "127.0.0.1:${http}"\ndata = "data/${id}1"\n`;
 }
 
-async function reshard(admin: AdminProcess, path: string): Promise<string> {
+async function reshard(admin: AdminProcess, path: string, code = 0): Promise<string> {
   const out = await new Deno.Command(Deno.execPath(), {
     args: [
       "run",
@@ -33,7 +33,7 @@ async function reshard(admin: AdminProcess, path: string): Promise<string> {
     stdin: "null",
   }).output();
   const text = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
-  assert.equal(out.code, 0, `${text}\n--- admin ---\n${admin.output.slice(-3000)}`);
+  assert.equal(out.code, code, `${text}\n--- admin ---\n${admin.output.slice(-3000)}`);
   return text;
 }
 
@@ -81,6 +81,10 @@ Deno.test({
             }
           }
         })();
+        // A new config that skips an epoch is refused, naming the epoch to set; nothing moves.
+        const skipping = admin.dir + "/skipping.toml";
+        await Deno.writeTextFile(skipping, withEpoch(three, 3) + "\n" + clusterToml("d"));
+        assert.match(await reshard(admin, skipping, 1), /refused the move \(400\).*epoch = 2/);
         const grow = await reshard(admin, four);
         assert.match(grow, /done: \d+ keys moved/);
         await admin.clusters();
