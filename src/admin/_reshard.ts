@@ -137,7 +137,17 @@ export class Resharder {
       }
       // Every cluster obeys the move's routing now: clients may route by the next table.
       onBegun?.();
-      for (const source of this.#oldIds) {
+      // A cluster that finished already (before a crash) means every key moved: finish alone
+      // is left to do (the sources' cursors are gone where they finished).
+      let finished = false;
+      for (const id of this.#plan.clusters) {
+        const r = await this.#io.routing(id);
+        if (r !== undefined && r.move === undefined && r.epoch === this.#plan.to.epoch) {
+          finished = true;
+        }
+      }
+      if (finished) { for (const s of this.#sources.values()) s.done = true; }
+      for (const source of finished ? [] : this.#oldIds) {
         signal?.throwIfAborted();
         await this.#moveSource(source, signal);
       }

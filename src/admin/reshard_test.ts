@@ -310,3 +310,41 @@ Deno.test("reshard: a write applied before its key moved, retried after, is not 
   assert.deepEqual(retry, first, "answered from the record copied from a");
   assert.equal(clusters.sms.get("d")!.get(enc(key))!.rev, first.rev, "not applied again");
 });
+
+Deno.test("reshard: an admin that crashes after finishing some clusters finishes the rest", async () => {
+  const plan = planReshard(config(["a", "b"], 1), config(["a", "b", "c"], 2));
+  const clusters = new MemoryClusters(["a", "b"]);
+  clusters.add("c");
+  const table = new CarpTable(plan.from);
+  for (let i = 0; i < 200; i++) {
+    const key = `k${i}`;
+    apply(
+      clusters.sms.get(table.owner(key))!,
+      encodeCommand({
+        checks: [],
+        mutations: [{ type: "set", key: enc(key), value: enc(`v${i}`) }],
+      }),
+    );
+  }
+  // The first finish applies, then the admin dies before the next call.
+  const route = clusters.route.bind(clusters);
+  let finishes = 0;
+  clusters.route = (cluster, command) => {
+    if (command.type === "finish" && ++finishes === 2) throw new Error("the admin crashed");
+    return route(cluster, command);
+  };
+  await assert.rejects(new Resharder(plan, clusters).run(), /the admin crashed/);
+  assert.equal(clusters.sms.get("a")!.routing?.move, undefined, "a finished");
+  assert.ok(clusters.sms.get("b")!.routing?.move !== undefined, "b did not");
+  clusters.route = route;
+  await new Resharder(plan, clusters).run();
+  const after = new CarpTable(plan.to);
+  for (const [id, sm] of clusters.sms) {
+    assert.equal(sm.routing?.move, undefined, `${id} finished`);
+    assert.equal(sm.routing?.epoch, 2);
+  }
+  for (let i = 0; i < 200; i++) {
+    const key = `k${i}`;
+    assert.equal(dec(clusters.sms.get(after.owner(key))!.get(enc(key))!.value), `v${i}`);
+  }
+});

@@ -101,6 +101,9 @@ export function applyRouteCommand(host: RouteHost, c: RouteCommand, index: numbe
   if (c.type === "begin") return begin(host, c, done);
   const routing = host.routing;
   const move = routing?.move;
+  if (c.type === "finish" && move === undefined && routing?.table.epoch === c.epoch) {
+    return done(); // finished already: an admin that resumes after some finishes
+  }
   if (routing === undefined || move === undefined) {
     return refused(`no move runs in cluster ${host.clusterId}`);
   }
@@ -203,10 +206,11 @@ function begin(
       ? done()
       : refused(`a move to epoch ${routing.move.table.epoch} runs already`);
   }
+  // The move finished here already (an admin that resumes after some finishes): no-op.
+  if (routing !== undefined && sameTable(specOf(routing.table), c.to)) return done();
   if (routing !== undefined && !sameTable(specOf(routing.table), c.from)) {
     return refused(`the table in force is epoch ${routing.table.epoch}, not ${c.from.epoch}`);
   }
-  if (routing !== undefined && sameTable(specOf(routing.table), c.to)) return done();
   host.routing = new RoutingState(from, { table: to, fenced: "", received: new Map() });
   return done();
 }
