@@ -6,7 +6,6 @@ import {
   type Message,
   type NodeId,
   NONE,
-  NotLeaderError,
   ProposalDroppedError,
   Raft,
   type ReadState,
@@ -27,6 +26,7 @@ import {
 } from "../storage/mod.ts";
 import { NoLeaderError, OverloadedError } from "./errors.ts";
 import { NodeRouting } from "./_routing.ts";
+import { ReadQueue } from "./_read_queue.ts";
 import { DiskFailure, type DiskStatus, dropsWhileDiskFailed } from "./_disk_failure.ts";
 import { renderMetrics } from "./_metrics.ts";
 import { BackgroundSnapshots } from "./_background_snapshot.ts";
@@ -62,16 +62,6 @@ interface AppliedWaiter {
   readonly waiter: Waiter<void>;
 }
 
-/** A linearizable read waiting for the core's ReadState (its context changes when re-asked). */
-interface PendingRead {
-  context: string;
-  /** When it started waiting (the driver's clock, ms). */
-  readonly since: number;
-  /** Whether the core gave its index (then only the apply is awaited; no re-asking). */
-  indexed: boolean;
-  waiter: Waiter<void>;
-}
-
 interface ProposalWaiter extends Waiter<KvResult | undefined> {
   readonly term: number;
   /** When it started waiting (the driver's clock, ms). */
@@ -97,16 +87,8 @@ export class RaftNode implements NodeService {
   readonly #log: NodeLog;
   readonly #addresses = new Map<NodeId, MemberAddress>();
   readonly #proposals = new Map<number, ProposalWaiter>();
-  /** Reads waiting for their index, by their current context. */
-  readonly #reads = new Map<string, PendingRead>();
-  /** The term the waiting reads were last checked in (see #reissueReads). */
-  #readsTerm = 0;
-  /** Whether some waiting read was dropped by a term change and awaits a leader. */
-  #readsOrphaned = false;
-  #readyReads: ReadState[] = [];
-  #readSeq = 0;
-  /** Makes read contexts unique across restarts: a leader may still hold a pre-restart one. */
-  readonly #bootNonce = crypto.randomUUID().slice(0, 13);
+  /** Linearizable reads waiting for their index or their apply. */
+  readonly #reads: ReadQueue;
   #sendScheduled = false;
   /** Ticks since the leader was last heard from (see {@linkcode leader}). */
   #ticksSinceLeader = 0;
@@ -143,6 +125,8 @@ export class RaftNode implements NodeService {
   readonly #now: () => number;
 
   private constructor(options: DriverOptions, sm: KvStateMachine) {
+    // deno-lint-ignore no-this-alias
+    const node = this; // for the getters below, which see their own `this`
     this.#o = options;
     this.nodeId = options.nodeId;
     this.clusterId = options.clusterId;
@@ -152,6 +136,26 @@ export class RaftNode implements NodeService {
     options.onStateLoaded?.(sm.rev); // before the committed entries after it are replayed
     this.#log = options.log ?? (() => {});
     this.#now = options.now ?? (() => performance.now());
+    this.#reads = new ReadQueue({
+      nodeId: this.nodeId,
+      raft: {
+        get term() {
+          return node.#raft.term;
+        },
+        get leader() {
+          return node.#raft.leader;
+        },
+        readIndex: (context) => this.#raft.readIndex(context),
+      },
+      applied: () => this.#sm.applied,
+      now: () => this.#now(),
+      kick: () => {
+        this.#scheduleSend(); // the heartbeat round that confirms leadership
+        this.#kick();
+      },
+      asked: () => this.#counters.reads++,
+      reissued: () => this.#counters.readsReissued++,
+    });
     const snapshot = options.storage.snapshot();
     this.#disk = new DiskFailure({
       log: this.#log,
@@ -323,12 +327,8 @@ export class RaftNode implements NodeService {
   /** Applies committed entries and serves the reads they (and earlier entries) allow. */
   #applyCommitted(entries: readonly Entry[], readStates: readonly ReadState[]): void {
     for (const e of entries) this.#apply(e);
-    this.#readyReads.push(...readStates);
-    for (const rs of readStates) {
-      const read = this.#reads.get(rs.context);
-      if (read !== undefined) read.indexed = true;
-    }
-    this.#serveReads();
+    this.#reads.indexed(readStates);
+    this.#reads.serve();
   }
 
   /** Stops ticking and fails every waiting request; in-flight persistence finishes. */
@@ -339,11 +339,10 @@ export class RaftNode implements NodeService {
     this.#disk.close(); // a persist waiting to be retried gives up: nothing more is durable
     const closing = new NoLeaderError(`Node ${this.nodeId} is shutting down`);
     for (const w of this.#proposals.values()) settle(w, closing);
-    for (const r of this.#reads.values()) settle(r.waiter, closing);
+    this.#reads.failAll(closing);
     for (const { waiter } of this.#appliedWaiters) settle(waiter, closing);
     for (const w of this.#durableWaiters.splice(0)) w.reject(closing);
     this.#proposals.clear();
-    this.#reads.clear();
     this.#appliedWaiters = [];
     await this.#loop; // in-flight persistence finishes before the storage closes
     await this.#snapshots.settled(); // stops at its next chunk
@@ -396,12 +395,12 @@ export class RaftNode implements NodeService {
         }
         if (rd.snapshot !== undefined) {
           this.#installSnapshot(rd.snapshot, installing!);
-          this.#serveReads(); // the installed state may be what a read waits for
+          this.#reads.serve(); // the installed state may be what a read waits for
         }
         this.#raft.advance();
         // What this write made durable and is committed (a single voter commits only now).
         this.#applyNow();
-        this.#reissueReads();
+        this.#reads.reissue();
         if (rd.softState !== undefined) this.#onSoftState(rd.softState);
         this.#checkAppliedWaiters();
         this.#snapshots.maybe();
@@ -587,21 +586,6 @@ export class RaftNode implements NodeService {
     return wait(register, what, timeoutMs);
   }
 
-  #serveReads(): void {
-    const waiting: ReadState[] = [];
-    for (const rs of this.#readyReads) {
-      if (rs.index > this.#sm.applied) {
-        waiting.push(rs);
-        continue;
-      }
-      const read = this.#reads.get(rs.context);
-      if (read === undefined) continue; // timed out meanwhile
-      this.#reads.delete(rs.context);
-      settle(read.waiter, undefined);
-    }
-    this.#readyReads = waiting;
-  }
-
   #checkAppliedWaiters(): void {
     if (this.#appliedWaiters.length === 0) return;
     const still: AppliedWaiter[] = [];
@@ -631,7 +615,7 @@ export class RaftNode implements NodeService {
     if (this.#reads.size >= this.#limits.readsPendingMax) {
       throw new OverloadedError(`${this.#reads.size} reads wait on node ${this.nodeId}`);
     }
-    this.#refuseWhileQueued(first(this.#reads.values()), "reads");
+    this.#refuseWhileQueued(this.#reads.oldest(), "reads");
     if (this.leader() === "") {
       throw new NoLeaderError(`Cannot read: node ${this.nodeId} has not heard from a leader`);
     }
@@ -641,62 +625,7 @@ export class RaftNode implements NodeService {
     if (this.#disk.failed && this.#raft.role !== "leader") {
       throw this.#disk.error("Cannot read linearizably");
     }
-    const context = this.#readContext();
-    try {
-      this.#raft.readIndex(context);
-    } catch (e) {
-      if (e instanceof NotLeaderError) throw new NoLeaderError(e.message);
-      if (e instanceof ProposalDroppedError) throw new OverloadedError(e.message);
-      throw e;
-    }
-    this.#counters.reads++;
-    this.#scheduleSend(); // the heartbeat round that confirms leadership
-    this.#kick();
-    const read: PendingRead = { context, since: this.#now(), indexed: false, waiter: undefined! };
-    const p = this.#wait<void>((w) => {
-      read.waiter = w;
-      this.#reads.set(context, read);
-    }, "The read");
-    p.catch(() => this.#reads.delete(read.context));
-    await p;
-  }
-
-  #readContext(): string {
-    return `${this.nodeId}:${this.#bootNonce}:${++this.#readSeq}`;
-  }
-
-  /**
-   * A new term drops every read the core had not answered yet (the old leader's confirmation
-   * round, or a follower's request to the old leader, can no longer be trusted), so their
-   * waiters would wait for nothing until they time out. Instead each is asked again, under a
-   * new context, as soon as a leader is known: a client reading from a follower while its
-   * leader dies gets its answer from the new leader a moment after the election.
-   */
-  #reissueReads(): void {
-    const term = this.#raft.term;
-    if (term === this.#readsTerm && !this.#readsOrphaned) return;
-    if (term !== this.#readsTerm) {
-      this.#readsTerm = term;
-      for (const read of this.#reads.values()) if (!read.indexed) this.#readsOrphaned = true;
-    }
-    if (!this.#readsOrphaned || this.#raft.leader === NONE) return;
-    for (const read of [...this.#reads.values()]) {
-      if (read.indexed) continue;
-      this.#reads.delete(read.context);
-      read.context = this.#readContext();
-      try {
-        this.#raft.readIndex(read.context);
-      } catch (e) {
-        const error = e instanceof NotLeaderError ? new NoLeaderError(e.message) : e;
-        settle(read.waiter, error instanceof Error ? error : new Error(String(error)));
-        continue;
-      }
-      this.#reads.set(read.context, read);
-      this.#counters.readsReissued++;
-    }
-    this.#readsOrphaned = false;
-    this.#scheduleSend();
-    this.#kick();
+    await this.#reads.barrier(this.#limits.requestTimeoutMs);
   }
 
   // ---------------------------------------------------------------------------------------
