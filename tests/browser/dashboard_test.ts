@@ -13,6 +13,8 @@ import assert from "node:assert/strict";
 import puppeteer, { type Browser, type Page } from "puppeteer-core";
 import { alive, withAdmin } from "../e2e/_admin.ts";
 import { waitFor } from "../e2e/_cluster.ts";
+import { connect } from "../../mod.ts";
+import { parse, stringify } from "smol-toml";
 
 const ROOT = new URL("../../", import.meta.url).pathname;
 /** Where the screenshot goes (the repository's git-ignored tmp/ unless told otherwise). */
@@ -125,6 +127,31 @@ Deno.test({
         assert.deepEqual(first.balance, ["a", "b", "c"], "a balance bar per cluster");
         assert.deepEqual(first.rates, ["a", "b", "c"], "a rates row per cluster");
 
+        // Writes: the page shows every cluster's keys and a write rate, without reloading.
+        const client = await connect(admin.url);
+        try {
+          for (let i = 0; i < 600; i += 50) {
+            await Promise.all(Array.from({ length: 50 }, (_, j) => client.put(`k${i + j}`, "v")));
+          }
+        } finally {
+          client.close();
+        }
+        await waitFor(
+          async () => {
+            const text = await page.evaluate(
+              `document.getElementById("balance").textContent + "|" + ` +
+                `document.getElementById("rates").textContent`,
+            ) as string;
+            const keys = [...text.matchAll(/([\d,]+) keys \(/g)].map((m) =>
+              Number(m[1].replace(/,/g, ""))
+            );
+            return keys.length === 3 && keys.reduce((a, b) => a + b, 0) === 600 &&
+              !/all0\.00\.0/.test(text.replace(/\s/g, ""));
+          },
+          "the page to show 600 keys over the clusters and a non-zero rate",
+          30_000,
+        );
+
         // Kill cluster a's leader: the page, without reloading, shows the new leader.
         const a = api.clusters.find((c) => c.id === "a")!;
         const old = a.leader;
@@ -154,6 +181,34 @@ Deno.test({
           true,
           "the page updated itself without a reload",
         );
+        // A reshard (cluster a's load factor 1 -> 2, ideally moving 1/6 of the keys): the page
+        // shows its progress and its end.
+        // deno-lint-ignore no-explicit-any
+        const doc = parse(await Deno.readTextFile(admin.configPath)) as any;
+        doc.routing = { ...(doc.routing ?? {}), epoch: 2 };
+        doc.clusters[0].load_factor = 2;
+        const path = `${admin.dir}/heavier-a.toml`;
+        await Deno.writeTextFile(path, stringify(doc));
+        const secret = (await Deno.readTextFile(`${admin.dir}/data/admin/secret`)).trim();
+        const started = await fetch(`${admin.url}/v1/reshard`, {
+          method: "POST",
+          headers: { authorization: `Bearer ${secret}` },
+          body: JSON.stringify({ path, config: await Deno.readTextFile(path) }),
+        });
+        assert.equal(started.status, 202, await started.clone().text());
+        await started.body?.cancel();
+        await waitFor(
+          async () =>
+            await page.evaluate(`document.querySelector("[data-reshard]")?.dataset.reshard`) ===
+              "done",
+          "the page to show the reshard done",
+          60_000,
+        );
+        const shown = await page.evaluate(
+          `document.getElementById("reshard").textContent`,
+        ) as string;
+        assert.match(shown, /Epoch 1 → 2/);
+        assert.match(shown, /keys moved \([\d.]+% of 600; ideal 16\.7%\)/);
         assert.deepEqual(problems, [], "no script errors and no CSP violations");
         await Deno.mkdir(SCREENSHOT.slice(0, SCREENSHOT.lastIndexOf("/")), { recursive: true });
         await page.screenshot({ path: SCREENSHOT as `${string}.png`, fullPage: true });
