@@ -43,8 +43,8 @@ export interface ReshardHost {
   ): Promise<void>;
   /** Resolves once every cluster of the config has a leader. */
   leaders(signal: AbortSignal): Promise<void>;
-  /** Keys the deployment holds now (from the last status poll). */
-  keys(): number;
+  /** Keys the deployment holds now (from a status poll that starts after the call). */
+  keys(signal: AbortSignal): Promise<number>;
   /** Records the routing the deployment runs (`routing.json`). */
   recordRouting(config: KoiConfig): Promise<void>;
   /** One line for the admin's output. */
@@ -194,6 +194,8 @@ export class ReshardRunner {
       t.writes += r.writesPerSecond;
       t.writesMin = Math.min(t.writesMin, r.writesPerSecond);
     }, 1_000);
+    // Progress from the start (the answer to POST /v1/reshard), before any step ran.
+    this.#resharder = new Resharder(plan, this.#host.transport, { now: record.startedAt });
     this.#running = (async () => {
       const host = this.#host;
       await host.reshape(plan.during, {
@@ -201,13 +203,19 @@ export class ReshardRunner {
       });
       for (;;) {
         if (signal.aborted) return;
+        // A progress with no Resharder yet: the leaders and the key count come first.
         this.#resharder = new Resharder(plan, host.transport, {
-          log: (line) => host.log(line),
-          keysAtStart: this.#last?.keysAtStart ?? host.keys(),
+          keysAtStart: this.#last?.keysAtStart ?? 0,
           now: this.#last?.startedAt ?? record.startedAt,
         });
         try {
           await host.leaders(signal);
+          const keysAtStart = this.#last?.keysAtStart ?? await host.keys(signal);
+          this.#resharder = new Resharder(plan, host.transport, {
+            log: (line) => host.log(line),
+            keysAtStart,
+            now: this.#last?.startedAt ?? record.startedAt,
+          });
           await this.#resharder.run(signal, () => (this.#published = true));
           break;
         } catch (error) {

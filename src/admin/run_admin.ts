@@ -273,11 +273,15 @@ export async function runAdmin(options: RunAdminOptions): Promise<RunningAdmin> 
       leaders: async (signal) => {
         while (!signal.aborted && !poller.allLeaders()) await poller.nextRound(signal);
       },
-      keys: () =>
-        current.clusters.reduce((n, c) => {
+      keys: async (signal) => {
+        // A round that starts now: what the clients wrote just before the move counts.
+        await poller.nextRound(signal);
+        await poller.nextRound(signal);
+        return current.clusters.reduce((n, c) => {
           const leader = poller.leaderOf(c.id);
           return n + (leader === "" ? 0 : poller.view(leader).status?.keys ?? 0);
-        }, 0),
+        }, 0);
+      },
       recordRouting: (c) => recordRouting(config.admin.dataDir, c),
       log,
       rates: () =>

@@ -13,6 +13,8 @@ export interface ProgressBar {
   start(total: number, value: number, payload?: Record<string, unknown>): void;
   /** Moves the bar to `value`, with new payload tokens. */
   update(value: number, payload?: Record<string, unknown>): void;
+  /** Changes the total. */
+  setTotal(total: number): void;
   /** Moves the bar by `step`. */
   increment(step: number): void;
   /** Draws the last state and leaves the line. */

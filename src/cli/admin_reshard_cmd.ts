@@ -113,15 +113,16 @@ export async function adminReshardCommand(args: string[]): Promise<number> {
   }
   const started = body as Progress;
   console.error(
-    `moving to epoch ${started.toEpoch}: about ${(started.idealFraction * 100).toFixed(1)}% ` +
-      `of ${started.keysAtStart} keys should move`,
+    `moving to epoch ${started.toEpoch}: an ideal hash moves ` +
+      `${(started.idealFraction * 100).toFixed(1)}% of the keys`,
   );
   if (values["no-wait"]) return 0;
   return await watch(call, started);
 }
 
 async function watch(call: () => Promise<Response>, first: Progress): Promise<number> {
-  const expected = Math.max(1, Math.round(first.idealFraction * first.keysAtStart));
+  // The keys the deployment holds are counted once the move starts: the total follows.
+  let expected = Math.max(1, Math.round(first.idealFraction * first.keysAtStart));
   const tty = Deno.stderr.isTerminal();
   const bar = tty ? progressBar("{bar} {percentage}% | {value} keys moved | {sources}") : undefined;
   bar?.start(expected, 0, { sources: "" });
@@ -140,6 +141,11 @@ async function watch(call: () => Promise<Response>, first: Progress): Promise<nu
       return 1;
     }
     const sources = p.sources.map((s) => `${s.id}${s.done ? " done" : ""}`).join(", ");
+    const total = Math.max(1, Math.round(p.idealFraction * p.keysAtStart));
+    if (total !== expected) {
+      expected = total;
+      bar?.setTotal(expected);
+    }
     if (bar !== undefined) {
       bar.update(Math.min(p.keysMoved, expected), { sources });
     } else if (Date.now() - lastLine > 2_000 || p.state !== "running") {
