@@ -10,7 +10,7 @@ import { secureHeaders } from "hono/secure-headers";
 import { DASHBOARD_CSS, DASHBOARD_HTML, DASHBOARD_SCRIPT } from "./_dashboard.ts";
 import { carpView, clustersView, dashboardView, type DeploymentSource } from "./_views.ts";
 import { ConfigError } from "../config/mod.ts";
-import { ReshardBusyError } from "./_reshard_runner.ts";
+import { RESHARD_CONFIG_BYTES_MAX, ReshardBusyError } from "./_reshard_runner.ts";
 import type { ReshardProgress } from "./_reshard.ts";
 
 /**
@@ -101,9 +101,14 @@ export function adminApp(
         },
       );
     }
+    const declared = Number(c.req.header("content-length") ?? 0);
+    const raw = declared > RESHARD_CONFIG_BYTES_MAX ? "" : await c.req.text();
+    if (declared > RESHARD_CONFIG_BYTES_MAX || raw.length >= RESHARD_CONFIG_BYTES_MAX) {
+      return error(413, "too_large", `The body is over ${RESHARD_CONFIG_BYTES_MAX} bytes`);
+    }
     let body: { path?: unknown; config?: unknown };
     try {
-      body = JSON.parse(await c.req.text());
+      body = JSON.parse(raw);
     } catch {
       body = {};
     }

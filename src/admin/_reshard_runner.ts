@@ -49,6 +49,11 @@ export interface ReshardHost {
   recordRouting(config: KoiConfig): Promise<void>;
   /** One line for the admin's output. */
   log(line: string): void;
+  /**
+   * Throws `ReshardPlanError` when a cluster the plan adds cannot start: an address taken
+   * (named by its field in the new config) or a data directory that holds an earlier state.
+   */
+  checkAdded(plan: ReshardPlan): Promise<void>;
   /** The clients' request rates now, summed over clusters (the status page's). */
   rates(): { readsPerSecond: number; writesPerSecond: number };
 }
@@ -117,18 +122,27 @@ export class ReshardRunner {
   /** Whether clients should route by the next table (begin done everywhere). */
   #published = false;
 
-  readonly #currentText: string;
+  /** The text of the config in force: the admin's at start, then each finished move's. */
+  #currentText: string;
 
-  /** @param currentText the text of the config the admin runs */
-  constructor(host: ReshardHost, currentText: string) {
+  readonly #retryMs: number;
+
+  /**
+   * @param currentText the text of the config the admin runs
+   * @param options `retryMs`: the pause before a failed step is tried again
+   */
+  constructor(host: ReshardHost, currentText: string, options: { retryMs?: number } = {}) {
     this.#host = host;
     this.#currentText = currentText;
+    this.#retryMs = options.retryMs ?? RESHARD_RETRY_MS;
   }
 
   /** The move running or the last one, for `GET /v1/reshard` and the status page. */
   progress(): (ReshardProgress & { throughput: MoveThroughput }) | undefined {
-    const p = this.#resharder?.progress() ?? this.#last;
+    let p = this.#resharder?.progress() ?? this.#last;
     if (p === undefined) return undefined;
+    // Done once the drained clusters are stopped and the new routing recorded, not before.
+    if (p.state === "done" && this.#plan !== undefined) p = { ...p, state: "running", endedAt: 0 };
     const t = this.#throughput;
     return {
       ...p,
@@ -148,12 +162,23 @@ export class ReshardRunner {
     return this.#published ? this.#plan : undefined;
   }
 
+  /**
+   * The move that runs but has not begun everywhere yet: clients still route by its old
+   * table (the clusters it adds are not in it), whatever the admin polls meanwhile.
+   */
+  pending(): ReshardPlan | undefined {
+    return this.#published ? undefined : this.#plan;
+  }
+
   /** Checks `text` against the running config and starts the move; throws ConfigError. */
   async start(text: string, path: string): Promise<ReshardProgress> {
     if (this.#plan !== undefined) throw new ReshardBusyError(this.#plan.to.epoch);
     const current = this.#host.config();
     const next = this.#host.withSecret(parseConfig(text, { baseDir: dirname(path), path }));
     const plan = planReshard(current, next);
+    // Before anything is recorded: an added cluster whose addresses are taken, or whose data
+    // directories hold an earlier state, is a bad config (400), not a wedged move.
+    await this.#host.checkAdded(plan);
     const record: Record = {
       version: 1,
       from: { text: this.#currentText, path: current.path },
@@ -198,9 +223,23 @@ export class ReshardRunner {
     this.#resharder = new Resharder(plan, this.#host.transport, { now: record.startedAt });
     this.#running = (async () => {
       const host = this.#host;
-      await host.reshape(plan.during, {
-        added: { ids: plan.added, text: record.to.text, path: record.to.path },
-      });
+      // Starting the added clusters may fail at a resume (an address taken meanwhile): the
+      // admin says why and tries again, and never dies of it.
+      for (;;) {
+        if (signal.aborted) return;
+        try {
+          await host.reshape(plan.during, {
+            added: { ids: plan.added, text: record.to.text, path: record.to.path },
+          });
+          break;
+        } catch (error) {
+          host.log(
+            `cannot start the added clusters (${String((error as Error)?.message ?? error)}); ` +
+              `trying again in ${this.#retryMs / 1000} s`,
+          );
+          await new Promise((r) => setTimeout(r, this.#retryMs));
+        }
+      }
       for (;;) {
         if (signal.aborted) return;
         // A progress with no Resharder yet: the leaders and the key count come first.
@@ -223,16 +262,18 @@ export class ReshardRunner {
           this.#last = this.#resharder.progress();
           host.log(
             `the reshard stopped (${String((error as Error)?.message ?? error)}); ` +
-              `trying again in ${RESHARD_RETRY_MS / 1000} s`,
+              `trying again in ${this.#retryMs / 1000} s`,
           );
-          await new Promise((r) => setTimeout(r, RESHARD_RETRY_MS));
+          await new Promise((r) => setTimeout(r, this.#retryMs));
         }
       }
       clearInterval(sampler);
-      this.#last = this.#resharder!.progress();
       await host.recordRouting(plan.after);
       await host.reshape(host.withSecret(plan.after), { removed: plan.drained });
       await Deno.remove(this.#path()).catch(() => {});
+      // The next move starts from this config (its text goes into the next record).
+      this.#currentText = record.to.text;
+      this.#last = this.#resharder!.progress();
       this.#resharder = undefined;
       this.#plan = undefined;
       this.#published = false;
@@ -244,7 +285,14 @@ export class ReshardRunner {
             : ` (the drained clusters ${plan.drained.join(", ")} are stopped; their data ` +
               `directories may be removed)`),
       );
-    })().finally(() => clearInterval(sampler));
+    })().catch((error) => {
+      this.#host.log(`the reshard failed: ${String((error as Error)?.message ?? error)}`);
+    }).finally(() => clearInterval(sampler));
+  }
+
+  /** Resolves once the running move (if any) ended: done, failed for good, or closed. */
+  async settled(): Promise<void> {
+    await this.#running?.catch(() => {});
   }
 
   /** Stops a running move (it resumes at the next start); resolves once it stopped. */

@@ -24,6 +24,8 @@ export interface DeploymentSource {
   readonly activity?: DeploymentActivity;
   /** The move clients route by, once it began everywhere (docs/resharding.md). */
   readonly move?: () => ReshardPlan | undefined;
+  /** The move that runs but has not begun everywhere: clients keep its old table. */
+  readonly pendingMove?: () => ReshardPlan | undefined;
   /** The running or last move's progress. */
   readonly reshard?: () => ReshardProgress | undefined;
 }
@@ -117,6 +119,16 @@ export function carpView(source: DeploymentSource): CarpView {
         ...next.clusters.map((c) => cluster(c, false)),
         ...drained.map((c) => cluster(c, true)),
       ],
+    };
+  }
+  const pending = source.pendingMove?.();
+  if (pending !== undefined) {
+    // The deployment polls the added clusters already; clients route by the old table.
+    const old = new Set(pending.from.members.map((m) => m.id));
+    return {
+      epoch: pending.from.epoch,
+      scheme: pending.from.scheme,
+      clusters: config.clusters.filter((c) => old.has(c.id)).map((c) => cluster(c, false)),
     };
   }
   return {

@@ -4,6 +4,7 @@ import { adminApp } from "./_http.ts";
 import { StatusPoller } from "./_poller.ts";
 import { DeploymentActivity } from "./_activity.ts";
 import { clustersView } from "./_views.ts";
+import type { ReshardPlan } from "./_reshard_plan.ts";
 
 const CONFIG = parseConfig(
   `[admin]\nhttp = "127.0.0.1:7000"\n[[clusters]]\nid = "a"\n` +
@@ -287,6 +288,13 @@ Deno.test("admin http: a reshard's progress is in /v1/reshard and /v1/dashboard;
     headers: { authorization: "Bearer the-secret" },
   });
   assert.equal(bad.status, 400);
+  const huge = await app.request("/v1/reshard", {
+    method: "POST",
+    body: JSON.stringify({ path: "/x.toml", config: "#".repeat(300 * 1024) }),
+    headers: { authorization: "Bearer the-secret" },
+  });
+  assert.equal(huge.status, 413);
+  assert.equal((await huge.json()).error.code, "too_large");
   const ok = await app.request("/v1/reshard", {
     method: "POST",
     body,
@@ -296,4 +304,23 @@ Deno.test("admin http: a reshard's progress is in /v1/reshard and /v1/dashboard;
   assert.deepEqual(started, ["/etc/koi/new.toml: x = 1"]);
   const none = adminApp({ config: CONFIG, poller: p, processes: new Map() }, () => true);
   assert.equal((await none.request("/v1/reshard")).status, 404);
+});
+
+Deno.test("admin http: before a move began everywhere, /v1/carp serves the old table, without the added clusters", async () => {
+  const p = poller(
+    new Map([["7151", status("a1", "a", "leader")], ["7251", status("b1", "b", "leader")]]),
+  );
+  await p.pollOnce();
+  const from = { scheme: "carp64" as const, epoch: 1, members: [{ id: "a", loadFactor: 1 }] };
+  const pending = { from } as unknown as ReshardPlan;
+  // The admin polls a and b (b is added by the move), at the next epoch already.
+  const during = { ...CONFIG, routing: { ...CONFIG.routing, epoch: 2 } };
+  const app = adminApp(
+    { config: during, poller: p, processes: new Map(), pendingMove: () => pending },
+    () => true,
+  );
+  const table = await (await app.request("/v1/carp")).json();
+  assert.equal(table.epoch, 1);
+  assert.equal(table.moving, undefined);
+  assert.deepEqual(table.clusters.map((c: { id: string }) => c.id), ["a"]);
 });

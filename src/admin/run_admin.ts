@@ -33,6 +33,7 @@ import { RESHARD_CONFIG_BYTES_MAX, ReshardRunner } from "./_reshard_runner.ts";
 import { HttpMoveTransport } from "./_move_transport.ts";
 import { recordRouting } from "./_routing_record.ts";
 import { checkReshardRecord } from "./_reshard_runner.ts";
+import { ReshardPlanError } from "./_reshard_plan.ts";
 import { timingSafeEqual } from "node:crypto";
 import { loadOrCreateSecret, type StoredSecret } from "./_secret_store.ts";
 
@@ -254,8 +255,15 @@ export async function runAdmin(options: RunAdminOptions): Promise<RunningAdmin> 
         const added = next.clusters.filter((c) => changes.added?.ids.includes(c.id));
         const fresh = added.flatMap((c) => c.nodes).filter((n) => !processes.has(n.id));
         if (!noSpawn && fresh.length > 0) {
-          checkAddressesFree(configAddresses({ ...next, clusters: added }).slice(1));
+          const ids = new Set(fresh.map((n) => n.id));
+          checkAddressesFree(
+            configAddresses(next).filter((a) => {
+              const m = /^clusters\[(\d+)\]\.nodes\[(\d+)\]/.exec(a.field);
+              return m !== null && ids.has(next.clusters[Number(m[1])].nodes[Number(m[2])].id);
+            }),
+          );
         }
+        const before = current; // the drained clusters are in it (maybe added by this admin)
         current = next;
         poller.setConfig(next);
         if (!noSpawn && changes.added !== undefined) {
@@ -263,11 +271,42 @@ export async function runAdmin(options: RunAdminOptions): Promise<RunningAdmin> 
           for (const node of fresh) spawnNode(node, from, changes.added.text).start();
         }
         for (const id of changes.removed ?? []) {
-          const c = config.clusters.find((x) => x.id === id);
+          const c = before.clusters.find((x) => x.id === id);
           await Promise.all((c?.nodes ?? []).map(async (n) => {
             await processes.get(n.id)?.stop();
             processes.delete(n.id);
           }));
+        }
+      },
+      checkAdded: async (plan) => {
+        if (noSpawn) return; // their nodes run elsewhere
+        const added = new Set(plan.added);
+        const inAdded = (field: string) => {
+          const m = /^clusters\[(\d+)\]/.exec(field);
+          return m !== null && added.has(plan.after.clusters[Number(m[1])].id);
+        };
+        try {
+          checkAddressesFree(configAddresses(plan.after).filter((a) => inAdded(a.field)));
+        } catch (error) {
+          throw new ReshardPlanError(`the new config: ${(error as Error).message}`);
+        }
+        for (const c of plan.after.clusters.filter((c) => added.has(c.id))) {
+          for (const n of c.nodes) {
+            let used = false;
+            try {
+              for await (const _ of Deno.readDir(n.dataDir)) {
+                used = true;
+                break;
+              }
+            } catch { /* absent: a fresh one */ }
+            if (used) {
+              throw new ReshardPlanError(
+                `the data directory ${n.dataDir} of node ${n.id} of the added cluster ${c.id} ` +
+                  `is not empty (an earlier deployment's, or a drained cluster's): move it ` +
+                  `away or give the node another one; a cluster is added empty`,
+              );
+            }
+          }
         }
       },
       leaders: async (signal) => {
@@ -301,6 +340,7 @@ export async function runAdmin(options: RunAdminOptions): Promise<RunningAdmin> 
       processes,
       activity,
       move: () => runner.published(),
+      pendingMove: () => runner.pending(),
       reshard: () => runner.progress(),
     };
     const secrets = new Set(config.clusters.flatMap((c) => c.nodes.map((n) => n.secret ?? "")));

@@ -25,10 +25,14 @@ export class NodeRouting {
     readonly sm: KvStateMachine,
   ) {}
 
-  /** Whether the replicated routing state decides (it exists and is not older). */
+  /**
+   * Whether the replicated routing state decides: once it exists, always. The writes of this
+   * cluster are checked against it when they apply, so reads must be too; a config.toml with
+   * a newer epoch (a drained cluster started again with its old data, say) must not make the
+   * node serve keys its replicated state says are elsewhere, as absent.
+   */
   #replicated(): boolean {
-    const r = this.sm.routing;
-    return r !== undefined && r.epoch >= this.configEpoch;
+    return this.sm.routing !== undefined;
   }
 
   /** The epoch clients should route by. */

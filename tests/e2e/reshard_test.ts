@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { connect } from "../../mod.ts";
-import { AdminProcess } from "./_admin.ts";
+import { AdminProcess, alive } from "./_admin.ts";
 import { freePorts } from "../../scripts/free_ports_config.ts";
 
 const ROOT = new URL("../../", import.meta.url).pathname;
@@ -52,7 +52,8 @@ Deno.test({
       text.replace(/^epoch = 1$/m, `epoch = ${epoch}`);
     assert.notEqual(withEpoch(three, 2), three);
     const four = admin.dir + "/four.toml";
-    await Deno.writeTextFile(four, withEpoch(three, 2) + "\n" + clusterToml("d"));
+    const four_d = clusterToml("d");
+    await Deno.writeTextFile(four, withEpoch(three, 2) + "\n" + four_d);
     const back = admin.dir + "/back.toml";
     await Deno.writeTextFile(back, withEpoch(three, 3));
     try {
@@ -87,7 +88,9 @@ Deno.test({
         assert.match(await reshard(admin, skipping, 1), /refused the move \(400\).*epoch = 2/);
         const grow = await reshard(admin, four);
         assert.match(grow, /done: \d+ keys moved/);
-        await admin.clusters();
+        const grown = await admin.clusters();
+        const dPids = grown.clusters.find((c) => c.id === "d")!.nodes.map((n) => n.pid!);
+        assert.ok(dPids.every((pid) => alive(pid)), "d's nodes run");
         const table = await admin.json<{ epoch: number; clusters: { id: string }[] }>("/v1/carp");
         assert.equal(table.epoch, 2);
         assert.deepEqual(table.clusters.map((c) => c.id), ["a", "b", "c", "d"]);
@@ -97,9 +100,34 @@ Deno.test({
         await writer;
         console.log(`${n} writes during the moves, ${failures} not acknowledged`);
         assert.ok(n > 100, `the client kept writing (${n})`);
+        // Done means the drained cluster's nodes are stopped (d was added by this admin).
+        assert.ok(dPids.every((pid) => !alive(pid)), "d's nodes stopped after the drain");
         const after = await admin.json<{ epoch: number; clusters: { id: string }[] }>("/v1/carp");
         assert.equal(after.epoch, 3);
         assert.deepEqual(after.clusters.map((c) => c.id), ["a", "b", "c"]);
+        // d again, with the data directories its drain left: refused up front (found by an
+        // attack: its nodes came back with their old routing state and wedged the move).
+        const again = admin.dir + "/again.toml";
+        await Deno.writeTextFile(again, withEpoch(three, 4) + "\n" + four_d);
+        assert.match(await reshard(admin, again, 1), /data directory .*d1.* is not empty/);
+        // An added cluster whose address is taken: refused, naming its field; the admin lives.
+        const squatter = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+        try {
+          const port = (squatter.addr as Deno.NetAddr).port;
+          const taken = admin.dir + "/taken.toml";
+          await Deno.writeTextFile(
+            taken,
+            withEpoch(three, 4) + "\n" +
+              clusterToml("e").replace(/http = "[^"]+"/, `http = "127.0.0.1:${port}"`),
+          );
+          assert.match(
+            await reshard(admin, taken, 1),
+            new RegExp(`clusters\\[3\\]\\.nodes\\[0\\]\\.http \\(127\\.0\\.0\\.1:${port}\\)`),
+          );
+        } finally {
+          squatter.close();
+        }
+        assert.equal((await fetch(`${admin.url}/healthz`)).status, 200, "the admin is up");
         const fresh = await connect(admin.url);
         try {
           for (const [key, value] of acked) {
