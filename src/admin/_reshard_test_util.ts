@@ -1,5 +1,5 @@
 /** In-memory clusters for the tests of the admin's moves (src/admin/reshard*_test.ts). */
-import { parseConfig } from "../config/mod.ts";
+import { type KoiConfig, parseConfig } from "../config/mod.ts";
 import {
   encodeRouteCommand,
   type KvResult,
@@ -9,7 +9,7 @@ import {
 import type { ClusterRouting, MoveTransport, MovingKey, RouteAnswer } from "./_move_transport.ts";
 
 /** A config of single-node clusters `clusters` at `epoch` (the same ports for the same ids). */
-export function config(clusters: string[], epoch: number) {
+export function config(clusters: string[], epoch: number): KoiConfig {
   let port = 7100;
   const text = `[admin]\nhttp = "127.0.0.1:7000"\n[routing]\nepoch = ${epoch}\n` +
     clusters.map((id) =>
@@ -68,7 +68,7 @@ export class MemoryClusters implements MoveTransport {
     return Promise.resolve({ ...page, rev: sm.rev });
   }
 
-  sessions(cluster: string, after: number) {
+  sessions(cluster: string, after: number): ReturnType<MoveTransport["sessions"]> {
     return Promise.resolve(this.#sm(cluster).sessionsAfter(after, 3));
   }
 
