@@ -208,6 +208,8 @@ export class ReshardRunner {
 
   #begin(plan: ReshardPlan, record: Record): void {
     this.#plan = plan;
+    // The last move's progress is not this one's: its start and key count are its own.
+    this.#last = undefined;
     const signal = this.#abort.signal;
     this.#throughput = { samples: 0, reads: 0, writes: 0, writesMin: Infinity };
     const sampler = setInterval(() => {

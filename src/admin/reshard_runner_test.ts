@@ -50,16 +50,26 @@ Deno.test("reshard runner: a second move records the config the first moved to, 
   try {
     const clusters = new MemoryClusters(["a", "b"]);
     const { host: h } = host(dir, clusters);
+    let keys = 100;
+    h.keys = () => Promise.resolve(keys);
     const runner = new ReshardRunner(h, text(["a", "b"], 1));
     await runner.start(text(["a", "b", "c"], 2), `${dir}/e2.toml`);
     await runner.settled();
-    assert.equal(runner.progress()?.state, "done");
+    const first = runner.progress()!;
+    assert.equal(first.state, "done");
+    assert.equal(first.keysAtStart, 100);
+    keys = 250;
+    await new Promise((r) => setTimeout(r, 5));
     await runner.start(text(["a", "b", "c", "d"], 3), `${dir}/e3.toml`);
     const record = JSON.parse(await Deno.readTextFile(`${dir}/${RESHARD_RECORD_FILE}`));
     assert.equal(record.from.text, text(["a", "b", "c"], 2), "the config in force, not the first");
     assert.equal(record.from.path, `${dir}/e2.toml`);
     await runner.settled();
-    // A new admin resumes from such a record (here: the move is done; it finishes again).
+    // Its own statistics, not the first move's (found by a second attack).
+    const second = runner.progress()!;
+    assert.equal(second.state, "done");
+    assert.equal(second.keysAtStart, 250);
+    assert.ok(second.startedAt > first.endedAt, "the second move's own start");
     await runner.close();
   } finally {
     await Deno.remove(dir, { recursive: true });

@@ -89,9 +89,9 @@ export type KvResult =
 
 /** A command that does not decode: a bug or a foreign log. */
 export class CommandDecodeError extends Error {
-  /** Creates the error with the reason. */
-  constructor(reason: string) {
-    super(`Cannot decode a KV command: ${reason}`);
+  /** Creates the error with the reason (`kind`: which command, "KV" by default). */
+  constructor(reason: string, kind = "KV") {
+    super(`Cannot decode a ${kind} command: ${reason}`);
     this.name = "CommandDecodeError";
   }
 }

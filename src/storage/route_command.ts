@@ -8,8 +8,15 @@
  */
 import type { CarpScheme } from "../carp/mod.ts";
 import { decode, encodeToSlab } from "./_msgpack.ts";
+import { msgpackShape } from "./_msgpack_shape.ts";
 import { CommandDecodeError, type KvResult } from "./kv_command.ts";
 import type { TableSpec } from "./_routing_state.ts";
+
+/**
+ * The deepest nesting and the most values a routing command may have: a stage of a full batch
+ * holds about four values per key, sessions about fifteen per record (4,096 at most).
+ */
+export const ROUTE_COMMAND_SHAPE_MAX = { depth: 8, values: 100_000 } as const;
 
 /** The first element of every encoded routing command (KV commands start with 1). */
 export const ROUTE_COMMAND_VERSION = 2;
@@ -131,7 +138,7 @@ export function isRouteCommand(data: Uint8Array): boolean {
 }
 
 function bad(what: string): never {
-  throw new CommandDecodeError(`routing command: ${what}`);
+  throw new CommandDecodeError(what, "routing");
 }
 
 function nat(v: unknown, what: string): number {
@@ -173,6 +180,14 @@ function result(v: unknown): KvResult {
 
 /** Decodes and checks the shape of a routing command (tables are checked when applied). */
 export function decodeRouteCommand(data: Uint8Array): RouteCommand {
+  // Shallow by design: a body that nests deeper, or holds more values than a full batch, is
+  // refused before the decoder allocates for it.
+  if (msgpackShape(data, ROUTE_COMMAND_SHAPE_MAX) === undefined) {
+    bad(
+      `not one msgpack value of at most ${ROUTE_COMMAND_SHAPE_MAX.depth} levels and ` +
+        `${ROUTE_COMMAND_SHAPE_MAX.values} values`,
+    );
+  }
   const v = decode(data);
   if (!Array.isArray(v) || v[0] !== ROUTE_COMMAND_VERSION) bad("not a routing command");
   const type = TYPES[v[1] as number];
