@@ -19,6 +19,8 @@ const ALLOWED_IMPORTS: Record<string, readonly string[]> = {
   carp: [],
   config: [],
   storage: ["raft", "carp"],
+  // KV Connect (Deno.openKv(url)): its wire format; the serving part will import more
+  kv_connect: [],
   net: ["raft", "config"],
   // the hardened HTTP server both the node and the admin serve with
   http: [],
