@@ -20,7 +20,7 @@ const ALLOWED_IMPORTS: Record<string, readonly string[]> = {
   config: [],
   storage: ["raft", "carp"],
   // KV Connect (Deno.openKv(url)): its wire format; the serving part will import more
-  kv_connect: [],
+  kv_connect: ["config"],
   net: ["raft", "config"],
   // the hardened HTTP server both the node and the admin serve with
   http: [],

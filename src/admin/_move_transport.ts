@@ -10,6 +10,7 @@ import { decode } from "@msgpack/msgpack";
 import type { KoiConfig } from "../config/mod.ts";
 import { encodeRouteCommand, type KvResult, type RouteCommand } from "../storage/mod.ts";
 import { nodeBaseUrl, type StatusPoller } from "./_poller.ts";
+import { encodeBase64Url } from "../client/_bytes.ts";
 
 /** A routing command's answer: applied (with the cluster's rev), or refused with a reason. */
 export type RouteAnswer =
@@ -66,12 +67,6 @@ export class MoveUnavailableError extends Error {
 export const MOVE_STEP_DEADLINE_MS = 60_000;
 /** Longest single request of a move, in milliseconds. */
 export const MOVE_REQUEST_TIMEOUT_MS = 15_000;
-
-function b64url(bytes: Uint8Array): string {
-  let s = "";
-  for (const b of bytes) s += String.fromCharCode(b);
-  return btoa(s).replaceAll("+", "-").replaceAll("/", "_").replace(/=+$/, "");
-}
 
 /** The HTTP {@linkcode MoveTransport} over the admin's config and status poller. */
 export class HttpMoveTransport implements MoveTransport {
@@ -167,11 +162,11 @@ export class HttpMoveTransport implements MoveTransport {
     limits: { count: number; bytes: number },
   ): Promise<{ items: MovingKey[]; next: Uint8Array | null; rev: number }> {
     const query = new URLSearchParams({
-      from_b64: b64url(from),
+      from_b64: encodeBase64Url(from),
       count: String(limits.count),
       bytes: String(limits.bytes),
     });
-    if (upTo !== undefined && upTo !== null) query.set("upto_b64", b64url(upTo));
+    if (upTo !== undefined && upTo !== null) query.set("upto_b64", encodeBase64Url(upTo));
     const body = await this.#expect(
       await this.#call(cluster, `/v1/route/keys?${query}`),
       `the moving keys of cluster ${cluster}`,

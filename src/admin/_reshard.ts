@@ -10,6 +10,7 @@ import { CarpTable } from "../carp/mod.ts";
 import { PairDigest, type RouteCommand, type SessionRecord } from "../storage/mod.ts";
 import type { MoveTransport, MovingKey, RouteAnswer } from "./_move_transport.ts";
 import type { ReshardPlan } from "./_reshard_plan.ts";
+import { compareBytes } from "../client/_bytes.ts";
 
 /** Moving keys in one batch, at most. */
 export const BATCH_KEYS_MAX = 500;
@@ -50,12 +51,6 @@ export interface ReshardProgress {
   /** Why it failed, or "". */
   readonly error: string;
 }
-
-const compareBytes = (a: Uint8Array, b: Uint8Array): number => {
-  const n = Math.min(a.length, b.length);
-  for (let i = 0; i < n; i++) if (a[i] !== b[i]) return a[i] - b[i];
-  return a.length - b.length;
-};
 
 /** `a < b` for cursors (null = the end; the empty key is the start). */
 function before(a: Uint8Array | null, b: Uint8Array | null): boolean {

@@ -11,6 +11,7 @@ import {
   loadTlsFiles,
   needsGeneratedSecret,
   type NodeConfig,
+  secretsEqual,
   tlsHostsOf,
   withDefaultSecret,
 } from "../config/mod.ts";
@@ -34,7 +35,6 @@ import { HttpMoveTransport } from "./_move_transport.ts";
 import { recordRouting } from "./_routing_record.ts";
 import { checkReshardRecord } from "./_reshard_runner.ts";
 import { ReshardPlanError } from "./_reshard_plan.ts";
-import { timingSafeEqual } from "node:crypto";
 import { loadOrCreateSecret, type StoredSecret } from "./_secret_store.ts";
 
 /**
@@ -346,7 +346,7 @@ export async function runAdmin(options: RunAdminOptions): Promise<RunningAdmin> 
     const secrets = new Set(config.clusters.flatMap((c) => c.nodes.map((n) => n.secret ?? "")));
     secrets.delete("");
     const app = adminApp(source, () => (isReady ||= poller.allLeaders()), {
-      authorized: (token) => token !== "" && [...secrets].some((s) => sameSecret(s, token)),
+      authorized: (token) => token !== "" && [...secrets].some((s) => secretsEqual(s, token)),
       start: (text, path) => runner.start(text, path),
     });
     // The node's hardened server: a deadline for each request, an idle timeout, bounds on
@@ -417,13 +417,6 @@ export async function runAdmin(options: RunAdminOptions): Promise<RunningAdmin> 
     await undo();
     throw error;
   }
-}
-
-/** Constant-time comparison of a secret with a presented token. */
-function sameSecret(secret: string, token: string): boolean {
-  const a = new TextEncoder().encode(secret);
-  const b = new TextEncoder().encode(token);
-  return a.length === b.length && timingSafeEqual(a, b);
 }
 
 function nodeArgs(config: KoiConfig, node: NodeConfig, logLevel: string | undefined): string[] {

@@ -104,3 +104,15 @@ function checkSecret(secret: string, where: string, field = "--secret-file"): vo
     );
   }
 }
+
+/**
+ * Whether a presented token equals a secret, in time that does not depend on where they
+ * differ (only on the longer one's length).
+ */
+export function secretsEqual(secret: string, token: string): boolean {
+  const a = new TextEncoder().encode(secret);
+  const b = new TextEncoder().encode(token);
+  let difference = a.length ^ b.length;
+  for (let i = 0; i < Math.max(a.length, b.length); i++) difference |= (a[i] ?? 0) ^ (b[i] ?? 0);
+  return difference === 0;
+}

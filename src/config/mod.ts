@@ -30,6 +30,7 @@ export {
   needsGeneratedSecret,
   readSecretFile,
   SECRET_FILE_BYTES_MAX,
+  secretsEqual,
   withDefaultSecret,
 } from "./_secret.ts";
 export {

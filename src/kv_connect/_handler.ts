@@ -7,6 +7,7 @@
  *
  * @module
  */
+import { secretsEqual } from "../config/mod.ts";
 import {
   DatapathDecodeError,
   decodeSnapshotRead,
@@ -47,15 +48,6 @@ function error(status: number, message: string): Response {
   return new Response(message, { status, headers: { "content-type": "text/plain" } });
 }
 
-/** Constant-time comparison of two strings' UTF-8 bytes. */
-function same(a: string, b: string): boolean {
-  const x = new TextEncoder().encode(a);
-  const y = new TextEncoder().encode(b);
-  let diff = x.length ^ y.length;
-  for (let i = 0; i < Math.max(x.length, y.length); i++) diff |= (x[i] ?? 0) ^ (y[i] ?? 0);
-  return diff === 0;
-}
-
 function bearer(req: Request): string {
   const auth = req.headers.get("authorization") ?? "";
   return /^bearer /i.test(auth) ? auth.slice(7).trim() : "";
@@ -64,8 +56,20 @@ function bearer(req: Request): string {
 async function body(req: Request): Promise<Uint8Array | Response> {
   const declared = Number(req.headers.get("content-length") ?? 0);
   if (declared > KV_CONNECT_BODY_BYTES_MAX) return error(413, "Request body too large");
-  const bytes = new Uint8Array(await req.arrayBuffer());
-  if (bytes.length > KV_CONNECT_BODY_BYTES_MAX) return error(413, "Request body too large");
+  // Read in chunks up to the limit: an HTTP/2 body need not declare its length.
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for await (const chunk of req.body ?? []) {
+    size += chunk.length;
+    if (size > KV_CONNECT_BODY_BYTES_MAX) {
+      await req.body?.cancel().catch(() => {});
+      return error(413, "Request body too large");
+    }
+    chunks.push(chunk);
+  }
+  const bytes = new Uint8Array(size);
+  let at = 0;
+  for (const c of chunks) (bytes.set(c, at), at += c.length);
   return bytes;
 }
 
@@ -86,7 +90,7 @@ export function kvConnectHandler(
     if (path !== base && path !== `${base}/` && !path.startsWith(`${dataPath}/`)) return undefined;
     if (req.method !== "POST") return error(405, "KV Connect takes POST");
     if (!path.startsWith(`${dataPath}/`)) {
-      if (!options.accessTokens.some((t) => same(t, bearer(req)))) {
+      if (!options.accessTokens.some((t) => secretsEqual(t, bearer(req)))) {
         return error(401, "Unknown access token (DENO_KV_ACCESS_TOKEN)");
       }
       const raw = await body(req);

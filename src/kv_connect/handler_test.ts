@@ -143,6 +143,21 @@ Deno.test({
       });
       assert.equal(old.status, 400);
       await old.body?.cancel();
+      // A body over the limit, streamed without a declared length: refused, not buffered.
+      let sent = 0;
+      const stream = new ReadableStream<Uint8Array>({
+        pull(c) {
+          if (sent++ === 32) c.close(); // 2 MiB in all
+          else c.enqueue(new Uint8Array(64 * 1024));
+        },
+      });
+      const big = await fetch(`${url}/v3/snapshot_read`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${m.token}`, "x-denokv-database-id": m.databaseId },
+        body: stream,
+      });
+      assert.equal(big.status, 413);
+      await big.body?.cancel();
     });
   },
 });

@@ -10,20 +10,25 @@ import { WrongShardError } from "./errors.ts";
 import type { ListPage, RoutingStatus } from "./service.ts";
 import { encodeBase64Url } from "./_http_keys.ts";
 
-/** The routing decisions of one node, over its state machine (cheap: made per call). */
+/** The routing decisions of one node, over its current state machine. */
 export class NodeRouting {
   /**
    * @param clusterId the node's cluster
    * @param configEpoch config.toml's routing epoch
    * @param configOwner config.toml's table
-   * @param sm the cluster's state machine, with its replicated routing state
+   * @param stateMachine the cluster's state machine now (a snapshot install replaces it), with
+   * its replicated routing state
    */
   constructor(
     readonly clusterId: string,
     readonly configEpoch: number,
     readonly configOwner: (key: Uint8Array) => string,
-    readonly sm: KvStateMachine,
+    readonly stateMachine: () => KvStateMachine,
   ) {}
+
+  get sm(): KvStateMachine {
+    return this.stateMachine();
+  }
 
   /**
    * Whether the replicated routing state decides: once it exists, always. The writes of this

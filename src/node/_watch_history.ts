@@ -1,7 +1,7 @@
 /**
  * The recent changes a node keeps for its watchers (`GET /v1/watch`, docs/api.md "Watch"):
- * one event per applied command that changed user keys, encoded once as the JSON the
- * watchers are sent, in a ring bounded by the number of changes and by bytes. The ring knows
+ * one event per applied command that changed user keys (encoded as the JSON the watchers are
+ * sent when one first asks), in a ring bounded by the number of changes and by bytes. The ring knows
  * its `floor`: it holds every change with a rev above it, so a watcher may resume from any
  * rev at or above the floor and nothing older.
  *
@@ -13,7 +13,7 @@ import { isSystemKey } from "./_system_keys.ts";
 
 /** Changes the history holds at most (the oldest events go first). */
 export const WATCH_HISTORY_CHANGES_MAX = 50_000;
-/** Bytes the history holds at most: keys, encoded changes and their bookkeeping. */
+/** Bytes the history holds at most: keys, values, their JSON once made, their bookkeeping. */
 export const WATCH_HISTORY_BYTES_MAX: number = 8 << 20;
 /** A put's value is sent (as `value_b64`) when it is at most this many bytes; else only its size. */
 export const WATCH_VALUE_INLINE_MAX: number = 64 << 10;
@@ -21,12 +21,46 @@ export const WATCH_VALUE_INLINE_MAX: number = 64 << 10;
 /** What one change costs the history besides its key and JSON text (objects, array slots). */
 const CHANGE_OVERHEAD_BYTES = 64;
 
-/** One change of one key, as watchers see it. */
-export interface WatchChange {
+/**
+ * One change of one key, as watchers see it. Its JSON is made when a watcher first needs it,
+ * not on the apply path (most changes are never watched), and then kept for the others.
+ */
+export class WatchChange {
   /** The key's bytes (a copy: the log entry's buffer is not kept). */
   readonly key: Uint8Array;
+  readonly #type: "put" | "delete";
+  /** A put's value (a copy) when it is sent inline, else undefined. */
+  readonly #value: Uint8Array | undefined;
+  readonly #size: number;
+  #json: string | undefined;
+
+  constructor(key: Uint8Array, type: "put" | "delete", value?: Uint8Array) {
+    this.key = key;
+    this.#type = type;
+    this.#size = value?.length ?? 0;
+    this.#value = value !== undefined && value.length <= WATCH_VALUE_INLINE_MAX
+      ? value.slice()
+      : undefined;
+  }
+
+  /** Bytes it keeps: its key and inline value. */
+  get bytes(): number {
+    return this.key.length + (this.#value?.length ?? 0);
+  }
+
   /** The change as docs/api.md's JSON object `{"type", "key", …}`. */
-  readonly json: string;
+  get json(): string {
+    return this.#json ??= JSON.stringify({
+      type: this.#type,
+      ...keyFields(this.key),
+      ...(this.#type === "put"
+        ? {
+          ...(this.#value === undefined ? {} : { value_b64: valueBase64Url(this.#value) }),
+          size: this.#size,
+        }
+        : {}),
+    });
+  }
 }
 
 /** The changes of one applied command (one SSE message per matching watcher). */
@@ -60,21 +94,12 @@ export function watchEventOf(applied: KvApplied): WatchEvent | undefined {
   applied.mutations.forEach((m, i) => {
     if (isSystemKey(m.key)) return;
     if (m.type === "delete" && !applied.existed[i]) return;
-    const key = m.key.slice();
-    const json = JSON.stringify({
-      type: m.type === "set" ? "put" : "delete",
-      ...keyFields(key),
-      ...(m.type === "set"
-        ? {
-          ...(m.value.length <= WATCH_VALUE_INLINE_MAX
-            ? { value_b64: valueBase64Url(m.value) }
-            : {}),
-          size: m.value.length,
-        }
-        : {}),
-    });
-    changes.push({ key, json });
-    bytes += key.length + json.length + CHANGE_OVERHEAD_BYTES;
+    const change = m.type === "set"
+      ? new WatchChange(m.key.slice(), "put", m.value)
+      : new WatchChange(m.key.slice(), "delete");
+    changes.push(change);
+    // The JSON text, once made, is about 4/3 of the bytes kept: counted up front.
+    bytes += Math.ceil(change.bytes * 7 / 3) + CHANGE_OVERHEAD_BYTES;
   });
   return changes.length === 0 ? undefined : { rev: applied.rev, changes, bytes };
 }

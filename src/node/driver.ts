@@ -89,6 +89,8 @@ export class RaftNode implements NodeService {
   readonly #proposals = new Map<number, ProposalWaiter>();
   /** Linearizable reads waiting for their index or their apply. */
   readonly #reads: ReadQueue;
+  /** Which keys this node serves (config.toml's table, or the replicated routing state). */
+  readonly #routing: NodeRouting;
   #sendScheduled = false;
   /** Ticks since the leader was last heard from (see {@linkcode leader}). */
   #ticksSinceLeader = 0;
@@ -136,6 +138,7 @@ export class RaftNode implements NodeService {
     options.onStateLoaded?.(sm.rev); // before the committed entries after it are replayed
     this.#log = options.log ?? (() => {});
     this.#now = options.now ?? (() => performance.now());
+    this.#routing = new NodeRouting(this.clusterId, options.epoch, options.owner, () => this.#sm);
     this.#reads = new ReadQueue({
       nodeId: this.nodeId,
       raft: {
@@ -653,21 +656,17 @@ export class RaftNode implements NodeService {
 
   /** See {@linkcode NodeService.epoch}. */
   epoch(): number {
-    return this.#routing().epoch();
-  }
-
-  #routing(): NodeRouting {
-    return new NodeRouting(this.clusterId, this.#o.epoch, this.#o.owner, this.#sm);
+    return this.#routing.epoch();
   }
 
   /** See {@linkcode NodeService.owns}. */
   owns(key: Uint8Array): boolean {
-    return this.#routing().ownership(key).owned;
+    return this.#routing.ownership(key).owned;
   }
 
   /** See {@linkcode NodeService.owner}. */
   owner(key: Uint8Array): string {
-    return this.#routing().ownership(key).owner;
+    return this.#routing.ownership(key).owner;
   }
 
   /** See {@linkcode NodeService.membership}. */
@@ -678,7 +677,7 @@ export class RaftNode implements NodeService {
   /** See {@linkcode NodeService.get}. */
   async get(key: Uint8Array, options: { stale: boolean }): Promise<KvValue | undefined> {
     if (!options.stale) await this.#readBarrier();
-    this.#routing().checkStillOwned(key); // the key may have moved while the read waited
+    this.#routing.checkStillOwned(key); // the key may have moved while the read waited
     this.#counters.readsServed++;
     return this.#sm.get(key);
   }
@@ -689,7 +688,7 @@ export class RaftNode implements NodeService {
   ): Promise<ListPage> {
     if (!options.stale) await this.#readBarrier();
     this.#counters.readsServed++;
-    const page = this.#routing().ownedPage(options);
+    const page = this.#routing.ownedPage(options);
     // System keys sort after every user key: the first one ends the listing.
     const cut = page.items.findIndex((item) => isSystemKey(item.key));
     if (cut < 0) return page;
@@ -774,7 +773,7 @@ export class RaftNode implements NodeService {
       disk: this.#disk.status(),
       reads: this.#counters.readsServed,
       writes: this.#counters.writes,
-      ...(this.#sm.routing === undefined ? {} : { routing: this.#routing().status() }),
+      ...(this.#sm.routing === undefined ? {} : { routing: this.#routing.status() }),
     };
   }
 

@@ -20,7 +20,7 @@ Deno.test("node routing: once replicated, the routing state decides even against
   assert.equal(route({ type: "begin", from: OLD, to: NEW })?.ok, true);
   route({ type: "fence", epoch: 2, upTo: null });
   assert.equal(route({ type: "finish", epoch: 2 })?.ok, true);
-  const routing = new NodeRouting("d", 5, () => "d", sm);
+  const routing = new NodeRouting("d", 5, () => "d", () => sm);
   const key = Array.from({ length: 50 }, (_, i) => `k${i}`).find((k) =>
     new CarpTable(OLD).owner(k) === "d"
   )!;
@@ -29,7 +29,7 @@ Deno.test("node routing: once replicated, the routing state decides even against
   assert.equal(routing.epoch(), 2);
   assert.throws(() => routing.checkStillOwned(bytes), WrongShardError);
   // Before any move, config.toml's table decides.
-  const fresh = new NodeRouting("d", 5, () => "d", new KvStateMachine({ clusterId: "d" }));
+  const fresh = new NodeRouting("d", 5, () => "d", () => new KvStateMachine({ clusterId: "d" }));
   assert.deepEqual(fresh.ownership(bytes), { owned: true, owner: "d" });
   assert.equal(fresh.epoch(), 5);
 });
