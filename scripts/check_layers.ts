@@ -24,7 +24,7 @@ const ALLOWED_IMPORTS: Record<string, readonly string[]> = {
   net: ["raft", "config"],
   // the hardened HTTP server both the node and the admin serve with
   http: [],
-  node: ["raft", "storage", "net", "config", "carp", "http"],
+  node: ["raft", "storage", "net", "config", "carp", "http", "kv_connect"],
   client: ["carp", "config"],
   admin: ["config", "carp", "client", "storage", "http"],
   // the load generator: drives a deployment through the client, never a node's internals

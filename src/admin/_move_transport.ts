@@ -8,7 +8,12 @@
  */
 import { decode } from "@msgpack/msgpack";
 import type { KoiConfig } from "../config/mod.ts";
-import { encodeRouteCommand, type KvResult, type RouteCommand } from "../storage/mod.ts";
+import {
+  encodeRouteCommand,
+  type KvResult,
+  type RouteCommand,
+  stagedKeyFromWire,
+} from "../storage/mod.ts";
 import { nodeBaseUrl, type StatusPoller } from "./_poller.ts";
 import { encodeBase64Url } from "../client/_bytes.ts";
 
@@ -172,12 +177,16 @@ export class HttpMoveTransport implements MoveTransport {
       `the moving keys of cluster ${cluster}`,
     );
     const page = decode(body) as {
-      items: [Uint8Array, Uint8Array, number][];
+      items: unknown[];
       next: Uint8Array | null;
       rev: number;
     };
     return {
-      items: page.items.map(([key, value, rev]) => ({ key, value, rev })),
+      items: page.items.map((i) => {
+        const item = stagedKeyFromWire(i);
+        if (item === undefined) throw new Error(`Cluster ${cluster} sent a malformed moving key`);
+        return item;
+      }),
       next: page.next,
       rev: page.rev,
     };

@@ -100,6 +100,8 @@ export interface DriverOptions {
   readonly ticks?: TickSource;
   /** Injected monotonic clock in milliseconds (default `performance.now`). */
   readonly now?: () => number;
+  /** Injected wall clock, ms since 1970 (default `Date.now`): versionstamps and expiry. */
+  readonly wall?: () => number;
   /** Injected randomness for election timeouts (default Math.random). */
   readonly random?: () => number;
   /** Limits (defaults: {@linkcode DRIVER_LIMITS}). */

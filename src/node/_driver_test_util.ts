@@ -100,6 +100,8 @@ export class DriverCluster {
   readonly limits: Partial<DriverLimits>;
   /** The nodes' clock (`now`), in ms: moved only by the test. */
   readonly clock = { ms: 0 };
+  /** The nodes' wall clock (`wall`: versionstamps, expiry), in ms since 1970: moved by the test. */
+  readonly wall = { ms: Date.UTC(2026, 0, 1) };
 
   private constructor(dir: string, founders: NodeId[], limits: Partial<DriverLimits>) {
     this.dir = dir;
@@ -173,6 +175,7 @@ export class DriverCluster {
       epoch: 1,
       ticks,
       now: () => this.clock.ms,
+      wall: () => this.wall.ms,
       limits: this.limits,
       ...(options.watch === undefined ? {} : {
         stateMachine: { onApplied: (a) => options.watch!.applied(a) },

@@ -242,6 +242,11 @@ export function writeAnswer(plan: WritePlan, result: KvResult): PlainAnswer {
       `Stale request id: the client's last applied seq is ${result.seq}`,
     );
   }
+  if (result.code === "type_mismatch") return plainError(400, "bad_request", result.message);
+  if (result.code === "stale_versionstamp") {
+    // The driver proposes such a write again: seeing it here is a bug, and retrying helps.
+    return plainError(503, "unavailable", "The write met a newer versionstamp; retry it");
+  }
   // Routing commands answer these; a client's write never does.
   return plainError(409, result.code, `The write was refused: ${result.reason}`);
 }

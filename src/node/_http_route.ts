@@ -8,7 +8,7 @@
  */
 import type { Hono } from "hono";
 import { encode } from "@msgpack/msgpack";
-import { decodeRouteCommand } from "../storage/mod.ts";
+import { decodeRouteCommand, stagedKeyToWire } from "../storage/mod.ts";
 import { BadRequestError } from "./errors.ts";
 import type { NodeService } from "./service.ts";
 import { errorResponse, jsonResponse } from "./_http_errors.ts";
@@ -87,7 +87,7 @@ export function routeResharding(app: Hono, service: NodeService): void {
     if (!page.moving) return errorResponse(409, "route_refused", "No move runs in this cluster");
     return msgpack({
       rev: page.rev,
-      items: page.items.map((i) => [i.key, i.value, i.rev]),
+      items: page.items.map(stagedKeyToWire),
       next: page.next,
     });
   });

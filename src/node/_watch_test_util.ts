@@ -1,5 +1,5 @@
 /** Test support for the watch: applied commands for the hub, and reading its SSE streams. */
-import type { KvApplied, KvMutation } from "../storage/mod.ts";
+import type { KvApplied, KvEffect } from "../storage/mod.ts";
 
 const utf8 = new TextEncoder();
 
@@ -103,7 +103,7 @@ export function applied(
   ...mutations: [type: "set" | "delete", key: string | Uint8Array, value?: string | Uint8Array][]
 ): KvApplied {
   const bytes = (v: string | Uint8Array) => (typeof v === "string" ? utf8.encode(v) : v);
-  const list: KvMutation[] = mutations.map(([type, key, value]) =>
+  const list: KvEffect[] = mutations.map(([type, key, value]) =>
     type === "set"
       ? { type, key: bytes(key), value: bytes(value ?? "") }
       : { type, key: bytes(key) }

@@ -24,7 +24,7 @@ import {
   type KvValue,
   type MemberAddress,
 } from "../storage/mod.ts";
-import { NoLeaderError, OverloadedError } from "./errors.ts";
+import { BadRequestError, NoLeaderError, OverloadedError } from "./errors.ts";
 import { NodeRouting } from "./_routing.ts";
 import { ReadQueue } from "./_read_queue.ts";
 import { DiskFailure, type DiskStatus, dropsWhileDiskFailed } from "./_disk_failure.ts";
@@ -36,7 +36,17 @@ import { isSystemKey, SYSTEM_KEY_BYTE } from "./_system_keys.ts";
 const SYSTEM_PREFIX = new Uint8Array([SYSTEM_KEY_BYTE]);
 /** More than the system records a cluster ever holds (one per member). */
 const SYSTEM_KEYS_COUNTED_MAX = 100_000;
-import type { ListPage, MemberSpec, NodeService, NodeStatus } from "./service.ts";
+import type {
+  KeyRange,
+  ListPage,
+  MemberSpec,
+  NodeService,
+  NodeStatus,
+  RangeEntry,
+  StampedWrite,
+} from "./service.ts";
+import { STAMP_ATTEMPTS_MAX, STAMP_TRIES_MAX, VersionstampClock } from "./_versionstamp_clock.ts";
+import { ExpirySweeper } from "./_expiry_sweeper.ts";
 import {
   DRIVER_LIMITS,
   type DriverLimits,
@@ -125,6 +135,8 @@ export class RaftNode implements NodeService {
     refusedQueued: 0,
   };
   readonly #now: () => number;
+  readonly #clock: VersionstampClock;
+  readonly #sweeper: ExpirySweeper;
 
   private constructor(options: DriverOptions, sm: KvStateMachine) {
     // deno-lint-ignore no-this-alias
@@ -138,6 +150,15 @@ export class RaftNode implements NodeService {
     options.onStateLoaded?.(sm.rev); // before the committed entries after it are replayed
     this.#log = options.log ?? (() => {});
     this.#now = options.now ?? (() => performance.now());
+    const wall = options.wall ?? Date.now;
+    this.#clock = new VersionstampClock(wall, () => this.#sm.lastVs);
+    this.#sweeper = new ExpirySweeper({
+      leads: () => !this.#closed && this.#raft.role === "leader",
+      stateMachine: () => this.#sm,
+      owns: (key) => this.#routing.ownership(key).owned,
+      write: (command) => this.#writeSystem(command, "Expiring keys"),
+      wall,
+    });
     this.#routing = new NodeRouting(this.clusterId, options.epoch, options.owner, () => this.#sm);
     this.#reads = new ReadQueue({
       nodeId: this.nodeId,
@@ -268,6 +289,7 @@ export class RaftNode implements NodeService {
     this.#ticksSinceLeader++;
     this.#raft.tick();
     this.#disk.tick();
+    this.#sweeper.tick();
     this.#scheduleSend();
     this.#kick();
   }
@@ -696,14 +718,53 @@ export class RaftNode implements NodeService {
   }
 
   /** See {@linkcode NodeService.write}. */
-  async write(command: KvCommand): Promise<KvResult> {
-    if (command.requestId !== undefined) {
-      const answered = this.#sm.answered(command.requestId);
+  write(command: KvCommand): Promise<KvResult> {
+    return this.writeStamped({ requestId: command.requestId, build: (vs) => ({ ...command, vs }) });
+  }
+
+  /** See {@linkcode NodeService.writeStamped}. */
+  async writeStamped(request: StampedWrite): Promise<KvResult> {
+    if (request.requestId !== undefined) {
+      const answered = this.#sm.answered(request.requestId);
       if (answered !== undefined) return answered; // a retry of an applied write
     }
-    const result = await this.#propose(encodeCommand(command), "The write");
-    this.#counters.writes++;
-    return result!;
+    if (request.afterVs !== undefined && !this.#clock.acceptsAfter(request.afterVs)) {
+      throw new BadRequestError(`The versionstamp floor ${request.afterVs} is ahead of the clock`);
+    }
+    for (let attempt = 1;; attempt++) {
+      const command = this.#build(request);
+      const result = (await this.#propose(encodeCommand(command), "The write"))!;
+      // A leader whose clock is behind the last commit's stamp: propose again, above it.
+      if (!result.ok && result.code === "stale_versionstamp" && attempt < STAMP_ATTEMPTS_MAX) {
+        continue;
+      }
+      this.#counters.writes++;
+      return result;
+    }
+  }
+
+  /** The command of `request` with the first versionstamp it accepts. */
+  #build(request: StampedWrite): KvCommand {
+    let vs = this.#clock.next(request.afterVs);
+    for (let tries = 1;; tries++) {
+      const command = request.build(vs);
+      if (command !== undefined) return command;
+      if (tries >= STAMP_TRIES_MAX) {
+        throw new BadRequestError(`No versionstamp of ${tries} tried gives keys of this cluster`);
+      }
+      vs = this.#clock.next(vs);
+    }
+  }
+
+  /** See {@linkcode NodeService.readRanges}. */
+  async readRanges(
+    ranges: readonly KeyRange[],
+    options: { stale: boolean },
+  ): Promise<RangeEntry[][]> {
+    if (!options.stale) await this.#readBarrier();
+    this.#counters.readsServed++;
+    const keep = (key: Uint8Array) => !isSystemKey(key) && this.#routing.ownership(key).owned;
+    return ranges.map((r) => this.#sm.range({ ...r, keep }));
   }
 
   /** See {@linkcode NodeService.route}. */
@@ -866,11 +927,11 @@ export class RaftNode implements NodeService {
   }
 
   /** Replicates one of koi's own records; failures are logged (the next leader retries). */
-  async #writeSystem(command: KvCommand): Promise<void> {
+  async #writeSystem(command: KvCommand, what = "Recording a member"): Promise<void> {
     try {
-      await this.#propose(encodeCommand(command), "Recording a member");
+      await this.#propose(encodeCommand({ ...command, vs: this.#clock.next() }), what);
     } catch (error) {
-      this.#log("debug", "Cannot record a system key yet", { error: String(error) });
+      this.#log("debug", `${what}: not yet`, { error: String(error) });
     }
   }
 
@@ -900,6 +961,8 @@ export class RaftNode implements NodeService {
         keys: this.#sm.size,
         stateBytes: this.#sm.bytes,
         commandsRejected: this.#sm.commandsRejected,
+        keysExpiring: this.#sm.expiringKeys,
+        expiriesProposed: this.#sweeper.proposed,
       },
     });
   }

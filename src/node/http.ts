@@ -20,6 +20,7 @@ import {
   responseForError,
 } from "./_http_errors.ts";
 import { type ForwardOptions, forwardToLeader } from "./_http_forward.ts";
+import { KVC_READ_PATH, KVC_WRITE_PATH, routeKvConnect } from "./_http_kvc.ts";
 import { encodeBase64Url, queryBound } from "./_http_keys.ts";
 import { renderHttpMetrics, renderWatchMetrics } from "./_metrics.ts";
 import { WATCH_PATH, watchResponse } from "./_http_watch.ts";
@@ -132,6 +133,8 @@ const ROUTES: readonly (readonly [string, readonly string[]])[] = [
   ["/v1/route/keys", ["GET"]],
   ["/v1/route/sessions", ["GET"]],
   ["/v1/route/state", ["GET"]],
+  [KVC_READ_PATH, ["POST"]],
+  [KVC_WRITE_PATH, ["POST"]],
 ];
 const METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8";
 const utf8Lossy = new TextDecoder("utf-8", { fatal: false });
@@ -279,6 +282,10 @@ function routeData(app: Hono, resolved: Resolved): void {
     app.put(path, (c) => putKey(c, resolved));
     app.delete(path, (c) => deleteKey(c, resolved));
   }
+  routeKvConnect(app, {
+    service: resolved.service,
+    withLeader: (c, body, operation, answer) => withLeader(c, resolved, body, operation, answer),
+  });
   const hub = resolved.watch;
   if (hub === undefined) return;
   app.get(WATCH_PATH, (c) => watchResponse(keyRequest(c), hub, resolved.keyBytesMax));

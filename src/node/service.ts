@@ -84,6 +84,35 @@ export interface ListPage {
   readonly more: boolean;
 }
 
+/** A range of keys to read: `start` inclusive, `end` exclusive, in byte order. */
+export interface KeyRange {
+  readonly start: Uint8Array;
+  readonly end: Uint8Array;
+  /** Entries at most. */
+  readonly limit: number;
+  /** From the end backwards. */
+  readonly reverse: boolean;
+}
+
+/** A key and its value with metadata, as {@linkcode NodeService.readRanges} answers it. */
+export interface RangeEntry {
+  readonly key: Uint8Array;
+  readonly entry: KvValue;
+}
+
+/** A write whose command depends on its versionstamp (`NodeService.writeStamped`). */
+export interface StampedWrite {
+  /** `"<client>:<seq>"`: a retry of an applied write gets its answer. */
+  readonly requestId?: string;
+  /** The versionstamp must exceed this (the largest one the caller has seen). */
+  readonly afterVs?: number;
+  /**
+   * The command for versionstamp `vs` (which it must carry), or undefined when that
+   * versionstamp does not fit (a suffixed key of another cluster): the next one is tried.
+   */
+  readonly build: (vs: number) => KvCommand | undefined;
+}
+
 /**
  * What the HTTP layer needs from a node. The real one is the Raft driver; tests use fakes.
  *
@@ -126,6 +155,17 @@ export interface NodeService {
    * `RequestTimeoutError`.
    */
   write(command: KvCommand): Promise<KvResult>;
+  /**
+   * As {@linkcode write}, for a command built once its versionstamp is chosen (KV Connect's
+   * atomic writes; absent in fakes). Throws `BadRequestError` for an `afterVs` far ahead of
+   * the clock.
+   */
+  writeStamped?(request: StampedWrite): Promise<KvResult>;
+  /**
+   * Reads ranges of keys with values and metadata, keys of other clusters and koi's own
+   * records left out (same consistency rules as {@linkcode get}; absent in fakes).
+   */
+  readRanges?(ranges: readonly KeyRange[], options: { stale: boolean }): Promise<RangeEntry[][]>;
   /** `GET /v1/status`. */
   status(): NodeStatus;
   /** Adds a learner or voter, or promotes a learner (leader only). */

@@ -17,13 +17,25 @@ export class StoredValue implements KvValue {
   readonly #packed: string | Uint8Array;
   /** The log index of the write that last set the key. */
   readonly rev: number;
+  /** The versionstamp of the commit that last set the key (0: written before they existed). */
+  readonly vs: number;
+  /** How KV Connect clients read the bytes (`ValueEncoding`; 3 = plain bytes). */
+  readonly encoding: number;
+  /** When the key expires, in ms since 1970; 0: never. */
+  readonly expireAt: number;
 
-  /** Stores `bytes` (copied or packed: the caller's buffer is not kept) at revision `rev`. */
-  constructor(bytes: Uint8Array, rev: number) {
+  /**
+   * Stores `bytes` (copied or packed: the caller's buffer is not kept) at revision `rev`, with
+   * the commit's versionstamp, the value's encoding and its expiry time.
+   */
+  constructor(bytes: Uint8Array, rev: number, vs = 0, encoding = 3, expireAt = 0) {
     this.#packed = bytes.length <= PACKED_VALUE_BYTES_MAX
       ? String.fromCharCode.apply(null, bytes as unknown as number[])
       : bytes.slice();
     this.rev = rev;
+    this.vs = vs;
+    this.encoding = encoding;
+    this.expireAt = expireAt;
   }
 
   /** The value's bytes (a fresh copy for a packed value). */

@@ -226,7 +226,12 @@ function stage(
   // Only copies of keys that move from the source to here and are not owned here yet.
   const stageable = (k: string) =>
     !isLocalKey(k) && routing.movesTo(self, c.source, k) && !below(k, received);
-  const puts = c.puts.map((p) => ({ k: keyString(p.key), value: p.value, rev: p.rev }));
+  const puts = c.puts.map((p) => ({
+    k: keyString(p.key),
+    value: p.value,
+    rev: p.rev,
+    meta: p.meta,
+  }));
   const deletes = c.deletes.map(keyString);
   const named = [...puts.map((p) => p.k), ...deletes];
   for (const k of named) {
@@ -263,7 +268,7 @@ function stage(
   }
   for (const k of cleared) host.delete(k);
   for (const k of deletes) host.delete(k);
-  for (const p of puts) host.set(p.k, new StoredValue(p.value, p.rev));
+  for (const p of puts) host.set(p.k, new StoredValue(p.value, p.rev, ...(p.meta ?? [])));
   return done();
 }
 

@@ -3,10 +3,12 @@
  *
  * Version 2 (written): the version byte `0x02` (a msgpack fixint), then a msgpack sequence: a
  * header map `{ applied, membership, addresses, keys, requests, revBase?, routing? }`, then
- * `keys` records `[key, value, rev]` in key order, then `requests` records
- * `[client, seq, result, stamp?]` from the least recently written client on. `revBase`,
- * `routing` (docs/resharding.md) and the stamps came later: a snapshot without them has no
- * routing state, a rev base of 0, and stamps older than any entry. Version 1 (still read):
+ * `keys` records `[key, value, rev]` or `[key, value, rev, vs, encoding, expireAt]` (a key
+ * with a versionstamp, a value encoding other than bytes or an expiry time: docs/kv_connect.md)
+ * in key order, then `requests` records `[client, seq, result, stamp?]` from the least
+ * recently written client on. `revBase`, `routing` (docs/resharding.md), `lastVs` and the
+ * stamps came later: a snapshot without them has no routing state, a rev base of 0, no
+ * versionstamp yet, and stamps older than any entry. Version 1 (still read):
  * one msgpack map with the same data as arrays.
  *
  * @module
@@ -51,6 +53,8 @@ export interface StateParts {
   readonly revBase: number;
   /** The routing state, once a move began. */
   readonly routing: RoutingState | undefined;
+  /** The versionstamp of the last commit (0: none yet). */
+  readonly lastVs: number;
 }
 
 /** Keys are bytes; the index uses a "binary string" (one char per byte) so that JavaScript
@@ -158,12 +162,22 @@ export function* snapshotPieces(s: StateParts, chunkBytes: number): Generator<Ui
     requests: s.requests.size,
     ...(s.revBase === 0 ? {} : { revBase: s.revBase }),
     ...(s.routing === undefined ? {} : { routing: routingToWire(s.routing.toSpec()) }),
+    ...(s.lastVs === 0 ? {} : { lastVs: s.lastVs }),
   }));
   for (const [k, v] of s.data.entries()) {
-    sink.byte(0x93);
+    const vs = v.vs ?? 0;
+    const encoding = v.encoding ?? 3;
+    const expireAt = v.expireAt ?? 0;
+    const plain = vs === 0 && encoding === 3 && expireAt === 0;
+    sink.byte(plain ? 0x93 : 0x96);
     sink.bin(keyBytes(k));
     sink.bin(v.value);
     sink.uint(v.rev);
+    if (!plain) {
+      sink.uint(vs);
+      sink.uint(encoding);
+      sink.uint(expireAt);
+    }
     if (sink.length >= chunkBytes) yield sink.take();
   }
   for (const [, client] of s.requestOrder.entries()) {
@@ -183,6 +197,7 @@ export interface SnapshotBuilder {
       addresses: Map<string, MemberAddress>;
       revBase: number;
       routing: RoutingState | undefined;
+      lastVs: number;
     },
   ): void;
   key(key: string, value: KvValue): void;
@@ -259,7 +274,8 @@ export class SnapshotReader {
     const h = o as Record<string, unknown>;
     if (
       typeof h !== "object" || h === null || !isNat(h.applied) || !isMembership(h.membership) ||
-      !isNat(h.keys) || !isNat(h.requests) || (h.revBase !== undefined && !isNat(h.revBase))
+      !isNat(h.keys) || !isNat(h.requests) || (h.revBase !== undefined && !isNat(h.revBase)) ||
+      (h.lastVs !== undefined && !isNat(h.lastVs))
     ) {
       throw corrupt("bad header");
     }
@@ -275,22 +291,26 @@ export class SnapshotReader {
       addresses: toAddresses(h.addresses),
       revBase,
       routing,
+      lastVs: (h.lastVs as number | undefined) ?? 0,
     });
     this.#state = "keys";
     this.#next();
   }
 
   #readKey(o: unknown): void {
-    if (!Array.isArray(o) || o.length !== 3) throw corrupt("bad key record");
-    const [key, value, rev] = o;
-    if (!(key instanceof Uint8Array) || !(value instanceof Uint8Array) || !isNat(rev)) {
+    if (!Array.isArray(o) || (o.length !== 3 && o.length !== 6)) throw corrupt("bad key record");
+    const [key, value, rev, vs = 0, encoding = 3, expireAt = 0] = o;
+    if (
+      !(key instanceof Uint8Array) || !(value instanceof Uint8Array) || !isNat(rev) ||
+      !isNat(vs) || !isNat(encoding) || encoding < 1 || encoding > 3 || !isNat(expireAt)
+    ) {
       throw corrupt("bad key record");
     }
     if (rev > this.#revMax) throw corrupt(`rev ${rev} after the last one, ${this.#revMax}`);
     const k = keyString(key);
     if (this.#lastKey !== undefined && k <= this.#lastKey) throw corrupt("keys out of order");
     this.#lastKey = k;
-    this.#b.key(k, { value: value.slice(), rev });
+    this.#b.key(k, { value: value.slice(), rev, vs, encoding, expireAt });
     this.#keysLeft--;
     this.#next();
   }

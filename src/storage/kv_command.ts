@@ -2,19 +2,63 @@ import { decode, encodeToSlab } from "./_msgpack.ts";
 
 /**
  * A condition on one key, checked when the command applies: `rev > 0` requires the key to
- * exist with exactly that revision; `rev = 0` requires it to be absent.
+ * exist with exactly that revision; `rev = 0` requires it to be absent. With `vs` the
+ * versionstamp is compared instead (`vs = 0`: absent) and `rev` is ignored (KV Connect's
+ * checks, docs/kv_connect.md).
  */
 export interface KvCheck {
   /** The key (bytes, compared bytewise). */
   readonly key: Uint8Array;
   /** The required revision, or 0 for "absent". */
   readonly rev: number;
+  /** The required versionstamp (its first 8 bytes as a number), or 0 for "absent". */
+  readonly vs?: number;
 }
+
+/** How a value's bytes are to be read by KV Connect clients (its `ValueEncoding`). */
+export const ValueEncoding = {
+  /** A V8-serialized JavaScript value (what Deno.Kv writes for most values). */
+  V8: 1,
+  /** A little-endian u64 (Deno.KvU64): what sum, min and max work on. */
+  LE64: 2,
+  /** Plain bytes: every value written through koi's own API. */
+  BYTES: 3,
+} as const;
+
+/** The operations that combine a stored little-endian u64 with an operand. */
+export type KvNumericOp = "sum" | "min" | "max";
 
 /** One change to the store. */
 export type KvMutation =
-  | { readonly type: "set"; readonly key: Uint8Array; readonly value: Uint8Array }
-  | { readonly type: "delete"; readonly key: Uint8Array };
+  | {
+    readonly type: "set";
+    readonly key: Uint8Array;
+    readonly value: Uint8Array;
+    /** {@linkcode ValueEncoding}; absent: bytes. */
+    readonly encoding?: number;
+    /** When the key expires (ms since 1970; the log decides, see `expire`); absent: never. */
+    readonly expireAt?: number;
+  }
+  | { readonly type: "delete"; readonly key: Uint8Array }
+  | {
+    /** `sum` (wrapping at 2^64), `min` or `max` of the stored u64 and `operand`. */
+    readonly type: KvNumericOp;
+    readonly key: Uint8Array;
+    /** 8 bytes, little-endian. A missing key takes the operand. */
+    readonly operand: Uint8Array;
+  }
+  | {
+    /**
+     * Deletes the key if it has an expiry time at or before the command's time (from its
+     * versionstamp); otherwise changes nothing. The leader proposes these: every replica
+     * decides the same from the log, not from its own clock.
+     */
+    readonly type: "expire";
+    readonly key: Uint8Array;
+  };
+
+/** A mutation as its effect on one key: a set or a delete. */
+export type KvEffect = Extract<KvMutation, { readonly type: "set" | "delete" }>;
 
 /**
  * The replicated command: every check holds, then every mutation applies, all or nothing, at
@@ -29,6 +73,12 @@ export interface KvCommand {
   readonly checks: readonly KvCheck[];
   /** Changes applied when they hold. */
   readonly mutations: readonly KvMutation[];
+  /**
+   * The commit's versionstamp, chosen by the leader (docs/kv_connect.md, "Versionstamps"): it
+   * must exceed the cluster's last one, or the command is refused with `stale_versionstamp`.
+   * Absent: the last one plus 1.
+   */
+  readonly vs?: number;
 }
 
 /** What applying a command answered; a retried command gets the same answer. */
@@ -39,6 +89,27 @@ export type KvResult =
     readonly rev: number;
     /** Per mutation: whether the key existed before (meaningful for deletes). */
     readonly existed: readonly boolean[];
+    /** The commit's versionstamp (absent in answers remembered by older versions). */
+    readonly vs?: number;
+  }
+  | {
+    readonly ok: false;
+    /** A sum, min or max met a value that is not a u64, or an operand that is not one. */
+    readonly code: "type_mismatch";
+    /** Which mutation (position in `mutations`). */
+    readonly mutation: number;
+    /** What was wrong, for the client. */
+    readonly message: string;
+  }
+  | {
+    readonly ok: false;
+    /**
+     * The command's versionstamp is not above the cluster's last one (a new leader's clock
+     * behind the old one's): nothing applied and nothing remembered; propose it again.
+     */
+    readonly code: "stale_versionstamp";
+    /** The cluster's last versionstamp. */
+    readonly vs: number;
   }
   | {
     readonly ok: false;
@@ -97,17 +168,66 @@ export class CommandDecodeError extends Error {
 }
 
 const COMMAND_VERSION = 1;
+/**
+ * The format with versionstamps, value encodings, expiry and numeric mutations (version 2 is
+ * taken: routing commands start with it, see `isRouteCommand`).
+ */
+const COMMAND_VERSION_EXTENDED = 3;
+const NUMERIC_CODES: Readonly<Record<KvNumericOp, number>> = { sum: 2, min: 3, max: 4 };
+const NUMERIC_OPS: readonly (KvNumericOp | undefined)[] = [
+  undefined,
+  undefined,
+  "sum",
+  "min",
+  "max",
+];
+const EXPIRE_CODE = 5;
+
+function isPlain(c: KvCommand): boolean {
+  if (c.vs !== undefined) return false;
+  for (const k of c.checks) if (k.vs !== undefined) return false;
+  for (const m of c.mutations) {
+    if (m.type === "delete") continue;
+    if (m.type !== "set" || m.encoding !== undefined || m.expireAt !== undefined) return false;
+  }
+  return true;
+}
+
+function encodeMutation(m: KvMutation): unknown[] {
+  switch (m.type) {
+    case "set":
+      return m.encoding === undefined && m.expireAt === undefined
+        ? [0, m.key, m.value]
+        : [0, m.key, m.value, m.encoding ?? ValueEncoding.BYTES, m.expireAt ?? 0];
+    case "delete":
+      return [1, m.key];
+    case "expire":
+      return [EXPIRE_CODE, m.key];
+    default:
+      return [NUMERIC_CODES[m.type], m.key, m.operand];
+  }
+}
 
 /**
  * Encodes a command for a log entry (small ones share a slab buffer with the entries around
- * them; see `_byte_slab.ts`).
+ * them; see `_byte_slab.ts`). Commands of koi's own API keep the first format, so their
+ * entries are as small as before.
  */
 export function encodeCommand(c: KvCommand): Uint8Array {
+  if (isPlain(c)) {
+    return encodeToSlab([
+      COMMAND_VERSION,
+      c.requestId ?? null,
+      c.checks.map((k) => [k.key, k.rev]),
+      c.mutations.map(encodeMutation),
+    ]);
+  }
   return encodeToSlab([
-    COMMAND_VERSION,
+    COMMAND_VERSION_EXTENDED,
     c.requestId ?? null,
-    c.checks.map((k) => [k.key, k.rev]),
-    c.mutations.map((m) => (m.type === "set" ? [0, m.key, m.value] : [1, m.key])),
+    c.checks.map((k) => (k.vs === undefined ? [k.key, k.rev] : [k.key, k.rev, k.vs])),
+    c.mutations.map(encodeMutation),
+    c.vs ?? null,
   ]);
 }
 
@@ -118,36 +238,55 @@ function isNat(v: unknown): v is number {
 /** Decodes and validates a command from a log entry. */
 export function decodeCommand(data: Uint8Array): KvCommand {
   const v = decode(data);
-  if (!Array.isArray(v) || v.length !== 4 || v[0] !== COMMAND_VERSION) {
-    throw new CommandDecodeError("not a version 1 command");
+  const extended = Array.isArray(v) && v.length === 5 && v[0] === COMMAND_VERSION_EXTENDED;
+  if (!Array.isArray(v) || !(extended || (v.length === 4 && v[0] === COMMAND_VERSION))) {
+    throw new CommandDecodeError("not a version 1 or 3 command");
   }
-  const [, requestId, checks, mutations] = v;
+  const [, requestId, checks, mutations, vs] = v;
   if (requestId !== null && typeof requestId !== "string") {
     throw new CommandDecodeError("request id");
   }
   if (!Array.isArray(checks) || !Array.isArray(mutations)) throw new CommandDecodeError("lists");
+  if (extended && vs !== null && !isNat(vs)) throw new CommandDecodeError("versionstamp");
   const outChecks: KvCheck[] = checks.map((k) => {
     if (!Array.isArray(k) || !(k[0] instanceof Uint8Array) || !isNat(k[1])) {
       throw new CommandDecodeError("check");
     }
-    return { key: k[0], rev: k[1] };
+    if (k.length === 2) return { key: k[0], rev: k[1] };
+    if (!extended || k.length !== 3 || !isNat(k[2])) throw new CommandDecodeError("check");
+    return { key: k[0], rev: k[1], vs: k[2] };
   });
-  const outMutations: KvMutation[] = mutations.map((m) => {
-    if (
-      Array.isArray(m) && m[0] === 0 && m[1] instanceof Uint8Array && m[2] instanceof Uint8Array
-    ) {
-      return { type: "set", key: m[1], value: m[2] };
-    }
-    if (Array.isArray(m) && m[0] === 1 && m[1] instanceof Uint8Array && m.length === 2) {
-      return { type: "delete", key: m[1] };
-    }
-    throw new CommandDecodeError("mutation");
-  });
+  const outMutations: KvMutation[] = mutations.map((m) => decodeMutation(m, extended));
   return {
     ...(requestId === null ? {} : { requestId }),
     checks: outChecks,
     mutations: outMutations,
+    ...(extended && vs !== null ? { vs } : {}),
   };
+}
+
+function decodeMutation(m: unknown, extended: boolean): KvMutation {
+  if (!Array.isArray(m) || !(m[1] instanceof Uint8Array)) throw new CommandDecodeError("mutation");
+  const key = m[1];
+  if (m[0] === 0 && m[2] instanceof Uint8Array) {
+    if (m.length === 3) return { type: "set", key, value: m[2] };
+    if (extended && m.length === 5 && isNat(m[3]) && m[3] >= 1 && m[3] <= 3 && isNat(m[4])) {
+      return {
+        type: "set",
+        key,
+        value: m[2],
+        encoding: m[3],
+        ...(m[4] > 0 ? { expireAt: m[4] } : {}),
+      };
+    }
+  }
+  if (m[0] === 1 && m.length === 2) return { type: "delete", key };
+  if (extended && m[0] === EXPIRE_CODE && m.length === 2) return { type: "expire", key };
+  const op = extended && typeof m[0] === "number" ? NUMERIC_OPS[m[0]] : undefined;
+  if (op !== undefined && m.length === 3 && m[2] instanceof Uint8Array && m[2].length === 8) {
+    return { type: op, key, operand: m[2] };
+  }
+  throw new CommandDecodeError("mutation");
 }
 
 /** Splits a request id `"<client>:<seq>"`; undefined when malformed. */

@@ -12,11 +12,18 @@ import {
 import {
   decodeCommand,
   type KvCommand,
-  type KvMutation,
+  type KvEffect,
   type KvResult,
   parseRequestId,
+  ValueEncoding,
 } from "./kv_command.ts";
-import { decodeRouteCommand, isRouteCommand, type SessionRecord } from "./route_command.ts";
+import { numericResult, timeOfVersionstamp } from "./_versionstamp.ts";
+import {
+  decodeRouteCommand,
+  isRouteCommand,
+  type SessionRecord,
+  type StagedKey,
+} from "./route_command.ts";
 import { applyRouteCommand, type RouteHost, stampOf } from "./_route_apply.ts";
 import type { Ownership, RoutingState } from "./_routing_state.ts";
 import { KvSnapshotView } from "./kv_snapshot_view.ts";
@@ -39,20 +46,29 @@ export interface MemberAddress {
   readonly http: string;
 }
 
-/** A stored value and the log index of the write that set it. */
+/** A stored value and the log index of the write that set it, with its KV Connect metadata. */
 export interface KvValue {
   /** The value's bytes. */
   readonly value: Uint8Array;
   /** The rev of the write that last set the key (its log index plus the rev base). */
   readonly rev: number;
+  /** The versionstamp of that write (docs/kv_connect.md); 0 or absent: none recorded. */
+  readonly vs?: number;
+  /** The value's `ValueEncoding` (absent: 3, plain bytes). */
+  readonly encoding?: number;
+  /** When the key expires (ms since 1970); 0 or absent: never. */
+  readonly expireAt?: number;
 }
 
 /** What one successful command changed, as {@linkcode KvStateMachineOptions.onApplied} sees it. */
 export interface KvApplied {
   /** The revision the command wrote (from its result: every key it set has this rev). */
   readonly rev: number;
-  /** The command's mutations, in order (their bytes belong to the log entry: copy to keep). */
-  readonly mutations: readonly KvMutation[];
+  /**
+   * The command's mutations, in order, as their effect: a sum, min or max as the set of its
+   * result, an expiry as a delete (their bytes belong to the log entry: copy to keep).
+   */
+  readonly mutations: readonly KvEffect[];
   /** Per mutation: whether the key existed just before it (false: a delete changed nothing). */
   readonly existed: readonly boolean[];
 }
@@ -132,6 +148,10 @@ export class KvStateMachine {
   #routing: RoutingState | undefined;
   /** Added to a log index to make a rev: raised by moves, never lowered. */
   #revBase = 0;
+  /** The versionstamp of the last commit (docs/kv_connect.md); raised by moves too. */
+  #lastVs = 0;
+  /** `expiryIndexKey(expireAt, key)` of every key with an expiry time, soonest first. */
+  #expiring: BTree<string, true> = new BTree<string, true>();
 
   /** Creates an empty store. */
   constructor(options: KvStateMachineOptions = {}) {
@@ -149,6 +169,29 @@ export class KvStateMachine {
   /** What is added to a log index to make a rev. */
   get revBase(): number {
     return this.#revBase;
+  }
+
+  /** The versionstamp of the last commit, or of a key copied here by a move if greater. */
+  get lastVs(): number {
+    return this.#lastVs;
+  }
+
+  /**
+   * Keys whose expiry time is at or before `now` (ms), soonest first, at most `limit`: the
+   * leader proposes their `expire` mutations.
+   */
+  expiredKeys(now: number, limit: number): Uint8Array[] {
+    const out: Uint8Array[] = [];
+    for (const [ik] of this.#expiring.entries()) {
+      if (out.length >= limit || Number(ik.slice(0, EXPIRY_DIGITS)) > now) break;
+      out.push(keyBytes(ik.slice(EXPIRY_DIGITS)));
+    }
+    return out;
+  }
+
+  /** Keys with an expiry time. */
+  get expiringKeys(): number {
+    return this.#expiring.size;
   }
 
   /**
@@ -194,10 +237,40 @@ export class KvStateMachine {
     return this.#addresses;
   }
 
-  /** The value and revision of `key`, or undefined. */
+  /** The value and revision of `key`, or undefined ({@linkcode range} gives the metadata too). */
   get(key: Uint8Array): KvValue | undefined {
     const stored = this.#data.get(keyString(key));
     return stored === undefined ? undefined : { value: stored.value, rev: stored.rev };
+  }
+
+  /**
+   * Keys in `[start, end)` with values and metadata, in byte order or reversed, at most
+   * `limit`; `keep` filters them (e.g. by ownership) before they count.
+   */
+  range(
+    options: {
+      start: Uint8Array;
+      end: Uint8Array;
+      limit: number;
+      reverse: boolean;
+      keep?: (key: Uint8Array) => boolean;
+    },
+  ): { key: Uint8Array; entry: KvValue }[] {
+    const start = keyString(options.start);
+    const end = keyString(options.end);
+    const out: { key: Uint8Array; entry: KvValue }[] = [];
+    if (start >= end || options.limit <= 0) return out;
+    const it = options.reverse
+      ? this.#data.entriesReversed(end, undefined, true)
+      : this.#data.entries(start);
+    for (const [k, v] of it) {
+      if (options.reverse ? k < start : k >= end) break;
+      const key = keyBytes(k);
+      if (options.keep !== undefined && !options.keep(key)) continue;
+      out.push({ key, entry: entryOf(v) });
+      if (out.length >= options.limit) break;
+    }
+    return out;
   }
 
   /** The answer already given to a request id, if it is the client's last applied one. */
@@ -219,12 +292,12 @@ export class KvStateMachine {
     from: Uint8Array,
     limits: { count: number; bytes: number; scan: number; upTo?: Uint8Array | null },
   ): {
-    items: { key: Uint8Array; value: Uint8Array; rev: number }[];
+    items: StagedKey[];
     next: Uint8Array | null;
   } {
     const routing = this.#routing;
     const self = this.#clusterId;
-    const items: { key: Uint8Array; value: Uint8Array; rev: number }[] = [];
+    const items: StagedKey[] = [];
     if (routing?.move === undefined || self === undefined) return { items, next: null };
     let bytes = 0;
     let scanned = 0;
@@ -238,7 +311,13 @@ export class KvStateMachine {
       }
       scanned++;
       if (!routing.movesFrom(self, k)) continue;
-      items.push({ key: keyBytes(k), value: v.value, rev: v.rev });
+      const plain = v.vs === 0 && v.encoding === ValueEncoding.BYTES && v.expireAt === 0;
+      items.push({
+        key: keyBytes(k),
+        value: v.value,
+        rev: v.rev,
+        ...(plain ? {} : { meta: [v.vs, v.encoding, v.expireAt] as const }),
+      });
       bytes += k.length + v.size;
     }
     return { items, next: null };
@@ -357,17 +436,10 @@ export class KvStateMachine {
       },
       get: (k) => this.#data.get(k),
       set: (k, v) => {
-        const old = this.#data.get(k);
-        if (old !== undefined) this.#bytes -= k.length + old.size;
-        this.#data.set(k, v);
-        this.#bytes += k.length + v.size;
+        this.#put(k, v);
+        if (v.vs > this.#lastVs) this.#lastVs = v.vs; // a copy's versionstamp never goes back
       },
-      delete: (k) => {
-        const old = this.#data.get(k);
-        if (old === undefined) return;
-        this.#bytes -= k.length + old.size;
-        this.#data.delete(k);
-      },
+      delete: (k) => this.#remove(k),
       mergeSession: (r, stamp) => this.#mergeSession(r, stamp),
     };
   }
@@ -376,6 +448,23 @@ export class KvStateMachine {
     const last = this.#requests.get(r.client);
     if (last !== undefined && last.seq >= r.seq) return;
     this.#remember(r.client, r.seq, r.result, stamp);
+  }
+
+  /** Stores `v` at `k`, keeping the byte count and the expiry index. */
+  #put(k: string, v: StoredValue): void {
+    this.#remove(k);
+    this.#data.set(k, v);
+    this.#bytes += k.length + v.size;
+    if (v.expireAt > 0) this.#expiring.set(expiryIndexKey(v.expireAt, k), true);
+  }
+
+  /** Removes `k`, keeping the byte count and the expiry index. */
+  #remove(k: string): void {
+    const old = this.#data.get(k);
+    if (old === undefined) return;
+    this.#bytes -= k.length + old.size;
+    this.#data.delete(k);
+    if (old.expireAt > 0) this.#expiring.delete(expiryIndexKey(old.expireAt, k));
   }
 
   #applyCommand(index: number, cmd: KvCommand): KvResult {
@@ -391,6 +480,10 @@ export class KvStateMachine {
     // not remembered: a retry at the owner must apply.
     const misrouted = this.#misrouted(cmd);
     if (misrouted !== undefined) return misrouted;
+    // Not remembered either: the leader proposes it again with a greater versionstamp.
+    if (cmd.vs !== undefined && cmd.vs <= this.#lastVs) {
+      return { ok: false, code: "stale_versionstamp", vs: this.#lastVs };
+    }
     const result = this.#execute(index, cmd);
     if (id !== undefined) this.#remember(id.client, id.seq, result, stampOf(index));
     return result;
@@ -410,40 +503,64 @@ export class KvStateMachine {
 
   #execute(index: number, cmd: KvCommand): KvResult {
     for (let i = 0; i < cmd.checks.length; i++) {
-      const { key, rev } = cmd.checks[i];
-      const current = this.#data.get(keyString(key))?.rev ?? 0;
-      if (current !== rev) {
-        return { ok: false, code: "precondition_failed", check: i, rev: current };
+      const { key, rev, vs } = cmd.checks[i];
+      const stored = this.#data.get(keyString(key));
+      const holds = vs === undefined ? (stored?.rev ?? 0) === rev : (stored?.vs ?? 0) === vs;
+      if (!holds) {
+        return { ok: false, code: "precondition_failed", check: i, rev: stored?.rev ?? 0 };
       }
     }
     const rev = index + this.#revBase;
+    const vs = cmd.vs ?? this.#lastVs + 1;
+    const now = timeOfVersionstamp(vs);
     let bytes = this.#bytes;
     const existed: boolean[] = [];
+    const effects: KvEffect[] = [];
     const plan: [string, StoredValue | undefined][] = [];
-    for (const m of cmd.mutations) {
+    for (let i = 0; i < cmd.mutations.length; i++) {
+      const m = cmd.mutations[i];
       const k = keyString(m.key);
       // Within one command, a later mutation of the same key sees the earlier one.
       const planned = plan.findLast(([pk]) => pk === k);
       const old = planned !== undefined ? planned[1] : this.#data.get(k);
+      let next: StoredValue | undefined;
+      if (m.type === "set") {
+        next = new StoredValue(m.value, rev, vs, m.encoding ?? ValueEncoding.BYTES, m.expireAt);
+      } else if (m.type === "delete") {
+        next = undefined;
+      } else if (m.type === "expire") {
+        if (old === undefined || old.expireAt === 0 || old.expireAt > now) {
+          existed.push(false); // not expired (rewritten since, or gone): nothing to do
+          continue;
+        }
+        next = undefined;
+      } else {
+        const result = numericResult(m.type, old, m.operand);
+        if (typeof result === "string") {
+          return { ok: false, code: "type_mismatch", mutation: i, message: result };
+        }
+        next = new StoredValue(result, rev, vs, ValueEncoding.LE64);
+      }
       existed.push(old !== undefined);
       if (old !== undefined) bytes -= k.length + old.size;
-      if (m.type === "set") {
-        bytes += k.length + m.value.length;
-        plan.push([k, new StoredValue(m.value, rev)]);
-      } else {
-        plan.push([k, undefined]);
-      }
+      if (next !== undefined) bytes += k.length + next.size;
+      plan.push([k, next]);
+      effects.push(
+        next === undefined
+          ? { type: "delete", key: m.key }
+          : { type: "set", key: m.key, value: m.type === "set" ? m.value : next.value },
+      );
     }
     if (bytes > this.#bytesMax && bytes > this.#bytes) {
       return { ok: false, code: "storage_full", bytesMax: this.#bytesMax };
     }
     for (const [k, v] of plan) {
-      if (v === undefined) this.#data.delete(k);
-      else this.#data.set(k, v);
+      if (v === undefined) this.#remove(k);
+      else this.#put(k, v);
     }
-    this.#bytes = bytes;
-    const result = { ok: true, rev, existed } as const;
-    this.#onApplied?.({ rev: result.rev, mutations: cmd.mutations, existed });
+    this.#lastVs = vs;
+    const result = { ok: true, rev, existed, vs } as const;
+    this.#onApplied?.({ rev: result.rev, mutations: effects, existed });
     return result;
   }
 
@@ -474,6 +591,7 @@ export class KvStateMachine {
       requestOrder: this.#requestOrder.clone(),
       revBase: this.#revBase,
       routing: this.#routing, // immutable: commands replace it
+      lastVs: this.#lastVs,
     });
   }
 
@@ -490,12 +608,11 @@ export class KvStateMachine {
         this.#addresses = h.addresses;
         this.#revBase = h.revBase;
         this.#routing = h.routing;
+        this.#lastVs = h.lastVs;
       },
       key: (k, v) => {
         // Stored apart from the snapshot's chunk, which can then be collected.
-        const stored = new StoredValue(v.value, v.rev);
-        this.#data.set(k, stored);
-        this.#bytes += k.length + stored.size;
+        this.#put(k, new StoredValue(v.value, v.rev, v.vs, v.encoding, v.expireAt));
       },
       request: (client, r) => {
         this.#requests.set(client, r);
@@ -528,4 +645,22 @@ export class KvStateMachine {
     await readSnapshotAsync(chunks, sm.#builder());
     return sm;
   }
+}
+
+/** Digits of the expiry time in an expiry index key (ms since 1970 fit in 15 until year 33658). */
+const EXPIRY_DIGITS = 15;
+
+/** The expiry index's key: the time, zero-padded so that string order is time order, then the key. */
+function expiryIndexKey(expireAt: number, k: string): string {
+  return String(expireAt).padStart(EXPIRY_DIGITS, "0") + k;
+}
+
+function entryOf(stored: StoredValue): KvValue {
+  return {
+    value: stored.value,
+    rev: stored.rev,
+    vs: stored.vs,
+    encoding: stored.encoding,
+    expireAt: stored.expireAt,
+  };
 }

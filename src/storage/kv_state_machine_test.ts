@@ -24,8 +24,8 @@ const put = (key: string, value: string, requestId?: string): KvCommand => ({
 Deno.test("KvStateMachine: a set stores the value with the entry's index as rev", () => {
   const sm = new KvStateMachine();
   assert.deepEqual(run(sm, put("a", "1"), put("a", "2")), [
-    { ok: true, rev: 1, existed: [false] },
-    { ok: true, rev: 2, existed: [true] },
+    { ok: true, rev: 1, existed: [false], vs: 1 },
+    { ok: true, rev: 2, existed: [true], vs: 2 },
   ]);
   assert.equal(dec(sm.get(enc("a"))!.value), "2");
   assert.equal(sm.get(enc("a"))!.rev, 2);
@@ -47,7 +47,7 @@ Deno.test("KvStateMachine: checks on rev and absence gate the whole command", ()
     },
   );
   assert.deepEqual(stale, { ok: false, code: "precondition_failed", check: 0, rev: 1 });
-  assert.deepEqual(fresh, { ok: true, rev: 3, existed: [true] });
+  assert.deepEqual(fresh, { ok: true, rev: 3, existed: [true], vs: 2 }, "a failed one takes no vs");
   assert.deepEqual(absent, { ok: false, code: "precondition_failed", check: 0, rev: 3 });
   assert.equal(sm.get(enc("b")), undefined, "a failed command changes nothing");
 });
@@ -60,8 +60,8 @@ Deno.test("KvStateMachine: delete reports whether the key existed", () => {
     mutations: [{ type: "delete", key: enc(k) }],
   });
   assert.deepEqual(run(sm, del("a"), del("a")), [
-    { ok: true, rev: 2, existed: [true] },
-    { ok: true, rev: 3, existed: [false] },
+    { ok: true, rev: 2, existed: [true], vs: 2 },
+    { ok: true, rev: 3, existed: [false], vs: 3 },
   ]);
   assert.equal(sm.size, 0);
   assert.equal(sm.bytes, 0);
@@ -94,10 +94,10 @@ Deno.test("KvStateMachine: request ids are bounded; the least recently written c
 Deno.test("KvStateMachine: the byte limit refuses growth deterministically but allows shrinking", () => {
   const sm = new KvStateMachine({ bytesMax: 10 });
   assert.deepEqual(run(sm, put("k", "123456789"), put("j", "x")), [
-    { ok: true, rev: 1, existed: [false] },
+    { ok: true, rev: 1, existed: [false], vs: 1 },
     { ok: false, code: "storage_full", bytesMax: 10 },
   ]);
-  assert.deepEqual(run(sm, put("k", "1")), [{ ok: true, rev: 3, existed: [true] }]);
+  assert.deepEqual(run(sm, put("k", "1")), [{ ok: true, rev: 3, existed: [true], vs: 2 }]);
   assert.equal(sm.bytes, 2);
 });
 

@@ -29,15 +29,40 @@ export type {
 } from "./kv_state_machine.ts";
 export { KvSnapshotView, SNAPSHOT_ENCODE_CHUNK_BYTES } from "./kv_snapshot_view.ts";
 export { DECODE_SLICE_MS, SNAPSHOT_VERSION } from "./_sm_snapshot.ts";
-export { CommandDecodeError, decodeCommand, encodeCommand, parseRequestId } from "./kv_command.ts";
-export type { KvCheck, KvCommand, KvMutation, KvResult } from "./kv_command.ts";
+export {
+  CommandDecodeError,
+  decodeCommand,
+  encodeCommand,
+  parseRequestId,
+  ValueEncoding,
+} from "./kv_command.ts";
+export type {
+  KvCheck,
+  KvCommand,
+  KvEffect,
+  KvMutation,
+  KvNumericOp,
+  KvResult,
+} from "./kv_command.ts";
+export {
+  numericResult,
+  timeOfVersionstamp,
+  VERSIONSTAMP_BYTES,
+  versionstampAt,
+  versionstampBytes,
+  versionstampFromBytes,
+  versionstampHex,
+  VS_PER_MS,
+} from "./_versionstamp.ts";
 export {
   decodeRouteCommand,
   encodeRouteCommand,
   isRouteCommand,
   ROUTE_COMMAND_VERSION,
+  stagedKeyFromWire,
+  stagedKeyToWire,
 } from "./route_command.ts";
-export type { RouteCommand, SessionRecord, StagedKey } from "./route_command.ts";
+export type { KeyMeta, RouteCommand, SessionRecord, StagedKey } from "./route_command.ts";
 export { PairDigest, SESSIONS_PER_COMMAND_MAX } from "./_route_apply.ts";
 export { RoutingState } from "./_routing_state.ts";
 export type { Cursor, MoveState, Ownership, RoutingSpec, TableSpec } from "./_routing_state.ts";

@@ -21,11 +21,41 @@ export const ROUTE_COMMAND_SHAPE_MAX = { depth: 8, values: 100_000 } as const;
 /** The first element of every encoded routing command (KV commands start with 1). */
 export const ROUTE_COMMAND_VERSION = 2;
 
-/** A key as it was at the source: value and rev. */
+/** A key's KV Connect metadata: versionstamp, value encoding, expiry time (0: never). */
+export type KeyMeta = readonly [vs: number, encoding: number, expireAt: number];
+
+/** A key as it was at the source: value and rev (and its metadata, when it has any). */
 export interface StagedKey {
   readonly key: Uint8Array;
   readonly value: Uint8Array;
   readonly rev: number;
+  readonly meta?: KeyMeta;
+}
+
+/** The wire form of a staged or moving key: `[key, value, rev]` or `[key, value, rev, meta]`. */
+export function stagedKeyToWire(p: StagedKey): unknown[] {
+  return p.meta === undefined ? [p.key, p.value, p.rev] : [p.key, p.value, p.rev, p.meta];
+}
+
+/** A staged or moving key from its wire form; undefined when malformed. */
+export function stagedKeyFromWire(p: unknown): StagedKey | undefined {
+  if (!Array.isArray(p) || (p.length !== 3 && p.length !== 4)) return undefined;
+  const [key, value, rev, meta] = p;
+  if (!(key instanceof Uint8Array) || !(value instanceof Uint8Array) || !isNatural(rev)) {
+    return undefined;
+  }
+  if (p.length === 3) return { key, value, rev };
+  if (
+    !Array.isArray(meta) || meta.length !== 3 || !meta.every(isNatural) || meta[1] < 1 ||
+    meta[1] > 3
+  ) {
+    return undefined;
+  }
+  return { key, value, rev, meta: [meta[0], meta[1], meta[2]] };
+}
+
+function isNatural(v: unknown): v is number {
+  return typeof v === "number" && Number.isSafeInteger(v) && v >= 0;
 }
 
 /** A client's last request id record, as copied from a source to a destination. */
@@ -103,7 +133,7 @@ export function encodeRouteCommand(c: RouteCommand): Uint8Array {
         c.epoch,
         c.source,
         c.clear === undefined ? null : [c.clear.from, c.clear.upTo],
-        c.puts.map((p) => [p.key, p.value, p.rev]),
+        c.puts.map(stagedKeyToWire),
         c.deletes,
       ]);
     case "sessions":
@@ -218,10 +248,7 @@ export function decodeRouteCommand(data: Uint8Array): RouteCommand {
         ...(clear === null ? {} : {
           clear: { from: bytes(clear[0], "clear from"), upTo: cursor(clear[1], "clear upTo") },
         }),
-        puts: (f[3] as unknown[]).map((p) => {
-          if (!Array.isArray(p) || p.length !== 3) bad("staged key");
-          return { key: bytes(p[0], "key"), value: bytes(p[1], "value"), rev: nat(p[2], "rev") };
-        }),
+        puts: (f[3] as unknown[]).map((p) => stagedKeyFromWire(p) ?? bad("staged key")),
         deletes: (f[4] as unknown[]).map((k) => bytes(k, "deleted key")),
       };
     }
