@@ -210,8 +210,17 @@ await tlsTest("tls deployment: HTTPS and mutual TLS end to end, and what is refu
     await assert.rejects(() => fetch(`http://${nodes[0].http}/v1/kv/k1`));
 
     // Rogue peers on a1's raft port: another CA's certificate, and none. Neither gets a vote in.
-    const a1 = nodes.find((n) => n.id === "a1")!;
+    let a1 = nodes.find((n) => n.id === "a1")!;
     const raftPort = Number(a1.raft.split(":").at(-1));
+    // The admin's last poll of a1 may have timed out under load (status null): poll again.
+    await waitFor(
+      async () => {
+        a1 = (await clusters(admin, trusted)).find((n) => n.id === "a1")!;
+        return a1.status !== null;
+      },
+      "a1's status at the admin",
+      10_000,
+    );
     const termBefore = a1.status!.term;
     assert.ok(
       await roguePeer(raftPort, { ca: pki.ca, cert: pki.rogue.cert, key: pki.rogue.key }),
