@@ -150,6 +150,7 @@ export type {
   ClusterConfig,
   HostPort,
   KoiConfig,
+  KvConnectConfig,
   LoadTlsOptions,
   NodeConfig,
   ParseConfigOptions,

@@ -19,14 +19,16 @@ const ALLOWED_IMPORTS: Record<string, readonly string[]> = {
   carp: [],
   config: [],
   storage: ["raft", "carp"],
-  // KV Connect (Deno.openKv(url)): its wire format; the serving part will import more
-  kv_connect: ["config"],
+  // KV Connect (Deno.openKv(url)): the wire format, the endpoint, and the admin's gateway,
+  // which reaches the clusters through the routing client
+  kv_connect: ["config", "client"],
   net: ["raft", "config"],
   // the hardened HTTP server both the node and the admin serve with
   http: [],
+  // kv_connect: the node's /v1/kvc/ endpoints speak its codec
   node: ["raft", "storage", "net", "config", "carp", "http", "kv_connect"],
   client: ["carp", "config"],
-  admin: ["config", "carp", "client", "storage", "http"],
+  admin: ["config", "carp", "client", "storage", "http", "kv_connect"],
   // the load generator: drives a deployment through the client, never a node's internals
   bench: ["client", "carp", "config"],
   // the command line: every mode, so any layer but raft internals through their mod.ts

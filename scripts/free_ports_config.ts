@@ -28,8 +28,11 @@ export function withFreePorts(source: string): string {
   // deno-lint-ignore no-explicit-any
   const doc = parse(source) as any;
   const nodes = (doc.clusters ?? []).flatMap((c: { nodes?: unknown[] }) => c.nodes ?? []);
-  const ports = freePorts(1 + 2 * nodes.length);
+  const ports = freePorts(2 + 2 * nodes.length);
   doc.admin = { ...(doc.admin ?? {}), http: `127.0.0.1:${ports[0]}` };
+  if (doc.kv_connect !== undefined) {
+    doc.kv_connect = { ...doc.kv_connect, listen: `127.0.0.1:${ports[1 + 2 * nodes.length]}` };
+  }
   nodes.forEach((node: Record<string, unknown>, i: number) => {
     node.raft = `127.0.0.1:${ports[1 + 2 * i]}`;
     node.http = `127.0.0.1:${ports[2 + 2 * i]}`;

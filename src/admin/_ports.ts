@@ -15,9 +15,15 @@ export interface ConfigAddress {
   readonly address: HostPort;
 }
 
-/** Every address of `config` (the admin's, then each node's raft and http), with its field. */
+/**
+ * Every address of `config` (the admin's own, `admin.http` and `kv_connect.listen`, then each
+ * node's raft and http), with its field.
+ */
 export function configAddresses(config: KoiConfig): ConfigAddress[] {
   const out: ConfigAddress[] = [{ field: "admin.http", address: config.admin.http }];
+  if (config.kvConnect !== undefined) {
+    out.push({ field: "kv_connect.listen", address: config.kvConnect.listen });
+  }
   config.clusters.forEach((cluster, c) =>
     cluster.nodes.forEach((node, n) => {
       out.push({ field: `clusters[${c}].nodes[${n}].raft`, address: node.raft });
@@ -25,6 +31,11 @@ export function configAddresses(config: KoiConfig): ConfigAddress[] {
     })
   );
   return out;
+}
+
+/** The addresses the admin itself listens on (with `--no-spawn`, the only ones it checks). */
+export function adminAddresses(config: KoiConfig): ConfigAddress[] {
+  return configAddresses(config).filter((a) => !a.field.startsWith("clusters["));
 }
 
 /** Some addresses of config.toml are in use by another process. */

@@ -24,7 +24,7 @@ import {
 import { HttpServer } from "../http/server.ts";
 import { adminApp } from "./_http.ts";
 import { NodeProcess, type RestartPolicy, type SpawnSpec } from "./_node_process.ts";
-import { checkAddressesFree, configAddresses } from "./_ports.ts";
+import { adminAddresses, checkAddressesFree, configAddresses } from "./_ports.ts";
 import { checkRouting } from "./_routing_record.ts";
 import { StatusPoller } from "./_poller.ts";
 import { DeploymentActivity } from "./_activity.ts";
@@ -36,6 +36,7 @@ import { recordRouting } from "./_routing_record.ts";
 import { checkReshardRecord } from "./_reshard_runner.ts";
 import { ReshardPlanError } from "./_reshard_plan.ts";
 import { loadOrCreateSecret, type StoredSecret } from "./_secret_store.ts";
+import { type KvConnectInfo, startKvConnect } from "./_kv_connect.ts";
 
 /**
  * Open connections to the admin's HTTP API, at most (beyond: 503 and close). Well below a
@@ -99,6 +100,8 @@ export interface RunningAdmin {
   readonly url: string;
   /** The generated secret, when config.toml lacks one for some cluster. */
   readonly secret: StoredSecret | undefined;
+  /** With `[kv_connect]`: where KV Connect is served and with which token. */
+  readonly kvConnect: KvConnectInfo | undefined;
   /** The supervised processes by node id. */
   readonly processes: ReadonlyMap<string, NodeProcess>;
   /** Resolves once every cluster has had a leader (or the admin is closed first). */
@@ -135,8 +138,14 @@ export async function runAdmin(options: RunAdminOptions): Promise<RunningAdmin> 
   // but whose peers refuse their certificates (not the CA's, not naming their address), which
   // would leave the admin waiting for a leader forever. The admin's own certificate is only
   // warned about: its clients may reach it by another name and trust it through another CA.
+  // The KV Connect listener serves HTTPS with the admin's certificate.
   const tls = config.admin.tls === undefined ? undefined : await loadTlsFiles(config.admin.tls, {
-    hosts: [{ host: config.admin.http.host, field: "admin.http" }],
+    hosts: [
+      { host: config.admin.http.host, field: "admin.http" },
+      ...(config.kvConnect === undefined
+        ? []
+        : [{ host: config.kvConnect.listen.host, field: "kv_connect.listen" }]),
+    ],
     warn: (message) => log(`warning: ${message}`),
   });
   if (!options.noSpawn) {
@@ -185,7 +194,7 @@ export async function runAdmin(options: RunAdminOptions): Promise<RunningAdmin> 
     }
     const noSpawn = options.noSpawn ?? false;
     // Nodes that run elsewhere hold their own addresses: only the admin's must be free.
-    checkAddressesFree(configAddresses(config).slice(0, noSpawn ? 1 : undefined));
+    checkAddressesFree(noSpawn ? adminAddresses(config) : configAddresses(config));
     const nodeCount = config.clusters.reduce((n, c) => n + c.nodes.length, 0);
     const counted = `${nodeCount} node${nodeCount === 1 ? "" : "s"} in ${config.clusters.length} ` +
       `cluster${config.clusters.length === 1 ? "" : "s"} (${config.path})`;
@@ -378,6 +387,15 @@ export async function runAdmin(options: RunAdminOptions): Promise<RunningAdmin> 
     };
     cleanup.push(() => stopProcesses("stop"));
     for (const proc of processes.values()) proc.start();
+    // KV Connect stops before the nodes do (cleanup runs last step first).
+    const kvConnect = config.kvConnect === undefined ? undefined : await startKvConnect({
+      config: config.kvConnect,
+      dataDir: config.admin.dataDir,
+      adminFetch: (request) => app.fetch(request),
+      ...(tls === undefined ? {} : { tls: { ...tls, caPath: config.admin.tls!.ca } }),
+      log,
+    });
+    if (kvConnect !== undefined) cleanup.push(() => kvConnect.close());
     poller.start();
     cleanup.push(() => poller.stop());
     // The status page's rates and leader changes: one observation per poll round.
@@ -407,6 +425,7 @@ export async function runAdmin(options: RunAdminOptions): Promise<RunningAdmin> 
       port,
       url,
       secret,
+      kvConnect: kvConnect?.info,
       processes,
       ready,
       leaders: () => Object.fromEntries(config.clusters.map((c) => [c.id, poller.leaderOf(c.id)])),

@@ -8,6 +8,7 @@ import { parseArgs } from "node:util";
 import { fileURLToPath } from "node:url";
 import { loadConfigSource } from "../config/mod.ts";
 import { runAdmin } from "../admin/run_admin.ts";
+import { kvConnectLines } from "../admin/_kv_connect.ts";
 import type { SpawnSpec } from "../admin/_node_process.ts";
 import { LineOutput, writeAll } from "../admin/_output.ts";
 import { parseLogLevel, SECOND_SIGNAL_AFTER_MS } from "./_common.ts";
@@ -27,6 +28,11 @@ has a leader):
   GET /v1/clusters every node's status; unreachable ones marked
   GET /healthz     200 while every cluster has a leader
   GET /v1/reshard  the progress of a move (POST: koi admin reshard)
+
+With a [kv_connect] table, it also serves KV Connect on kv_connect.listen, so that any Deno
+program can use the deployment with Deno.openKv("http://<listen>/kv"); it prints the URL
+and, unless config.toml lists tokens, the generated DENO_KV_ACCESS_TOKEN (kept in
+<admin.data>/kv_connect_token). See docs/kv_connect.md.
 
 A node that dies unexpectedly is restarted with backoff (0.5 s doubling to 30 s). When the
 config sets no secret, the admin generates one on first start, keeps it in
@@ -141,6 +147,12 @@ export async function adminCommand(args: string[]): Promise<number> {
     );
     log(`status page:   ${admin.url}/`);
     log(`routing table: ${admin.url}/v1/carp`);
+    if (admin.kvConnect !== undefined) {
+      for (const line of kvConnectLines(admin.kvConnect, config.path)) {
+        if (line.bare) stderr.line(line.text);
+        else log(line.text);
+      }
+    }
     const koi = Deno.build.standalone ? "koi" : "deno task koi";
     const ca = config.admin.tls === undefined ? "" : ` --ca ${config.admin.tls.ca}`;
     log(`try:           ${koi} client put hello world --admin ${admin.url}${ca}`);

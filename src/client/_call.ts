@@ -29,7 +29,16 @@ export interface ClientCore {
 
 /** One logical request, sent as many times as the retry rules allow. */
 export interface Request {
-  readonly method: "GET" | "PUT" | "DELETE";
+  readonly method: "GET" | "PUT" | "DELETE" | "POST";
+  /** The path on the node (default `/v1/kv`); `query` follows it. */
+  readonly path?: string;
+  /**
+   * Whether the request changes state (default: any method but GET): a write goes to the
+   * leader, may be applied although no answer came, and carries the request-id session.
+   */
+  readonly write?: boolean;
+  /** The header that carries the session's request id (default `x-request-id`). */
+  readonly requestIdHeader?: string;
   /** For key requests: the key, routed by CARP. */
   readonly key?: Uint8Array;
   /** For listings: the cluster asked. */

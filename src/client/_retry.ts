@@ -64,7 +64,7 @@ export class Sender {
    * to throw, retrying by the rules of docs/client.md within the call's deadline.
    */
   async run(request: Request, call: Call): Promise<Answer> {
-    const write = request.method !== "GET";
+    const write = request.write ?? request.method !== "GET";
     const spread = !write && this.#core.settings.readFrom === "any";
     let clusterId = request.cluster ?? this.#routes.table.carp.owner(request.key!);
     const tried = new Set<string>();
@@ -112,8 +112,10 @@ export class Sender {
       }
       waited = false;
       const headers: Record<string, string> = { ...request.headers };
-      if (request.session !== undefined) headers["x-request-id"] = requestId(request.session);
-      const url = nodeUrl(node, `/v1/kv${request.query}`, state.info.id);
+      if (request.session !== undefined) {
+        headers[request.requestIdHeader ?? "x-request-id"] = requestId(request.session);
+      }
+      const url = nodeUrl(node, `${request.path ?? "/v1/kv"}${request.query}`, state.info.id);
       const ms = Math.min(this.#core.settings.attemptTimeoutMs, remaining);
       call.attempts += 1;
       const result = await attempt(

@@ -32,6 +32,7 @@ import {
 import { listClusters } from "./_list.ts";
 import { watchCluster, WatchIterator } from "./_watch.ts";
 import { Sender } from "./_retry.ts";
+import { RawCalls } from "./_raw.ts";
 import { Routes } from "./_route.ts";
 import { SessionPool } from "./_sessions.ts";
 import { type DeploymentStatus, fetchDeploymentStatus } from "./_status.ts";
@@ -56,6 +57,16 @@ import type {
 } from "./_types.ts";
 import { KoiError } from "./errors.ts";
 import { type HistoryInvocation, HistoryRecorder, type HistoryResult } from "./history.ts";
+
+/** The raw calls of each client (reached through `internal.ts`, not the public API). */
+const rawCalls = new WeakMap<KoiClient, RawCalls>();
+
+/** The raw POSTs of `client`'s routes and sessions (for the KV Connect gateway). */
+export function rawCallsOf(client: KoiClient): RawCalls {
+  const raw = rawCalls.get(client);
+  if (raw === undefined) throw new TypeError("Not a KoiClient");
+  return raw;
+}
 
 /**
  * A connected koi client. Get one from {@linkcode connect}; close it with `close()` (or
@@ -94,6 +105,7 @@ export class KoiClient {
     this.#clientId = clientId;
     this.#routes = new Routes(this.#core);
     this.#sender = new Sender(this.#core, this.#routes, new SessionPool(clientId));
+    rawCalls.set(this, new RawCalls(this.#core, this.#routes, this.#sender));
   }
 
   /** Use {@linkcode connect}: it validates `options` and fetches the table first. */

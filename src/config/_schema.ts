@@ -117,6 +117,22 @@ export interface KoiConfig {
   };
   /** The clusters, in file order. */
   clusters: ClusterConfig[];
+  /**
+   * `[kv_connect]`: the admin serves KV Connect (what `Deno.openKv(url)` speaks) on `listen`;
+   * absent without the table (KV Connect off).
+   */
+  kvConnect?: KvConnectConfig;
+}
+
+/** `[kv_connect]`: the admin's KV Connect listener. */
+export interface KvConnectConfig {
+  /** The listener's address. */
+  listen: HostPort;
+  /**
+   * The access tokens a client may present (`DENO_KV_ACCESS_TOKEN`); absent: the admin
+   * generates one on first start and keeps it in its state directory.
+   */
+  tokens?: readonly string[];
 }
 
 /** `admin.data` when absent, relative to the config file's folder. */
@@ -154,6 +170,13 @@ export const SECRET_CHARS_MIN = 16;
 export const ID_CHARS_MAX = 64;
 /** A cluster or node id: 1..64 of [A-Za-z0-9_.-], starting with a letter or digit. */
 export const ID_PATTERN: RegExp = new RegExp(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,${ID_CHARS_MAX - 1}}$`);
+
+/** Shortest allowed KV Connect access token (`kv_connect.tokens`), in characters. */
+export const KV_CONNECT_TOKEN_CHARS_MIN = 16;
+/** Longest allowed KV Connect access token, in characters (it travels in a header). */
+export const KV_CONNECT_TOKEN_CHARS_MAX = 1024;
+/** Most access tokens `kv_connect.tokens` may list. */
+export const KV_CONNECT_TOKENS_MAX = 64;
 
 /** Lowest allowed TCP port. */
 export const PORT_MIN = 1;

@@ -25,6 +25,10 @@ import {
   ID_CHARS_MAX,
   ID_PATTERN,
   type KoiConfig,
+  KV_CONNECT_TOKEN_CHARS_MAX,
+  KV_CONNECT_TOKEN_CHARS_MIN,
+  KV_CONNECT_TOKENS_MAX,
+  type KvConnectConfig,
   LOAD_FACTOR_DEFAULT,
   type NodeConfig,
   NODES_PER_CLUSTER_MIN,
@@ -47,7 +51,8 @@ export interface ValidateOptions {
 
 type Table = Record<string, unknown>;
 
-const TOP_FIELDS = ["admin", "routing", "cluster_defaults", "clusters", "tls"];
+const TOP_FIELDS = ["admin", "routing", "cluster_defaults", "clusters", "tls", "kv_connect"];
+const KV_CONNECT_FIELDS = ["listen", "tokens"];
 const ADMIN_FIELDS = ["http", "data", "tls_cert", "tls_key"];
 const ROUTING_FIELDS = ["scheme", "epoch"];
 const DEFAULTS_FIELDS = ["election_timeout_ms", "heartbeat_ms", "secret"];
@@ -168,6 +173,7 @@ function validateRoot(raw: unknown, options: ValidateOptions): KoiConfig {
     const own = attempt(() => readOwnTls(admin, "admin", { tls, baseDir }), undefined);
     return { http: http as HostPort, dataDir, ...(own === undefined ? {} : { tls: own }) };
   }, { http: undefined as unknown as HostPort, dataDir: "" });
+  const kvConnect = attempt(() => readKvConnect(root.kv_connect, seen), undefined);
   const routing = attempt(() => readRouting(root.routing), {
     scheme: ROUTING_SCHEME_DEFAULT,
     epoch: ROUTING_EPOCH_DEFAULT,
@@ -183,7 +189,59 @@ function validateRoot(raw: unknown, options: ValidateOptions): KoiConfig {
       undefined as unknown as ClusterConfig,
     )
   );
-  return { path: options.path, admin, routing, clusters };
+  return {
+    path: options.path,
+    admin,
+    routing,
+    clusters,
+    ...(kvConnect === undefined ? {} : { kvConnect }),
+  };
+}
+
+/** `[kv_connect]`: `listen` (required, an address like the others) and optional `tokens`. */
+function readKvConnect(raw: unknown, seen: Seen): KvConnectConfig | undefined {
+  if (raw === undefined) return undefined;
+  const table = expectTable(raw, "kv_connect");
+  checkFields(table, "kv_connect", KV_CONNECT_FIELDS);
+  const listen = attempt(() => readAddress(table.listen, "kv_connect.listen", seen), undefined);
+  const tokens = attempt(() => readTokens(table.tokens), undefined);
+  if (listen === undefined) throw problems.pop()!; // reported; the section stands for nothing
+  return { listen, ...(tokens === undefined ? {} : { tokens }) };
+}
+
+/** `kv_connect.tokens`: 1..64 distinct strings of 16..1024 characters without whitespace. */
+function readTokens(value: unknown): readonly string[] | undefined {
+  if (value === undefined) return undefined;
+  const rule = `must be an array of 1 to ${KV_CONNECT_TOKENS_MAX} access tokens (strings)`;
+  if (!Array.isArray(value)) fail("kv_connect.tokens", `${rule}, got ${show(value)}`);
+  const items = value as unknown[];
+  if (items.length === 0 || items.length > KV_CONNECT_TOKENS_MAX) {
+    fail("kv_connect.tokens", `${rule}, got ${items.length}`);
+  }
+  const first = new Map<string, string>();
+  return items.map((token, i) =>
+    attempt(() => {
+      const field = `kv_connect.tokens[${i}]`;
+      // A token is never echoed: error messages end up in logs.
+      if (typeof token !== "string") {
+        fail(field, `must be a string, got ${Array.isArray(token) ? "an array" : typeof token}`);
+      }
+      const chars = [...token].length;
+      if (chars < KV_CONNECT_TOKEN_CHARS_MIN || chars > KV_CONNECT_TOKEN_CHARS_MAX) {
+        fail(
+          field,
+          `must be ${KV_CONNECT_TOKEN_CHARS_MIN} to ${KV_CONNECT_TOKEN_CHARS_MAX} characters, ` +
+            `because it authenticates clients, got ${chars} characters`,
+        );
+      }
+      // deno-lint-ignore no-control-regex
+      if (/[\s\x00-\x1f\x7f]/.test(token)) {
+        fail(field, "must have no whitespace or control characters (it is sent in a header)");
+      }
+      claim(first, token, { field, what: "access token" });
+      return token;
+    }, "")
+  );
 }
 
 function readRouting(raw: unknown): { scheme: RoutingScheme; epoch: number } {

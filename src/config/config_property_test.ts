@@ -29,6 +29,10 @@ function validDoc(): Doc {
       heartbeat_ms: 75,
       secret: "0123456789abcdef0123",
     },
+    kv_connect: {
+      listen: "127.0.0.1:7001",
+      tokens: ["kv-token-0123456789", "kv-token-abcdefghij"],
+    },
     clusters: ["a", "b"].map((c) => ({
       id: c,
       load_factor: 1,
@@ -75,6 +79,9 @@ const BAD_VALUES: [Path, unknown[]][] = [
   [["admin", "tls_cert"], ["", 2]],
   [["clusters", 1, "nodes", 1, "tls_cert"], ["", 3, { path: "x" }]],
   [["clusters", 1, "nodes", 1, "tls_key"], ["", true]],
+  [["kv_connect", "listen"], [7001, "", "127.0.0.1", "127.0.0.1:7000", "[::1:7001"]],
+  [["kv_connect", "tokens"], ["kv-token-0123456789", [], 5, { a: 1 }]],
+  [["kv_connect", "tokens", 1], ["short", 16, "has whitespace inside", "x".repeat(1025), ""]],
 ];
 
 /** Fields that may not be left out. */
@@ -90,6 +97,7 @@ const REQUIRED: Path[] = [
   ["admin", "tls_key"],
   ["clusters", 1, "nodes", 1, "tls_cert"],
   ["clusters", 1, "nodes", 1, "tls_key"],
+  ["kv_connect", "listen"],
 ];
 
 /** Every field name of the format (an "unknown" field is none of these). */
@@ -110,6 +118,8 @@ const KNOWN = new Set([
   "key",
   "tls_cert",
   "tls_key",
+  "listen",
+  "tokens",
 ]);
 
 /** Tables that refuse a field they do not know. */
@@ -119,6 +129,7 @@ const TABLES: Path[] = [
   ["cluster_defaults"],
   ["clusters", 0],
   ["clusters", 1, "nodes", 0],
+  ["kv_connect"],
 ];
 
 const mutation = fc.oneof(

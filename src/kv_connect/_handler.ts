@@ -1,26 +1,59 @@
 /**
- * The KV Connect endpoint as a fetch handler over a backend (the serving part of issue 15,
- * first step): the metadata exchange and `snapshot_read`. Deno's built-in client speaks
- * HTTP/2 with prior knowledge over `http://`, which `Deno.serve` accepts (node:http does not),
- * so this handler is meant for a `Deno.serve` listener of its own. Writes and watches are not
- * served yet (`400`: the client gives up on a 4xx and retries a 5xx for ever).
+ * The KV Connect endpoint as a fetch handler over a backend: the metadata exchange (access
+ * tokens in, expiring data-path tokens out), then `snapshot_read`, `atomic_write` and `watch`
+ * on the data path `<base>/v3`. Deno's built-in client speaks HTTP/2 with prior knowledge over
+ * `http://`, which `Deno.serve` accepts (node:http does not), so this handler is meant for a
+ * `Deno.serve` listener of its own (`_listener.ts`).
+ *
+ * Deno's client retries a 5xx for ever and gives up on a 4xx, showing the body: refusals are
+ * 4xx with a text body that says why, and 5xx means "a retry can help".
  *
  * @module
  */
 import { secretsEqual } from "../config/mod.ts";
+import { DataTokens } from "./_data_token.ts";
 import {
+  type AtomicWrite,
+  type AtomicWriteOutput,
   DatapathDecodeError,
+  decodeAtomicWrite,
   decodeSnapshotRead,
+  decodeWatch,
+  encodeAtomicWriteOutput,
   encodeSnapshotReadOutput,
+  encodeWatchOutput,
   type KvEntry,
   type ReadRange,
   SnapshotReadStatus,
 } from "./_datapath.ts";
+import { KvConnectError } from "./_errors.ts";
 
-/** What the endpoint reads from. */
+/** What a watch's `next()` gives: its keys' entries, nothing for now, or its end. */
+export type KvWatchNext =
+  | { readonly kind: "entries"; readonly entries: readonly (KvEntry | undefined)[] }
+  | { readonly kind: "idle" }
+  | { readonly kind: "end" };
+
+/** One open watch of a backend. */
+export interface KvWatch {
+  /**
+   * The first call: every key's entry (undefined: absent). Later calls: every key's entry
+   * again once one of them changed. `idle` when `signal` aborted first (the endpoint then
+   * sends a keep-alive and asks again); `end` once the backend ends the watch.
+   */
+  next(signal: AbortSignal): Promise<KvWatchNext>;
+  /** Ends the watch (the client went away). */
+  close(): void;
+}
+
+/** What the endpoint reads from and writes to; it throws {@linkcode KvConnectError} to refuse. */
 export interface KvConnectBackend {
   /** The entries of each range (start inclusive, end exclusive), in order, at most `limit`. */
-  read(ranges: readonly ReadRange[]): Promise<KvEntry[][]>;
+  read(ranges: readonly ReadRange[], signal: AbortSignal): Promise<KvEntry[][]>;
+  /** Applies `write` (decoded from `body`, which may be passed on as is). */
+  write(write: AtomicWrite, body: Uint8Array, signal: AbortSignal): Promise<AtomicWriteOutput>;
+  /** Opens a watch of `keys`. */
+  watch(keys: readonly Uint8Array[]): KvWatch;
 }
 
 /** Options of {@linkcode kvConnectHandler}. */
@@ -33,14 +66,22 @@ export interface KvConnectOptions {
   readonly basePath: string;
   /** How long a data-path token lives, in milliseconds (default one hour). */
   readonly tokenTtlMs?: number;
+  /** A watch stream's keep-alive interval, in ms (default {@linkcode KV_CONNECT_KEEPALIVE_MS}). */
+  readonly keepAliveMs?: number;
   /** The clock (ms since 1970). */
   readonly now?: () => number;
+  /** Told of an error that became a `500` (a bug). */
+  readonly onError?: (message: string, error: unknown) => void;
 }
 
 /** Largest request body, in bytes (Deno's client sends at most 800 KiB of mutations). */
 export const KV_CONNECT_BODY_BYTES_MAX = 1 << 20;
 /** Ranges one `snapshot_read` may ask for. */
 export const KV_CONNECT_RANGES_MAX = 64;
+/** Entries one `snapshot_read` may ask for: the sum of its ranges' limits (Deno's own rule). */
+export const KV_CONNECT_READ_ENTRIES_MAX = 1000;
+/** A watch stream sends a zero-length frame after this long without news, in milliseconds. */
+export const KV_CONNECT_KEEPALIVE_MS = 5_000;
 /** The protocol versions served; the newest one the client supports is chosen. */
 export const KV_CONNECT_VERSIONS: readonly number[] = [2, 3];
 
@@ -53,19 +94,34 @@ function bearer(req: Request): string {
   return /^bearer /i.test(auth) ? auth.slice(7).trim() : "";
 }
 
-async function body(req: Request): Promise<Uint8Array | Response> {
+/** The body, at most {@linkcode KV_CONNECT_BODY_BYTES_MAX} bytes, read until `signal` aborts. */
+async function body(req: Request, signal: AbortSignal): Promise<Uint8Array | Response> {
   const declared = Number(req.headers.get("content-length") ?? 0);
   if (declared > KV_CONNECT_BODY_BYTES_MAX) return error(413, "Request body too large");
   // Read in chunks up to the limit: an HTTP/2 body need not declare its length.
   const chunks: Uint8Array[] = [];
   let size = 0;
-  for await (const chunk of req.body ?? []) {
-    size += chunk.length;
-    if (size > KV_CONNECT_BODY_BYTES_MAX) {
-      await req.body?.cancel().catch(() => {});
-      return error(413, "Request body too large");
+  const reader = req.body?.getReader();
+  if (reader !== undefined) {
+    const onAbort = () => reader.cancel().catch(() => {});
+    signal.addEventListener("abort", onAbort, { once: true });
+    try {
+      for (;;) {
+        const chunk = await reader.read().catch(() => undefined);
+        if (signal.aborted) return error(408, "The request body did not arrive in time");
+        if (chunk === undefined) return error(400, "The request body broke off");
+        const { done, value } = chunk;
+        if (done) break;
+        size += value.length;
+        if (size > KV_CONNECT_BODY_BYTES_MAX) {
+          await reader.cancel().catch(() => {});
+          return error(413, "Request body too large");
+        }
+        chunks.push(value);
+      }
+    } finally {
+      signal.removeEventListener("abort", onAbort);
     }
-    chunks.push(chunk);
   }
   const bytes = new Uint8Array(size);
   let at = 0;
@@ -73,75 +129,77 @@ async function body(req: Request): Promise<Uint8Array | Response> {
   return bytes;
 }
 
-/** A fetch handler serving KV Connect under `options.basePath`; undefined for other paths. */
+/** A frame of a watch stream: u32 little-endian length, then the message. */
+function frame(message: Uint8Array): Uint8Array {
+  const out = new Uint8Array(4 + message.length);
+  new DataView(out.buffer).setUint32(0, message.length, true);
+  out.set(message, 4);
+  return out;
+}
+
+const PROTOBUF = { "content-type": "application/x-protobuf" };
+
+/**
+ * A fetch handler serving KV Connect under `options.basePath`; undefined for other paths.
+ * `signal` (the listener's deadline) bounds reading the body and the backend's work; a watch
+ * stream outlives it.
+ */
 export function kvConnectHandler(
   backend: KvConnectBackend,
   options: KvConnectOptions,
-): (req: Request) => Promise<Response | undefined> {
+): (req: Request, signal?: AbortSignal) => Promise<Response | undefined> {
   if (options.accessTokens.length === 0) throw new RangeError("KV Connect needs an access token");
   const now = options.now ?? Date.now;
   const ttl = options.tokenTtlMs ?? 3_600_000;
-  /** Data-path tokens handed out, with when they expire. */
-  const tokens = new Map<string, number>();
+  const keepAliveMs = options.keepAliveMs ?? KV_CONNECT_KEEPALIVE_MS;
+  const dataTokens = DataTokens.create(options.accessTokens, options.databaseId);
   const base = options.basePath.replace(/\/+$/, "");
   const dataPath = `${base}/v3`;
-  return async (req) => {
-    const path = new URL(req.url).pathname;
-    if (path !== base && path !== `${base}/` && !path.startsWith(`${dataPath}/`)) return undefined;
-    if (req.method !== "POST") return error(405, "KV Connect takes POST");
-    if (!path.startsWith(`${dataPath}/`)) {
-      if (!options.accessTokens.some((t) => secretsEqual(t, bearer(req)))) {
-        return error(401, "Unknown access token (DENO_KV_ACCESS_TOKEN)");
-      }
-      const raw = await body(req);
-      if (raw instanceof Response) return raw;
-      let supported: unknown;
-      try {
-        supported = JSON.parse(new TextDecoder().decode(raw)).supportedVersions;
-      } catch {
-        return error(400, "The metadata request is not JSON");
-      }
-      const version = Array.isArray(supported)
-        ? Math.max(...KV_CONNECT_VERSIONS.filter((v) => supported.includes(v)))
-        : -Infinity;
-      if (!Number.isFinite(version)) {
-        return error(400, `No common protocol version (koi serves ${KV_CONNECT_VERSIONS})`);
-      }
-      for (const [t, until] of tokens) if (until <= now()) tokens.delete(t);
-      const token = crypto.randomUUID().replaceAll("-", "") +
-        crypto.randomUUID().replaceAll("-", "");
-      const expiresAt = now() + ttl;
-      tokens.set(token, expiresAt);
-      return Response.json({
-        version,
-        databaseId: options.databaseId,
-        endpoints: [{ url: dataPath, consistency: "strong" }],
-        token,
-        expiresAt: new Date(expiresAt).toISOString(),
-      });
-    }
+
+  const metadata = async (req: Request, signal: AbortSignal): Promise<Response> => {
     const presented = bearer(req);
-    const until = tokens.get(presented);
-    if (until === undefined || until <= now()) return error(401, "Unknown or expired token");
-    if (req.headers.get("x-denokv-database-id") !== options.databaseId) {
-      return error(400, "Wrong x-denokv-database-id");
+    if (!options.accessTokens.some((t) => secretsEqual(t, presented))) {
+      return error(401, "Unknown access token (DENO_KV_ACCESS_TOKEN)");
     }
-    const op = path.slice(dataPath.length + 1);
-    // A 4xx: Deno's client retries a 5xx for ever, and gives up on a 4xx.
-    if (op !== "snapshot_read") return error(400, `koi does not serve ${op} yet`);
-    const raw = await body(req);
+    const raw = await body(req, signal);
     if (raw instanceof Response) return raw;
-    let read;
+    let supported: unknown;
     try {
-      read = decodeSnapshotRead(raw);
-    } catch (e) {
-      if (e instanceof DatapathDecodeError) return error(400, e.message);
-      throw e;
+      supported = JSON.parse(new TextDecoder().decode(raw)).supportedVersions;
+    } catch {
+      return error(400, "The metadata request is not JSON");
     }
+    const version = Array.isArray(supported)
+      ? Math.max(...KV_CONNECT_VERSIONS.filter((v) => supported.includes(v)))
+      : -Infinity;
+    if (!Number.isFinite(version)) {
+      return error(400, `No common protocol version (koi serves ${KV_CONNECT_VERSIONS})`);
+    }
+    const expiresAt = now() + ttl;
+    const accessToken = options.accessTokens.find((t) => secretsEqual(t, presented))!;
+    return Response.json({
+      version,
+      databaseId: options.databaseId,
+      endpoints: [{ url: dataPath, consistency: "strong" }],
+      token: await (await dataTokens).issue(accessToken, expiresAt),
+      expiresAt: new Date(expiresAt).toISOString(),
+    });
+  };
+
+  const snapshotRead = async (raw: Uint8Array, signal: AbortSignal): Promise<Response> => {
+    const read = decodeSnapshotRead(raw);
     if (read.ranges.length > KV_CONNECT_RANGES_MAX) {
       return error(400, `At most ${KV_CONNECT_RANGES_MAX} ranges per read`);
     }
-    const values = await backend.read(read.ranges);
+    const entries = read.ranges.reduce((n, r) => n + r.limit, 0);
+    if (read.ranges.some((r) => r.limit < 1) || entries > KV_CONNECT_READ_ENTRIES_MAX) {
+      return error(
+        400,
+        `A read asks for 1 or more entries per range and at most ${KV_CONNECT_READ_ENTRIES_MAX} ` +
+          `in all, got ${read.ranges.map((r) => r.limit).join(" + ")}`,
+      );
+    }
+    const values = await backend.read(read.ranges, signal);
     return new Response(
       encodeSnapshotReadOutput({
         ranges: values.map((v) => ({ values: v })),
@@ -149,7 +207,93 @@ export function kvConnectHandler(
         readIsStronglyConsistent: true,
         status: SnapshotReadStatus.SUCCESS,
       }) as BodyInit,
-      { headers: { "content-type": "application/x-protobuf" } },
+      { headers: PROTOBUF },
     );
+  };
+
+  const atomicWrite = async (raw: Uint8Array, signal: AbortSignal): Promise<Response> => {
+    const write = decodeAtomicWrite(raw);
+    if (write.enqueues > 0) {
+      return error(
+        400,
+        "Queues are not supported: enqueue and listenQueue are not part of KV Connect",
+      );
+    }
+    const out = await backend.write(write, raw, signal);
+    return new Response(encodeAtomicWriteOutput(out) as BodyInit, { headers: PROTOBUF });
+  };
+
+  const watch = (raw: Uint8Array): Response => {
+    const { keys } = decodeWatch(raw);
+    const open = backend.watch(keys);
+    const stream = new ReadableStream<Uint8Array>({
+      async pull(controller) {
+        const keepAlive = new AbortController();
+        const timer = setTimeout(() => keepAlive.abort(), keepAliveMs);
+        let next: KvWatchNext;
+        try {
+          next = await open.next(keepAlive.signal);
+        } catch (error) {
+          // The stream breaks (Deno's client opens a new watch); this one is closed.
+          open.close();
+          options.onError?.("KV Connect watch failed", error);
+          controller.error(error);
+          return;
+        } finally {
+          clearTimeout(timer);
+        }
+        try {
+          if (next.kind === "end") {
+            open.close();
+            controller.close();
+          } else if (next.kind === "idle") controller.enqueue(new Uint8Array(4));
+          else {
+            // Every key with changed = true, unchanged ones too: Deno 2.9.6's client reads a
+            // key sent with changed = false as absent. It drops entries whose versionstamp
+            // it has already seen, so a key that did not change shows no change.
+            const message = encodeWatchOutput({
+              status: SnapshotReadStatus.SUCCESS,
+              keys: next.entries.map((entry) => ({ changed: true, entryIfChanged: entry })),
+            });
+            controller.enqueue(frame(message));
+          }
+        } catch {
+          open.close(); // the stream was cancelled meanwhile
+        }
+      },
+      cancel() {
+        open.close();
+      },
+    }, { highWaterMark: 0 });
+    return new Response(stream, { headers: { "content-type": "application/octet-stream" } });
+  };
+
+  return async (req, signal = new AbortController().signal) => {
+    const path = new URL(req.url).pathname;
+    if (path !== base && path !== `${base}/` && !path.startsWith(`${dataPath}/`)) return undefined;
+    if (req.method !== "POST") return error(405, "KV Connect takes POST");
+    if (!path.startsWith(`${dataPath}/`)) return await metadata(req, signal);
+    if (!(await (await dataTokens).verify(bearer(req), now()))) {
+      return error(401, "Unknown or expired token");
+    }
+    if (req.headers.get("x-denokv-database-id") !== options.databaseId) {
+      return error(400, "Wrong x-denokv-database-id");
+    }
+    const op = path.slice(dataPath.length + 1);
+    if (op !== "snapshot_read" && op !== "atomic_write" && op !== "watch") {
+      return error(404, `No KV Connect operation ${op}`);
+    }
+    const raw = await body(req, signal);
+    if (raw instanceof Response) return raw;
+    try {
+      if (op === "snapshot_read") return await snapshotRead(raw, signal);
+      if (op === "atomic_write") return await atomicWrite(raw, signal);
+      return watch(raw);
+    } catch (e) {
+      if (e instanceof DatapathDecodeError) return error(400, e.message);
+      if (e instanceof KvConnectError) return error(e.status, e.message);
+      options.onError?.(`KV Connect ${op} failed`, e);
+      return error(500, `KV Connect ${op} failed: ${e instanceof Error ? e.message : e}`);
+    }
   };
 }

@@ -3,8 +3,15 @@
  * `Deno.serve` listener on 127.0.0.1 running the handler over an in-memory backend.
  */
 import assert from "node:assert/strict";
-import { type KvEntry, type ReadRange, ValueEncoding } from "./_datapath.ts";
-import { kvConnectHandler } from "./_handler.ts";
+import {
+  encodeAtomicWrite,
+  encodeSnapshotRead,
+  type KvEntry,
+  type ReadRange,
+  ValueEncoding,
+} from "./_datapath.ts";
+import { KvConnectError } from "./_errors.ts";
+import { type KvConnectBackend, kvConnectHandler, type KvConnectOptions } from "./_handler.ts";
 
 /** The tuple encoding of a key of strings (type byte 0x02, UTF-8, 0x00; no 0x00 inside). */
 function tupleKey(...parts: string[]): Uint8Array {
@@ -18,7 +25,8 @@ function compare(a: Uint8Array, b: Uint8Array): number {
   return a.length - b.length;
 }
 
-function memoryBackend(entries: KvEntry[]) {
+/** A read-only backend over `entries` (writes and watches: the gateway's tests). */
+function memoryBackend(entries: KvEntry[]): KvConnectBackend {
   const sorted = [...entries].sort((x, y) => compare(x.key, y.key));
   return {
     read: (ranges: readonly ReadRange[]) =>
@@ -27,6 +35,10 @@ function memoryBackend(entries: KvEntry[]) {
         if (r.reverse) hit.reverse();
         return hit.slice(0, r.limit);
       })),
+    write: () => Promise.reject(new KvConnectError(400, "This test backend is read-only")),
+    watch: () => {
+      throw new KvConnectError(400, "This test backend does not watch");
+    },
   };
 }
 
@@ -36,11 +48,13 @@ const bytes = (s: string) => new TextEncoder().encode(s);
 async function withEndpoint(
   entries: KvEntry[],
   fn: (url: string) => Promise<void>,
+  options: Partial<KvConnectOptions> & { backend?: KvConnectBackend } = {},
 ): Promise<void> {
-  const handler = kvConnectHandler(memoryBackend(entries), {
+  const handler = kvConnectHandler(options.backend ?? memoryBackend(entries), {
     accessTokens: ["the-access-token-0123456789"],
     databaseId: "6f1c2f6e-4c1b-4a51-9d8e-3f1a2b3c4d5e",
     basePath: "/kv",
+    ...options,
   });
   const server = Deno.serve(
     { hostname: "127.0.0.1", port: 0, onListen: () => {} },
@@ -91,8 +105,8 @@ Deno.test({
           last.push(e.key[1]);
         }
         assert.deepEqual(last, ["cy", "bob"]);
-        // Writes are not served yet: the client gets an error, nothing is half-done.
-        await assert.rejects(kv.set(["users", "dee"], bytes("x")));
+        // The backend's refusal reaches the caller with its message.
+        await assert.rejects(kv.set(["users", "dee"], bytes("x")), /status=400.*read-only/);
       } finally {
         kv.close();
       }
@@ -159,5 +173,122 @@ Deno.test({
       assert.equal(big.status, 413);
       await big.body?.cancel();
     });
+  },
+});
+
+/** The data-path headers after a metadata exchange with `url`. */
+async function dataHeaders(url: string, token = "the-access-token-0123456789") {
+  const m = await (await fetch(url, {
+    method: "POST",
+    headers: { authorization: `Bearer ${token}` },
+    body: JSON.stringify({ supportedVersions: [3] }),
+  })).json();
+  return { authorization: `Bearer ${m.token}`, "x-denokv-database-id": m.databaseId };
+}
+
+async function post(url: string, headers: Record<string, string>, body: BodyInit) {
+  const res = await fetch(url, { method: "POST", headers, body });
+  return { status: res.status, text: await res.text() };
+}
+
+Deno.test({
+  name: "kv connect: data tokens outlive a restart, die with their access token and expiry",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    let headers: Record<string, string> = {};
+    await withEndpoint([], async (url) => {
+      headers = await dataHeaders(url);
+    });
+    const read = encodeSnapshotRead({
+      ranges: [{ start: new Uint8Array([1]), end: new Uint8Array([2]), limit: 1, reverse: false }],
+    }) as Uint8Array<ArrayBuffer>;
+    // Another endpoint (the admin restarted) with the same access token: still valid.
+    await withEndpoint([], async (url) => {
+      assert.equal((await post(`${url}/v3/snapshot_read`, headers, read)).status, 200);
+    });
+    // The access token is no longer configured: its data tokens stop at once.
+    await withEndpoint([], async (url) => {
+      const old = await post(`${url}/v3/snapshot_read`, headers, read);
+      assert.equal(old.status, 401);
+    }, { accessTokens: ["another-access-token-0123456789"] });
+    // An hour later (the token's lifetime): expired.
+    await withEndpoint([], async (url) => {
+      assert.equal((await post(`${url}/v3/snapshot_read`, headers, read)).status, 401);
+    }, { now: () => Date.now() + 3_600_001 });
+  },
+});
+
+Deno.test({
+  name: "kv connect: a read's limits (ranges, entries), unknown operations, enqueues",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    await withEndpoint([], async (url) => {
+      const headers = await dataHeaders(url);
+      const range = {
+        start: new Uint8Array([1]),
+        end: new Uint8Array([2]),
+        limit: 1,
+        reverse: false,
+      };
+      const read = (ranges: ReadRange[]) =>
+        post(`${url}/v3/snapshot_read`, headers, encodeSnapshotRead({ ranges }) as BodyInit);
+      assert.equal((await read(Array(64).fill(range))).status, 200);
+      const many = await read(Array(65).fill(range));
+      assert.deepEqual(many, { status: 400, text: "At most 64 ranges per read" });
+      assert.equal((await read([{ ...range, limit: 1000 }])).status, 200);
+      const over = await read([{ ...range, limit: 600 }, { ...range, limit: 401 }]);
+      assert.equal(over.status, 400);
+      assert.match(over.text, /at most 1000 in all, got 600 \+ 401/);
+      assert.equal((await read([{ ...range, limit: 0 }])).status, 400);
+      const unknown = await post(`${url}/v3/dequeue`, headers, new Uint8Array());
+      assert.deepEqual(unknown, { status: 404, text: "No KV Connect operation dequeue" });
+      // An AtomicWrite with one (empty) Enqueue, field 3: refused before the backend.
+      const write = Uint8Array.of(
+        ...encodeAtomicWrite({ checks: [], mutations: [], enqueues: 0 }),
+        0x1a,
+        0x00,
+      );
+      const queued = await post(`${url}/v3/atomic_write`, headers, write);
+      assert.equal(queued.status, 400);
+      assert.match(
+        queued.text,
+        /Queues are not supported: enqueue and listenQueue are not part of KV Connect/,
+      );
+    });
+  },
+});
+
+Deno.test({
+  name: "kv connect: a backend's refusal keeps its status; a bug is a 500, reported",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    const reported: string[] = [];
+    let fail: Error = new KvConnectError(503, "No leader in cluster b");
+    const backend = {
+      ...memoryBackend([]),
+      read: () => Promise.reject(fail),
+    };
+    await withEndpoint([], async (url) => {
+      const headers = await dataHeaders(url);
+      const body = encodeSnapshotRead({
+        ranges: [{
+          start: new Uint8Array([1]),
+          end: new Uint8Array([2]),
+          limit: 1,
+          reverse: false,
+        }],
+      }) as BodyInit;
+      assert.deepEqual(await post(`${url}/v3/snapshot_read`, headers, body), {
+        status: 503,
+        text: "No leader in cluster b",
+      });
+      fail = new TypeError("undefined is not a function");
+      const bug = await post(`${url}/v3/snapshot_read`, headers, body);
+      assert.equal(bug.status, 500);
+      assert.deepEqual(reported, ["KV Connect snapshot_read failed"]);
+    }, { backend, onError: (message) => reported.push(message) });
   },
 });

@@ -53,6 +53,7 @@ Deno.test("deno task start runs the admin on the repository's config.toml (3 clu
   const { loadConfig } = await import("../../src/config/mod.ts");
   const config = await loadConfig(`${ROOT}config.toml`);
   assert.equal(config.admin.http.text, "127.0.0.1:7000");
+  assert.equal(config.kvConnect?.listen.text, "127.0.0.1:7001", "KV Connect is on by default");
   assert.deepEqual(config.clusters.map((c) => [c.id, c.nodes.length]), [["a", 3], ["b", 3], [
     "c",
     3,

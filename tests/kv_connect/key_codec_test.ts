@@ -60,6 +60,10 @@ Deno.test({
         seen.push(...ranges);
         return Promise.resolve(ranges.map(() => []));
       },
+      write: () => Promise.reject(new Error("this test only reads")),
+      watch: () => {
+        throw new Error("this test only reads");
+      },
     }, {
       accessTokens: [TOKEN],
       databaseId: "0b6c1f64-93f4-4d8e-8f3a-5c2a1e9d7b10",

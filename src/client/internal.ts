@@ -1,0 +1,10 @@
+/**
+ * What other layers of koi use from the client beyond its public API (`mod.ts`): raw POSTs
+ * to the cluster that owns a key or to a named cluster, with the client's routing, retries
+ * and request-id sessions. The KV Connect gateway forwards its protobuf bodies with them.
+ *
+ * @module
+ */
+export { rawCallsOf } from "./client.ts";
+export { RAW_REQUEST_ID_HEADER, type RawAnswer, RawCalls, type RawPost } from "./_raw.ts";
+export { compareBytes, equalBytes } from "./_bytes.ts";

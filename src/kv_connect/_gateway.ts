@@ -1,0 +1,323 @@
+/**
+ * The KV Connect backend of a koi deployment: the admin's gateway between Deno's client and
+ * the clusters, over the routing client's raw POSTs (its CARP table, retries, leader hints,
+ * `421` re-routing and deadlines) to every node's `/v1/kvc/snapshot_read` and
+ * `/v1/kvc/atomic_write` (docs/kv_connect.md).
+ *
+ * - A point read (a range of one key: end = start + 0x00) goes to the key's owner; point
+ *   reads of one cluster travel in one request. Any other range goes to every cluster at once
+ *   (`limit` entries each), merged in key order.
+ * - A write goes to the one cluster that owns its keys (refused, unsent, when they span
+ *   clusters), with a request id (at most once across the client's retries) and the largest
+ *   versionstamp seen (`x-koi-after-vs`).
+ * - Watches poll strong reads of their keys ({@linkcode WatchHub}).
+ *
+ * @module
+ */
+import { type KoiClient, KoiHttpError } from "../client/mod.ts";
+import { type RawCalls, rawCallsOf } from "../client/internal.ts";
+import {
+  type AtomicWrite,
+  type AtomicWriteOutput,
+  AtomicWriteStatus,
+  DatapathDecodeError,
+  decodeAtomicWriteOutput,
+  decodeSnapshotReadOutput,
+  encodeSnapshotRead,
+  type KvEntry,
+  type ReadRange,
+  SnapshotReadStatus,
+} from "./_datapath.ts";
+import { KvConnectError } from "./_errors.ts";
+import { kvConnectFailure } from "./_failure.ts";
+import { mergeRange } from "./_merge.ts";
+import { HighestVersionstamp } from "./_versionstamp.ts";
+import { WatchHub, type WatchHubOptions } from "./_watch_hub.ts";
+import { isRepeatable, writeTarget } from "./_write_route.ts";
+import type { KvConnectBackend, KvWatch } from "./_handler.ts";
+
+/** The node endpoint of reads. */
+export const NODE_SNAPSHOT_READ_PATH = "/v1/kvc/snapshot_read";
+/** The node endpoint of writes. */
+export const NODE_ATOMIC_WRITE_PATH = "/v1/kvc/atomic_write";
+/**
+ * Ranges one request to a node carries, at most (Deno's own client sends at most 10 per
+ * read); more are split over several requests.
+ */
+export const NODE_RANGES_PER_READ_MAX = 10;
+/**
+ * The largest answer to a read the gateway takes from a node, in bytes: 1,000 entries (the
+ * most one read may ask for) of Deno's largest key and value (2 KiB, 64 KiB), and room. A
+ * larger one (values written through koi's own API may reach 1 MiB) is refused with a 400.
+ */
+export const NODE_READ_ANSWER_BYTES_MAX = 80 * 1024 * 1024;
+/** The largest answer to a write the gateway takes from a node, in bytes. */
+export const NODE_WRITE_ANSWER_BYTES_MAX = 64 * 1024;
+/**
+ * One read's or write's time budget through the routing client, retries included, in
+ * milliseconds: below the listener's deadline, so the gateway answers (503) before it.
+ */
+export const GATEWAY_CALL_TIMEOUT_MS = 10_000;
+
+/** Options of {@linkcode KvConnectGateway}. */
+export interface GatewayOptions {
+  /**
+   * Connects the routing client (to the admin's own table). Called on the first request,
+   * and again after it failed; the gateway closes the client.
+   */
+  readonly connect: (signal: AbortSignal) => Promise<KoiClient>;
+  /** Each call's budget through the client, in ms (default {@linkcode GATEWAY_CALL_TIMEOUT_MS}). */
+  readonly timeoutMs?: number;
+  /** Default {@linkcode NODE_READ_ANSWER_BYTES_MAX}. */
+  readonly readAnswerBytesMax?: number;
+  /** Default {@linkcode NODE_RANGES_PER_READ_MAX}. */
+  readonly rangesPerReadMax?: number;
+  /** The watches' polling and bounds. */
+  readonly watch?: WatchHubOptions;
+}
+
+const PROTOBUF = { "content-type": "application/x-protobuf" };
+
+/** Whether `range` holds exactly the key `start` (end = start + 0x00). */
+export function isPointRange(range: ReadRange): boolean {
+  const { start, end } = range;
+  if (end.length !== start.length + 1 || end[start.length] !== 0) return false;
+  for (let i = 0; i < start.length; i++) if (start[i] !== end[i]) return false;
+  return true;
+}
+
+/** `items` in chunks of at most `size`. */
+function chunks<T>(items: readonly T[], size: number): T[][] {
+  const out: T[][] = [];
+  for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size));
+  return out;
+}
+
+/** The KV Connect backend over a koi deployment's clusters. */
+export class KvConnectGateway implements KvConnectBackend {
+  readonly #options: GatewayOptions;
+  readonly #closer = new AbortController();
+  readonly #hub: WatchHub;
+  #client: Promise<KoiClient> | undefined;
+  /** The largest versionstamp of any answer: every write is sent after it. */
+  readonly highest: HighestVersionstamp = new HighestVersionstamp();
+
+  /** A gateway that connects its routing client with `options.connect` when first needed. */
+  constructor(options: GatewayOptions) {
+    this.#options = options;
+    this.#hub = new WatchHub((ranges, signal) => this.read(ranges, signal), options.watch);
+  }
+
+  /** Watches open now. */
+  get watches(): number {
+    return this.#hub.watches;
+  }
+
+  /** The entries of each range, in order; see the module comment. */
+  async read(ranges: readonly ReadRange[], signal: AbortSignal): Promise<KvEntry[][]> {
+    const raw = await this.#raw(signal);
+    const table = raw.table;
+    const owner = (key: Uint8Array) => table.carp.owner(key);
+    const max = this.#options.rangesPerReadMax ?? NODE_RANGES_PER_READ_MAX;
+    const results: KvEntry[][] = ranges.map(() => []);
+    const points = new Map<string, number[]>();
+    const scans: number[] = [];
+    ranges.forEach((range, i) => {
+      if (isPointRange(range)) {
+        const cluster = owner(range.start);
+        points.set(cluster, [...points.get(cluster) ?? [], i]);
+      } else scans.push(i);
+    });
+    // One failure fails the read: the other requests are stopped.
+    const stop = new AbortController();
+    const all = AbortSignal.any([signal, stop.signal]);
+    const jobs: Promise<void>[] = [];
+    const job = (work: Promise<void>) =>
+      jobs.push(work.catch((error) => {
+        stop.abort();
+        throw error;
+      }));
+    for (const [cluster, indexes] of points) {
+      for (const chunk of chunks(indexes, max)) {
+        job(
+          this.#points(raw, cluster, chunk.map((i) => ranges[i]), all).then((out) => {
+            chunk.forEach((i, j) => (results[i] = out[j]));
+          }),
+        );
+      }
+    }
+    // Every cluster's entries of every scan range, merged once all have answered.
+    const scanned = scans.map(() =>
+      table.clusters.map((c) => ({ cluster: c.id, entries: [] as KvEntry[] }))
+    );
+    for (const [c, info] of table.clusters.entries()) {
+      for (const chunk of chunks(scans.map((i, s) => [i, s] as const), max)) {
+        job(
+          this.#readChunk(raw, { cluster: info.id }, chunk.map(([i]) => ranges[i]), all).then(
+            (out) => chunk.forEach(([, s], j) => (scanned[s][c].entries = out[j])),
+          ),
+        );
+      }
+    }
+    try {
+      await Promise.all(jobs);
+    } catch (error) {
+      throw kvConnectFailure(error);
+    }
+    scans.forEach((i, s) => (results[i] = mergeRange(scanned[s], ranges[i], owner)));
+    return results;
+  }
+
+  /** Applies `write` (whose encoding is `body`) on the cluster owning its keys. */
+  async write(
+    write: AtomicWrite,
+    body: Uint8Array,
+    signal: AbortSignal,
+  ): Promise<AtomicWriteOutput> {
+    if (write.enqueues > 0) {
+      throw new KvConnectError(
+        400,
+        "Queues are not supported: enqueue and listenQueue are not part of KV Connect",
+      );
+    }
+    const raw = await this.#raw(signal);
+    const table = raw.table;
+    const target = writeTarget(
+      write,
+      (key) => table.carp.owner(key),
+      table.carp.owner(new Uint8Array()),
+    );
+    let answer;
+    try {
+      answer = await raw.write({
+        path: NODE_ATOMIC_WRITE_PATH,
+        body,
+        ...(target.key === undefined ? { cluster: target.cluster } : { key: target.key }),
+        headers: { ...PROTOBUF, "x-koi-after-vs": this.highest.header },
+        answerBytesMax: NODE_WRITE_ANSWER_BYTES_MAX,
+        what: `atomic_write of cluster ${target.cluster}`,
+      }, { signal, timeoutMs: this.#timeoutMs });
+    } catch (error) {
+      throw kvConnectFailure(error, { repeatable: isRepeatable(write) });
+    }
+    let out: AtomicWriteOutput;
+    try {
+      out = decodeAtomicWriteOutput(answer.body);
+    } catch (error) {
+      if (!(error instanceof DatapathDecodeError)) throw error;
+      throw new KvConnectError(
+        isRepeatable(write) ? 500 : 409,
+        `atomic_write of cluster ${target.cluster}: the node's answer is not an ` +
+          `AtomicWriteOutput (${error.message}); the write may or may not have been applied`,
+      );
+    }
+    if (out.status === AtomicWriteStatus.SUCCESS) this.highest.note(out.versionstamp);
+    return out;
+  }
+
+  /** A watch of `keys` (see {@linkcode WatchHub.open}). */
+  watch(keys: readonly Uint8Array[]): KvWatch {
+    return this.#hub.open(keys);
+  }
+
+  /** Ends every watch and closes the routing client; later calls fail (503). */
+  async close(): Promise<void> {
+    this.#closer.abort();
+    this.#hub.close();
+    const client = this.#client;
+    this.#client = undefined;
+    (await client?.catch(() => undefined))?.close();
+  }
+
+  get #timeoutMs(): number {
+    return this.#options.timeoutMs ?? GATEWAY_CALL_TIMEOUT_MS;
+  }
+
+  /** The routing client's raw calls, connecting it first if need be. */
+  async #raw(signal: AbortSignal): Promise<RawCalls> {
+    if (this.#closer.signal.aborted) {
+      throw new KvConnectError(503, "The KV Connect gateway is closed");
+    }
+    const connecting = this.#client ??= this.#options.connect(this.#closer.signal);
+    try {
+      const client = await untilAborted(connecting, signal);
+      return rawCallsOf(client);
+    } catch (error) {
+      // A failed connect is tried again by the next request; an aborted wait is not a failure.
+      if (this.#client === connecting && !signal.aborted) this.#client = undefined;
+      throw kvConnectFailure(error);
+    }
+  }
+
+  /** Point reads of one cluster: one request, or one per key after a `421` (keys moving). */
+  async #points(
+    raw: RawCalls,
+    cluster: string,
+    ranges: readonly ReadRange[],
+    signal: AbortSignal,
+  ): Promise<KvEntry[][]> {
+    if (ranges.length === 1) {
+      return await this.#readChunk(raw, { key: ranges[0].start, cluster }, ranges, signal);
+    }
+    try {
+      return await this.#readChunk(raw, { cluster }, ranges, signal);
+    } catch (error) {
+      const cause = error instanceof KvConnectError ? error.cause : undefined;
+      if (!(cause instanceof KoiHttpError && cause.status === 421)) throw error;
+      return (await Promise.all(
+        ranges.map((r) => this.#readChunk(raw, { key: r.start, cluster }, [r], signal)),
+      )).flat(1);
+    }
+  }
+
+  /** One `snapshot_read` of `ranges` on the cluster of `to`; its ranges' entries. */
+  async #readChunk(
+    raw: RawCalls,
+    to: { readonly key?: Uint8Array; readonly cluster: string },
+    ranges: readonly ReadRange[],
+    signal: AbortSignal,
+  ): Promise<KvEntry[][]> {
+    // With a key, the request goes to its owner and follows a 421; `cluster` is who that
+    // is by the table, for messages.
+    const where = `cluster ${to.cluster}`;
+    let answer;
+    try {
+      answer = await raw.read({
+        path: NODE_SNAPSHOT_READ_PATH,
+        body: encodeSnapshotRead({ ranges: [...ranges] }),
+        ...(to.key === undefined ? { cluster: to.cluster } : { key: to.key }),
+        headers: PROTOBUF,
+        answerBytesMax: this.#options.readAnswerBytesMax ?? NODE_READ_ANSWER_BYTES_MAX,
+        what: `snapshot_read of ${where}`,
+      }, { signal, timeoutMs: this.#timeoutMs });
+    } catch (error) {
+      throw kvConnectFailure(error);
+    }
+    let out;
+    try {
+      out = decodeSnapshotReadOutput(answer.body);
+    } catch (error) {
+      if (!(error instanceof DatapathDecodeError)) throw error;
+      throw new KvConnectError(500, `snapshot_read of ${where}: ${error.message}`);
+    }
+    if (out.status !== SnapshotReadStatus.SUCCESS || out.ranges.length !== ranges.length) {
+      throw new KvConnectError(
+        500,
+        `snapshot_read of ${where}: the node answered status ${out.status} with ` +
+          `${out.ranges.length} ranges for ${ranges.length}`,
+      );
+    }
+    for (const range of out.ranges) for (const e of range.values) this.highest.note(e.versionstamp);
+    return out.ranges.map((r) => r.values);
+  }
+}
+
+/** `promise`, or a rejection as soon as `signal` aborts (the promise itself goes on). */
+function untilAborted<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) return Promise.reject(new KvConnectError(503, "The request was aborted"));
+  return new Promise((resolve, reject) => {
+    const onAbort = () => reject(new KvConnectError(503, "The request was aborted"));
+    signal.addEventListener("abort", onAbort, { once: true });
+    promise.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
+  });
+}

@@ -1,0 +1,218 @@
+/**
+ * The gateway end to end with Deno's own client: `Deno.openKv(url)` against the handler and
+ * gateway on a `Deno.serve` listener, over fake nodes of three clusters that serve the node
+ * endpoints' contract in memory.
+ */
+import assert from "node:assert/strict";
+import { error as koiError } from "../client/_fake_test_util.ts";
+import { tupleKey, tupleKeyOwnedBy } from "./_fake_kvc_test_util.ts";
+import { withGateway } from "./_gateway_test_util.ts";
+
+const opts = { sanitizeOps: false, sanitizeResources: false };
+
+Deno.test({
+  name: "gateway: set, get, getMany and list over three clusters, merged in key order",
+  ...opts,
+  async fn() {
+    await withGateway(async ({ kv, fake }) => {
+      for (let i = 0; i < 30; i++) await kv.set(["user", i], { n: i });
+      const held = ["a", "b", "c"].map((c) => fake.cluster(c).entries.size);
+      assert.ok(held.every((n) => n > 0), `every cluster holds keys: ${held}`);
+      assert.deepEqual((await kv.get(["user", 7])).value, { n: 7 });
+      assert.equal((await kv.get(["user", 99])).value, null);
+      const many = await kv.getMany([["user", 1], ["user", 2], ["nope"], ["user", 29]]);
+      assert.deepEqual(many.map((e) => e.value), [{ n: 1 }, { n: 2 }, null, { n: 29 }]);
+      const all: number[] = [];
+      for await (const e of kv.list<{ n: number }>({ prefix: ["user"] }, { batchSize: 7 })) {
+        all.push(e.value.n);
+      }
+      assert.deepEqual(all, Array.from({ length: 30 }, (_, i) => i));
+      const last: number[] = [];
+      for await (
+        const e of kv.list<{ n: number }>({ prefix: ["user"] }, { reverse: true, limit: 4 })
+      ) last.push(e.value.n);
+      assert.deepEqual(last, [29, 28, 27, 26]);
+      const some: number[] = [];
+      for await (
+        const e of kv.list<{ n: number }>({ start: ["user", 10], end: ["user", 15] })
+      ) some.push(e.value.n);
+      assert.deepEqual(some, [10, 11, 12, 13, 14]);
+      await kv.delete(["user", 7]);
+      assert.equal((await kv.get(["user", 7])).value, null);
+    });
+  },
+});
+
+Deno.test({
+  name: "gateway: a point read asks the owner only; a list asks every cluster",
+  ...opts,
+  async fn() {
+    await withGateway(async ({ kv, fake }) => {
+      const key = tupleKeyOwnedBy((k) => fake.owner(k), "b");
+      await kv.set(key, "x");
+      fake.requests.length = 0;
+      await kv.get(key);
+      assert.deepEqual(fake.requests.map((r) => [r.cluster, r.path]), [
+        ["b", "/v1/kvc/snapshot_read"],
+      ]);
+      assert.equal(fake.requests[0].headers.get("x-koi-request-id"), null, "reads carry none");
+      fake.requests.length = 0;
+      for await (const _ of kv.list({ prefix: ["k"] })) { /* drain */ }
+      assert.deepEqual(fake.requests.map((r) => r.cluster).sort(), ["a", "b", "c"]);
+    });
+  },
+});
+
+Deno.test({
+  name: "gateway: checks, sum, min and max; a check failure is ok: false, nothing written",
+  ...opts,
+  async fn() {
+    await withGateway(async ({ kv }) => {
+      const first = await kv.atomic().check({ key: ["n"], versionstamp: null })
+        .set(["n"], new Deno.KvU64(5n)).commit();
+      assert.ok(first.ok);
+      const again = await kv.atomic().check({ key: ["n"], versionstamp: null })
+        .set(["n"], new Deno.KvU64(9n)).commit();
+      assert.equal(again.ok, false);
+      assert.equal((await kv.get<Deno.KvU64>(["n"])).value?.value, 5n);
+      await kv.atomic().sum(["n"], 10n).commit();
+      assert.equal((await kv.get<Deno.KvU64>(["n"])).value?.value, 15n);
+      await kv.atomic().min(["n"], 3n).commit();
+      assert.equal((await kv.get<Deno.KvU64>(["n"])).value?.value, 3n);
+      await kv.atomic().max(["n"], 8n).commit();
+      const entry = await kv.get<Deno.KvU64>(["n"]);
+      assert.equal(entry.value?.value, 8n);
+      const ok = await kv.atomic().check(entry).sum(["n"], 1n).commit();
+      assert.ok(ok.ok);
+      assert.equal((await kv.get<Deno.KvU64>(["n"])).value?.value, 9n);
+    });
+  },
+});
+
+Deno.test({
+  name: "gateway: versionstamps only grow, and every write carries a request id and after-vs",
+  ...opts,
+  async fn() {
+    await withGateway(async ({ kv, fake }) => {
+      const stamps: bigint[] = [];
+      for (let i = 0; i < 12; i++) {
+        const r = await kv.set(["v", i], i);
+        assert.ok(r.ok);
+        stamps.push(BigInt(`0x${r.versionstamp.slice(0, 16)}`));
+      }
+      for (let i = 1; i < stamps.length; i++) {
+        assert.ok(stamps[i] > stamps[i - 1], `versionstamps grow across clusters: ${stamps}`);
+      }
+      const writes = fake.requests.filter((r) => r.path === "/v1/kvc/atomic_write");
+      const ids = writes.map((w) => w.headers.get("x-koi-request-id"));
+      assert.ok(ids.every((id) => id !== null && /^koi-[0-9a-f]{16}-\d+:\d+$/.test(id)), `${ids}`);
+      assert.equal(new Set(ids).size, ids.length, "one request id per write");
+      const after = writes.map((w) => BigInt(w.headers.get("x-koi-after-vs")!));
+      assert.equal(after[0], 0n);
+      for (let i = 1; i < after.length; i++) assert.equal(after[i], stamps[i - 1]);
+    });
+  },
+});
+
+Deno.test({
+  name: "gateway: an attempt retried by the client repeats its request id (at most once)",
+  ...opts,
+  async fn() {
+    await withGateway(async ({ kv, fake }) => {
+      let refused = 0;
+      fake.hook = (req) => {
+        if (req.path === "/v1/kvc/atomic_write" && refused++ === 0) {
+          return koiError(503, "no_leader", "No leader yet", { "retry-after": "0" });
+        }
+        return undefined;
+      };
+      assert.ok((await kv.set(["once"], 1)).ok);
+      const writes = fake.requests.filter((r) => r.path === "/v1/kvc/atomic_write");
+      assert.equal(writes.length, 2);
+      assert.equal(
+        writes[0].headers.get("x-koi-request-id"),
+        writes[1].headers.get("x-koi-request-id"),
+      );
+    });
+  },
+});
+
+Deno.test({
+  name: "gateway: keys of two clusters are refused with a 400 naming them, nothing sent",
+  ...opts,
+  async fn() {
+    await withGateway(async ({ kv, fake }) => {
+      const owner = (k: Uint8Array) => fake.owner(k);
+      const inA = tupleKeyOwnedBy(owner, "a");
+      const inC = tupleKeyOwnedBy(owner, "c");
+      fake.requests.length = 0;
+      await assert.rejects(
+        kv.atomic().set(inA, 1).set(inC, 2).commit(),
+        /status=400 Bad Request\): This atomic operation touches keys of clusters a and c; atomic operations across clusters are not supported yet/,
+      );
+      await assert.rejects(
+        kv.atomic().check({ key: inA, versionstamp: null }).delete(inC).commit(),
+        /clusters a and c/,
+      );
+      assert.equal(fake.requests.filter((r) => r.path === "/v1/kvc/atomic_write").length, 0);
+      assert.equal(fake.cluster("a").applied + fake.cluster("c").applied, 0);
+    });
+  },
+});
+
+Deno.test({
+  name: "gateway: a node's 400 reaches the caller with its message; no retry",
+  ...opts,
+  async fn() {
+    await withGateway(async ({ kv, fake }) => {
+      await kv.set(["text"], "not a number");
+      const before = fake.requests.length;
+      await assert.rejects(
+        kv.atomic().sum(["text"], 1n).commit(),
+        /status=400 Bad Request\): atomic_write of cluster \w+: node \w+ \(127\.0\.0\.1:\d+\) answered 400 bad_request: Cannot sum: the value at key #0 is not a u64 \(Deno\.KvU64\)/,
+      );
+      assert.equal(fake.requests.length - before, 1, "sent once");
+    });
+  },
+});
+
+Deno.test({
+  name: "gateway: a write whose outcome is unknown and that is not repeatable answers 409",
+  ...opts,
+  async fn() {
+    await withGateway(async ({ kv, fake }) => {
+      // Every attempt hangs past the client's budget: the write may have been applied.
+      fake.hook = (req) =>
+        req.path === "/v1/kvc/atomic_write" ? fake.deployment.node(req.node).hang() : undefined;
+      await assert.rejects(
+        kv.atomic().sum(["c"], 1n).commit(),
+        /status=409 Conflict\).*may or may not have been applied/,
+      );
+    }, { timeoutMs: 300 });
+  },
+});
+
+Deno.test({
+  name: "gateway: a key of koi's own API (bytes) reads back as a Uint8Array",
+  ...opts,
+  async fn() {
+    await withGateway(async ({ kv, fake }) => {
+      fake.put(tupleKey("raw"), new TextEncoder().encode("bytes!"));
+      const hit = await kv.get<Uint8Array>(["raw"]);
+      assert.deepEqual(hit.value, new TextEncoder().encode("bytes!"));
+    });
+  },
+});
+
+Deno.test({
+  name: "gateway: an empty atomic operation commits on one cluster and gets a versionstamp",
+  ...opts,
+  async fn() {
+    await withGateway(async ({ kv, fake }) => {
+      const r = await kv.atomic().commit();
+      assert.ok(r.ok);
+      assert.match(r.versionstamp, /^[0-9a-f]{20}$/);
+      assert.equal(fake.requests.filter((q) => q.path === "/v1/kvc/atomic_write").length, 1);
+    });
+  },
+});
