@@ -213,7 +213,12 @@ function readKvConnect(raw: unknown, seen: Seen): KvConnectConfig | undefined {
 function readTokens(value: unknown): readonly string[] | undefined {
   if (value === undefined) return undefined;
   const rule = `must be an array of 1 to ${KV_CONNECT_TOKENS_MAX} access tokens (strings)`;
-  if (!Array.isArray(value)) fail("kv_connect.tokens", `${rule}, got ${show(value)}`);
+  // Never echoed, not even when it is not an array: a single token given as a string is the
+  // usual mistake, and error messages end up in logs.
+  if (!Array.isArray(value)) {
+    const got = typeof value === "string" ? "one string" : typeof value;
+    fail("kv_connect.tokens", `${rule}, got ${got}`);
+  }
   const items = value as unknown[];
   if (items.length === 0 || items.length > KV_CONNECT_TOKENS_MAX) {
     fail("kv_connect.tokens", `${rule}, got ${items.length}`);

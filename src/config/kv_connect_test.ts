@@ -63,6 +63,10 @@ Deno.test("kv_connect: tokens are 1..64 strings of 16..1024 characters, never ec
   for (const bad of [short, `${ok} ${ok}`]) {
     assert.ok(!configError(tokens(bad)).message.includes(bad), "a token is never echoed");
   }
+  // One token given as a string instead of an array: not echoed either (found by the attack).
+  const single = configError(section(`listen = "127.0.0.1:7001"
+tokens = "${ok}"`));
+  assert.ok(!single.message.includes(ok), single.message);
 });
 
 Deno.test("kv_connect: unknown fields and every problem at once", () => {

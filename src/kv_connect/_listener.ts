@@ -8,6 +8,8 @@
  * @module
  */
 
+import { type Front, listenFront } from "./_front.ts";
+
 /** Requests handled at once, at most (a watch counts until its stream starts). Beyond: 503. */
 export const KV_CONNECT_REQUESTS_MAX = 1024;
 /**
@@ -83,29 +85,54 @@ export function listenKvConnect(options: KvConnectListenOptions): KvConnectListe
       inFlight--;
     }
   };
+  // Deno.serve behind koi's own front door (_front.ts: connection bounds and deadlines, an
+  // accept loop that survives running out of file descriptors), on a Unix socket in a
+  // directory only this user can enter.
+  const dir = Deno.makeTempDirSync({ prefix: "koi-kv-connect-" });
+  Deno.chmodSync(dir, 0o700);
+  const upstream = `${dir}/serve.sock`;
   const server = Deno.serve({
-    hostname: options.hostname,
-    port: options.port,
+    path: upstream,
     onListen: () => {},
     onError: (error) => {
       options.onError?.("KV Connect server error", error);
       return text(500, "KV Connect server error");
     },
-    ...(options.tls === undefined ? {} : { cert: options.tls.cert, key: options.tls.key }),
   }, serve);
+  let front: Front;
+  try {
+    front = listenFront({
+      hostname: options.hostname,
+      port: options.port,
+      upstream,
+      ...(options.tls === undefined ? {} : { tls: options.tls }),
+      ...(options.onError === undefined ? {} : { onError: options.onError }),
+    });
+  } catch (error) {
+    server.shutdown().finally(() => Deno.remove(dir, { recursive: true }).catch(() => {}));
+    throw error;
+  }
   let closing: Promise<void> | undefined;
   return {
-    port: server.addr.port,
+    port: front.port,
     get inFlight() {
       return inFlight;
     },
     close: (drainMs = KV_CONNECT_DRAIN_MS) =>
       closing ??= (async () => {
+        front.stopAccepting();
         await options.beforeClose?.();
+        const until = Date.now() + drainMs;
         let timer: ReturnType<typeof setTimeout> | undefined;
         const drained = new Promise<void>((resolve) => (timer = setTimeout(resolve, drainMs)));
         await Promise.race([server.shutdown(), drained]);
         clearTimeout(timer);
+        // The last bytes of answers still flow through the front: let them, within the bound.
+        while (front.connections > 0 && Date.now() < until) {
+          await new Promise((r) => setTimeout(r, 10));
+        }
+        front.close();
+        await Deno.remove(dir, { recursive: true }).catch(() => {});
       })(),
   };
 }

@@ -41,8 +41,13 @@ export const KVC_READ_PATH = "/v1/kvc/snapshot_read";
 export const KVC_WRITE_PATH = "/v1/kvc/atomic_write";
 /** Largest request body, in bytes. */
 export const KVC_BODY_BYTES_MAX = 1 << 20;
-/** Largest key, in bytes (Deno's client allows 2048; a versionstamp suffix adds 22). */
-export const KVC_KEY_BYTES_MAX = 2048 + 22;
+/**
+ * Largest key, in bytes, as Deno's client: also the largest prefix of a versionstamped key,
+ * whose suffix then adds {@linkcode KVC_SUFFIX_BYTES}.
+ */
+export const KVC_KEY_BYTES_MAX = 2048;
+/** Bytes a versionstamp suffix adds to a key: 0x02, 20 hex digits, 0x00. */
+export const KVC_SUFFIX_BYTES = 22;
 /** Largest value, in bytes (as Deno's client). */
 export const KVC_VALUE_BYTES_MAX = 65_536;
 /** Checks of one atomic write, at most (as Deno's client). */
@@ -91,7 +96,10 @@ function isPointRange(r: KeyRange): boolean {
     compare(r.start, r.end.subarray(0, r.start.length)) === 0;
 }
 
-function checkKey(key: Uint8Array, what: string): void {
+function checkKey(key: Uint8Array, what: string, written = false): void {
+  // An empty key is no tuple: Deno's client cannot decode it in a listing (it breaks every
+  // list over the whole keyspace), and refuses to write one itself.
+  if (written && key.length === 0) throw new BadRequestError(`${what} is empty`);
   if (key.length > KVC_KEY_BYTES_MAX) {
     throw new BadRequestError(`${what} has ${key.length} bytes: more than ${KVC_KEY_BYTES_MAX}`);
   }
@@ -290,6 +298,11 @@ export function planWrite(write: AtomicWrite): WritePlan {
     bytes += ch.key.length;
     fixedKeys.push(ch.key);
     if (ch.versionstamp.length === 0) return { key: ch.key, rev: 0, vs: 0 };
+    if (ch.versionstamp.length !== 10) {
+      throw new BadRequestError(
+        `Check ${i}: a versionstamp has 10 bytes, not ${ch.versionstamp.length}`,
+      );
+    }
     const vs = versionstampFromBytes(ch.versionstamp);
     if (vs === undefined || vs === 0) impossibleCheck ??= i;
     return { key: ch.key, rev: 0, vs: vs ?? 0 };
@@ -297,7 +310,7 @@ export function planWrite(write: AtomicWrite): WritePlan {
   type Planned = { readonly suffixed: boolean; readonly mutation: KvMutation };
   const planned: Planned[] = write.mutations.map((m, i) => {
     const what = `Mutation ${i}`;
-    checkKey(m.key, `${what}'s key`);
+    checkKey(m.key, `${what}'s key`, true);
     bytes += m.key.length + (m.value?.data.length ?? 0);
     const key = m.key;
     switch (m.mutationType) {

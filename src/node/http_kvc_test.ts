@@ -22,6 +22,7 @@ import { createNodeApp } from "./http.ts";
 import {
   AFTER_VS_HEADER,
   KVC_CHECKS_MAX,
+  KVC_KEY_BYTES_MAX,
   KVC_READ_PATH,
   KVC_VALUE_BYTES_MAX,
   KVC_WRITE_PATH,
@@ -263,6 +264,24 @@ Deno.test("kvc: limits and queues are refused with 400", async () => {
       { mutations: [mutation(MutationType.SET, "big", new Uint8Array(KVC_VALUE_BYTES_MAX + 1))] },
       { mutations: [mutation(MutationType.SET, new Uint8Array([0xff, 1]), enc("x"))] },
       { mutations: [mutation(42, "k", enc("x"))] },
+      // Found by the attack: an empty key broke every Deno client's list over the keyspace.
+      { mutations: [mutation(MutationType.SET, new Uint8Array(0), enc("x"))] },
+      // Keys are Deno's 2048 bytes at most, a versionstamped key's prefix too.
+      {
+        mutations: [
+          mutation(MutationType.SET, new Uint8Array(KVC_KEY_BYTES_MAX + 1).fill(0x61), enc("x")),
+        ],
+      },
+      {
+        mutations: [
+          mutation(
+            MutationType.SET_SUFFIX_VERSIONSTAMPED_KEY,
+            new Uint8Array(KVC_KEY_BYTES_MAX + 1).fill(0x61),
+            enc("x"),
+          ),
+        ],
+      },
+      { checks: [{ key: enc("k"), versionstamp: new Uint8Array(3) }] },
     ];
     for (const w of cases) {
       const r = await write(w);
@@ -270,7 +289,10 @@ Deno.test("kvc: limits and queues are refused with 400", async () => {
       await r.body?.cancel();
     }
     const max = await write({
-      mutations: [mutation(MutationType.SET, "max", new Uint8Array(KVC_VALUE_BYTES_MAX))],
+      mutations: [
+        mutation(MutationType.SET, "max", new Uint8Array(KVC_VALUE_BYTES_MAX)),
+        mutation(MutationType.SET, new Uint8Array(KVC_KEY_BYTES_MAX).fill(0x61), enc("x")),
+      ],
     });
     assert.equal(max.status, 200, "Deno's own limit fits");
     await max.body?.cancel();
