@@ -31,6 +31,14 @@ export interface ReadRange {
   limit: number;
   reverse: boolean;
 }
+/** Whether `range` holds exactly the key `start` (end = start + 0x00): a point read. */
+export function isPointRange(range: Pick<ReadRange, "start" | "end">): boolean {
+  const { start, end } = range;
+  if (end.length !== start.length + 1 || end[start.length] !== 0) return false;
+  for (let i = 0; i < start.length; i++) if (start[i] !== end[i]) return false;
+  return true;
+}
+
 /** `SnapshotRead`. */
 export interface SnapshotRead {
   ranges: ReadRange[];

@@ -24,11 +24,14 @@ import {
   decodeAtomicWriteOutput,
   decodeSnapshotReadOutput,
   encodeSnapshotRead,
+  isPointRange,
   type KvEntry,
   type ReadRange,
   SnapshotReadStatus,
 } from "./_datapath.ts";
 import { KvConnectError } from "./_errors.ts";
+
+export { isPointRange } from "./_datapath.ts";
 import { kvConnectFailure } from "./_failure.ts";
 import { mergeRange } from "./_merge.ts";
 import { HighestVersionstamp } from "./_versionstamp.ts";
@@ -77,14 +80,6 @@ export interface GatewayOptions {
 }
 
 const PROTOBUF = { "content-type": "application/x-protobuf" };
-
-/** Whether `range` holds exactly the key `start` (end = start + 0x00). */
-export function isPointRange(range: ReadRange): boolean {
-  const { start, end } = range;
-  if (end.length !== start.length + 1 || end[start.length] !== 0) return false;
-  for (let i = 0; i < start.length; i++) if (start[i] !== end[i]) return false;
-  return true;
-}
 
 /** `items` in chunks of at most `size`. */
 function chunks<T>(items: readonly T[], size: number): T[][] {

@@ -16,6 +16,7 @@ import {
   decodeSnapshotRead,
   encodeAtomicWriteOutput,
   encodeSnapshotReadOutput,
+  isPointRange,
   MutationType,
   SnapshotReadStatus,
 } from "../kv_connect/_datapath.ts";
@@ -89,11 +90,6 @@ function compare(a: Uint8Array, b: Uint8Array): number {
   const n = Math.min(a.length, b.length);
   for (let i = 0; i < n; i++) if (a[i] !== b[i]) return a[i] - b[i];
   return a.length - b.length;
-}
-
-function isPointRange(r: KeyRange): boolean {
-  return r.end.length === r.start.length + 1 && r.end[r.start.length] === 0 &&
-    compare(r.start, r.end.subarray(0, r.start.length)) === 0;
 }
 
 function checkKey(key: Uint8Array, what: string, written = false): void {
