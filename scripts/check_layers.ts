@@ -1,7 +1,7 @@
 /**
  * Layering check run by `deno task test`.
  *
- * - `src/raft/` and `src/carp/` are pure: they import only files of their own folder and use
+ * - `src/raft/`, `src/carp/` and `src/txn/` are pure: they import only files of their own folder and use
  *   no `Deno.*`, timers, clock, `Math.random` or `crypto` (randomness and time are injected).
  * - Imports between layers go one way only (see the README, "Layout"): each layer lists the layers it
  *   may import; anything else is a violation.
@@ -18,7 +18,9 @@ const ALLOWED_IMPORTS: Record<string, readonly string[]> = {
   raft: [],
   carp: [],
   config: [],
-  storage: ["raft", "carp"],
+  // cross-cluster transactions: the participant, the coordinators, snapshot reads (pure)
+  txn: [],
+  storage: ["raft", "carp", "txn"],
   // KV Connect (Deno.openKv(url)): the wire format, the endpoint, and the admin's gateway,
   // which reaches the clusters through the routing client
   kv_connect: ["config", "client"],
@@ -27,7 +29,7 @@ const ALLOWED_IMPORTS: Record<string, readonly string[]> = {
   http: [],
   // kv_connect: the node's /v1/kvc/ endpoints speak its codec
   node: ["raft", "storage", "net", "config", "carp", "http", "kv_connect"],
-  client: ["carp", "config"],
+  client: ["carp", "config", "txn"],
   admin: ["config", "carp", "client", "storage", "http", "kv_connect"],
   // the load generator: drives a deployment through the client, never a node's internals
   bench: ["client", "carp", "config"],
@@ -36,7 +38,7 @@ const ALLOWED_IMPORTS: Record<string, readonly string[]> = {
 };
 
 /** Layers that must stay free of I/O, clocks and ambient randomness. */
-const PURE_LAYERS = new Set(["raft", "carp"]);
+const PURE_LAYERS = new Set(["raft", "carp", "txn"]);
 
 /** Forbidden in pure layers: pattern and the reason printed. */
 const IMPURE_PATTERNS: readonly [RegExp, string][] = [

@@ -57,22 +57,8 @@ export interface StateParts {
   readonly lastVs: number;
 }
 
-/** Keys are bytes; the index uses a "binary string" (one char per byte) so that JavaScript
- * string order is bytewise order. */
-export function keyString(key: Uint8Array): string {
-  let s = "";
-  for (let i = 0; i < key.length; i += 4096) {
-    s += String.fromCharCode(...key.subarray(i, i + 4096));
-  }
-  return s;
-}
-
-/** The bytes of a binary string. */
-export function keyBytes(s: string): Uint8Array {
-  const out = new Uint8Array(s.length);
-  for (let i = 0; i < s.length; i++) out[i] = s.charCodeAt(i);
-  return out;
-}
+import { keyBytes, keyString } from "../txn/mod.ts";
+export { keyBytes, keyString };
 
 /** A growable byte buffer with the few msgpack writers the records need. */
 class Sink {

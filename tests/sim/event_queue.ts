@@ -21,6 +21,11 @@ export class EventQueue<T> {
     }
   }
 
+  /** The time of the earliest event, or undefined when empty. */
+  peekTime(): number | undefined {
+    return this.#heap[0]?.time;
+  }
+
   /** Removes and returns the earliest event, or undefined when empty. */
   pop(): { time: number; item: T } | undefined {
     const h = this.#heap;

@@ -36,7 +36,12 @@ import { CHAOS_MS, Faults } from "./faults.ts";
 import { SimNode } from "./node.ts";
 import { Prng } from "./prng.ts";
 import { describeNodes, traceReady } from "./report.ts";
-import { entryHash, KvStateMachine } from "./state_machine.ts";
+import {
+  entryHash,
+  EXTENSION_TAG,
+  type ExtensionFactory,
+  KvStateMachine,
+} from "./state_machine.ts";
 import { emptyStats, type SimStats } from "./stats.ts";
 import { Workload } from "./workload.ts";
 
@@ -75,6 +80,25 @@ export interface SimOptions {
   readonly faultMs?: number;
   /** Simulated ms phase two may take to elect a leader and commit on every member. */
   readonly healBudgetMs?: number;
+}
+
+/**
+ * What the multi-cluster mode (tests/sim/txn_simulation.ts) adds to a cluster: an extension of
+ * the state machine, and a look at what its nodes apply, read and lose.
+ */
+export interface SimHooks {
+  /** The id of the cluster. */
+  readonly clusterId: string;
+  /** Makes a node's state machine extension (from its snapshot, at a boot or an install). */
+  readonly extension: ExtensionFactory;
+  /** `node` applied extension entry `e`, which answered `answer`. */
+  onApplied(node: SimNode, e: Entry, answer: unknown): void;
+  /** `node` may serve the ReadStates it holds (before the single-cluster workload does). */
+  serveReads(node: SimNode): void;
+  /** `node` crashed: what it was serving is lost. */
+  onCrash(node: SimNode): void;
+  /** Adjusts the configuration the seed drew (the multi-cluster mode calms the faults). */
+  tune?(config: SimConfig): SimConfig;
 }
 
 /** An event of the queue. */
@@ -122,6 +146,7 @@ export class Simulation {
   latestCommittedMembers: Set<NodeId> = new Set();
 
   readonly #events = new EventQueue<SimEvent>();
+  readonly #hooks: SimHooks | undefined;
   readonly #faults: Faults;
   readonly #workload: Workload;
   #latestCommittedIndex = 0;
@@ -131,10 +156,12 @@ export class Simulation {
   #marker: { node: NodeId; index: number; term: number } | undefined;
   #settled = false;
 
-  /** Draws the seed's configuration. */
-  constructor(seed: number) {
+  /** Draws the seed's configuration; `hooks`: a cluster of the multi-cluster mode. */
+  constructor(seed: number, hooks?: SimHooks) {
+    this.#hooks = hooks;
     this.prng = new Prng(seed);
-    this.config = drawConfig(this.prng);
+    const drawn = drawConfig(this.prng);
+    this.config = hooks?.tune?.(drawn) ?? drawn;
     this.#faults = new Faults(this);
     this.#workload = new Workload(this);
   }
@@ -207,7 +234,7 @@ export class Simulation {
     const snapshot = node.storage.snapshot();
     // The simulation's MemoryStorage keeps every snapshot's bytes in memory.
     if (!(snapshot.data instanceof Uint8Array)) throw new Error("a simulated disk holds bytes");
-    node.sm = KvStateMachine.decode(snapshot.data);
+    node.sm = KvStateMachine.decode(snapshot.data, this.#hooks?.extension);
     node.inc++;
     node.persisting = undefined;
     node.tickMs = Math.max(
@@ -258,6 +285,7 @@ export class Simulation {
     node.raft = undefined;
     node.persisting = undefined;
     this.#workload.release(node);
+    this.#hooks?.onCrash(node);
     node.proposals.clear();
     node.reads.clear();
     node.readyReads = [];
@@ -291,6 +319,45 @@ export class Simulation {
       this.#handle(ev.item);
       if (this.#settled) return;
     }
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // The multi-cluster mode steps each cluster itself, in the order of their events.
+
+  /** The time of this cluster's next event, or undefined. */
+  nextTime(): number | undefined {
+    return this.#events.peekTime();
+  }
+
+  /** Handles this cluster's next event. */
+  step(): void {
+    const ev = this.#events.pop();
+    if (ev === undefined) return;
+    this.#now = Math.max(this.#now, ev.time);
+    this.#handle(ev.item);
+  }
+
+  /** Moves this cluster's clock to `time` (before input from outside it). */
+  advanceTo(time: number): void {
+    if (time > this.#now) this.#now = time;
+  }
+
+  /** Ends phase one: no more faults; every node up. */
+  heal(): void {
+    this.#startHealing();
+  }
+
+  /** Whether phase two saw a new entry applied on every member. */
+  get settled(): boolean {
+    return this.#settled;
+  }
+
+  /** What the cluster is waiting for, for a liveness report. */
+  describeProgress(): string {
+    return (this.#marker === undefined
+      ? "no leader could commit a new entry"
+      : `entry ${this.#marker.index} is not applied on every member`) +
+      ` (${describeNodes(this.nodes.values())})`;
   }
 
   /** Defers an event aimed at a paused node until it resumes; returns whether it did. */
@@ -429,7 +496,7 @@ export class Simulation {
     }
     for (const m of rd.messagesAfterPersist) this.#send(m);
     if (rd.snapshot !== undefined) {
-      node.sm = KvStateMachine.decode(rd.snapshot.data);
+      node.sm = KvStateMachine.decode(rd.snapshot.data, this.#hooks?.extension);
       if (node.sm.applied !== rd.snapshot.meta.index) {
         throw new SimViolation(
           `snapshot at ${rd.snapshot.meta.index} holds state of ${node.sm.applied}`,
@@ -458,6 +525,7 @@ export class Simulation {
   ): void {
     for (const e of entries) this.#apply(node, e, term);
     node.readyReads.push(...readStates);
+    this.#hooks?.serveReads(node);
     this.#workload.serveReads(node);
   }
 
@@ -506,6 +574,9 @@ export class Simulation {
     }
     const write = node.sm.apply(e);
     this.checker.onApplied(node.id, term, e, node.sm.chain);
+    if (this.#hooks !== undefined && e.type === "normal" && e.data[0] === EXTENSION_TAG) {
+      this.#hooks.onApplied(node, e, node.sm.extAnswer);
+    }
     if (e.type === "config" && !this.#committedConfigs.has(e.index)) {
       this.#committedConfigs.add(e.index);
       for (const id of membersOf(e.membership!)) this.everCommittedMember.add(id);

@@ -41,6 +41,23 @@ export function entryHash(e: Entry): number {
 }
 
 /**
+ * More of the application, for entries whose data starts with {@linkcode EXTENSION_TAG}: the
+ * multi-cluster mode's transactions (tests/sim/txn_bank.ts). Part of every snapshot.
+ */
+export interface SmExtension {
+  /** Applies an entry's data (the tag stripped); returns the answer for the proposer. */
+  apply(e: Entry, data: Uint8Array): unknown;
+  /** The extension's state, as JSON. */
+  encode(): unknown;
+}
+
+/** Makes a state machine's extension from a snapshot's state (undefined: a new one) at `applied`. */
+export type ExtensionFactory = (state: unknown, applied: number) => SmExtension;
+
+/** The first byte of an entry the extension applies ("X"). */
+export const EXTENSION_TAG = 0x58;
+
+/**
  * The simulated application: a key-value map with each key's revision (the index of the
  * write that set it), the membership of the last applied config entry, and a hash chain over
  * every applied entry so two replicas can be compared at any index in O(1).
@@ -54,16 +71,25 @@ export class KvStateMachine {
   chain = 0;
   /** The membership set by the last applied config entry. */
   membership: Membership = EMPTY_MEMBERSHIP;
+  /** The multi-cluster mode's part, if any. */
+  ext: SmExtension | undefined;
+  /** The answer of the last entry the extension applied. */
+  extAnswer: unknown;
 
   /** Applies the next entry; returns the write it carried, if any. */
   apply(e: Entry): WriteCommand | undefined {
     this.applied = e.index;
+    this.extAnswer = undefined;
     this.chain = hashString(`${this.chain}:${e.term}:${entryHash(e)}`);
     if (e.type === "config") {
       this.membership = e.membership!;
       return undefined;
     }
     if (e.data.length === 0) return undefined; // leader no-op
+    if (e.data[0] === EXTENSION_TAG && this.ext !== undefined) {
+      this.extAnswer = this.ext.apply(e, e.data.subarray(1));
+      return undefined;
+    }
     const w = JSON.parse(decoder.decode(e.data)) as WriteCommand;
     this.kv.set(w.key, { value: w.value, rev: e.index });
     return w;
@@ -76,18 +102,23 @@ export class KvStateMachine {
       applied: this.applied,
       chain: this.chain,
       membership: this.membership,
+      ...(this.ext === undefined ? {} : { ext: this.ext.encode() }),
     }));
   }
 
   /** Rebuilds a state machine from a snapshot's data. */
-  static decode(data: Uint8Array): KvStateMachine {
+  static decode(data: Uint8Array, extension?: ExtensionFactory): KvStateMachine {
     const sm = new KvStateMachine();
-    if (data.length === 0) return sm;
+    if (data.length === 0) {
+      sm.ext = extension?.(undefined, 0);
+      return sm;
+    }
     const o = JSON.parse(decoder.decode(data));
     sm.kv = new Map(o.kv);
     sm.applied = o.applied;
     sm.chain = o.chain;
     sm.membership = o.membership;
+    sm.ext = extension?.(o.ext, sm.applied);
     return sm;
   }
 }

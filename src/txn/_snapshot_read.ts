@@ -1,0 +1,260 @@
+/**
+ * Consistent snapshot reads over several clusters (docs/transactions.md, "Snapshot reads"):
+ * read every cluster (each a linearizable read), then ask each whether anything the answer
+ * depends on changed since the index it read at, or is locked by an attempt that may have been
+ * decided. When nothing did, every value read held at one instant between the two rounds:
+ * the latest of the first-round reads. Otherwise read again, a bounded number of times.
+ *
+ * The coordinator is a step machine like {@linkcode TxnAttempt}; the serving side is a pair
+ * of pure functions over a cluster's participant state, store and {@linkcode TouchLog}.
+ *
+ * @module
+ */
+import type { TxnParticipant } from "./_participant.ts";
+import type { TouchLog } from "./_touch_log.ts";
+import type { TxnLockInfo } from "./_types.ts";
+
+/** A range to read: `[start, end)`, at most `limit` entries, in key order or reversed. */
+export interface ReadRange {
+  /** First key (inclusive). */
+  readonly start: Uint8Array;
+  /** End (exclusive). */
+  readonly end: Uint8Array;
+  /** Entries at most. */
+  readonly limit: number;
+  /** Descending key order. */
+  readonly reverse: boolean;
+}
+
+/** A cluster's first-round answer: the entries of each range at one applied index, or a lock. */
+export type SnapshotPart<E> =
+  | {
+    /** The applied index the entries are of. */
+    readonly index: number;
+    /** Per range, in its order. */
+    readonly entries: readonly (readonly E[])[];
+  }
+  | {
+    /** A write lock in one of the ranges: wait for it, or resolve it past its deadline. */
+    readonly lock: TxnLockInfo;
+  };
+
+/** A cluster's second-round answer. */
+export type SnapshotCheck =
+  | { readonly valid: true }
+  | {
+    readonly valid: false;
+    /** The lock found, if that is why. */
+    readonly lock?: TxnLockInfo;
+  };
+
+/** A key range to check, `[start, end)`. */
+export interface KeySpan {
+  /** First key (inclusive). */
+  readonly start: Uint8Array;
+  /** End (exclusive). */
+  readonly end: Uint8Array;
+}
+
+/** Serves a first-round read: a write lock in a range, or the entries `read` gives. */
+export function serveSnapshotRead<E, M>(
+  ranges: readonly ReadRange[],
+  index: number,
+  txns: TxnParticipant<M>,
+  read: (range: ReadRange) => readonly E[],
+): SnapshotPart<E> {
+  for (const r of ranges) {
+    const lock = txns.writeLockIn(r.start, r.end);
+    if (lock !== undefined) return { lock };
+  }
+  return { index, entries: ranges.map(read) };
+}
+
+/** Serves a second-round check: nothing in `spans` changed after `since`, nor is write-locked. */
+export function serveSnapshotCheck<M>(
+  spans: readonly KeySpan[],
+  since: number,
+  txns: TxnParticipant<M>,
+  touched: TouchLog,
+): SnapshotCheck {
+  for (const s of spans) {
+    const lock = txns.writeLockIn(s.start, s.end);
+    if (lock !== undefined) return { valid: false, lock };
+    if (touched.changedSince(since, s.start, s.end) !== false) return { valid: false };
+  }
+  return { valid: true };
+}
+
+/** What a snapshot read asks next. */
+export type SnapshotStep =
+  | { readonly kind: "read"; readonly to: string; readonly ranges: readonly ReadRange[] }
+  | {
+    readonly kind: "check";
+    readonly to: string;
+    readonly spans: readonly KeySpan[];
+    readonly since: number;
+  }
+  | {
+    /** A lock stands in the way at `at`: wait (or resolve it), then call `retry(at)`. */
+    readonly kind: "lock";
+    readonly at: string;
+    readonly lock: TxnLockInfo;
+  };
+
+/** Merges the clusters' entries of one range into its answer. */
+export type MergeRange<E> = (
+  range: ReadRange,
+  parts: readonly { readonly cluster: string; readonly entries: readonly E[] }[],
+) => E[];
+
+/** Rounds of a snapshot read at most before it gives up (`contended`). */
+export const SNAPSHOT_ROUNDS_MAX = 16;
+
+/** A range of the read and the clusters that may hold its keys. */
+export interface PlacedRange {
+  /** The range. */
+  readonly range: ReadRange;
+  /** The clusters to ask (every one that may own a key of it). */
+  readonly clusters: readonly string[];
+}
+
+/** One snapshot read over several clusters. */
+export class SnapshotRead<E extends { readonly key: Uint8Array }> {
+  readonly #placed: readonly PlacedRange[];
+  /** cluster -> the positions (in #placed) of the ranges asked of it, in order. */
+  readonly #asked = new Map<string, number[]>();
+  readonly #merge: MergeRange<E>;
+  readonly #roundsMax: number;
+  #round = 0;
+  #parts = new Map<string, { index: number; entries: readonly (readonly E[])[] }>();
+  #checked = new Set<string>();
+  #phase: "read" | "check" | "done" = "read";
+  #merged: E[][] = [];
+  #contended = false;
+
+  /** `placed`: the ranges, each with its clusters; `merge` combines one range's parts. */
+  constructor(
+    placed: readonly PlacedRange[],
+    merge: MergeRange<E>,
+    roundsMax = SNAPSHOT_ROUNDS_MAX,
+  ) {
+    this.#placed = placed;
+    this.#merge = merge;
+    this.#roundsMax = roundsMax;
+    placed.forEach((p, i) => {
+      for (const c of p.clusters) {
+        let list = this.#asked.get(c);
+        if (list === undefined) this.#asked.set(c, list = []);
+        list.push(i);
+      }
+    });
+  }
+
+  /** Per range, the merged entries, once every check held. */
+  get result(): readonly E[][] | undefined {
+    return this.#phase === "done" && !this.#contended ? this.#merged : undefined;
+  }
+
+  /** Whether it gave up after `roundsMax` rounds that each saw a change. */
+  get contended(): boolean {
+    return this.#contended;
+  }
+
+  /** Whether nothing is left to ask. */
+  get finished(): boolean {
+    return this.#phase === "done";
+  }
+
+  /** Rounds begun. */
+  get rounds(): number {
+    return this.#round;
+  }
+
+  /** The first round's reads (again, after a failed check). */
+  start(): SnapshotStep[] {
+    this.#round++;
+    this.#parts.clear();
+    this.#checked.clear();
+    this.#phase = this.#asked.size === 0 ? "done" : "read";
+    return [...this.#asked.keys()].map((to) => this.#read(to));
+  }
+
+  /** The read of `at` again (after a lock went away or was resolved, or a failure). */
+  retry(at: string): SnapshotStep[] {
+    if (this.#phase !== "read" || !this.#asked.has(at) || this.#parts.has(at)) return [];
+    return [this.#read(at)];
+  }
+
+  #read(to: string): SnapshotStep {
+    return { kind: "read", to, ranges: this.#asked.get(to)!.map((i) => this.#placed[i].range) };
+  }
+
+  /** Takes a cluster's first-round answer (entries per range asked of it, in order). */
+  onRead(from: string, part: SnapshotPart<E>): SnapshotStep[] {
+    if (this.#phase !== "read" || !this.#asked.has(from) || this.#parts.has(from)) return [];
+    if ("lock" in part) return [{ kind: "lock", at: from, lock: part.lock }];
+    if (part.entries.length !== this.#asked.get(from)!.length) return [this.#read(from)];
+    this.#parts.set(from, part);
+    if (this.#parts.size < this.#asked.size) return [];
+    this.#merged = this.#mergeAll();
+    if (this.#asked.size === 1) {
+      this.#phase = "done"; // one linearizable read is a snapshot already
+      return [];
+    }
+    this.#phase = "check";
+    const steps: SnapshotStep[] = [];
+    for (const [to, positions] of this.#asked) {
+      const spans = positions.map((i) => spanOf(this.#placed[i].range, this.#merged[i]));
+      steps.push({ kind: "check", to, spans, since: this.#parts.get(to)!.index });
+    }
+    return steps;
+  }
+
+  /** Takes a cluster's second-round answer. */
+  onCheck(from: string, check: SnapshotCheck): SnapshotStep[] {
+    if (this.#phase !== "check" || !this.#asked.has(from) || this.#checked.has(from)) return [];
+    if (!check.valid) {
+      if (this.#round >= this.#roundsMax) {
+        this.#contended = true;
+        this.#phase = "done";
+        return [];
+      }
+      const steps = this.start();
+      if (check.lock === undefined) return steps;
+      // Wait for (or resolve) the lock before reading there again.
+      return [
+        { kind: "lock", at: from, lock: check.lock },
+        ...steps.filter((s) => s.kind !== "read" || s.to !== from),
+      ];
+    }
+    this.#checked.add(from);
+    if (this.#checked.size === this.#asked.size) this.#phase = "done";
+    return [];
+  }
+
+  #mergeAll(): E[][] {
+    const parts: { cluster: string; entries: readonly E[] }[][] = this.#placed.map(() => []);
+    for (const [cluster, positions] of this.#asked) {
+      const got = this.#parts.get(cluster)!.entries;
+      positions.forEach((i, j) => parts[i].push({ cluster, entries: got[j] }));
+    }
+    return this.#placed.map((p, i) => this.#merge(p.range, parts[i]));
+  }
+}
+
+/** The part of a range its merged answer depends on: all of it, or up to its last entry. */
+function spanOf<E extends { readonly key: Uint8Array }>(
+  r: ReadRange,
+  merged: readonly E[],
+): KeySpan {
+  if (merged.length === 0 || merged.length < r.limit) return { start: r.start, end: r.end };
+  const last = merged[merged.length - 1].key;
+  return r.reverse ? { start: last, end: r.end } : { start: r.start, end: justAfter(last) };
+}
+
+/** The smallest key greater than `key`. */
+function justAfter(key: Uint8Array): Uint8Array {
+  const out = new Uint8Array(key.length + 1);
+  out.set(key);
+  return out;
+}
