@@ -23,18 +23,30 @@ const ALLOWED_IMPORTS: Record<string, readonly string[]> = {
   storage: ["raft", "carp", "txn"],
   // KV Connect (Deno.openKv(url)): the wire format, the endpoint, and the admin's gateway,
   // which reaches the clusters through the routing client
-  kv_connect: ["config", "client"],
+  kv_connect: ["config", "client", "txn"],
   net: ["raft", "config"],
   // the hardened HTTP server both the node and the admin serve with
   http: [],
   // kv_connect: the node's /v1/kvc/ endpoints speak its codec
-  node: ["raft", "storage", "net", "config", "carp", "http", "kv_connect"],
+  node: ["raft", "storage", "net", "config", "carp", "http", "kv_connect", "txn"],
   client: ["carp", "config", "txn"],
-  admin: ["config", "carp", "client", "storage", "http", "kv_connect"],
+  admin: ["config", "carp", "client", "storage", "http", "kv_connect", "txn"],
   // the load generator: drives a deployment through the client, never a node's internals
   bench: ["client", "carp", "config"],
   // the command line: every mode, so any layer but raft internals through their mod.ts
-  cli: ["config", "carp", "client", "admin", "node", "storage", "net", "raft", "http", "bench"],
+  cli: [
+    "config",
+    "carp",
+    "client",
+    "admin",
+    "node",
+    "storage",
+    "net",
+    "raft",
+    "http",
+    "bench",
+    "txn",
+  ],
 };
 
 /** Layers that must stay free of I/O, clocks and ambient randomness. */

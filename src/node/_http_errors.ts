@@ -9,6 +9,7 @@ import {
 import {
   BadRequestError,
   DiskFailedError,
+  LockedError,
   NoLeaderError,
   OverloadedError,
   RequestTimeoutError,
@@ -18,6 +19,7 @@ import {
   WatchCompactedError,
   WrongShardError,
 } from "./errors.ts";
+import type { TxnLockInfo } from "../txn/mod.ts";
 
 /** Where unexpected errors (the 500s) are reported. */
 export type HttpLog = (message: string, error: unknown) => void;
@@ -45,6 +47,37 @@ export function errorResponse(
     status,
     headers: { "content-type": "application/json", ...headers },
   });
+}
+
+/** Headers that carry a lock (of a `409 locked`): the client resolves it from them. */
+export const LOCK_HEADERS = {
+  txn: "x-koi-lock-txn",
+  primary: "x-koi-lock-primary",
+  deadline: "x-koi-lock-deadline",
+  key: "x-koi-lock-key",
+  write: "x-koi-lock-write",
+} as const;
+
+/** The headers of a `409 locked` that carry `lock`. */
+export function lockHeaders(lock: TxnLockInfo): Record<string, string> {
+  return {
+    [LOCK_HEADERS.txn]: lock.txn,
+    [LOCK_HEADERS.primary]: lock.primary,
+    [LOCK_HEADERS.deadline]: String(lock.deadline),
+    [LOCK_HEADERS.key]: btoa(String.fromCharCode(...lock.key)),
+    [LOCK_HEADERS.write]: String(lock.write),
+  };
+}
+
+/** The message of a `409 locked`. */
+export function lockedMessage(lock: TxnLockInfo): string {
+  return `A key is locked by transaction ${lock.txn} (primary cluster ${lock.primary}) ` +
+    "in flight: retry";
+}
+
+/** `409 locked`: a key is locked by a transaction in flight (docs/transactions.md). */
+export function lockedResponse(message: string, lock: TxnLockInfo): Response {
+  return errorResponse(409, "locked", message, lockHeaders(lock));
 }
 
 /** A JSON answer. */
@@ -89,6 +122,7 @@ export function typedErrorResponse(error: unknown): Response | undefined {
       ...(error.owner === undefined ? {} : { "x-koi-owner": error.owner }),
     });
   }
+  if (error instanceof LockedError) return lockedResponse(message, error.lock);
   if (error instanceof NoLeaderError) {
     return errorResponse(503, "no_leader", message, retryAfter(error.retryAfterSec));
   }

@@ -12,7 +12,7 @@ import type { KvCommand, KvResult, KvValue } from "../storage/mod.ts";
 import type { DirectAnswer, DirectRequest } from "../http/server.ts";
 import { BadRequestError, TooLargeError, WrongShardError } from "./errors.ts";
 import type { NodeService } from "./service.ts";
-import { type HttpLog, typedErrorResponse } from "./_http_errors.ts";
+import { type HttpLog, lockedMessage, lockHeaders, typedErrorResponse } from "./_http_errors.ts";
 import { FORWARDED_HEADER } from "./_http_forward.ts";
 import { checkNotSystem, decodeBase64Url } from "./_http_keys.ts";
 import {
@@ -246,6 +246,9 @@ export function writeAnswer(plan: WritePlan, result: KvResult): PlainAnswer {
   if (result.code === "stale_versionstamp") {
     // The driver proposes such a write again: seeing it here is a bug, and retrying helps.
     return plainError(503, "unavailable", "The write met a newer versionstamp; retry it");
+  }
+  if (result.code === "locked") {
+    return plainError(409, "locked", lockedMessage(result.lock), lockHeaders(result.lock));
   }
   // Routing commands answer these; a client's write never does.
   return plainError(409, result.code, `The write was refused: ${result.reason}`);

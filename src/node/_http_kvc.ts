@@ -31,7 +31,7 @@ import {
   versionstampHex,
 } from "../storage/mod.ts";
 import { BadRequestError, WrongShardError } from "./errors.ts";
-import { errorResponse } from "./_http_errors.ts";
+import { errorResponse, lockedMessage, lockedResponse } from "./_http_errors.ts";
 import { readBody } from "./_http_request.ts";
 import type { KeyRange, NodeService, RangeEntry } from "./service.ts";
 import { SYSTEM_KEY_BYTE } from "./_system_keys.ts";
@@ -243,6 +243,8 @@ function writeOutput(result: KvResult): Response {
       return errorResponse(409, "stale_request", `Stale request id: last seq ${result.seq}`);
     case "stale_versionstamp":
       return errorResponse(503, "overloaded", "Versionstamps kept going stale; retry");
+    case "locked":
+      return lockedResponse(lockedMessage(result.lock), result.lock);
     default:
       return errorResponse(409, result.code, `The write was refused: ${result.reason}`);
   }

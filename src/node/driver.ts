@@ -32,6 +32,28 @@ import { renderMetrics } from "./_metrics.ts";
 import { BackgroundSnapshots } from "./_background_snapshot.ts";
 import { isSystemKey, SYSTEM_KEY_BYTE } from "./_system_keys.ts";
 
+/** Times a plain write proposes again after a lock went, before it answers locked. */
+const LOCKED_RETRIES_MAX = 5;
+
+/** The smallest key greater than `key`. */
+function justAfter(key: Uint8Array): Uint8Array {
+  const out = new Uint8Array(key.length + 1);
+  out.set(key);
+  return out;
+}
+
+/** The end of the keys starting with `prefix` (everything at or after it when none is). */
+function prefixEnd(prefix: Uint8Array): Uint8Array {
+  for (let i = prefix.length - 1; i >= 0; i--) {
+    if (prefix[i] !== 0xff) {
+      const out = prefix.slice(0, i + 1);
+      out[i]++;
+      return out;
+    }
+  }
+  return new Uint8Array([0xff, 0xff, 0xff, 0xff]);
+}
+
 /** The prefix of koi's own records, which status counts apart from the user's keys. */
 const SYSTEM_PREFIX = new Uint8Array([SYSTEM_KEY_BYTE]);
 /** More than the system records a cluster ever holds (one per member). */
@@ -57,6 +79,16 @@ import {
 } from "./_driver_options.ts";
 import { IncarnationRegistry } from "./_incarnations.ts";
 import { settle, wait, type Waiter } from "./_waiters.ts";
+import { TxnService } from "./_txn_service.ts";
+import type {
+  KeySpan,
+  ReadRange,
+  SnapshotCheck,
+  SnapshotPart,
+  TxnAnswer,
+  TxnCommand,
+} from "../txn/mod.ts";
+import type { KvMutation } from "../storage/mod.ts";
 
 export { DRIVER_LIMITS, SYSTEM_TICKS } from "./_driver_options.ts";
 export type {
@@ -137,6 +169,7 @@ export class RaftNode implements NodeService {
   readonly #now: () => number;
   readonly #clock: VersionstampClock;
   readonly #sweeper: ExpirySweeper;
+  readonly #txns: TxnService;
 
   private constructor(options: DriverOptions, sm: KvStateMachine) {
     // deno-lint-ignore no-this-alias
@@ -160,6 +193,14 @@ export class RaftNode implements NodeService {
       wall,
     });
     this.#routing = new NodeRouting(this.clusterId, options.epoch, options.owner, () => this.#sm);
+    this.#txns = new TxnService({
+      sm: () => this.#sm,
+      clock: this.#clock,
+      propose: (data, what) => this.#propose(data, what),
+      readBarrier: () => this.#readBarrier(),
+      waitApplied: (until, what, timeoutMs) => this.#waitApplied(until, what, timeoutMs),
+      keeps: (key) => !isSystemKey(key) && this.#routing.ownership(key).owned,
+    });
     this.#reads = new ReadQueue({
       nodeId: this.nodeId,
       raft: {
@@ -698,7 +739,11 @@ export class RaftNode implements NodeService {
 
   /** See {@linkcode NodeService.get}. */
   async get(key: Uint8Array, options: { stale: boolean }): Promise<KvValue | undefined> {
-    if (!options.stale) await this.#readBarrier();
+    if (!options.stale) {
+      await this.#readBarrier();
+      // A write lock's transaction may be decided already: its value is not known here yet.
+      await this.#txns.untilReadable([{ start: key, end: justAfter(key) }]);
+    }
     this.#routing.checkStillOwned(key); // the key may have moved while the read waited
     this.#counters.readsServed++;
     return this.#sm.get(key);
@@ -708,7 +753,10 @@ export class RaftNode implements NodeService {
   async list(
     options: { prefix: Uint8Array; after?: Uint8Array; limit: number; stale: boolean },
   ): Promise<ListPage> {
-    if (!options.stale) await this.#readBarrier();
+    if (!options.stale) {
+      await this.#readBarrier();
+      await this.#txns.untilReadable([{ start: options.prefix, end: prefixEnd(options.prefix) }]);
+    }
     this.#counters.readsServed++;
     const page = this.#routing.ownedPage(options);
     // System keys sort after every user key: the first one ends the listing.
@@ -731,11 +779,21 @@ export class RaftNode implements NodeService {
     if (request.afterVs !== undefined && !this.#clock.acceptsAfter(request.afterVs)) {
       throw new BadRequestError(`The versionstamp floor ${request.afterVs} is ahead of the clock`);
     }
-    for (let attempt = 1;; attempt++) {
+    for (let attempt = 1, locked = 0;; attempt++) {
       const command = this.#build(request);
-      const result = (await this.#propose(encodeCommand(command), "The write"))!;
+      const result = (await this.#propose(encodeCommand(command), "The write")) as KvResult;
       // A leader whose clock is behind the last commit's stamp: propose again, above it.
       if (!result.ok && result.code === "stale_versionstamp" && attempt < STAMP_ATTEMPTS_MAX) {
+        continue;
+      }
+      // A key locked by a transaction in flight: once it is gone, propose again (a lock taken
+      // again at once, a few times: answer locked, and the client decides).
+      if (!result.ok && result.code === "locked" && ++locked <= LOCKED_RETRIES_MAX) {
+        attempt = 0;
+        await this.#txns.untilUnlocked(
+          command.mutations.map((m) => m.key),
+          command.checks.map((c) => c.key),
+        );
         continue;
       }
       this.#counters.writes++;
@@ -761,10 +819,28 @@ export class RaftNode implements NodeService {
     ranges: readonly KeyRange[],
     options: { stale: boolean },
   ): Promise<RangeEntry[][]> {
-    if (!options.stale) await this.#readBarrier();
+    if (!options.stale) {
+      await this.#readBarrier();
+      await this.#txns.untilReadable(ranges);
+    }
     this.#counters.readsServed++;
     const keep = (key: Uint8Array) => !isSystemKey(key) && this.#routing.ownership(key).owned;
     return ranges.map((r) => this.#sm.range({ ...r, keep }));
+  }
+
+  /** See {@linkcode NodeService.txnCommand}. */
+  txnCommand(cmd: TxnCommand<KvMutation>): Promise<TxnAnswer> {
+    return this.#txns.command(cmd);
+  }
+
+  /** See {@linkcode NodeService.snapshotPart}. */
+  snapshotPart(ranges: readonly ReadRange[]): Promise<SnapshotPart<RangeEntry>> {
+    return this.#txns.part(ranges);
+  }
+
+  /** See {@linkcode NodeService.snapshotCheck}. */
+  snapshotCheck(spans: readonly KeySpan[], since: number): Promise<SnapshotCheck> {
+    return this.#txns.check(spans, since);
   }
 
   /** See {@linkcode NodeService.route}. */
@@ -779,6 +855,7 @@ export class RaftNode implements NodeService {
   }
 
   #propose(data: Uint8Array, what: string): Promise<KvResult | undefined> {
+    // (A transaction command's answer is a TxnAnswer: TxnService reads it as one.)
     // A leader whose disk fails could still commit through its followers, but its log would
     // grow in memory without bound: it refuses, and hands off (#stepAside).
     if (this.#disk.failed) throw this.#disk.error(`${what} was refused`);

@@ -3,6 +3,7 @@
  *
  * @module
  */
+import type { TxnLockInfo } from "../txn/mod.ts";
 
 /** No leader is known, or leadership was lost while the request waited (503 no_leader). */
 export class NoLeaderError extends Error {
@@ -64,6 +65,22 @@ export class WrongShardError extends Error {
     this.name = "WrongShardError";
     this.epoch = epoch;
     this.owner = owner;
+  }
+}
+
+/**
+ * A key is locked by a cross-cluster transaction in flight and stayed locked for as long as
+ * the node waits (409 locked, with the lock in `x-koi-lock-*` headers): retry, or resolve the
+ * lock once its deadline passed (docs/transactions.md).
+ */
+export class LockedError extends Error {
+  /** The lock. */
+  readonly lock: TxnLockInfo;
+  /** Creates the error. */
+  constructor(message: string, lock: TxnLockInfo) {
+    super(message);
+    this.name = "LockedError";
+    this.lock = lock;
   }
 }
 

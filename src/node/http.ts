@@ -21,6 +21,7 @@ import {
 } from "./_http_errors.ts";
 import { type ForwardOptions, forwardToLeader } from "./_http_forward.ts";
 import { KVC_READ_PATH, KVC_WRITE_PATH, routeKvConnect } from "./_http_kvc.ts";
+import { routeTxn, TXN_CHECK_PATH, TXN_COMMAND_PATH, TXN_READ_PATH } from "./_http_txn.ts";
 import { encodeBase64Url, queryBound } from "./_http_keys.ts";
 import { renderHttpMetrics, renderWatchMetrics } from "./_metrics.ts";
 import { WATCH_PATH, watchResponse } from "./_http_watch.ts";
@@ -135,6 +136,9 @@ const ROUTES: readonly (readonly [string, readonly string[]])[] = [
   ["/v1/route/state", ["GET"]],
   [KVC_READ_PATH, ["POST"]],
   [KVC_WRITE_PATH, ["POST"]],
+  [TXN_COMMAND_PATH, ["POST"]],
+  [TXN_READ_PATH, ["POST"]],
+  [TXN_CHECK_PATH, ["POST"]],
 ];
 const METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8";
 const utf8Lossy = new TextDecoder("utf-8", { fatal: false });
@@ -283,6 +287,10 @@ function routeData(app: Hono, resolved: Resolved): void {
     app.delete(path, (c) => deleteKey(c, resolved));
   }
   routeKvConnect(app, {
+    service: resolved.service,
+    withLeader: (c, body, operation, answer) => withLeader(c, resolved, body, operation, answer),
+  });
+  routeTxn(app, {
     service: resolved.service,
     withLeader: (c, body, operation, answer) => withLeader(c, resolved, body, operation, answer),
   });

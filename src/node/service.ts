@@ -1,5 +1,13 @@
 import type { Membership, NodeId } from "../raft/mod.ts";
-import type { KvCommand, KvResult, KvStateMachine, KvValue } from "../storage/mod.ts";
+import type { KvCommand, KvMutation, KvResult, KvStateMachine, KvValue } from "../storage/mod.ts";
+import type {
+  KeySpan,
+  ReadRange,
+  SnapshotCheck,
+  SnapshotPart,
+  TxnAnswer,
+  TxnCommand,
+} from "../txn/mod.ts";
 import type { DiskStatus } from "./_disk_failure.ts";
 
 export type { DiskStatus } from "./_disk_failure.ts";
@@ -166,6 +174,15 @@ export interface NodeService {
    * records left out (same consistency rules as {@linkcode get}; absent in fakes).
    */
   readRanges?(ranges: readonly KeyRange[], options: { stale: boolean }): Promise<RangeEntry[][]>;
+  /**
+   * Proposes a cross-cluster transaction command (docs/transactions.md) and answers what
+   * applying it answered. Leader only, as {@linkcode write}; absent in fakes.
+   */
+  txnCommand?(cmd: TxnCommand<KvMutation>): Promise<TxnAnswer>;
+  /** A snapshot read's first round here (linearizable): the ranges, or a write lock in one. */
+  snapshotPart?(ranges: readonly ReadRange[]): Promise<SnapshotPart<RangeEntry>>;
+  /** A snapshot read's second round here: nothing changed in `spans` after index `since`. */
+  snapshotCheck?(spans: readonly KeySpan[], since: number): Promise<SnapshotCheck>;
   /** `GET /v1/status`. */
   status(): NodeStatus;
   /** Adds a learner or voter, or promotes a learner (leader only). */

@@ -6,7 +6,8 @@
  * `keys` records `[key, value, rev]` or `[key, value, rev, vs, encoding, expireAt]` (a key
  * with a versionstamp, a value encoding other than bytes or an expiry time: docs/kv_connect.md)
  * in key order, then `requests` records `[client, seq, result, stamp?]` from the least
- * recently written client on. `revBase`, `routing` (docs/resharding.md), `lastVs` and the
+ * recently written client on. `revBase`, `routing` (docs/resharding.md), `lastVs`, `txn` (the
+ * transaction participant's state, docs/transactions.md) and the
  * stamps came later: a snapshot without them has no routing state, a rev base of 0, no
  * versionstamp yet, and stamps older than any entry. Version 1 (still read):
  * one msgpack map with the same data as arrays.
@@ -55,6 +56,8 @@ export interface StateParts {
   readonly routing: RoutingState | undefined;
   /** The versionstamp of the last commit (0: none yet). */
   readonly lastVs: number;
+  /** The transaction participant's state (txn_command.ts), when not empty. */
+  readonly txn?: Uint8Array;
 }
 
 import { keyBytes, keyString } from "../txn/mod.ts";
@@ -149,6 +152,7 @@ export function* snapshotPieces(s: StateParts, chunkBytes: number): Generator<Ui
     ...(s.revBase === 0 ? {} : { revBase: s.revBase }),
     ...(s.routing === undefined ? {} : { routing: routingToWire(s.routing.toSpec()) }),
     ...(s.lastVs === 0 ? {} : { lastVs: s.lastVs }),
+    ...(s.txn === undefined ? {} : { txn: s.txn }),
   }));
   for (const [k, v] of s.data.entries()) {
     const vs = v.vs ?? 0;
@@ -184,6 +188,7 @@ export interface SnapshotBuilder {
       revBase: number;
       routing: RoutingState | undefined;
       lastVs: number;
+      txn: Uint8Array | undefined;
     },
   ): void;
   key(key: string, value: KvValue): void;
@@ -261,7 +266,8 @@ export class SnapshotReader {
     if (
       typeof h !== "object" || h === null || !isNat(h.applied) || !isMembership(h.membership) ||
       !isNat(h.keys) || !isNat(h.requests) || (h.revBase !== undefined && !isNat(h.revBase)) ||
-      (h.lastVs !== undefined && !isNat(h.lastVs))
+      (h.lastVs !== undefined && !isNat(h.lastVs)) ||
+      (h.txn !== undefined && !(h.txn instanceof Uint8Array))
     ) {
       throw corrupt("bad header");
     }
@@ -278,6 +284,7 @@ export class SnapshotReader {
       revBase,
       routing,
       lastVs: (h.lastVs as number | undefined) ?? 0,
+      txn: h.txn as Uint8Array | undefined,
     });
     this.#state = "keys";
     this.#next();

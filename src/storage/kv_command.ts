@@ -1,4 +1,5 @@
 import { decode, encodeToSlab } from "./_msgpack.ts";
+import type { TxnLockInfo } from "../txn/mod.ts";
 
 /**
  * A condition on one key, checked when the command applies: `rev > 0` requires the key to
@@ -150,6 +151,17 @@ export type KvResult =
   | {
     readonly ok: false;
     /**
+     * A key of the command is locked by a cross-cluster transaction in flight
+     * (docs/transactions.md): nothing was applied, nothing is remembered for the request id;
+     * propose it again once the lock is gone.
+     */
+    readonly code: "locked";
+    /** The lock. */
+    readonly lock: TxnLockInfo;
+  }
+  | {
+    readonly ok: false;
+    /**
      * A routing command does not fit the routing state (another epoch, a cursor going back,
      * a key that does not move here), or a destination's copies do not match the source's.
      */
@@ -193,7 +205,8 @@ function isPlain(c: KvCommand): boolean {
   return true;
 }
 
-function encodeMutation(m: KvMutation): unknown[] {
+/** A mutation as its wire record (for the log and for transaction intents). */
+export function encodeMutation(m: KvMutation): unknown[] {
   switch (m.type) {
     case "set":
       return m.encoding === undefined && m.expireAt === undefined
@@ -265,7 +278,8 @@ export function decodeCommand(data: Uint8Array): KvCommand {
   };
 }
 
-function decodeMutation(m: unknown, extended: boolean): KvMutation {
+/** Decodes a mutation's wire record (`extended`: the version 3 forms are allowed). */
+export function decodeMutation(m: unknown, extended: boolean): KvMutation {
   if (!Array.isArray(m) || !(m[1] instanceof Uint8Array)) throw new CommandDecodeError("mutation");
   const key = m[1];
   if (m[0] === 0 && m[2] instanceof Uint8Array) {

@@ -27,7 +27,20 @@ import {
 import { applyRouteCommand, type RouteHost, stampOf } from "./_route_apply.ts";
 import type { Ownership, RoutingState } from "./_routing_state.ts";
 import { KvSnapshotView } from "./kv_snapshot_view.ts";
+import { StorageCorruptError } from "./_codec.ts";
 import { StoredValue } from "./_packed_value.ts";
+import {
+  DEFAULT_TXN_LIMITS,
+  TouchLog,
+  type TxnAnswer,
+  type TxnCheck,
+  type TxnLimits,
+  TxnParticipant,
+  type TxnRefusal,
+  type TxnStore,
+} from "../txn/mod.ts";
+import type { KvMutation } from "./kv_command.ts";
+import { decodeTxnEntry, decodeTxnState, encodeTxnState, isTxnCommand } from "./txn_command.ts";
 
 // sorted-btree is CommonJS: under Deno its class is the `default` of the default import.
 const BTree = BTreeModule.default;
@@ -87,6 +100,8 @@ export interface KvStateMachineOptions {
    * it they are refused) and to check the ownership of keys once a routing state exists.
    */
   readonly clusterId?: string;
+  /** Limits of the cross-cluster transaction state (docs/transactions.md). */
+  readonly txnLimits?: TxnLimits;
   /**
    * Called after each command that applied (not after a refused one, nor a retry answered
    * from its request id), entries replayed at start included. It must not throw: it runs
@@ -152,6 +167,10 @@ export class KvStateMachine {
   #lastVs = 0;
   /** `expiryIndexKey(expireAt, key)` of every key with an expiry time, soonest first. */
   #expiring: BTree<string, true> = new BTree<string, true>();
+  /** Cross-cluster transactions' locks, intents and outcomes (none without a cluster id). */
+  readonly #txn: TxnParticipant<KvMutation> | undefined;
+  /** Which keys the latest entries changed: this replica's memory, for snapshot reads. */
+  #touched = new TouchLog(0);
 
   /** Creates an empty store. */
   constructor(options: KvStateMachineOptions = {}) {
@@ -159,6 +178,22 @@ export class KvStateMachine {
     this.#requestIdsMax = options.requestIdsMax ?? REQUEST_IDS_MAX;
     this.#clusterId = options.clusterId;
     this.#onApplied = options.onApplied;
+    this.#txn = options.clusterId === undefined ? undefined : new TxnParticipant(
+      options.clusterId,
+      TXN_MUTATION_SHAPE,
+      timeOfVersionstamp,
+      options.txnLimits ?? DEFAULT_TXN_LIMITS,
+    );
+  }
+
+  /** The transaction participant (locks, intents, outcomes); undefined without a cluster id. */
+  get txn(): TxnParticipant<KvMutation> | undefined {
+    return this.#txn;
+  }
+
+  /** Which keys the latest applied entries changed (this replica's own, since it started). */
+  get touched(): TouchLog {
+    return this.#touched;
   }
 
   /** The routing state, undefined until the first move began (config.toml's table rules). */
@@ -360,7 +395,10 @@ export class KvStateMachine {
     return { items, more };
   }
 
-  /** Applies the next committed entry; returns the command's answer for normal entries. */
+  /**
+   * Applies the next committed entry; returns the command's answer for normal entries (a
+   * transaction command's is a `TxnAnswer`, or a `stale_versionstamp` result).
+   */
   apply(entry: Entry): KvResult | undefined {
     assert(entry.index === this.#applied + 1, () => `apply ${entry.index} after ${this.#applied}`);
     this.#applied = entry.index;
@@ -370,6 +408,7 @@ export class KvStateMachine {
     }
     if (entry.data.length === 0) return undefined; // a leader's no-op
     if (isRouteCommand(entry.data)) return this.#applyRoute(entry);
+    if (isTxnCommand(entry.data)) return this.#applyTxn(entry) as never;
     let command: KvCommand;
     try {
       command = decodeCommand(entry.data);
@@ -409,7 +448,68 @@ export class KvStateMachine {
     if (this.#clusterId === undefined) {
       return { ok: false, code: "route_refused", reason: "this store knows no cluster id" };
     }
+    // Keys arrive and leave with a move: a snapshot read spanning it reads again.
+    this.#touched.reset(entry.index);
     return applyRouteCommand(this.#routeHost(this.#clusterId), command, entry.index);
+  }
+
+  #applyTxn(entry: Entry): TxnAnswer | KvResult {
+    let e;
+    try {
+      e = decodeTxnEntry(entry.data);
+    } catch {
+      this.#commandsRejected++; // as for a KV command that does not decode
+      return {
+        ok: false,
+        code: "route_refused",
+        reason: "the transaction command does not decode",
+      };
+    }
+    if (this.#txn === undefined) {
+      return { ok: false, code: "route_refused", reason: "this store knows no cluster id" };
+    }
+    // Not applied: the leader proposes it again with a greater versionstamp.
+    if (e.at <= this.#lastVs) return { ok: false, code: "stale_versionstamp", vs: this.#lastVs };
+    this.#lastVs = e.at;
+    return this.#txn.apply(e.cmd, e.at, this.#txnStore(entry.index));
+  }
+
+  /** The store the participant guards, for the entry at `index`. */
+  #txnStore(index: number): TxnStore<KvMutation> {
+    return {
+      evaluate: (checks, mutations) => this.#evaluateTxn(checks, mutations),
+      apply: (mutations, vs) => {
+        // Validated at the prepare, and the keys were locked since: it cannot fail now (its
+        // bytes were counted then: the store may exceed its limit by what prepares kept).
+        const planned = this.#plan(index, mutations, vs, false);
+        assert(
+          !("code" in planned),
+          () => `a prepared mutation failed: ${JSON.stringify(planned)}`,
+        );
+        this.#commitPlan(index, planned, vs);
+      },
+    };
+  }
+
+  #evaluateTxn(
+    checks: readonly TxnCheck[],
+    mutations: readonly KvMutation[],
+  ): TxnRefusal | undefined {
+    const misrouted = this.#misrouted({ checks: checks.map((c) => ({ ...c, rev: 0 })), mutations });
+    if (misrouted !== undefined && misrouted.ok === false && misrouted.code === "wrong_shard") {
+      return { code: "wrong_shard", owner: misrouted.owner, epoch: misrouted.epoch };
+    }
+    for (let i = 0; i < checks.length; i++) {
+      if ((this.#data.get(keyString(checks[i].key))?.vs ?? 0) !== checks[i].vs) {
+        return { code: "check_failed", check: i };
+      }
+    }
+    const planned = this.#plan(this.#applied, mutations, this.#lastVs + 1);
+    if ("code" in planned) {
+      if (planned.code === "storage_full") return planned;
+      return { code: "invalid", mutation: planned.mutation, message: planned.message };
+    }
+    return undefined;
   }
 
   #routeHost(clusterId: string): RouteHost {
@@ -480,6 +580,9 @@ export class KvStateMachine {
     // not remembered: a retry at the owner must apply.
     const misrouted = this.#misrouted(cmd);
     if (misrouted !== undefined) return misrouted;
+    // Not remembered either: proposed again once the transaction holding it is done.
+    const lock = this.#txn?.blocker(cmd.mutations.map((m) => m.key), cmd.checks.map((c) => c.key));
+    if (lock !== undefined) return { ok: false, code: "locked", lock };
     // Not remembered either: the leader proposes it again with a greater versionstamp.
     if (cmd.vs !== undefined && cmd.vs <= this.#lastVs) {
       return { ok: false, code: "stale_versionstamp", vs: this.#lastVs };
@@ -490,7 +593,9 @@ export class KvStateMachine {
   }
 
   /** The refusal of a command with a key this cluster does not own, or undefined. */
-  #misrouted(cmd: KvCommand): KvResult | undefined {
+  #misrouted(
+    cmd: { checks: readonly { key: Uint8Array }[]; mutations: readonly { key: Uint8Array }[] },
+  ): KvResult | undefined {
     const routing = this.#routing;
     const self = this.#clusterId;
     if (routing === undefined || self === undefined) return undefined;
@@ -510,15 +615,38 @@ export class KvStateMachine {
         return { ok: false, code: "precondition_failed", check: i, rev: stored?.rev ?? 0 };
       }
     }
-    const rev = index + this.#revBase;
     const vs = cmd.vs ?? this.#lastVs + 1;
+    const planned = this.#plan(index, cmd.mutations, vs);
+    if ("code" in planned) {
+      return planned.code === "storage_full" ? { ok: false, ...planned } : {
+        ok: false,
+        code: "type_mismatch",
+        mutation: planned.mutation,
+        message: planned.message,
+      };
+    }
+    this.#commitPlan(index, planned, vs);
+    return { ok: true, rev: index + this.#revBase, existed: planned.existed, vs };
+  }
+
+  /**
+   * What `mutations` do at entry `index` and versionstamp `vs`, without doing it: the new
+   * values, the effects, whether each key existed, and the store's size after; or why not.
+   */
+  #plan(
+    index: number,
+    mutations: readonly KvMutation[],
+    vs: number,
+    limited = true,
+  ): Plan | PlanRefusal {
+    const rev = index + this.#revBase;
     const now = timeOfVersionstamp(vs);
     let bytes = this.#bytes;
     const existed: boolean[] = [];
     const effects: KvEffect[] = [];
     const plan: [string, StoredValue | undefined][] = [];
-    for (let i = 0; i < cmd.mutations.length; i++) {
-      const m = cmd.mutations[i];
+    for (let i = 0; i < mutations.length; i++) {
+      const m = mutations[i];
       const k = keyString(m.key);
       // Within one command, a later mutation of the same key sees the earlier one.
       const planned = plan.findLast(([pk]) => pk === k);
@@ -537,7 +665,7 @@ export class KvStateMachine {
       } else {
         const result = numericResult(m.type, old, m.operand);
         if (typeof result === "string") {
-          return { ok: false, code: "type_mismatch", mutation: i, message: result };
+          return { code: "type_mismatch", mutation: i, message: result };
         }
         next = new StoredValue(result, rev, vs, ValueEncoding.LE64);
       }
@@ -551,17 +679,23 @@ export class KvStateMachine {
           : { type: "set", key: m.key, value: m.type === "set" ? m.value : next.value },
       );
     }
-    if (bytes > this.#bytesMax && bytes > this.#bytes) {
-      return { ok: false, code: "storage_full", bytesMax: this.#bytesMax };
+    if (limited && bytes > this.#bytesMax && bytes > this.#bytes) {
+      return { code: "storage_full", bytesMax: this.#bytesMax };
     }
-    for (const [k, v] of plan) {
+    return { plan, effects, existed, bytes };
+  }
+
+  /** Does what `#plan` planned, at versionstamp `vs`. */
+  #commitPlan(index: number, p: Plan, vs: number): void {
+    for (const [k, v] of p.plan) {
       if (v === undefined) this.#remove(k);
       else this.#put(k, v);
     }
-    this.#lastVs = vs;
-    const result = { ok: true, rev, existed, vs } as const;
-    this.#onApplied?.({ rev: result.rev, mutations: effects, existed });
-    return result;
+    // A secondary's commit of a cross-cluster transaction may carry a smaller versionstamp
+    // than this cluster's last: the last one never goes back.
+    if (vs > this.#lastVs) this.#lastVs = vs;
+    this.#touched.record(index, p.effects.map((e) => e.key));
+    this.#onApplied?.({ rev: index + this.#revBase, mutations: p.effects, existed: p.existed });
   }
 
   #remember(client: string, seq: number, result: KvResult, stamp: number): void {
@@ -592,7 +726,15 @@ export class KvStateMachine {
       revBase: this.#revBase,
       routing: this.#routing, // immutable: commands replace it
       lastVs: this.#lastVs,
+      txn: this.#txnBytes(),
     });
+  }
+
+  /** The participant's state as snapshot bytes, undefined when empty. */
+  #txnBytes(): Uint8Array | undefined {
+    const t = this.#txn;
+    if (t === undefined || (t.intents === 0 && t.outcomes === 0)) return undefined;
+    return encodeTxnState(t.exportState());
   }
 
   /** Serializes the whole state at once: the snapshot's data (see {@linkcode snapshotView}). */
@@ -609,6 +751,18 @@ export class KvStateMachine {
         this.#revBase = h.revBase;
         this.#routing = h.routing;
         this.#lastVs = h.lastVs;
+        this.#touched = new TouchLog(h.applied);
+        if (h.txn !== undefined) {
+          let state;
+          try {
+            state = decodeTxnState(h.txn);
+          } catch (e) {
+            throw new StorageCorruptError("state machine snapshot", "bad transaction state", {
+              cause: e,
+            });
+          }
+          this.#txn?.importState(state);
+        }
       },
       key: (k, v) => {
         // Stored apart from the snapshot's chunk, which can then be collected.
@@ -646,6 +800,25 @@ export class KvStateMachine {
     return sm;
   }
 }
+
+/** What a command's mutations would do (see `#plan`). */
+interface Plan {
+  readonly plan: readonly (readonly [string, StoredValue | undefined])[];
+  readonly effects: readonly KvEffect[];
+  readonly existed: readonly boolean[];
+  readonly bytes: number;
+}
+
+/** Why a command's mutations cannot apply. */
+type PlanRefusal =
+  | { readonly code: "type_mismatch"; readonly mutation: number; readonly message: string }
+  | { readonly code: "storage_full"; readonly bytesMax: number };
+
+/** How the transaction participant sees a KV mutation. */
+const TXN_MUTATION_SHAPE = {
+  writeKey: (m: KvMutation) => m.key,
+  bytes: (m: KvMutation) => m.key.length + ("value" in m ? m.value.length : 8) + 16,
+};
 
 /** Digits of the expiry time in an expiry index key (ms since 1970 fit in 15 until year 33658). */
 const EXPIRY_DIGITS = 15;

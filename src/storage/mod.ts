@@ -68,6 +68,17 @@ export { RoutingState } from "./_routing_state.ts";
 export type { Cursor, MoveState, Ownership, RoutingSpec, TableSpec } from "./_routing_state.ts";
 export { StorageCorruptError } from "./_codec.ts";
 export {
+  decodeTxnEntry,
+  decodeTxnState,
+  encodeTxnEntry,
+  encodeTxnState,
+  isTxnCommand,
+  isTxnId,
+  TXN_COMMAND_VERSION,
+  TXN_PARTICIPANTS_MAX,
+} from "./txn_command.ts";
+export type { TxnEntry } from "./txn_command.ts";
+export {
   CHUNK_BYTES,
   KV_COMMIT_BYTES_MAX,
   KV_MUTATIONS_MAX,

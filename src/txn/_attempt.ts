@@ -52,6 +52,17 @@ export type TxnAttemptResult =
     readonly cluster: string;
   }
   | {
+    /**
+     * A participant refused for a reason of its own: a key not its own (`wrong_shard`: route
+     * again), or a store that would grow past its limit (`storage_full`). Nothing applied.
+     */
+    readonly kind: "refused";
+    /** What it said. */
+    readonly refusal: Extract<TxnRefusal, { code: "wrong_shard" | "storage_full" }>;
+    /** The cluster that said so. */
+    readonly cluster: string;
+  }
+  | {
     /** Another attempt holds a lock: nothing applied; wait or resolve it, then try again. */
     readonly kind: "locked";
     /** The lock and the cluster where it is. */
@@ -240,6 +251,7 @@ export class TxnAttempt<M> {
     if (r.code === "check_failed") {
       return { kind: "check_failed", check: share.checks[r.check]?.index ?? -1 };
     }
+    if (r.code !== "invalid") return { kind: "refused", refusal: r, cluster: from };
     const index = r.mutation < 0 ? -1 : share.mutations[r.mutation]?.index ?? -1;
     return { kind: "invalid", mutation: index, message: r.message, cluster: from };
   }

@@ -108,7 +108,21 @@ export type TxnRefusal =
     readonly check: number;
   }
   | {
-    /** A mutation cannot apply (a sum on a value that is not a u64, a key not owned here...). */
+    /** A key is not this cluster's (any more): route by the owner's table, then try again. */
+    readonly code: "wrong_shard";
+    /** The cluster that owns it, as this one knows. */
+    readonly owner: string;
+    /** The routing epoch to route by. */
+    readonly epoch: number;
+  }
+  | {
+    /** Applying would make the store larger than its byte limit. */
+    readonly code: "storage_full";
+    /** The limit, in bytes. */
+    readonly bytesMax: number;
+  }
+  | {
+    /** A mutation cannot apply (a sum on a value that is not a u64...). */
     readonly code: "invalid";
     /** Which mutation (position in the prepare's `mutations`), -1 for none in particular. */
     readonly mutation: number;

@@ -245,6 +245,8 @@ export class BankClient {
         return finish("failed", 0, true);
       case "invalid":
         throw new SimViolation(`txn: a valid transfer was refused: ${r.message}`);
+      case "refused":
+        throw new SimViolation(`txn: a valid transfer was refused: ${r.refusal.code}`);
       case "unknown":
         w.counts.crossUnknown++;
         return finish("unknown", 0, false);

@@ -1,0 +1,219 @@
+/**
+ * The node's endpoints of cross-cluster transactions (docs/transactions.md, docs/api.md):
+ * `POST /v1/txn/command` (a transaction command: prepare, commit, abort or forget, proposed by
+ * the leader), `POST /v1/txn/read` and `POST /v1/txn/check` (the two rounds of a snapshot read).
+ * Bodies and answers are msgpack (keys and values are bytes); every request is checked before
+ * anything is proposed, and the leader serves all three (others forward).
+ *
+ * @module
+ */
+import type { Hono } from "hono";
+import { decode, encode } from "@msgpack/msgpack";
+import {
+  CommandDecodeError,
+  decodeTxnEntry,
+  type KvMutation,
+  TXN_COMMAND_VERSION,
+} from "../storage/mod.ts";
+import type {
+  KeySpan,
+  ReadRange,
+  SnapshotCheck,
+  SnapshotPart,
+  TxnAnswer,
+  TxnCommand,
+  TxnLockInfo,
+} from "../txn/mod.ts";
+import { BadRequestError } from "./errors.ts";
+import { errorResponse } from "./_http_errors.ts";
+import { readBody } from "./_http_request.ts";
+import type { RangeEntry } from "./service.ts";
+import { SYSTEM_KEY_BYTE } from "./_system_keys.ts";
+import {
+  KVC_CHECKS_MAX,
+  KVC_KEY_BYTES_MAX,
+  KVC_MUTATIONS_MAX,
+  KVC_RANGE_LIMIT_MAX,
+  KVC_RANGES_MAX,
+  KVC_SUFFIX_BYTES,
+  KVC_VALUE_BYTES_MAX,
+  KVC_WRITE_BYTES_MAX,
+  type KvcDeps,
+} from "./_http_kvc.ts";
+
+/** The path of transaction commands. */
+export const TXN_COMMAND_PATH = "/v1/txn/command";
+/** The path of a snapshot read's first round. */
+export const TXN_READ_PATH = "/v1/txn/read";
+/** The path of a snapshot read's second round. */
+export const TXN_CHECK_PATH = "/v1/txn/check";
+/** Largest request body, in bytes. */
+export const TXN_BODY_BYTES_MAX = 1 << 20;
+
+const MSGPACK = "application/msgpack";
+
+/** What the endpoints need from the node's HTTP layer (as KV Connect's). */
+export type TxnDeps = KvcDeps;
+
+function msgpack(body: unknown): Response {
+  return new Response(encode(body) as BodyInit, { headers: { "content-type": MSGPACK } });
+}
+
+/** A lock as the wire carries it: `[key, txn, primary, deadline, write]`. */
+export function lockToWire(l: TxnLockInfo): unknown[] {
+  return [l.key, l.txn, l.primary, l.deadline, l.write];
+}
+
+function checkKey(key: Uint8Array, what: string, max = KVC_KEY_BYTES_MAX + KVC_SUFFIX_BYTES): void {
+  if (key.length === 0) throw new BadRequestError(`${what} is empty`);
+  if (key.length > max) {
+    throw new BadRequestError(`${what} has ${key.length} bytes: more than ${max}`);
+  }
+  if (key[0] === SYSTEM_KEY_BYTE) {
+    throw new BadRequestError(`${what} starts with the byte 0xFF, which koi keeps for itself`);
+  }
+}
+
+/** Decodes and checks a transaction command's body (the log's form, with `at` 0). */
+export function parseTxnCommand(body: Uint8Array): TxnCommand<KvMutation> {
+  let cmd: TxnCommand<KvMutation>;
+  try {
+    cmd = decodeTxnEntry(body).cmd;
+  } catch (e) {
+    if (e instanceof CommandDecodeError || e instanceof RangeError || e instanceof Error) {
+      throw new BadRequestError(`Invalid transaction command: ${e.message}`);
+    }
+    throw e;
+  }
+  if (cmd.type !== "prepare") return cmd;
+  if (cmd.checks.length > KVC_CHECKS_MAX) {
+    throw new BadRequestError(`At most ${KVC_CHECKS_MAX} checks per participant`);
+  }
+  if (cmd.mutations.length > KVC_MUTATIONS_MAX) {
+    throw new BadRequestError(`At most ${KVC_MUTATIONS_MAX} mutations per participant`);
+  }
+  let bytes = 0;
+  cmd.checks.forEach((k, i) => checkKey(k.key, `Check ${i}'s key`));
+  cmd.mutations.forEach((m, i) => {
+    checkKey(m.key, `Mutation ${i}'s key`);
+    if (m.type === "expire") throw new BadRequestError(`Mutation ${i}: expire is koi's own`);
+    const value = "value" in m ? m.value.length : "operand" in m ? m.operand.length : 0;
+    if (value > KVC_VALUE_BYTES_MAX) {
+      throw new BadRequestError(`Mutation ${i}'s value has more than ${KVC_VALUE_BYTES_MAX} bytes`);
+    }
+    bytes += m.key.length + value;
+  });
+  if (bytes > KVC_WRITE_BYTES_MAX) {
+    throw new BadRequestError(`The mutations have more than ${KVC_WRITE_BYTES_MAX} bytes`);
+  }
+  return cmd;
+}
+
+function decodeBody(body: Uint8Array, what: string): unknown {
+  try {
+    return decode(body);
+  } catch (e) {
+    throw new BadRequestError(`${what} is not msgpack: ${(e as Error).message}`);
+  }
+}
+
+/** Decodes and checks the ranges of a first round: `[[start, end, limit, reverse], ...]`. */
+export function parseReadRanges(body: Uint8Array): ReadRange[] {
+  const v = decodeBody(body, "The read");
+  if (!Array.isArray(v) || v.length === 0 || v.length > KVC_RANGES_MAX) {
+    throw new BadRequestError(`A read is a list of 1 to ${KVC_RANGES_MAX} ranges`);
+  }
+  return v.map((r, i) => {
+    if (
+      !Array.isArray(r) || r.length !== 4 || !(r[0] instanceof Uint8Array) ||
+      !(r[1] instanceof Uint8Array) || !Number.isSafeInteger(r[2]) || r[2] < 1 ||
+      r[2] > KVC_RANGE_LIMIT_MAX || typeof r[3] !== "boolean"
+    ) {
+      throw new BadRequestError(
+        `Range ${i} is not [start, end, limit 1 to ${KVC_RANGE_LIMIT_MAX}, reverse]`,
+      );
+    }
+    return { start: r[0], end: r[1], limit: r[2], reverse: r[3] };
+  });
+}
+
+/** Decodes and checks a second round: `[[[start, end], ...], since]`. */
+export function parseCheck(body: Uint8Array): { spans: KeySpan[]; since: number } {
+  const v = decodeBody(body, "The check");
+  if (
+    !Array.isArray(v) || v.length !== 2 || !Array.isArray(v[0]) || v[0].length === 0 ||
+    v[0].length > KVC_RANGES_MAX || !Number.isSafeInteger(v[1]) || v[1] < 0
+  ) {
+    throw new BadRequestError(`A check is [[[start, end], ... 1 to ${KVC_RANGES_MAX}], since]`);
+  }
+  const spans = v[0].map((s: unknown, i: number) => {
+    if (
+      !Array.isArray(s) || s.length !== 2 || !(s[0] instanceof Uint8Array) ||
+      !(s[1] instanceof Uint8Array)
+    ) {
+      throw new BadRequestError(`Span ${i} is not [start, end]`);
+    }
+    return { start: s[0], end: s[1] };
+  });
+  return { spans, since: v[1] };
+}
+
+function answerOut(a: TxnAnswer): unknown {
+  return "vote" in a && a.vote === "no" && a.reason === "locked"
+    ? { vote: "no", reason: "locked", lock: lockToWire(a.lock) }
+    : a;
+}
+
+function partOut(p: SnapshotPart<RangeEntry>): unknown {
+  if ("lock" in p) return { lock: lockToWire(p.lock) };
+  return {
+    index: p.index,
+    entries: p.entries.map((list) =>
+      list.map(({ key, entry }) => [
+        key,
+        entry.value,
+        entry.rev,
+        entry.vs ?? 0,
+        entry.encoding ?? 3,
+        entry.expireAt ?? 0,
+      ])
+    ),
+  };
+}
+
+function checkOut(c: SnapshotCheck): unknown {
+  return c.valid ? { valid: true } : {
+    valid: false,
+    ...(c.lock === undefined ? {} : { lock: lockToWire(c.lock) }),
+  };
+}
+
+/** Adds the transaction routes to `app`. */
+export function routeTxn(app: Hono, deps: TxnDeps): void {
+  const { service } = deps;
+  const none = () => errorResponse(404, "not_found", "No transactions here");
+  app.post(TXN_COMMAND_PATH, async (c) => {
+    const run = service.txnCommand?.bind(service);
+    if (run === undefined) return none();
+    const body = await readBody(c.req.raw, TXN_BODY_BYTES_MAX, "Transaction command");
+    if (body.length < 2 || body[1] !== TXN_COMMAND_VERSION) {
+      throw new BadRequestError("Invalid transaction command: not one");
+    }
+    const cmd = parseTxnCommand(body);
+    return await deps.withLeader(c, body, () => run(cmd), (a) => msgpack(answerOut(a)));
+  });
+  app.post(TXN_READ_PATH, async (c) => {
+    const part = service.snapshotPart?.bind(service);
+    if (part === undefined) return none();
+    const body = await readBody(c.req.raw, TXN_BODY_BYTES_MAX, "Snapshot read");
+    const ranges = parseReadRanges(body);
+    return await deps.withLeader(c, body, () => part(ranges), (p) => msgpack(partOut(p)));
+  });
+  app.post(TXN_CHECK_PATH, async (c) => {
+    const check = service.snapshotCheck?.bind(service);
+    if (check === undefined) return none();
+    const body = await readBody(c.req.raw, TXN_BODY_BYTES_MAX, "Snapshot check");
+    const { spans, since } = parseCheck(body);
+    return await deps.withLeader(c, body, () => check(spans, since), (r) => msgpack(checkOut(r)));
+  });
+}

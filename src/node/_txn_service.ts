@@ -1,0 +1,141 @@
+/**
+ * A node's side of cross-cluster transactions (docs/transactions.md): proposing transaction
+ * commands with the versionstamps their leader picks, serving the two rounds of a snapshot
+ * read, and waiting, bounded, for a lock to go before a plain write or read goes on.
+ *
+ * @module
+ */
+import {
+  encodeTxnEntry,
+  type KvMutation,
+  type KvResult,
+  type KvStateMachine,
+  type TxnEntry,
+} from "../storage/mod.ts";
+import {
+  type KeySpan,
+  type ReadRange,
+  serveSnapshotCheck,
+  serveSnapshotRead,
+  type SnapshotCheck,
+  type SnapshotPart,
+  type TxnAnswer,
+  type TxnCommand,
+  type TxnLockInfo,
+} from "../txn/mod.ts";
+import { LockedError, RequestTimeoutError } from "./errors.ts";
+import type { RangeEntry } from "./service.ts";
+import { STAMP_ATTEMPTS_MAX, type VersionstampClock } from "./_versionstamp_clock.ts";
+
+/** How long a plain write or a read waits for a transaction's lock before answering locked. */
+export const LOCK_WAIT_MS = 2_000;
+
+/** What the transaction side needs of the driver. */
+export interface TxnHost {
+  /** The state machine now (it is replaced when a snapshot is installed). */
+  sm(): KvStateMachine;
+  /** The leader's versionstamp clock. */
+  readonly clock: VersionstampClock;
+  /** Proposes an entry and resolves with what applying it answered (leader only). */
+  propose(data: Uint8Array, what: string): Promise<unknown>;
+  /** A linearizable read barrier. */
+  readBarrier(): Promise<void>;
+  /** Resolves once `until()` holds after an apply; rejects with a timeout after `timeoutMs`. */
+  waitApplied(until: () => boolean, what: string, timeoutMs: number): Promise<void>;
+  /** Whether a key is this cluster's own user key (not koi's, not another cluster's). */
+  keeps(key: Uint8Array): boolean;
+}
+
+/** The node's transaction operations. */
+export class TxnService {
+  readonly #host: TxnHost;
+  /** Transaction commands applied, and plain operations that waited for a lock. */
+  readonly counters = { commands: 0, lockWaits: 0, lockedAnswers: 0 };
+
+  /** Serves for `host`. */
+  constructor(host: TxnHost) {
+    this.#host = host;
+  }
+
+  /** Proposes `cmd` with a versionstamp above the cluster's last (and `after`, for a decision). */
+  async command(cmd: TxnCommand<KvMutation>): Promise<TxnAnswer> {
+    const after = cmd.type === "commit" ? cmd.after : undefined;
+    for (let attempt = 1;; attempt++) {
+      const entry: TxnEntry = { at: this.#host.clock.next(after), cmd };
+      const answer = await this.#host.propose(encodeTxnEntry(entry), "The transaction command");
+      const stale = answer as KvResult;
+      if (stale !== undefined && "ok" in stale && !stale.ok) {
+        if (stale.code === "stale_versionstamp" && attempt < STAMP_ATTEMPTS_MAX) continue;
+        throw new RequestTimeoutError(`The transaction command was not applied: ${stale.code}`);
+      }
+      this.counters.commands++;
+      return answer as TxnAnswer;
+    }
+  }
+
+  /** The first round of a snapshot read: the ranges at one applied index, or a lock. */
+  async part(ranges: readonly ReadRange[]): Promise<SnapshotPart<RangeEntry>> {
+    await this.#host.readBarrier();
+    const sm = this.#host.sm();
+    return serveSnapshotRead(
+      ranges,
+      sm.applied,
+      this.#participant(sm),
+      (r) => sm.range({ ...r, keep: (k) => this.#host.keeps(k) }),
+    );
+  }
+
+  /** The second round: nothing in `spans` changed after `since`, nor is write-locked. */
+  async check(spans: readonly KeySpan[], since: number): Promise<SnapshotCheck> {
+    await this.#host.readBarrier();
+    const sm = this.#host.sm();
+    return serveSnapshotCheck(spans, since, this.#participant(sm), sm.touched);
+  }
+
+  /**
+   * Waits until no lock stands in the way of writing `writeKeys` and reading `readKeys`;
+   * throws {@linkcode LockedError} after {@linkcode LOCK_WAIT_MS}.
+   */
+  async untilUnlocked(
+    writeKeys: readonly Uint8Array[],
+    readKeys: readonly Uint8Array[],
+  ): Promise<void> {
+    await this.#until(() => this.#host.sm().txn?.blocker(writeKeys, readKeys));
+  }
+
+  /** Waits until no write lock stands on a key of the ranges (a read's). */
+  async untilReadable(ranges: readonly KeySpan[]): Promise<void> {
+    await this.#until(() => {
+      const t = this.#host.sm().txn;
+      if (t === undefined || t.lockedKeys === 0) return undefined;
+      for (const r of ranges) {
+        const lock = t.writeLockIn(r.start, r.end);
+        if (lock !== undefined) return lock;
+      }
+      return undefined;
+    });
+  }
+
+  async #until(blocker: () => TxnLockInfo | undefined): Promise<void> {
+    let lock = blocker();
+    if (lock === undefined) return;
+    this.counters.lockWaits++;
+    try {
+      await this.#host.waitApplied(() => (lock = blocker()) === undefined, "A lock", LOCK_WAIT_MS);
+    } catch (e) {
+      if (!(e instanceof RequestTimeoutError) || lock === undefined) throw e;
+      this.counters.lockedAnswers++;
+      throw new LockedError(
+        `A key is locked by transaction ${lock.txn} (primary cluster ${lock.primary}), ` +
+          `which did not finish in ${LOCK_WAIT_MS} ms: retry`,
+        lock,
+      );
+    }
+  }
+
+  #participant(sm: KvStateMachine) {
+    const t = sm.txn;
+    if (t === undefined) throw new Error("this node's store knows no cluster id");
+    return t;
+  }
+}

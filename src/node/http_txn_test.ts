@@ -1,0 +1,169 @@
+/**
+ * The node's transaction endpoints on a real one-node cluster (driver, Raft, Deno.Kv log):
+ * prepare and decide over HTTP, plain writes and reads that wait for a lock, the two rounds of
+ * a snapshot read, and the checks of every body.
+ */
+import assert from "node:assert/strict";
+import { decode, encode } from "@msgpack/msgpack";
+import { encodeTxnEntry, type KvMutation } from "../storage/mod.ts";
+import type { TxnCommand } from "../txn/mod.ts";
+import { DriverCluster } from "./_driver_test_util.ts";
+import { createNodeApp } from "./http.ts";
+import { LOCK_HEADERS } from "./_http_errors.ts";
+import { TXN_CHECK_PATH, TXN_COMMAND_PATH, TXN_READ_PATH } from "./_http_txn.ts";
+import { LOCK_WAIT_MS } from "./_txn_service.ts";
+
+const enc = (s: string) => new TextEncoder().encode(s);
+const dec = (b: Uint8Array) => new TextDecoder().decode(b);
+
+type App = ReturnType<typeof createNodeApp>;
+
+async function withNode(fn: (app: App, c: DriverCluster) => Promise<void>): Promise<void> {
+  const c = await DriverCluster.create(["n1"]);
+  const stop = c.autoTick();
+  try {
+    const node = await c.leader();
+    await fn(createNodeApp({ service: node }), c);
+  } finally {
+    stop();
+    await c.close();
+  }
+}
+
+async function command(app: App, cmd: TxnCommand<KvMutation>): Promise<unknown> {
+  const r = await app.request(TXN_COMMAND_PATH, {
+    method: "POST",
+    body: encodeTxnEntry({ at: 0, cmd }) as BodyInit,
+  });
+  assert.equal(r.status, 200, await r.clone().text());
+  return decode(new Uint8Array(await r.arrayBuffer()));
+}
+
+async function post(app: App, path: string, body: unknown): Promise<Response> {
+  return await app.request(path, { method: "POST", body: encode(body) as BodyInit });
+}
+
+const prepare = (txn: string, key: string, value: string): TxnCommand<KvMutation> => ({
+  type: "prepare",
+  txn,
+  primary: "a",
+  participants: ["a", "b"],
+  checks: [],
+  mutations: [{ type: "set", key: enc(key), value: enc(value) }],
+  deadline: Date.now() + 60_000,
+});
+
+Deno.test("txn endpoints: a prepared key holds readers until the decision, which they then see", async () => {
+  await withNode(async (app) => {
+    const vote = await command(app, prepare("t1", "k", "v1")) as { vote: string; vs: number };
+    assert.equal(vote.vote, "yes");
+    // A linearizable read of the key waits for the lock...
+    const read = Promise.resolve(app.request("/v1/kv/k"));
+    let done = false;
+    read.then(() => (done = true));
+    await new Promise((r) => setTimeout(r, 50));
+    assert.equal(done, false, "the read waits while the key is locked");
+    const decided = await command(app, { type: "commit", txn: "t1", after: vote.vs }) as {
+      state: string;
+      vs: number;
+    };
+    assert.equal(decided.state, "committed");
+    assert.ok(decided.vs > vote.vs);
+    // ...and then answers the committed value.
+    const r = await read;
+    assert.equal(r.status, 200);
+    assert.equal(await r.text(), "v1");
+  });
+});
+
+Deno.test("txn endpoints: a plain write on a locked key goes through once the lock goes", async () => {
+  await withNode(async (app) => {
+    await command(app, prepare("t1", "k", "v1"));
+    const write = Promise.resolve(app.request("/v1/kv/k", { method: "PUT", body: "plain" }));
+    await new Promise((r) => setTimeout(r, 50));
+    await command(app, { type: "abort", txn: "t1", deadline: Date.now() + 60_000 });
+    const r = await write;
+    assert.equal(r.status, 200, await r.clone().text());
+    assert.equal(await (await app.request("/v1/kv/k")).text(), "plain");
+  });
+});
+
+Deno.test("txn endpoints: a lock that stays answers 409 locked with the lock in headers", async () => {
+  await withNode(async (app) => {
+    await command(app, prepare("t-stuck", "k", "v1"));
+    const started = performance.now();
+    const r = await app.request("/v1/kv/k", { method: "PUT", body: "plain" });
+    assert.equal(r.status, 409);
+    assert.equal((await r.json()).error.code, "locked");
+    assert.ok(performance.now() - started >= LOCK_WAIT_MS - 50, "it waited first");
+    assert.equal(r.headers.get(LOCK_HEADERS.txn), "t-stuck");
+    assert.equal(r.headers.get(LOCK_HEADERS.primary), "a");
+    assert.equal(atob(r.headers.get(LOCK_HEADERS.key)!), "k");
+    assert.equal(r.headers.get(LOCK_HEADERS.write), "true");
+  });
+});
+
+Deno.test("txn endpoints: a snapshot read's rounds: entries at an index, then changed or not since", async () => {
+  await withNode(async (app) => {
+    await app.request("/v1/kv/a", { method: "PUT", body: "1" });
+    const range = [enc("a"), enc("z"), 10, false];
+    const part = decode(
+      new Uint8Array(await (await post(app, TXN_READ_PATH, [range])).arrayBuffer()),
+    ) as {
+      index: number;
+      entries: [Uint8Array, Uint8Array, number, number][][];
+    };
+    assert.equal(part.entries[0].length, 1);
+    assert.equal(dec(part.entries[0][0][0]), "a");
+    assert.equal(dec(part.entries[0][0][1]), "1");
+    const check = async () =>
+      decode(
+        new Uint8Array(
+          await (await post(app, TXN_CHECK_PATH, [[[enc("a"), enc("z")]], part.index]))
+            .arrayBuffer(),
+        ),
+      );
+    assert.deepEqual(await check(), { valid: true });
+    await app.request("/v1/kv/b", { method: "PUT", body: "2" });
+    assert.deepEqual(await check(), { valid: false });
+    // A write lock in the range: the first round names it.
+    await command(app, prepare("t1", "c", "3"));
+    const locked = decode(
+      new Uint8Array(await (await post(app, TXN_READ_PATH, [range])).arrayBuffer()),
+    ) as {
+      lock: [Uint8Array, string, string, number, boolean];
+    };
+    assert.equal(dec(locked.lock[0]), "c");
+    assert.equal(locked.lock[1], "t1");
+  });
+});
+
+Deno.test("txn endpoints: malformed bodies are 400s and change nothing", async () => {
+  await withNode(async (app) => {
+    const bad = async (path: string, body: Uint8Array) => {
+      const r = await app.request(path, { method: "POST", body: body as BodyInit });
+      assert.equal(r.status, 400, `${path}: ${await r.clone().text()}`);
+      return (await r.json()).error.message as string;
+    };
+    assert.match(await bad(TXN_COMMAND_PATH, new Uint8Array([1, 2, 3])), /not one/);
+    assert.match(await bad(TXN_COMMAND_PATH, encode([4, 0, "t", 0])), /Invalid transaction/);
+    assert.match(await bad(TXN_COMMAND_PATH, encode([4, 3, "bad id\n", 0])), /Invalid/);
+    const sys = {
+      ...prepare("t", "k", "v"),
+      mutations: [{ type: "set", key: new Uint8Array([0xff]), value: enc("x") }],
+    } as TxnCommand<KvMutation>;
+    assert.match(await bad(TXN_COMMAND_PATH, encodeTxnEntry({ at: 0, cmd: sys })), /0xFF/);
+    const big = {
+      ...prepare("t", "k", "v"),
+      mutations: [{ type: "set", key: enc("k"), value: new Uint8Array(70_000) }],
+    } as TxnCommand<KvMutation>;
+    assert.match(await bad(TXN_COMMAND_PATH, encodeTxnEntry({ at: 0, cmd: big })), /bytes/);
+    assert.match(await bad(TXN_READ_PATH, encode([])), /1 to/);
+    assert.match(await bad(TXN_READ_PATH, encode([[enc("a"), enc("b"), 0, false]])), /Range 0/);
+    assert.match(await bad(TXN_READ_PATH, new Uint8Array([0xc1])), /not msgpack/);
+    assert.match(await bad(TXN_CHECK_PATH, encode([[], 0])), /check is/);
+    assert.match(await bad(TXN_CHECK_PATH, encode([[[enc("a")]], 0])), /Span 0/);
+    const r = await app.request("/v1/kv/k");
+    assert.equal(r.status, 404, "nothing was prepared");
+  });
+});
