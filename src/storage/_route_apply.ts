@@ -44,6 +44,8 @@ export interface RouteHost {
   delete(k: string): void;
   /** Merges one request-id record (kept only when its seq is greater than the client's). */
   mergeSession(record: SessionRecord, stamp: number): void;
+  /** The keys cross-cluster transactions hold locks on (binary strings). */
+  lockedKeys(): Iterable<string>;
 }
 
 function refused(reason: string): KvResult {
@@ -115,6 +117,12 @@ export function applyRouteCommand(host: RouteHost, c: RouteCommand, index: numbe
     case "fence": {
       const upTo = cursorOf(c.upTo);
       if (!cursorAtMost(move.fenced, upTo)) return refused("the fence cursor would go back");
+      // A prepared transaction would commit here after the copy: the fence waits for it.
+      for (const k of host.lockedKeys()) {
+        if (routing.movesFrom(self, k) && below(k, upTo)) {
+          return refused("a cross-cluster transaction holds a key of the batch: try again");
+        }
+      }
       host.routing = new RoutingState(routing.table, { ...move, fenced: upTo });
       return done();
     }

@@ -541,6 +541,7 @@ export class KvStateMachine {
       },
       delete: (k) => this.#remove(k),
       mergeSession: (r, stamp) => this.#mergeSession(r, stamp),
+      lockedKeys: () => this.#txn?.lockedKeyStrings() ?? [],
     };
   }
 

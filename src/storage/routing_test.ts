@@ -471,3 +471,46 @@ Deno.test("routing: staging beyond the byte limit is refused whole", () => {
   assert.equal(c.size, 0);
   assert.equal(c.bytes, 0);
 });
+
+Deno.test("routing: a fence waits while a cross-cluster transaction holds a moving key", async () => {
+  const { encodeTxnEntry } = await import("./txn_command.ts");
+  const a = new KvStateMachine({ clusterId: "a" });
+  route(a, { type: "begin", from: OLD, to: NEW });
+  const txn = (at: number, cmd: Parameters<typeof encodeTxnEntry>[0]["cmd"]) =>
+    apply(a, encodeTxnEntry({ at, cmd }));
+  txn(1_000, {
+    type: "prepare",
+    txn: "t1",
+    primary: "a",
+    participants: ["a", "b"],
+    checks: [],
+    mutations: [{ type: "set", key: enc(moving[0]), value: enc("x") }],
+    deadline: 10_000_000,
+  });
+  const refused = route(a, { type: "fence", epoch: 2, upTo: null });
+  assert.equal(refused?.ok, false);
+  assert.match((refused as { reason: string }).reason, /transaction holds a key/);
+  // A staying key's lock does not hold the fence; once the moving one is released it goes.
+  txn(1_001, { type: "abort", txn: "t1", deadline: 10_000_000 });
+  txn(1_002, {
+    type: "prepare",
+    txn: "t2",
+    primary: "a",
+    participants: ["a", "b"],
+    checks: [],
+    mutations: [{ type: "set", key: enc(staying[0]), value: enc("x") }],
+    deadline: 10_000_000,
+  });
+  assert.equal(route(a, { type: "fence", epoch: 2, upTo: null })?.ok, true);
+  // After the fence, a prepare of a moving key is refused as another cluster's.
+  const vote = txn(1_003, {
+    type: "prepare",
+    txn: "t3",
+    primary: "a",
+    participants: ["a", "b"],
+    checks: [],
+    mutations: [{ type: "set", key: enc(moving[1]), value: enc("x") }],
+    deadline: 10_000_000,
+  }) as unknown as { refusal: { code: string } };
+  assert.equal(vote.refusal.code, "wrong_shard");
+});

@@ -116,6 +116,11 @@ export class TxnParticipant<M> {
     return this.#locks.size;
   }
 
+  /** The locked keys, as binary strings (see `keyString`). */
+  lockedKeyStrings(): IterableIterator<string> {
+    return this.#locks.keys();
+  }
+
   /** Remembered outcomes. */
   get outcomes(): number {
     return this.#outcomes.size;
