@@ -108,7 +108,11 @@ export function httpError(
   if (answer.status === 412) {
     return new PreconditionFailedError(message, parseEtag(answer.headers.get("etag")), options);
   }
-  return new KoiHttpError(code, message, { ...options, status: answer.status });
+  return new KoiHttpError(code, message, {
+    ...options,
+    status: answer.status,
+    headers: answer.headers,
+  });
 }
 
 /** The error of a write whose 2xx answer is not the expected JSON. */

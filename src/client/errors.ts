@@ -30,7 +30,8 @@ export type KoiServerErrorCode =
   | "starting"
   | "compacted"
   | "too_many_watchers"
-  | "slow_watcher";
+  | "slow_watcher"
+  | "locked";
 
 /**
  * The codes the client gives itself:
@@ -110,6 +111,8 @@ export class KoiError extends Error {
 export interface KoiHttpErrorOptions extends KoiErrorOptions {
   /** The HTTP status of the answer. */
   readonly status: number;
+  /** The answer's headers (a `409 locked` carries the lock in them). */
+  readonly headers?: Headers;
 }
 
 /**
@@ -121,12 +124,15 @@ export interface KoiHttpErrorOptions extends KoiErrorOptions {
 export class KoiHttpError extends KoiError {
   /** The HTTP status of the answer. */
   readonly status: number;
+  /** The answer's headers, when known. */
+  readonly headers: Headers | undefined;
 
   /** Creates the error from an answer. */
   constructor(code: string, message: string, options: KoiHttpErrorOptions) {
     super(code, message, options);
     this.name = "KoiHttpError";
     this.status = options.status;
+    this.headers = options.headers;
   }
 }
 

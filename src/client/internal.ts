@@ -8,3 +8,30 @@
 export { rawCallsOf } from "./client.ts";
 export { RAW_REQUEST_ID_HEADER, type RawAnswer, RawCalls, type RawPost } from "./_raw.ts";
 export { compareBytes, equalBytes } from "./_bytes.ts";
+export {
+  decodeCheck,
+  decodePart,
+  decodeTxnAnswer,
+  encodeCheck,
+  encodeReadRanges,
+  encodeTxnCommand,
+  lockOfError,
+  MSGPACK_TYPE,
+  type ReadEntry,
+  TXN_CHECK_PATH,
+  TXN_COMMAND_PATH,
+  TXN_READ_PATH,
+} from "./_txn_wire.ts";
+export {
+  resolveLock,
+  runTransaction,
+  snapshotRead,
+  SYSTEM_TXN_CLOCK,
+  TXN_TIMINGS,
+  type TxnClock,
+  type TxnPlan,
+  TxnRejectedError,
+  type TxnRun,
+  type TxnTimings,
+  type TxnTransport,
+} from "./_txn.ts";

@@ -15,7 +15,18 @@
  * @module
  */
 import { type KoiClient, KoiHttpError } from "../client/mod.ts";
-import { type RawCalls, rawCallsOf } from "../client/internal.ts";
+import {
+  lockOfError,
+  type RawCalls,
+  rawCallsOf,
+  resolveLock,
+  runTransaction,
+  snapshotRead,
+  SYSTEM_TXN_CLOCK,
+  TxnRejectedError,
+  type TxnTimings,
+} from "../client/internal.ts";
+import { gatewayTransport, splitWrite, stampBytes, TXN_CALL_TIMEOUT_MS } from "./_gateway_txn.ts";
 import {
   type AtomicWrite,
   type AtomicWriteOutput,
@@ -26,6 +37,7 @@ import {
   encodeSnapshotRead,
   isPointRange,
   type KvEntry,
+  type Mutation,
   type ReadRange,
   SnapshotReadStatus,
 } from "./_datapath.ts";
@@ -36,7 +48,7 @@ import { kvConnectFailure } from "./_failure.ts";
 import { mergeRange } from "./_merge.ts";
 import { HighestVersionstamp } from "./_versionstamp.ts";
 import { WatchHub, type WatchHubOptions } from "./_watch_hub.ts";
-import { isRepeatable, writeTarget } from "./_write_route.ts";
+import { isRepeatable, spansClusters, writeTarget } from "./_write_route.ts";
 import type { KvConnectBackend, KvWatch } from "./_handler.ts";
 
 /** The node endpoint of reads. */
@@ -94,6 +106,8 @@ export class KvConnectGateway implements KvConnectBackend {
   readonly #closer = new AbortController();
   readonly #hub: WatchHub;
   #client: Promise<KoiClient> | undefined;
+  readonly #txnIds = new TxnIds();
+  readonly #txnCounters = { attempts: 0, committed: 0, resolved: 0 };
   /** The largest versionstamp of any answer: every write is sent after it. */
   readonly highest: HighestVersionstamp = new HighestVersionstamp();
 
@@ -110,7 +124,50 @@ export class KvConnectGateway implements KvConnectBackend {
 
   /** The entries of each range, in order; see the module comment. */
   async read(ranges: readonly ReadRange[], signal: AbortSignal): Promise<KvEntry[][]> {
-    const raw = await this.#raw(signal);
+    for (let tries = 1;; tries++) {
+      const raw = await this.#raw(signal);
+      const table = raw.table;
+      const owner = (key: Uint8Array) => table.carp.owner(key);
+      const all = table.clusters.map((c) => c.id);
+      const placed = ranges.map((range) => ({
+        range,
+        clusters: isPointRange(range) ? [owner(range.start)] : all,
+      }));
+      if (new Set(placed.flatMap((p) => p.clusters)).size <= 1) {
+        return await this.#withLocks(raw, signal, () => this.#readOne(raw, ranges, signal));
+      }
+      // Several clusters: one consistent snapshot of them all (docs/transactions.md).
+      try {
+        const out = await snapshotRead<Mutation, KvEntry>(
+          placed,
+          (range, parts) => mergeRange(parts, range, owner),
+          this.#transport(raw, signal),
+          SYSTEM_TXN_CLOCK,
+          this.#timings,
+        );
+        for (const list of out) for (const e of list) this.highest.note(e.versionstamp);
+        return out;
+      } catch (error) {
+        if (error instanceof TxnRejectedError && error.status === 421) {
+          // A key moved (docs/resharding.md): read by the new table; while keys move, each
+          // point finds its owner and the read is one per cluster, not one snapshot.
+          if (tries < 2) {
+            await this.#refresh(raw, signal);
+            continue;
+          }
+          return await this.#withLocks(raw, signal, () => this.#readOne(raw, ranges, signal));
+        }
+        throw this.#txnFailure(error);
+      }
+    }
+  }
+
+  /** A read of each cluster on its own (one cluster's keys, or keys moving). */
+  async #readOne(
+    raw: RawCalls,
+    ranges: readonly ReadRange[],
+    signal: AbortSignal,
+  ): Promise<KvEntry[][]> {
     const table = raw.table;
     const owner = (key: Uint8Array) => table.carp.owner(key);
     const max = this.#options.rangesPerReadMax ?? NODE_RANGES_PER_READ_MAX;
@@ -177,11 +234,24 @@ export class KvConnectGateway implements KvConnectBackend {
     }
     const raw = await this.#raw(signal);
     const table = raw.table;
-    const target = writeTarget(
-      write,
-      (key) => table.carp.owner(key),
-      table.carp.owner(new Uint8Array()),
+    const owner = (key: Uint8Array) => table.carp.owner(key);
+    if (spansClusters(write, owner)) return await this.#crossWrite(write, signal);
+    const target = writeTarget(write, owner, owner(new Uint8Array()));
+    return await this.#withLocks(
+      raw,
+      signal,
+      () => this.#writeOne(write, body, raw, target, signal),
     );
+  }
+
+  /** A write of one cluster's keys (see {@linkcode write}). */
+  async #writeOne(
+    write: AtomicWrite,
+    body: Uint8Array,
+    raw: RawCalls,
+    target: ReturnType<typeof writeTarget>,
+    signal: AbortSignal,
+  ): Promise<AtomicWriteOutput> {
     let answer;
     try {
       answer = await raw.write({
@@ -210,6 +280,128 @@ export class KvConnectGateway implements KvConnectBackend {
     return out;
   }
 
+  /**
+   * An atomic write whose keys belong to several clusters: a cross-cluster transaction
+   * (docs/transactions.md), tried again with a fresh table after a participant said a key is
+   * not its own.
+   */
+  async #crossWrite(write: AtomicWrite, signal: AbortSignal): Promise<AtomicWriteOutput> {
+    for (let tries = 1;; tries++) {
+      const raw = await this.#raw(signal);
+      const table = raw.table;
+      const plan = splitWrite(write, (key) => table.carp.owner(key));
+      let run;
+      try {
+        run = await runTransaction(
+          plan,
+          () => this.#txnIds.next(),
+          this.#transport(raw, signal),
+          SYSTEM_TXN_CLOCK,
+          this.#timings,
+        );
+      } catch (error) {
+        throw this.#txnFailure(error, write);
+      }
+      this.#txnCounters.attempts += run.attempts;
+      this.#txnCounters.resolved += run.resolved;
+      const r = run.result;
+      switch (r.kind) {
+        case "committed":
+          this.#txnCounters.committed++;
+          this.highest.note(stampBytes(r.vs));
+          return {
+            status: AtomicWriteStatus.SUCCESS,
+            versionstamp: stampBytes(r.vs),
+            failedChecks: [],
+          };
+        case "check_failed":
+          return {
+            status: AtomicWriteStatus.CHECK_FAILURE,
+            versionstamp: new Uint8Array(0),
+            failedChecks: [r.check],
+          };
+        case "invalid":
+          throw new KvConnectError(
+            400,
+            `${r.mutation >= 0 ? `Mutation ${r.mutation}: ` : ""}${r.message} (cluster ` +
+              `${r.cluster}; nothing was written)`,
+          );
+        case "refused":
+          if (r.refusal.code === "wrong_shard" && tries < 3) {
+            await this.#refresh(raw, signal); // the table changed: split by the new one
+            continue;
+          }
+          throw new KvConnectError(
+            r.refusal.code === "storage_full" ? 400 : 503,
+            r.refusal.code === "storage_full"
+              ? `Cluster ${r.cluster} is full (limit ${r.refusal.bytesMax} bytes): nothing ` +
+                "was written; retrying does not help until space is freed"
+              : `Cluster ${r.cluster} no longer owns a key of the write: nothing was written`,
+          );
+        case "locked":
+        case "retry":
+          throw new KvConnectError(
+            503,
+            `The atomic operation kept conflicting with other transactions for ` +
+              `${this.#timings.totalMs} ms (${run.attempts} attempts): nothing was written`,
+          );
+        case "unknown":
+          throw new KvConnectError(
+            isRepeatable(write) ? 503 : 409,
+            `The atomic operation's decision could not be learned from cluster ` +
+              `${plan.primary}: it may or may not have been applied; read its keys to find out`,
+          );
+      }
+    }
+  }
+
+  /**
+   * Runs `op`; after `409 locked` (a transaction in flight held a key for longer than the
+   * node waits), resolves the lock once its deadline passed, and runs it again, within the
+   * call's budget.
+   */
+  async #withLocks<T>(raw: RawCalls, signal: AbortSignal, op: () => Promise<T>): Promise<T> {
+    const endAt = Date.now() + this.#timeoutMs;
+    for (let n = 1;; n++) {
+      try {
+        return await op();
+      } catch (error) {
+        const cause = error instanceof KvConnectError ? error.cause : error;
+        const lock = lockOfError(cause);
+        if (lock === undefined || Date.now() >= endAt) throw error;
+        const at = raw.table.carp.owner(lock.key);
+        if (lock.deadline < Date.now()) {
+          this.#txnCounters.resolved++;
+          await resolveLock(lock, at, this.#transport(raw, signal), SYSTEM_TXN_CLOCK, endAt);
+        } else {
+          await new Promise((r) => setTimeout(r, Math.min(200, 10 * n)));
+        }
+      }
+    }
+  }
+
+  /** Fetches the routing table again (after a participant said a key is not its own). */
+  async #refresh(raw: RawCalls, signal: AbortSignal): Promise<void> {
+    try {
+      await raw.refresh({ signal, timeoutMs: this.#timeoutMs });
+    } catch (error) {
+      throw kvConnectFailure(error);
+    }
+  }
+
+  /** What a failure of a transaction's or snapshot read's driver becomes. */
+  #txnFailure(error: unknown, write?: AtomicWrite): unknown {
+    if (error instanceof TxnRejectedError) {
+      return new KvConnectError(error.status === 421 ? 503 : error.status, error.message);
+    }
+    return kvConnectFailure(error, write === undefined ? {} : { repeatable: isRepeatable(write) });
+  }
+
+  /** Transactions run: attempts, commits, locks resolved. */
+  get transactions(): Readonly<{ attempts: number; committed: number; resolved: number }> {
+    return this.#txnCounters;
+  }
+
   /** A watch of `keys` (see {@linkcode WatchHub.open}). */
   watch(keys: readonly Uint8Array[]): KvWatch {
     return this.#hub.open(keys);
@@ -226,6 +418,22 @@ export class KvConnectGateway implements KvConnectBackend {
 
   get #timeoutMs(): number {
     return this.#options.timeoutMs ?? GATEWAY_CALL_TIMEOUT_MS;
+  }
+
+  /** The transport of transactions and snapshot reads, each call a share of the budget. */
+  #transport(raw: RawCalls, signal: AbortSignal) {
+    return gatewayTransport(raw, signal, {
+      ...(this.#options.readAnswerBytesMax === undefined
+        ? {}
+        : { readAnswerBytesMax: this.#options.readAnswerBytesMax }),
+      callTimeoutMs: Math.min(TXN_CALL_TIMEOUT_MS, this.#timeoutMs / 4),
+    });
+  }
+
+  /** Transactions and snapshot reads end within the call's budget. */
+  get #timings(): TxnTimings {
+    const total = this.#timeoutMs;
+    return { attemptMs: total * 0.4, decideGraceMs: total * 0.4, totalMs: total * 0.8 };
   }
 
   /** The routing client's raw calls, connecting it first if need be. */
@@ -315,4 +523,14 @@ function untilAborted<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
     signal.addEventListener("abort", onAbort, { once: true });
     promise.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
   });
+}
+
+/** Transaction ids of one gateway: a random prefix and a counter. */
+class TxnIds {
+  readonly #prefix = `g${crypto.randomUUID().replaceAll("-", "").slice(0, 16)}`;
+  #n = 0;
+
+  next(): string {
+    return `${this.#prefix}.${++this.#n}`;
+  }
 }

@@ -29,15 +29,10 @@ export function writeTarget(
   owner: (key: Uint8Array) => string,
   anyCluster: string,
 ): WriteTarget {
-  const deciding: Uint8Array[] = [
-    ...write.checks.map((c) => c.key),
-    ...write.mutations
-      .filter((m) => m.mutationType !== MutationType.SET_SUFFIX_VERSIONSTAMPED_KEY)
-      .map((m) => m.key),
-  ];
+  const decide = deciding(write);
   // Only versionstamped keys: any one cluster can take them all (its leader picks a
   // versionstamp whose final keys it owns), so the first prefix's owner does.
-  const keys = deciding.length > 0 ? deciding : write.mutations.slice(0, 1).map((m) => m.key);
+  const keys = decide.length > 0 ? decide : write.mutations.slice(0, 1).map((m) => m.key);
   if (keys.length === 0) return { key: undefined, cluster: anyCluster };
   const clusters = new Map<string, Uint8Array>();
   for (const key of keys) {
@@ -60,6 +55,33 @@ export function writeTarget(
   }
   const [[cluster, key]] = clusters;
   return { key, cluster };
+}
+
+/**
+ * Whether the keys `write` checks or mutates (a versionstamped key's prefix aside) belong to
+ * more than one cluster: it is then a cross-cluster transaction.
+ */
+export function spansClusters(
+  write: Pick<AtomicWrite, "checks" | "mutations">,
+  owner: (key: Uint8Array) => string,
+): boolean {
+  let first: string | undefined;
+  for (const key of deciding(write)) {
+    const cluster = owner(key);
+    if (first === undefined) first = cluster;
+    else if (cluster !== first) return true;
+  }
+  return false;
+}
+
+/** The keys that decide where a write goes: all but versionstamped keys' prefixes. */
+function deciding(write: Pick<AtomicWrite, "checks" | "mutations">): Uint8Array[] {
+  return [
+    ...write.checks.map((c) => c.key),
+    ...write.mutations
+      .filter((m) => m.mutationType !== MutationType.SET_SUFFIX_VERSIONSTAMPED_KEY)
+      .map((m) => m.key),
+  ];
 }
 
 /**

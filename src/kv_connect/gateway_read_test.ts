@@ -1,7 +1,7 @@
 /**
- * The gateway's reads, called directly over fake clusters: point reads to their owner (in one
- * request per cluster, split at the per-request bound, one by one after a `421`), scans to
- * every cluster, and failures.
+ * The gateway's reads, called directly over fake clusters: point reads of one cluster to their
+ * owner (split at the per-request bound, one by one after a `421`), reads of several clusters
+ * as one snapshot read, and failures.
  */
 import assert from "node:assert/strict";
 import { error as koiError } from "../client/_fake_test_util.ts";
@@ -49,10 +49,17 @@ Deno.test({
         ["k10"],
         ["k02", "k03", "k04", "k05"],
       ]);
-      // Scans: one request per cluster, both scan ranges in it; points: one per owner.
-      const reads = fake.requests.filter((r) => r.path === "/v1/kvc/snapshot_read");
-      const owners = new Set([keys[3], tupleKey("absent"), keys[10]].map((k) => fake.owner(k)));
-      assert.equal(reads.length, 3 + owners.size);
+      // Several clusters: one snapshot read (docs/transactions.md): each cluster is read once,
+      // with every range it may hold, then checked once.
+      const paths = fake.requests.map((r) => `${r.path}@${r.cluster}`).sort();
+      assert.deepEqual(paths, [
+        "/v1/txn/check@a",
+        "/v1/txn/check@b",
+        "/v1/txn/check@c",
+        "/v1/txn/read@a",
+        "/v1/txn/read@b",
+        "/v1/txn/read@c",
+      ]);
     });
   },
 });

@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import { error as koiError } from "../client/_fake_test_util.ts";
 import { tupleKey, tupleKeyOwnedBy } from "./_fake_kvc_test_util.ts";
 import { withGateway } from "./_gateway_test_util.ts";
+import { encodeAtomicWrite } from "./_datapath.ts";
 
 const opts = { sanitizeOps: false, sanitizeResources: false };
 
@@ -58,7 +59,15 @@ Deno.test({
       assert.equal(fake.requests[0].headers.get("x-koi-request-id"), null, "reads carry none");
       fake.requests.length = 0;
       for await (const _ of kv.list({ prefix: ["k"] })) { /* drain */ }
-      assert.deepEqual(fake.requests.map((r) => r.cluster).sort(), ["a", "b", "c"]);
+      // Every cluster, as one snapshot read: a first round and a check of each.
+      assert.deepEqual(fake.requests.map((r) => `${r.path}@${r.cluster}`).sort(), [
+        "/v1/txn/check@a",
+        "/v1/txn/check@b",
+        "/v1/txn/check@c",
+        "/v1/txn/read@a",
+        "/v1/txn/read@b",
+        "/v1/txn/read@c",
+      ]);
     });
   },
 });
@@ -138,24 +147,54 @@ Deno.test({
 });
 
 Deno.test({
-  name: "gateway: keys of two clusters are refused with a 400 naming them, nothing sent",
+  name: "gateway: an atomic operation over two clusters commits in both at one versionstamp",
   ...opts,
   async fn() {
-    await withGateway(async ({ kv, fake }) => {
+    await withGateway(async ({ kv, fake, gateway }) => {
       const owner = (k: Uint8Array) => fake.owner(k);
       const inA = tupleKeyOwnedBy(owner, "a");
       const inC = tupleKeyOwnedBy(owner, "c");
-      fake.requests.length = 0;
+      const done = await kv.atomic().check({ key: inA, versionstamp: null }).set(inA, 1).set(
+        inC,
+        2,
+      ).commit();
+      assert.ok(done.ok);
+      const [a, c] = await kv.getMany([inA, inC]);
+      assert.equal(a.value, 1);
+      assert.equal(c.value, 2);
+      assert.equal(a.versionstamp, done.versionstamp);
+      assert.equal(c.versionstamp, done.versionstamp, "one versionstamp for the whole commit");
+      const paths = fake.requests.map((r) => r.path);
+      assert.ok(paths.includes("/v1/kvc/prepare"));
+      assert.ok(paths.includes("/v1/txn/command"));
+      // A failed check in either cluster: nothing applied anywhere, and no lock left.
+      const failed = await kv.atomic().check({ key: inC, versionstamp: null }).set(inA, 3).set(
+        inC,
+        4,
+      ).commit();
+      assert.equal(failed.ok, false);
+      assert.deepEqual((await kv.getMany([inA, inC])).map((e) => e.value), [1, 2]);
+      assert.equal(fake.cluster("a").txn.lockedKeys + fake.cluster("c").txn.lockedKeys, 0);
+      // A versionstamped key cannot join a transaction over several clusters yet.
+      const vsKey = {
+        key: tupleKey(...inA),
+        value: { data: new Uint8Array([1]), encoding: 3 },
+        mutationType: 9,
+        expireAtMs: 0n,
+        sumMin: new Uint8Array(),
+        sumMax: new Uint8Array(),
+        sumClamp: false,
+      };
+      const plain = { ...vsKey, key: tupleKey(...inC), mutationType: 1 };
+      const write = {
+        checks: [],
+        mutations: [plain, vsKey, { ...plain, key: tupleKey(...inA) }],
+        enqueues: 0,
+      };
       await assert.rejects(
-        kv.atomic().set(inA, 1).set(inC, 2).commit(),
-        /status=400 Bad Request\): This atomic operation touches keys of clusters a and c; atomic operations across clusters are not supported yet/,
+        gateway.write(write, encodeAtomicWrite(write), AbortSignal.timeout(2_000)),
+        /versionstamped key in an atomic operation whose keys belong to several clusters/,
       );
-      await assert.rejects(
-        kv.atomic().check({ key: inA, versionstamp: null }).delete(inC).commit(),
-        /clusters a and c/,
-      );
-      assert.equal(fake.requests.filter((r) => r.path === "/v1/kvc/atomic_write").length, 0);
-      assert.equal(fake.cluster("a").applied + fake.cluster("c").applied, 0);
     });
   },
 });
@@ -213,6 +252,50 @@ Deno.test({
       assert.ok(r.ok);
       assert.match(r.versionstamp, /^[0-9a-f]{20}$/);
       assert.equal(fake.requests.filter((q) => q.path === "/v1/kvc/atomic_write").length, 1);
+    });
+  },
+});
+
+Deno.test({
+  name: "gateway: a write that meets a lock past its deadline resolves it, then goes through",
+  ...opts,
+  async fn() {
+    await withGateway(async ({ kv, fake, gateway }) => {
+      const parts = tupleKeyOwnedBy((k) => fake.owner(k), "a");
+      const key = tupleKey(...parts);
+      const a = fake.cluster("a");
+      // An attempt whose coordinator died after preparing at a; its deadline then passes.
+      const deadline = Date.now() + 30;
+      a.txn.apply(
+        {
+          type: "prepare",
+          txn: "dead.1",
+          primary: "a",
+          participants: ["a", "b"],
+          checks: [],
+          mutations: [{
+            key,
+            value: { data: new Uint8Array([9]), encoding: 3 },
+            mutationType: 1,
+            expireAtMs: 0n,
+            sumMin: new Uint8Array(),
+            sumMax: new Uint8Array(),
+            sumClamp: false,
+          }],
+          deadline,
+        },
+        Number(++a.vs),
+        { evaluate: () => undefined, apply: () => {} },
+      );
+      assert.equal(a.txn.lockedKeys, 1);
+      while (Date.now() <= deadline) {
+        await new Promise((r) => setTimeout(r, deadline + 1 - Date.now()));
+      }
+      assert.ok((await kv.set(parts, "after")).ok);
+      assert.equal((await kv.get(parts)).value, "after");
+      assert.equal(a.txn.lockedKeys, 0);
+      assert.equal(a.txn.outcome("dead.1")?.outcome.state, "aborted");
+      assert.equal(gateway.transactions.resolved, 1);
     });
   },
 });

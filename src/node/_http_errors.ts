@@ -19,7 +19,7 @@ import {
   WatchCompactedError,
   WrongShardError,
 } from "./errors.ts";
-import type { TxnLockInfo } from "../txn/mod.ts";
+import { LOCK_HEADERS, type TxnLockInfo } from "../txn/mod.ts";
 
 /** Where unexpected errors (the 500s) are reported. */
 export type HttpLog = (message: string, error: unknown) => void;
@@ -50,13 +50,7 @@ export function errorResponse(
 }
 
 /** Headers that carry a lock (of a `409 locked`): the client resolves it from them. */
-export const LOCK_HEADERS = {
-  txn: "x-koi-lock-txn",
-  primary: "x-koi-lock-primary",
-  deadline: "x-koi-lock-deadline",
-  key: "x-koi-lock-key",
-  write: "x-koi-lock-write",
-} as const;
+export { LOCK_HEADERS };
 
 /** The headers of a `409 locked` that carry `lock`. */
 export function lockHeaders(lock: TxnLockInfo): Record<string, string> {

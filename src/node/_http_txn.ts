@@ -12,9 +12,16 @@ import { decode, encode } from "@msgpack/msgpack";
 import {
   CommandDecodeError,
   decodeTxnEntry,
+  encodeTxnEntry,
   type KvMutation,
   TXN_COMMAND_VERSION,
 } from "../storage/mod.ts";
+import {
+  DatapathDecodeError,
+  decodeAtomicWrite,
+  isPointRange,
+  MutationType,
+} from "../kv_connect/_datapath.ts";
 import type {
   KeySpan,
   ReadRange,
@@ -24,7 +31,8 @@ import type {
   TxnCommand,
   TxnLockInfo,
 } from "../txn/mod.ts";
-import { BadRequestError } from "./errors.ts";
+import { TXN_PATHS } from "../txn/mod.ts";
+import { BadRequestError, WrongShardError } from "./errors.ts";
 import { errorResponse } from "./_http_errors.ts";
 import { readBody } from "./_http_request.ts";
 import type { RangeEntry } from "./service.ts";
@@ -39,16 +47,34 @@ import {
   KVC_VALUE_BYTES_MAX,
   KVC_WRITE_BYTES_MAX,
   type KvcDeps,
+  planWrite,
 } from "./_http_kvc.ts";
 
 /** The path of transaction commands. */
-export const TXN_COMMAND_PATH = "/v1/txn/command";
+export const TXN_COMMAND_PATH: string = TXN_PATHS.command;
 /** The path of a snapshot read's first round. */
-export const TXN_READ_PATH = "/v1/txn/read";
+export const TXN_READ_PATH: string = TXN_PATHS.read;
 /** The path of a snapshot read's second round. */
-export const TXN_CHECK_PATH = "/v1/txn/check";
+export const TXN_CHECK_PATH: string = TXN_PATHS.check;
+/**
+ * The path of a prepare whose share is a KV Connect `AtomicWrite` (the gateway's): checked
+ * and converted as `/v1/kvc/atomic_write` does, with the transaction in {@linkcode TXN_HEADERS}.
+ */
+export const TXN_KVC_PREPARE_PATH: string = TXN_PATHS.kvcPrepare;
 /** Largest request body, in bytes. */
 export const TXN_BODY_BYTES_MAX = 1 << 20;
+
+/** The headers of a {@linkcode TXN_KVC_PREPARE_PATH} request. */
+export const TXN_HEADERS = {
+  /** The attempt's id. */
+  txn: "x-koi-txn",
+  /** Its primary cluster. */
+  primary: "x-koi-txn-primary",
+  /** Every participant, comma-separated. */
+  participants: "x-koi-txn-participants",
+  /** Its deadline, ms since 1970. */
+  deadline: "x-koi-txn-deadline",
+} as const;
 
 const MSGPACK = "application/msgpack";
 
@@ -188,10 +214,61 @@ function checkOut(c: SnapshotCheck): unknown {
   };
 }
 
+/** The prepare of a KV Connect share: the transaction from headers, the share from the body. */
+function kvcPrepare(headers: Headers, body: Uint8Array): TxnCommand<KvMutation> {
+  const header = (name: string) => {
+    const v = headers.get(name);
+    if (v === null) throw new BadRequestError(`Missing ${name}`);
+    return v;
+  };
+  const deadline = Number(header(TXN_HEADERS.deadline));
+  if (!/^[0-9]{1,16}$/.test(header(TXN_HEADERS.deadline)) || !Number.isSafeInteger(deadline)) {
+    throw new BadRequestError(`Invalid ${TXN_HEADERS.deadline}`);
+  }
+  let write;
+  try {
+    write = decodeAtomicWrite(body);
+  } catch (e) {
+    if (!(e instanceof DatapathDecodeError)) throw e;
+    throw new BadRequestError(`Invalid AtomicWrite: ${e.message}`);
+  }
+  if (write.mutations.some((m) => m.mutationType === MutationType.SET_SUFFIX_VERSIONSTAMPED_KEY)) {
+    throw new BadRequestError(
+      "A versionstamped key in an atomic operation over several clusters is not supported yet",
+    );
+  }
+  const plan = planWrite(write);
+  const cmd = plan.build(0, () => true, undefined)!;
+  // In the log's form, so that it is checked exactly as a command sent to /v1/txn/command.
+  return parseTxnCommand(encodeTxnEntry({
+    at: 0,
+    cmd: {
+      type: "prepare",
+      txn: header(TXN_HEADERS.txn),
+      primary: header(TXN_HEADERS.primary),
+      participants: header(TXN_HEADERS.participants).split(","),
+      // A check of a versionstamp koi never hands out (vs 0 with bytes): it can never hold.
+      checks: cmd.checks.map((k, i) => ({
+        key: k.key,
+        vs: i === plan.impossibleCheck ? 1 : k.vs ?? 0,
+      })),
+      mutations: cmd.mutations,
+      deadline,
+    },
+  }));
+}
+
 /** Adds the transaction routes to `app`. */
 export function routeTxn(app: Hono, deps: TxnDeps): void {
   const { service } = deps;
   const none = () => errorResponse(404, "not_found", "No transactions here");
+  app.post(TXN_KVC_PREPARE_PATH, async (c) => {
+    const run = service.txnCommand?.bind(service);
+    if (run === undefined) return none();
+    const body = await readBody(c.req.raw, TXN_BODY_BYTES_MAX, "Prepare");
+    const cmd = kvcPrepare(c.req.raw.headers, body);
+    return await deps.withLeader(c, body, () => run(cmd), (a) => msgpack(answerOut(a)));
+  });
   app.post(TXN_COMMAND_PATH, async (c) => {
     const run = service.txnCommand?.bind(service);
     if (run === undefined) return none();
@@ -207,6 +284,17 @@ export function routeTxn(app: Hono, deps: TxnDeps): void {
     if (part === undefined) return none();
     const body = await readBody(c.req.raw, TXN_BODY_BYTES_MAX, "Snapshot read");
     const ranges = parseReadRanges(body);
+    // A point read of a key this cluster does not own: the reader's table is out of date.
+    for (const r of ranges) {
+      if (isPointRange(r) && !service.owns(r.start)) {
+        throw new WrongShardError(
+          `Wrong shard: a key does not belong to cluster ${service.clusterId} at routing ` +
+            `epoch ${service.epoch()}`,
+          service.epoch(),
+          service.owner?.(r.start),
+        );
+      }
+    }
     return await deps.withLeader(c, body, () => part(ranges), (p) => msgpack(partOut(p)));
   });
   app.post(TXN_CHECK_PATH, async (c) => {

@@ -21,7 +21,13 @@ import {
 } from "./_http_errors.ts";
 import { type ForwardOptions, forwardToLeader } from "./_http_forward.ts";
 import { KVC_READ_PATH, KVC_WRITE_PATH, routeKvConnect } from "./_http_kvc.ts";
-import { routeTxn, TXN_CHECK_PATH, TXN_COMMAND_PATH, TXN_READ_PATH } from "./_http_txn.ts";
+import {
+  routeTxn,
+  TXN_CHECK_PATH,
+  TXN_COMMAND_PATH,
+  TXN_KVC_PREPARE_PATH,
+  TXN_READ_PATH,
+} from "./_http_txn.ts";
 import { encodeBase64Url, queryBound } from "./_http_keys.ts";
 import { renderHttpMetrics, renderWatchMetrics } from "./_metrics.ts";
 import { WATCH_PATH, watchResponse } from "./_http_watch.ts";
@@ -137,6 +143,7 @@ const ROUTES: readonly (readonly [string, readonly string[]])[] = [
   [KVC_READ_PATH, ["POST"]],
   [KVC_WRITE_PATH, ["POST"]],
   [TXN_COMMAND_PATH, ["POST"]],
+  [TXN_KVC_PREPARE_PATH, ["POST"]],
   [TXN_READ_PATH, ["POST"]],
   [TXN_CHECK_PATH, ["POST"]],
 ];

@@ -185,6 +185,18 @@ export class TxnAttempt<M> {
     }
   }
 
+  /**
+   * `from` refused `cmd` as malformed (a 4xx, not a vote): before the decision the attempt
+   * ends as invalid with `message`; later, as {@linkcode onFailure} after giving up.
+   */
+  onRejected(from: string, cmd: TxnCommand<M>, message: string): TxnSend<M>[] {
+    if (!this.#waiting.has(from) || !this.#matches(cmd)) return [];
+    if (this.#phase === "prepare") {
+      return this.#abortAll({ kind: "invalid", mutation: -1, message, cluster: from });
+    }
+    return this.onFailure(from, cmd, true);
+  }
+
   /** Takes the answer of `from` to `cmd`; returns what to send next. */
   onAnswer(from: string, cmd: TxnCommand<M>, answer: TxnAnswer): TxnSend<M>[] {
     if (!this.#waiting.has(from) || !this.#matches(cmd)) return []; // late or duplicate

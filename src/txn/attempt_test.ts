@@ -180,3 +180,20 @@ Deno.test("attempt: without an answer from the primary past the deadline, the ou
 Deno.test("attempt: the primary must be a participant", () => {
   assert.throws(() => new TxnAttempt("t1", transfer(1), "C", 1), RangeError);
 });
+
+Deno.test("attempt: a prepare refused as malformed ends the attempt as invalid, aborting everywhere", () => {
+  const w = world();
+  const attempt = new TxnAttempt("t1", transfer(5), "A", 1000);
+  const [toA, toB] = attempt.start();
+  w.apply(toA);
+  const aborts = attempt.onRejected("B", toB.cmd, "Mutation 0's key is empty");
+  assert.deepStrictEqual(aborts.map((s) => `${s.cmd.type}@${s.to}`), ["abort@A", "abort@B"]);
+  runAll(attempt, aborts, w.apply);
+  assert.deepStrictEqual(attempt.result, {
+    kind: "invalid",
+    mutation: -1,
+    message: "Mutation 0's key is empty",
+    cluster: "B",
+  });
+  assert.equal(w.parts.get("A")!.lockedKeys, 0);
+});

@@ -37,3 +37,4 @@ export {
   SnapshotRead,
   type SnapshotStep,
 } from "./_snapshot_read.ts";
+export { LOCK_HEADERS, TXN_PATHS } from "./_wire.ts";
