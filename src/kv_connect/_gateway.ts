@@ -106,6 +106,8 @@ export class KvConnectGateway implements KvConnectBackend {
   readonly #closer = new AbortController();
   readonly #hub: WatchHub;
   #client: Promise<KoiClient> | undefined;
+  /** The routing table of the last call (the watches group their keys by it). */
+  #tableNow: RawCalls["table"] | undefined;
   readonly #txnIds = new TxnIds();
   readonly #txnCounters = { attempts: 0, committed: 0, resolved: 0 };
   /** The largest versionstamp of any answer: every write is sent after it. */
@@ -114,7 +116,11 @@ export class KvConnectGateway implements KvConnectBackend {
   /** A gateway that connects its routing client with `options.connect` when first needed. */
   constructor(options: GatewayOptions) {
     this.#options = options;
-    this.#hub = new WatchHub((ranges, signal) => this.read(ranges, signal), options.watch);
+    this.#hub = new WatchHub((ranges, signal) => this.read(ranges, signal), {
+      // One read per cluster and round: a cluster that fails holds up only its keys' watches.
+      groupOf: (key) => this.#tableNow?.carp.owner(key) ?? "",
+      ...options.watch,
+    });
   }
 
   /** Watches open now. */
@@ -444,7 +450,9 @@ export class KvConnectGateway implements KvConnectBackend {
     const connecting = this.#client ??= this.#options.connect(this.#closer.signal);
     try {
       const client = await untilAborted(connecting, signal);
-      return rawCallsOf(client);
+      const raw = rawCallsOf(client);
+      this.#tableNow = raw.table;
+      return raw;
     } catch (error) {
       // A failed connect is tried again by the next request; an aborted wait is not a failure.
       if (this.#client === connecting && !signal.aborted) this.#client = undefined;

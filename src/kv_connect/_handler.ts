@@ -286,7 +286,11 @@ export function kvConnectHandler(
     const raw = await body(req, signal);
     if (raw instanceof Response) return raw;
     try {
-      if (op === "snapshot_read") return await snapshotRead(raw, signal);
+      // A read stops when its client goes away (a write runs to its end: stopping it halfway
+      // would only leave locks for others to resolve).
+      if (op === "snapshot_read") {
+        return await snapshotRead(raw, AbortSignal.any([signal, req.signal]));
+      }
       if (op === "atomic_write") return await atomicWrite(raw, signal);
       return watch(raw);
     } catch (e) {

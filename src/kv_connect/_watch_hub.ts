@@ -18,6 +18,13 @@ export const KV_CONNECT_WATCH_POLL_MS = 150;
 /** Keys one watch may name, at most (Deno's client sends at most 10). Beyond: 400. */
 export const KV_CONNECT_WATCH_KEYS_MAX = 100;
 /**
+ * Distinct keys all watches together may name, at most: every round reads each of them, so
+ * this bounds a round's cost however the watches are shaped. Beyond: 503 (retried).
+ */
+export const KV_CONNECT_WATCHED_KEYS_MAX = 4096;
+/** The longest key a watch may name (a versionstamped key: 2048 bytes and its suffix). */
+export const KV_CONNECT_WATCH_KEY_BYTES_MAX = 2070;
+/**
  * Watches open at once, at most. Beyond: `503`, which Deno's client retries (every ~0.25 s)
  * until one closes, rather than failing the caller's watch for good.
  */
@@ -37,6 +44,13 @@ export interface WatchHubOptions {
   readonly watchesMax?: number;
   /** Default {@linkcode KV_CONNECT_WATCH_READ_MS}. */
   readonly readMs?: number;
+  /** Default {@linkcode KV_CONNECT_WATCHED_KEYS_MAX}. */
+  readonly watchedKeysMax?: number;
+  /**
+   * The group (cluster) of a key: each round reads each group on its own, so that a group
+   * that fails or is slow holds up only the watches of its keys. Default: one group.
+   */
+  readonly groupOf?: (key: Uint8Array) => string;
   /** Told when a round's read fails (at most every 10 s). */
   readonly onError?: (message: string) => void;
 }
@@ -63,6 +77,8 @@ export class WatchHub {
   readonly #keysMax: number;
   readonly #watchesMax: number;
   readonly #readMs: number;
+  readonly #watchedKeysMax: number;
+  readonly #groupOf: (key: Uint8Array) => string;
   readonly #onError: ((message: string) => void) | undefined;
   readonly #closer = new AbortController();
   readonly #keys = new Map<string, Watched>();
@@ -80,6 +96,8 @@ export class WatchHub {
     this.#keysMax = options.keysMax ?? KV_CONNECT_WATCH_KEYS_MAX;
     this.#watchesMax = options.watchesMax ?? KV_CONNECT_WATCHES_MAX;
     this.#readMs = options.readMs ?? KV_CONNECT_WATCH_READ_MS;
+    this.#watchedKeysMax = options.watchedKeysMax ?? KV_CONNECT_WATCHED_KEYS_MAX;
+    this.#groupOf = options.groupOf ?? (() => "");
     this.#onError = options.onError;
   }
 
@@ -110,10 +128,33 @@ export class WatchHub {
     if (keys.length === 0 || keys.length > this.#keysMax) {
       throw new KvConnectError(400, `A watch names 1 to ${this.#keysMax} keys, got ${keys.length}`);
     }
+    keys.forEach((key, i) => {
+      // A key no node would read fails the whole round of its group: refuse it here.
+      if (key.length > KV_CONNECT_WATCH_KEY_BYTES_MAX) {
+        throw new KvConnectError(
+          400,
+          `Watched key ${i} has ${key.length} bytes, more than ${KV_CONNECT_WATCH_KEY_BYTES_MAX}`,
+        );
+      }
+      if (key.length > 0 && key[0] === 0xff) {
+        throw new KvConnectError(
+          400,
+          `Watched key ${i} starts with the byte 0xFF, which koi keeps for itself`,
+        );
+      }
+    });
     if (this.#watches.size >= this.#watchesMax) {
       throw new KvConnectError(
         503,
         `Too many watches: ${this.#watchesMax} are open on this gateway, the most it polls`,
+      );
+    }
+    const fresh = new Set(keys.map(versionstampHex).filter((id) => !this.#keys.has(id))).size;
+    if (this.#keys.size + fresh > this.#watchedKeysMax) {
+      throw new KvConnectError(
+        503,
+        `Too many watched keys: the watches on this gateway name ${this.#keys.size} keys, ` +
+          `and at most ${this.#watchedKeysMax} are polled`,
       );
     }
     const watched = keys.map((key) => {
@@ -135,6 +176,33 @@ export class WatchHub {
     return watch;
   }
 
+  async #readGroup(group: string, watched: readonly Watched[], round: number): Promise<void> {
+    try {
+      const signal = AbortSignal.any([this.#closer.signal, AbortSignal.timeout(this.#readMs)]);
+      const ranges = watched.map((w) => ({
+        start: w.key,
+        end: Uint8Array.of(...w.key, 0),
+        limit: 1,
+        reverse: false,
+      }));
+      const read = await this.#read(ranges, signal);
+      watched.forEach((w, i) => {
+        w.entry = read[i][0];
+        w.round = round;
+      });
+    } catch (error) {
+      if (this.#closer.signal.aborted) return;
+      const now = performance.now();
+      if (now - this.#reportedAt >= ERROR_REPORT_MS) {
+        this.#reportedAt = now;
+        const where = group === "" ? "" : ` of cluster ${group}`;
+        this.#onError?.(
+          `KV Connect watch: reading ${watched.length} keys${where} failed: ${error}`,
+        );
+      }
+    }
+  }
+
   /** Ends every watch (their `next()` says so) and stops polling. */
   close(): void {
     this.#closer.abort();
@@ -154,28 +222,19 @@ export class WatchHub {
     try {
       while (this.#watches.size > 0 && !this.#closer.signal.aborted) {
         const round = ++this.#round;
-        const watched = [...this.#keys.values()];
-        try {
-          const signal = AbortSignal.any([this.#closer.signal, AbortSignal.timeout(this.#readMs)]);
-          const ranges = watched.map((w) => ({
-            start: w.key,
-            end: Uint8Array.of(...w.key, 0),
-            limit: 1,
-            reverse: false,
-          }));
-          const read = await this.#read(ranges, signal);
-          watched.forEach((w, i) => {
-            w.entry = read[i][0];
-            w.round = round;
-          });
-        } catch (error) {
-          if (this.#closer.signal.aborted) break;
-          const now = performance.now();
-          if (now - this.#reportedAt >= ERROR_REPORT_MS) {
-            this.#reportedAt = now;
-            this.#onError?.(`KV Connect watch: reading ${watched.length} keys failed: ${error}`);
-          }
+        const groups = new Map<string, Watched[]>();
+        for (const w of this.#keys.values()) {
+          const g = this.#groupOf(w.key);
+          let list = groups.get(g);
+          if (list === undefined) groups.set(g, list = []);
+          list.push(w);
         }
+        // Each group on its own: one that fails keeps its keys' last entries and holds up only
+        // the watches that name them.
+        await Promise.all(
+          [...groups].map(([group, watched]) => this.#readGroup(group, watched, round)),
+        );
+        if (this.#closer.signal.aborted) break;
         for (const watch of this.#watches) watch.poke();
         await new Promise<void>((resolve) => {
           const timer = setTimeout(done, this.#pollMs);

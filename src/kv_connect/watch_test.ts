@@ -261,3 +261,66 @@ Deno.test("watch hub: a failing round is reported and retried; close ends every 
   assert.equal((await pending).kind, "end");
   assert.throws(() => hub.open([key("q")]), (e) => e instanceof KvConnectError && e.status === 503);
 });
+
+Deno.test("watch hub: a key no node would read is refused; distinct watched keys are bounded", () => {
+  // Found by the attack: one watch of a key starting with 0xFF (or of 3000 bytes) failed every
+  // round, and so froze every other watch of the gateway.
+  const s = scripted();
+  const hub = new WatchHub((r) => s.read(r), { pollMs: 5, watchedKeysMax: 3 });
+  try {
+    assert.throws(
+      () => hub.open([key("a"), Uint8Array.of(0xff, 1)]),
+      (e) => e instanceof KvConnectError && e.status === 400 && /0xFF/.test(e.message),
+    );
+    assert.throws(
+      () => hub.open([new Uint8Array(3000)]),
+      (e) => e instanceof KvConnectError && e.status === 400 && /3000 bytes/.test(e.message),
+    );
+    const w1 = hub.open([key("a"), key("b")]);
+    const w2 = hub.open([key("a"), key("c")]); // "a" counts once
+    assert.throws(
+      () => hub.open([key("d")]),
+      (e) => e instanceof KvConnectError && e.status === 503 && /watched keys/.test(e.message),
+    );
+    w1.close();
+    const w3 = hub.open([key("d")]); // "b" went with w1
+    w2.close();
+    w3.close();
+  } finally {
+    hub.close();
+  }
+});
+
+Deno.test("watch hub: a failing group holds up only the watches of its keys", async () => {
+  // Found by the attack: with one cluster's nodes stopped, a watch of a healthy cluster's key
+  // saw 1 of 20 changes, since each round read every cluster at once.
+  const s = scripted();
+  const down = new Set<string>();
+  const hub = new WatchHub(async (ranges) => {
+    for (const r of ranges) {
+      const k = new TextDecoder().decode(r.start);
+      if (down.has(k[0])) throw new KvConnectError(503, `cluster ${k[0]} down`);
+    }
+    return await s.read(ranges);
+  }, { pollMs: 5, groupOf: (k) => new TextDecoder().decode(k)[0] });
+  try {
+    down.add("y");
+    const healthy = hub.open([key("x1")]);
+    const stuck = hub.open([key("y1")]);
+    // Bounded waits: without the fix these would never answer.
+    assert.equal((await healthy.next(AbortSignal.timeout(2_000))).kind, "entries");
+    s.set("x1");
+    const changed = await healthy.next(AbortSignal.timeout(2_000));
+    assert.equal(changed.kind, "entries");
+    assert.ok(changed.kind === "entries" && changed.entries[0] !== undefined);
+    const idle = new AbortController();
+    const pending = stuck.next(idle.signal);
+    await waitFor(() => hub.rounds >= 5, "more rounds");
+    idle.abort();
+    assert.equal((await pending).kind, "idle", "the stuck group's watch never got entries");
+    healthy.close();
+    stuck.close();
+  } finally {
+    hub.close();
+  }
+});

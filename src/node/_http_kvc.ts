@@ -92,12 +92,23 @@ function compare(a: Uint8Array, b: Uint8Array): number {
   return a.length - b.length;
 }
 
-function checkKey(key: Uint8Array, what: string, written = false): void {
+/**
+ * The longest start of a range: a versionstamped key (a prefix of {@linkcode KVC_KEY_BYTES_MAX}
+ * bytes and its suffix), and one more byte (a list by that key as prefix starts at it + 0x00).
+ */
+export const KVC_RANGE_START_BYTES_MAX = KVC_KEY_BYTES_MAX + KVC_SUFFIX_BYTES + 1;
+
+function checkKey(
+  key: Uint8Array,
+  what: string,
+  written = false,
+  max: number = KVC_KEY_BYTES_MAX,
+): void {
   // An empty key is no tuple: Deno's client cannot decode it in a listing (it breaks every
   // list over the whole keyspace), and refuses to write one itself.
   if (written && key.length === 0) throw new BadRequestError(`${what} is empty`);
-  if (key.length > KVC_KEY_BYTES_MAX) {
-    throw new BadRequestError(`${what} has ${key.length} bytes: more than ${KVC_KEY_BYTES_MAX}`);
+  if (key.length > max) {
+    throw new BadRequestError(`${what} has ${key.length} bytes: more than ${max}`);
   }
   if (key.length > 0 && key[0] === SYSTEM_KEY_BYTE) {
     throw new BadRequestError(`${what} starts with the byte 0xFF, which koi keeps for itself`);
@@ -154,7 +165,7 @@ export function routeKvConnect(app: Hono, deps: KvcDeps): void {
           `Range ${i}: limit ${r.limit} is not 1 to ${KVC_RANGE_LIMIT_MAX}`,
         );
       }
-      checkKey(r.start, `Range ${i}'s start`);
+      checkKey(r.start, `Range ${i}'s start`, false, KVC_RANGE_START_BYTES_MAX);
       // koi's own records sort after every client key: a range ends before them.
       const end = compare(r.end, SYSTEM_START) > 0 ? SYSTEM_START : r.end;
       return { start: r.start, end, limit: r.limit, reverse: r.reverse };
@@ -292,7 +303,8 @@ export function planWrite(write: AtomicWrite): WritePlan {
   let impossibleCheck: number | undefined;
   const fixedKeys: Uint8Array[] = [];
   const checks: KvCheck[] = write.checks.map((ch, i) => {
-    checkKey(ch.key, `Check ${i}'s key`);
+    // A check may name a versionstamped key (read back with its suffix).
+    checkKey(ch.key, `Check ${i}'s key`, false, KVC_KEY_BYTES_MAX + KVC_SUFFIX_BYTES);
     bytes += ch.key.length;
     fixedKeys.push(ch.key);
     if (ch.versionstamp.length === 0) return { key: ch.key, rev: 0, vs: 0 };

@@ -299,6 +299,46 @@ Deno.test("kvc: limits and queues are refused with 400", async () => {
   });
 });
 
+Deno.test("kvc: a list by the longest key and a read of a versionstamped key of the longest prefix are served", async () => {
+  // Found by the attack: a list by a 2048-byte key (it starts at key + 0x00, 2049 bytes)
+  // was refused, and so was a read of a versionstamped key of a 2048-byte prefix.
+  await withNode(async ({ write, read }) => {
+    const longest = new Uint8Array(KVC_KEY_BYTES_MAX).fill(0x61);
+    const w = await write({
+      mutations: [mutation(MutationType.SET_SUFFIX_VERSIONSTAMPED_KEY, longest, enc("x"))],
+    });
+    assert.equal(w.status, 200);
+    await w.body?.cancel();
+    const list = await read([{
+      start: Uint8Array.of(...longest, 0),
+      end: Uint8Array.of(...longest, 0xff),
+      limit: 10,
+      reverse: false,
+    }]);
+    assert.equal(list.status, 200, await list.clone().text());
+    const out = decodeSnapshotReadOutput(new Uint8Array(await list.arrayBuffer()));
+    assert.equal(out.ranges[0].values.length, 1);
+    const key = out.ranges[0].values[0].key;
+    assert.equal(key.length, KVC_KEY_BYTES_MAX + 22);
+    const point = await read([{
+      start: key,
+      end: Uint8Array.of(...key, 0),
+      limit: 1,
+      reverse: false,
+    }]);
+    assert.equal(point.status, 200, await point.clone().text());
+    await point.body?.cancel();
+    const tooLong = await read([{
+      start: new Uint8Array(KVC_KEY_BYTES_MAX + 24),
+      end: new Uint8Array(KVC_KEY_BYTES_MAX + 25),
+      limit: 1,
+      reverse: false,
+    }]);
+    assert.equal(tooLong.status, 400);
+    await tooLong.body?.cancel();
+  });
+});
+
 Deno.test("kvc: an expired key is deleted through the log once its time has passed", async () => {
   await withNode(async ({ c, write, read }) => {
     const m = {

@@ -1,7 +1,7 @@
 /**
  * Where the conformance scenarios' keys land in a koi deployment, so that an atomic scenario
- * can use keys of ONE cluster (koi refuses an atomic that spans clusters) and the cross-cluster
- * scenario keys of two. koi's CARP table routes a Deno KV key by its whole key bytes (the tuple
+ * can run on keys of one cluster (koi's fast path: one Raft entry) and again on keys spread over
+ * every cluster (a cross-cluster transaction). koi's CARP table routes a Deno KV key by its whole key bytes (the tuple
  * encoding of `_key_codec.ts`); the same table (from the admin's `GET /v1/carp`, or built
  * locally with the test deployment's shape when only `:memory:` runs) gives the same keys on
  * both sides of a comparison, so the observations, which name keys, stay comparable.
@@ -30,6 +30,11 @@ export interface ScenarioContext {
   sameCluster(base: Deno.KvKey, n: number): Deno.KvKey[];
   /** `n` keys `[...base, "k<i>"]` owned by `n` different clusters (first clusters by id). */
   distinctClusters(base: Deno.KvKey, n: number): Deno.KvKey[];
+  /**
+   * `n` keys `[...base, "k<i>"]` spread over the clusters: the j-th owned by cluster
+   * `j mod clusters` (so an atomic write of them spans every cluster: a transaction).
+   */
+  spreadClusters(base: Deno.KvKey, n: number): Deno.KvKey[];
 }
 
 /** The cluster ids and load factors of the conformance deployment. */
@@ -78,6 +83,20 @@ export function scenarioContext(
         for (let i = 0; i <= SEARCH_MAX; i++) {
           const k = [...base, `k${i}`];
           if (ownerOf(k) === cluster) return k;
+        }
+        throw new Error(`No key of cluster ${cluster} under ${base}`);
+      });
+    },
+    spreadClusters(base, n) {
+      const used = new Set<number>();
+      return Array.from({ length: n }, (_, j) => {
+        const cluster = clusters[j % clusters.length];
+        for (let i = 0; i <= SEARCH_MAX; i++) {
+          const k = [...base, `k${i}`];
+          if (!used.has(i) && ownerOf(k) === cluster) {
+            used.add(i);
+            return k;
+          }
         }
         throw new Error(`No key of cluster ${cluster} under ${base}`);
       });
