@@ -54,13 +54,17 @@ export interface NemesisOptions {
   readonly calmMs: readonly [number, number];
   /** Each fault as it starts (for the run's log). */
   readonly log?: (line: string) => void;
+  /** The kinds to draw from (default: all; partitions only with a network). */
+  readonly kinds?: readonly FaultKind[];
 }
 
 /** Injects faults until the signal aborts, then undoes the last; the count of each kind. */
 export async function runNemesis(options: NemesisOptions): Promise<Map<FaultKind, number>> {
   const { deployment: d, prng, signal, network } = options;
   const counts = new Map<FaultKind, number>();
-  const kinds = FAULT_KINDS.filter((k) => network !== undefined || !isPartition(k));
+  const kinds = (options.kinds ?? FAULT_KINDS).filter((k) =>
+    network !== undefined || !isPartition(k)
+  );
   const clusters = Object.keys(d.clusters);
   while (!signal.aborted) {
     await sleep(prng.int(...options.calmMs), signal);

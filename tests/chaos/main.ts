@@ -1,5 +1,5 @@
 /**
- * `deno task chaos [--runs N] [--seconds S] [--seed X] [--workers W] [--no-partitions]`:
+ * `deno task chaos [--runs N] [--seconds S] [--seed X] [--workers W] [--no-partitions] [--bank]`:
  * N randomised chaos runs (see run_chaos.ts) against two 3-node clusters of real processes;
  * prints each run's operations, faults and verdict, and exits 1 on any violation, on a key
  * the checker could not decide, or on a run with too few successful operations.
@@ -9,15 +9,19 @@
 import { parseArgs } from "node:util";
 import { formatViolation } from "./linearizability.ts";
 import { type ChaosReport, runChaos } from "./run_chaos.ts";
+import { runBankChaos } from "./run_bank_chaos.ts";
 
 const USAGE =
-  `Usage: deno task chaos [--runs N] [--seconds S] [--seed X] [--workers W] [--no-partitions]
+  `Usage: deno task chaos [--runs N] [--seconds S] [--seed X] [--workers W] [--no-partitions] [--bank]
 
   --runs N         randomised runs (default 1)
   --seconds S      seconds of faults under load per run (default 30)
   --seed X         the first run's seed (default: random); run i uses X + i
   --workers W      concurrent clients (default 8)
   --no-partitions  no network namespaces, so no partitions (kills and pauses only)
+  --bank           the transactional workload: transfers between accounts of both clusters
+                   (cross-cluster transactions) and audits (snapshot reads), checked for
+                   strict serializability (default 6 workers)
 
 Partitions need root and "ip netns" (iproute2) and iptables; without them they are skipped,
 and each run says why. Exit code 0 when every run is linearizable, 1 otherwise, 2 on usage.`;
@@ -80,6 +84,7 @@ async function main(args: string[]): Promise<number> {
         seed: { type: "string" },
         workers: { type: "string" },
         "no-partitions": { type: "boolean" },
+        bank: { type: "boolean" },
         help: { type: "boolean", short: "h" },
       },
       strict: true,
@@ -107,6 +112,11 @@ async function main(args: string[]): Promise<number> {
   } catch (error) {
     console.error(`Invalid ${(error as Error).message}\n\n${USAGE}`);
     return 2;
+  }
+  if (values.bank) {
+    return await bankRuns(runs, seconds, seed, values.workers === undefined ? 6 : workers, {
+      partitions: values["no-partitions"] ? "off" : "auto",
+    });
   }
   let failed = 0;
   const totals = { ok: 0, fail: 0, unknown: 0, violations: 0 };
@@ -139,6 +149,43 @@ async function main(args: string[]): Promise<number> {
       `${totals.unknown} unknown; faults ${
         [...faults].filter(([, n]) => n > 0).map(([k, n]) => `${k} ${n}`).join(", ")
       }`,
+  );
+  return failed === 0 ? 0 : 1;
+}
+
+/** The transactional runs (`--bank`): one line each, and the totals. */
+async function bankRuns(
+  runs: number,
+  seconds: number,
+  seed: number,
+  workers: number,
+  options: { partitions: "off" | "auto" },
+): Promise<number> {
+  let failed = 0;
+  let committed = 0;
+  let cross = 0;
+  for (let i = 0; i < runs; i++) {
+    const r = await runBankChaos({
+      seed: seed + i,
+      seconds,
+      workers,
+      partitions: options.partitions,
+      log: (line) => console.log(line),
+    });
+    const faults = Object.entries(r.faults).filter(([, n]) => n > 0).map(([k, n]) => `${k} ${n}`);
+    console.log(
+      `seed ${r.seed}: ${r.committed} transfers committed (${r.crossCommitted} across clusters), ` +
+        `${r.counts.audit ?? 0} audits; faults ${faults.join(", ") || "none"}; ` +
+        (r.violation === "" ? "strictly serializable" : `VIOLATION: ${r.violation}`),
+    );
+    if (r.partitionsSkipped !== "") console.log(`  partitions skipped: ${r.partitionsSkipped}`);
+    if (r.violation !== "") failed++;
+    committed += r.committed;
+    cross += r.crossCommitted;
+  }
+  console.log(
+    `${runs} bank run(s) of ${seconds} s from seed ${seed}: ${runs - failed} passed, ` +
+      `${failed} failed; ${committed} transfers committed, ${cross} across clusters`,
   );
   return failed === 0 ? 0 : 1;
 }
