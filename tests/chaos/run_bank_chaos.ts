@@ -12,9 +12,9 @@ import { connect } from "../../mod.ts";
 import { Prng } from "../sim/prng.ts";
 import { checkBankHistory, type ReadOp, type WriteOp } from "../sim/txn_checker.ts";
 import { BankClient, bankHistory, bankKeys, runBankWorkload } from "./_bank.ts";
-import { ChaosDeployment, LOOPBACK, type Placement } from "./_deployment.ts";
+import { ChaosDeployment } from "./_deployment.ts";
+import { chaosNetwork, healAll } from "./_lab.ts";
 import { FAULT_KINDS, type FaultKind, type PartitionNetwork, runNemesis } from "./_nemesis.ts";
-import { NetLab } from "./_netns.ts";
 
 /** Options of {@linkcode runBankChaos}. */
 export interface BankChaosOptions {
@@ -57,19 +57,10 @@ const FINAL_AUDIT_MS = 60_000;
 export async function runBankChaos(options: BankChaosOptions): Promise<BankChaosReport> {
   const log = options.log ?? (() => {});
   const prng = new Prng(options.seed);
-  let lab: NetLab | undefined;
-  let partitionsSkipped = "";
-  if ((options.partitions ?? "auto") === "off") {
-    partitionsSkipped = "partitions turned off";
-  } else {
-    const available = await NetLab.available();
-    if (available.ok) lab = await NetLab.create(Object.values(CLUSTERS).flat());
-    else partitionsSkipped = available.reason;
-  }
-  const placement: Placement = lab === undefined ? LOOPBACK : {
-    host: (id) => lab!.address(id),
-    wrap: (id, argv) => lab!.wrap(id, argv),
-  };
+  const { lab, partitionsSkipped, placement } = await chaosNetwork(
+    Object.values(CLUSTERS).flat(),
+    options.partitions ?? "auto",
+  );
   const network: PartitionNetwork | undefined = lab;
   const d = await ChaosDeployment.create({ clusters: CLUSTERS, placement });
   const h = bankHistory();
@@ -113,12 +104,7 @@ export async function runBankChaos(options: BankChaosOptions): Promise<BankChaos
     } finally {
       clearTimeout(timer);
     }
-    await network?.heal();
-    for (const id of d.nodeIds) {
-      if (d.paused(id)) d.resume(id);
-      if (!d.running(id)) d.start(id);
-    }
-    await d.waitForLeaders();
+    await healAll(d, lab);
     await finalAudit(d.adminUrl, keys, h);
     await d.stopAll();
     d.startAll();

@@ -9,9 +9,9 @@
  */
 import { connect, HistoryRecorder, type RecordedOperation } from "../../mod.ts";
 import { Prng } from "../sim/prng.ts";
-import { ChaosDeployment, LOOPBACK, type Placement } from "./_deployment.ts";
+import { ChaosDeployment } from "./_deployment.ts";
+import { chaosNetwork, healAll } from "./_lab.ts";
 import { FAULT_KINDS, type FaultKind, type PartitionNetwork, runNemesis } from "./_nemesis.ts";
-import { NetLab } from "./_netns.ts";
 import { chooseKeys, finalReads, runWorkload } from "./_workload.ts";
 import { checkHistory, type CheckResult, type HistoryEntry } from "./linearizability.ts";
 
@@ -59,19 +59,10 @@ const FINAL_READS_MS = 60_000;
 export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
   const log = options.log ?? (() => {});
   const prng = new Prng(options.seed);
-  let lab: NetLab | undefined;
-  let partitionsSkipped = "";
-  if ((options.partitions ?? "auto") === "off") {
-    partitionsSkipped = "partitions turned off";
-  } else {
-    const available = await NetLab.available();
-    if (available.ok) lab = await NetLab.create(Object.values(CLUSTERS).flat());
-    else partitionsSkipped = available.reason;
-  }
-  const placement: Placement = lab === undefined ? LOOPBACK : {
-    host: (id) => lab!.address(id),
-    wrap: (id, argv) => lab!.wrap(id, argv),
-  };
+  const { lab, partitionsSkipped, placement } = await chaosNetwork(
+    Object.values(CLUSTERS).flat(),
+    options.partitions ?? "auto",
+  );
   const network: PartitionNetwork | undefined = lab;
   const d = await ChaosDeployment.create({ clusters: CLUSTERS, placement });
   const history = new HistoryRecorder();
@@ -116,12 +107,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
       clearTimeout(timer);
     }
     // Heal everything, then read every key: the state the run left.
-    await network?.heal();
-    for (const id of d.nodeIds) {
-      if (d.paused(id)) d.resume(id);
-      if (!d.running(id)) d.start(id);
-    }
-    await d.waitForLeaders();
+    await healAll(d, lab);
     let finalReadFailures = await finalReads(d.adminUrl, keys, history, FINAL_READS_MS);
     // Kill everything at once and restart every node from its data: nothing acknowledged
     // may be lost.
