@@ -30,6 +30,11 @@ export interface LoadTarget {
   put(key: string, value: Uint8Array): Promise<void>;
   /** Reads `key`; true when it exists. */
   get(key: string, options: ReadOptions): Promise<boolean>;
+  /**
+   * Writes `value` under `key` and a partner key in one atomic write: the partner of the
+   * same cluster (`one`) or of another (`cross`). Absent: the store has no transactions.
+   */
+  transact?(key: string, partner: "one" | "cross", value: Uint8Array): Promise<void>;
   /** A short stable name of what `error` (thrown by put or get) is: `timeout`, `unavailable`, … */
   errorKind(error: unknown): string;
   /** Releases connections; operations in flight fail. */
@@ -40,6 +45,20 @@ export interface LoadTarget {
 export interface KoiTargetOptions {
   /** Each operation's budget, retries included (the client's `timeoutMs`); also how long to wait for the routing table. */
   readonly timeoutMs?: number;
+  /**
+   * The deployment's KV Connect URL (`http://127.0.0.1:7001/kv`): transactions are sent as
+   * `Deno.Kv` atomic operations through it, with `DENO_KV_ACCESS_TOKEN` (docs/kv_connect.md).
+   */
+  readonly kvConnect?: string;
+}
+
+/** A Deno KV key of one string part: its tuple encoding (0x02, UTF-8, 0x00). */
+function tupleBytes(part: string): Uint8Array {
+  const text = new TextEncoder().encode(part);
+  const out = new Uint8Array(text.length + 2);
+  out[0] = 0x02;
+  out.set(text, 1);
+  return out;
 }
 
 /**
@@ -52,16 +71,20 @@ export interface KoiTargetOptions {
 export class KoiTarget implements LoadTarget {
   readonly name = "koi";
   readonly #client: KoiClient;
+  readonly #kvConnect: string | undefined;
+  #kv: Promise<Deno.Kv> | undefined;
 
   /** Wraps a connected client; {@linkcode KoiTarget.close} closes it. */
-  constructor(client: KoiClient) {
+  constructor(client: KoiClient, kvConnect?: string) {
     this.#client = client;
+    this.#kvConnect = kvConnect;
   }
 
   /** Connects to the deployment whose admin is `admin`; throws the client's error when it cannot. */
   static async connect(admin: string, options: KoiTargetOptions = {}): Promise<KoiTarget> {
     const timeout = options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs };
-    return new KoiTarget(await connect(admin, { clientId: "koi-bench", ...timeout }));
+    const client = await connect(admin, { clientId: "koi-bench", ...timeout });
+    return new KoiTarget(client, options.kvConnect);
   }
 
   /** The admin URL, routing epoch and scheme. */
@@ -91,14 +114,36 @@ export class KoiTarget implements LoadTarget {
     return hit !== null;
   }
 
-  /** The KoiError code, or `other`. */
-  errorKind(error: unknown): string {
-    return error instanceof KoiError ? error.code : "other";
+  /**
+   * `kv.atomic().set([key], value).set([partner], value).commit()` through KV Connect, the
+   * partner being the first `<key>.<i>` whose Deno KV key CARP routes to the same cluster as
+   * `[key]` (`one`) or to another (`cross`).
+   */
+  async transact(key: string, partner: "one" | "cross", value: Uint8Array): Promise<void> {
+    if (this.#kvConnect === undefined) {
+      throw new KoiError("bad_request", "Transactions need the KV Connect URL (--kv-connect)");
+    }
+    const kv = await (this.#kv ??= Deno.openKv(this.#kvConnect));
+    const home = this.#client.where(tupleBytes(key)).cluster;
+    let other: string | undefined;
+    for (let i = 0; other === undefined && i < 10_000; i++) {
+      const cluster = this.#client.where(tupleBytes(`${key}.${i}`)).cluster;
+      if ((cluster === home) === (partner === "one")) other = `${key}.${i}`;
+    }
+    if (other === undefined) throw new KoiError("bad_request", `No ${partner} partner of ${key}`);
+    const done = await kv.atomic().set([key], value).set([other], value).commit();
+    if (!done.ok) throw new KoiError("conflict", `The atomic write of ${key} was refused`);
   }
 
-  /** Closes the client. */
-  close(): Promise<void> {
+  /** The KoiError code, `kv_connect` for a KV Connect failure, or `other`. */
+  errorKind(error: unknown): string {
+    if (error instanceof KoiError) return error.code;
+    return error instanceof Error && /KV Connect/.test(error.message) ? "kv_connect" : "other";
+  }
+
+  /** Closes the client (and the KV Connect database). */
+  async close(): Promise<void> {
     this.#client.close();
-    return Promise.resolve();
+    (await this.#kv?.catch(() => undefined))?.close();
   }
 }

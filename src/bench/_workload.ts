@@ -7,14 +7,18 @@
 import { type RandomSource, Rng } from "./_rng.ts";
 import { type KeyChooser, ScrambledZipfianChooser, UniformChooser } from "./_zipfian.ts";
 
-/** The operation types, in report order. A YCSB "update" writes the whole value. */
-export const OP_TYPES = ["read", "update"] as const;
+/**
+ * The operation types, in report order. A YCSB "update" writes the whole value; `txn-one` is
+ * an atomic write of two keys of one cluster (one Raft entry), `txn-cross` one of two keys of
+ * different clusters (a cross-cluster transaction, docs/transactions.md).
+ */
+export const OP_TYPES = ["read", "update", "txn-one", "txn-cross"] as const;
 
 /** One operation type. */
 export type OpType = typeof OP_TYPES[number];
 
 /** The workload names `--workload` accepts. */
-export const WORKLOAD_NAMES = ["A", "B", "C", "W"] as const;
+export const WORKLOAD_NAMES = ["A", "B", "C", "W", "T"] as const;
 
 /** One workload name. */
 export type WorkloadName = typeof WORKLOAD_NAMES[number];
@@ -23,8 +27,10 @@ export type WorkloadName = typeof WORKLOAD_NAMES[number];
 export interface Workload {
   /** The name: A, B, C (YCSB's) or W (write only, koi's). */
   readonly name: WorkloadName;
-  /** The fraction of operations that are reads; the rest are updates. */
+  /** The fraction of operations that are reads; the rest are updates (or transactions). */
   readonly readFraction: number;
+  /** Whether the writes are two-key transactions, half within a cluster, half across. */
+  readonly transactions?: boolean;
   /** What it models, for the report. */
   readonly description: string;
 }
@@ -35,6 +41,12 @@ export const WORKLOADS: Readonly<Record<WorkloadName, Workload>> = {
   B: { name: "B", readFraction: 0.95, description: "95 % reads, 5 % updates" },
   C: { name: "C", readFraction: 1, description: "reads only" },
   W: { name: "W", readFraction: 0, description: "updates only" },
+  T: {
+    name: "T",
+    readFraction: 0,
+    transactions: true,
+    description: "two-key atomic writes: half within one cluster, half across clusters",
+  },
 };
 
 /** The key distributions `--distribution` accepts. */
@@ -89,7 +101,14 @@ export class OpStream {
 
   /** The next operation. */
   next(): Op {
-    const type: OpType = this.#types.next() < this.#workload.readFraction ? "read" : "update";
+    const dice = this.#types.next();
+    const type: OpType = dice < this.#workload.readFraction
+      ? "read"
+      : !this.#workload.transactions
+      ? "update"
+      : this.#types.next() < 0.5
+      ? "txn-one"
+      : "txn-cross";
     return { type, key: keyName(this.#keys.next(), this.#keys.keys) };
   }
 }

@@ -222,6 +222,10 @@ async function drive(
         if (op.type === "read") {
           const hit = await target.get(op.key, { stale });
           recorder.success(op.type, cluster, now() - begin, !hit);
+        } else if (op.type === "txn-one" || op.type === "txn-cross") {
+          if (target.transact === undefined) throw new Error(`${target.name} has no transactions`);
+          await target.transact(op.key, op.type === "txn-one" ? "one" : "cross", value);
+          recorder.success(op.type, cluster, now() - begin);
         } else {
           await target.put(op.key, value);
           recorder.success(op.type, cluster, now() - begin);

@@ -202,3 +202,26 @@ Deno.test("runLoad: one seed, one sequence of operations", async () => {
   assert.deepEqual(await keysOf(9), await keysOf(9));
   assert.notDeepEqual(await keysOf(9), await keysOf(10));
 });
+
+Deno.test("runLoad: workload T sends two-key transactions, half within a cluster, half across", async () => {
+  const target = new FakeTarget();
+  const sent: { key: string; partner: "one" | "cross" }[] = [];
+  const transacting = Object.assign(target, {
+    async transact(key: string, partner: "one" | "cross", _value: Uint8Array) {
+      sent.push({ key, partner });
+      await Promise.resolve();
+      target.clock += 2;
+    },
+  });
+  const report = await runLoad(options(transacting, { ops: 400, workload: WORKLOADS.T }));
+  const { "txn-one": one, "txn-cross": cross, read, update } = report.measured.byType;
+  assert.equal(read, undefined);
+  assert.equal(update, undefined);
+  assert.equal(one!.ops + cross!.ops, 400);
+  assert.equal(one!.ops, sent.filter((s) => s.partner === "one").length);
+  assert.ok(Math.abs(one!.ops / 400 - 0.5) < 0.1, `txn-one ${one!.ops}`);
+  assert.equal(report.measured.errors, 0);
+  // A store without transactions fails each one, counted as errors.
+  const plain = await runLoad(options(new FakeTarget(), { ops: 10, workload: WORKLOADS.T }));
+  assert.equal(plain.measured.errors, 10);
+});

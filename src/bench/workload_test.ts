@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { keyName, OpStream, valueOf, WORKLOAD_NAMES, WORKLOADS } from "./_workload.ts";
 
 Deno.test("workload: the mix of reads and updates matches the workload within 1 %", () => {
-  const expected = { A: 0.5, B: 0.95, C: 1, W: 0 };
+  const expected = { A: 0.5, B: 0.95, C: 1, W: 0, T: 0 };
   for (const name of WORKLOAD_NAMES) {
     const stream = new OpStream(WORKLOADS[name], "uniform", 1000, 11);
     let reads = 0;

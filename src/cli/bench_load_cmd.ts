@@ -24,6 +24,9 @@ import { adminFlag, DEFAULT_ADMIN, timeoutFlag } from "./_client_args.ts";
 import { terminalSafe } from "./_client_format.ts";
 import { progressAllowed, UsageError } from "./_common.ts";
 
+/** The KV Connect URL of the default deployment (config.toml's `[kv_connect]`). */
+const DEFAULT_KV_CONNECT = "http://127.0.0.1:7001/kv";
+
 /** The usage of `koi bench load`. */
 export const BENCH_LOAD_USAGE = `Usage: koi bench load [options]
 
@@ -44,8 +47,13 @@ Options:
                                 ${DEFAULT_ADMIN})
       --etcd <endpoints>        etcd: client URLs, comma-separated host:port (default:
                                 ${ETCD_DEFAULT_ENDPOINT})
-      --workload <A|B|C|W>      A: 50 % reads, 50 % updates; B: 95 % reads; C: reads only;
-                                W: updates only (default: A)
+      --workload <A|B|C|W|T>    A: 50 % reads, 50 % updates; B: 95 % reads; C: reads only;
+                                W: updates only; T: transactions (koi: two-key atomic writes
+                                through KV Connect, half within one cluster as txn-one, half
+                                across clusters as txn-cross) (default: A)
+      --kv-connect <url>        koi, workload T: the KV Connect URL (default: $KOI_KV_CONNECT,
+                                else ${DEFAULT_KV_CONNECT}); the token is
+                                $DENO_KV_ACCESS_TOKEN, as koi admin prints it
       --distribution <d>        zipfian (YCSB's, theta 0.99, hot keys scrambled over the key
                                 space) or uniform (default: zipfian)
       --keys <N>                the key space, 1 .. ${
@@ -82,7 +90,7 @@ const TARGETS = ["koi", "etcd-grpc", "etcd-http"] as const;
 
 /** Which store to drive, and where it is. */
 type TargetSpec =
-  | { readonly kind: "koi"; readonly admin: string }
+  | { readonly kind: "koi"; readonly admin: string; readonly kvConnect: string }
   | { readonly kind: "etcd-grpc" | "etcd-http"; readonly endpoints: readonly string[] };
 
 /** What the flags ask for: the runner's options without the target, and the command's own. */
@@ -134,6 +142,7 @@ function parseLoadArgs(args: string[]): LoadSettings | undefined {
       target: { type: "string" },
       admin: { type: "string" },
       etcd: { type: "string" },
+      "kv-connect": { type: "string" },
       workload: { type: "string" },
       distribution: { type: "string" },
       keys: { type: "string" },
@@ -159,7 +168,7 @@ function parseLoadArgs(args: string[]): LoadSettings | undefined {
     ? (ops === undefined ? 10 : undefined)
     : secondsFlag(values.seconds, "--seconds", false);
   return {
-    target: targetFlags(values.target, values.admin, values.etcd),
+    target: targetFlags(values.target, values.admin, values.etcd, values["kv-connect"]),
     timeoutMs: values.timeout === undefined ? undefined : timeoutFlag(values.timeout),
     maxErrorRate: fractionFlag(values["max-error-rate"] ?? "0.01", "--max-error-rate"),
     json: values.json === true,
@@ -232,11 +241,16 @@ function targetFlags(
   target: string | undefined,
   admin: string | undefined,
   etcd: string | undefined,
+  kvConnect: string | undefined,
 ): TargetSpec {
   const kind = choice(target, "--target", TARGETS);
   if (kind === "koi") {
     if (etcd !== undefined) throw new UsageError("--etcd needs --target etcd-grpc or etcd-http");
-    return { kind, admin: adminFlag(admin) };
+    return {
+      kind,
+      admin: adminFlag(admin),
+      kvConnect: kvConnect ?? envOr("KOI_KV_CONNECT") ?? DEFAULT_KV_CONNECT,
+    };
   }
   if (admin !== undefined) throw new UsageError(`--admin is for --target koi, not ${kind}`);
   try {
@@ -253,7 +267,7 @@ async function connectTarget(settings: LoadSettings): Promise<LoadTarget> {
   try {
     switch (target.kind) {
       case "koi":
-        return await KoiTarget.connect(target.admin, timeout);
+        return await KoiTarget.connect(target.admin, { ...timeout, kvConnect: target.kvConnect });
       case "etcd-http":
         return await EtcdHttpTarget.connect(target.endpoints, timeout);
       case "etcd-grpc": {
@@ -319,5 +333,14 @@ class PhaseBar {
   stop(): void {
     this.#bar?.stop();
     this.#bar = undefined;
+  }
+}
+
+/** An environment variable, or undefined (also without --allow-env). */
+function envOr(name: string): string | undefined {
+  try {
+    return Deno.env.get(name);
+  } catch {
+    return undefined;
   }
 }
