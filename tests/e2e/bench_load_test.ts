@@ -99,7 +99,7 @@ Deno.test("koi bench load: --help, strict flags (exit 2), an admin that does not
   for (
     const [args, message] of [
       [["--bogus"], /Unknown option '--bogus'/],
-      [["--workload", "Z"], /Invalid --workload: Z; expected one of A, B, C, W/],
+      [["--workload", "Z"], /Invalid --workload: Z; expected one of A, B, C, W, T/],
       [["--keys", "0"], /Invalid --keys: 0/],
       [["--consistency", "eventual"], /Invalid --consistency: eventual/],
       [["--seconds", "0"], /Invalid --seconds: 0/],
