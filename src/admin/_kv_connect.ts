@@ -7,6 +7,7 @@
  *
  * @module
  */
+import { FRONT_CONNECTIONS_MAX } from "../kv_connect/_front.ts";
 import { connect } from "../client/mod.ts";
 import type { KvConnectConfig, TlsMaterial } from "../config/mod.ts";
 import {
@@ -36,6 +37,8 @@ export interface KvConnectInfo {
   readonly configuredTokens: number;
   /** With TLS: the CA file clients must trust (`DENO_CERT`). */
   readonly caPath?: string;
+  /** Connections the listener takes at most (from the soft limit of open files). */
+  readonly connectionsMax?: number;
 }
 
 /** A running KV Connect service. */
@@ -145,6 +148,7 @@ export async function startKvConnect(options: StartKvConnectOptions): Promise<Kv
       ...(generated === undefined ? {} : { generated }),
       configuredTokens: config.tokens?.length ?? 0,
       ...(tls === undefined ? {} : { caPath: tls.caPath }),
+      connectionsMax: listener.connectionsMax,
     },
     gateway,
     listener,
@@ -167,7 +171,14 @@ export interface PrintedLine {
  * printed (they are in the file already, and logs travel).
  */
 export function kvConnectLines(info: KvConnectInfo, configPath: string): PrintedLine[] {
-  const lines: PrintedLine[] = [{ text: `KV Connect: ${info.url}`, bare: false }];
+  const lines: PrintedLine[] = [{
+    text: `KV Connect: ${info.url}` +
+      (info.connectionsMax === undefined || info.connectionsMax >= FRONT_CONNECTIONS_MAX
+        ? ""
+        : ` (at most ${info.connectionsMax} connections: the limit of open files allows no ` +
+          `more; raise it, e.g. ulimit -n 4096)`),
+    bare: false,
+  }];
   if (info.caPath !== undefined) {
     lines.push({
       text: `KV Connect is HTTPS: start Deno with DENO_CERT=${info.caPath} to trust it`,

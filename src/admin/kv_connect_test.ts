@@ -160,3 +160,16 @@ Deno.test("kv connect service: kv_connect.listen taken is named like the other a
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("kv connect lines: a bound below the most says to raise the limit of open files", () => {
+  const low = kvConnectLines(
+    { url: "http://h:1/kv", configuredTokens: 1, connectionsMax: 256 },
+    "c",
+  );
+  assert.match(low[0].text, /at most 256 connections.*ulimit -n/);
+  const high = kvConnectLines(
+    { url: "http://h:1/kv", configuredTokens: 1, connectionsMax: 1024 },
+    "c",
+  );
+  assert.equal(high[0].text, "KV Connect: http://h:1/kv");
+});

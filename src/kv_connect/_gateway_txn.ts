@@ -93,18 +93,18 @@ export function splitWrite(
   write.checks.forEach((c, index) => {
     share(owner(c.key)).checks.push({ key: c.key, vs: checkVs(c.versionstamp, index), index });
   });
+  const suffixed = (m: Mutation) => m.mutationType === MutationType.SET_SUFFIX_VERSIONSTAMPED_KEY;
+  // The primary: the first mutated key's cluster (a versionstamped key's prefix decides
+  // nothing), else the first checked one's.
+  const deciding = write.mutations.find((m) => !suffixed(m))?.key ?? write.checks[0]?.key ??
+    write.mutations[0].key;
+  const primary = owner(deciding);
   write.mutations.forEach((m, index) => {
-    if (m.mutationType === MutationType.SET_SUFFIX_VERSIONSTAMPED_KEY) {
-      throw new KvConnectError(
-        400,
-        "A versionstamped key in an atomic operation whose keys belong to several clusters is " +
-          "not supported yet: commit it in an atomic operation of its own (nothing was written)",
-      );
-    }
-    share(owner(m.key)).mutations.push({ mutation: m, index });
+    // A versionstamped key is made at the decision, by the primary, which picks a
+    // versionstamp whose final key it owns.
+    share(suffixed(m) ? primary : owner(m.key)).mutations.push({ mutation: m, index });
   });
-  const first = write.mutations[0]?.key ?? write.checks[0].key;
-  return { shares, primary: owner(first) };
+  return { shares, primary };
 }
 
 /** The transport of the gateway's transactions over the routing client's raw POSTs. */

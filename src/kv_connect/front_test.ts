@@ -4,7 +4,9 @@
  * node, out of file descriptors), and bytes relayed both ways to the server behind it.
  */
 import assert from "node:assert/strict";
-import { listenFront } from "./_front.ts";
+import { makeTestPki, tlsTest } from "../config/_tls_test_util.ts";
+import { waitFor } from "../client/_fake_test_util.ts";
+import { addressKey, frontConnectionsMax, listenFront, parseFdSoftLimit } from "./_front.ts";
 
 const opts = { sanitizeResources: false, sanitizeOps: false };
 
@@ -17,7 +19,7 @@ async function closedWithin(conn: Deno.Conn, ms: number): Promise<boolean> {
 
 async function withServer(
   fn: (port: number, front: ReturnType<typeof listenFront>) => Promise<void>,
-  bounds: { connectionsPerAddressMax?: number; connectionsMax?: number; firstByteMs?: number },
+  bounds: Omit<Parameters<typeof listenFront>[0], "hostname" | "port" | "upstream">,
 ) {
   const dir = await Deno.makeTempDir();
   const path = `${dir}/s.sock`;
@@ -81,3 +83,156 @@ Deno.test({
     }, { firstByteMs: 300 });
   },
 });
+
+function fdCount(): number {
+  return [...Deno.readDirSync("/proc/self/fd")].length;
+}
+
+Deno.test({
+  name: "front: a silent connection opens no connection to Deno.serve; the first bytes do",
+  ...opts,
+  async fn() {
+    await withServer(async (port, front) => {
+      const silent = await Deno.connect({ hostname: "127.0.0.1", port });
+      try {
+        await waitFor(() => front.connections === 1, "accepted");
+        assert.equal(front.upstreams, 0, "no upstream for a silent connection");
+        await silent.write(new TextEncoder().encode("GET / HTTP/1.1\r\nhost: x\r\n"));
+        await waitFor(() => front.upstreams === 1, "the upstream once bytes came");
+      } finally {
+        silent.close();
+      }
+      await waitFor(() => front.connections === 0 && front.upstreams === 0, "all closed");
+    }, {});
+  },
+});
+
+Deno.test("front: the connection bound follows the soft limit of file descriptors", () => {
+  const limits = "Limit                     Soft Limit           Hard Limit           Units\n" +
+    "Max open files            1024                 524288               files\n";
+  assert.equal(parseFdSoftLimit(limits), 1024);
+  assert.equal(parseFdSoftLimit("nothing"), undefined);
+  assert.equal(frontConnectionsMax(1024), 256, "(1024 - 256) / 3");
+  assert.equal(frontConnectionsMax(400), 48);
+  assert.equal(frontConnectionsMax(1_000_000), 1024, "never above FRONT_CONNECTIONS_MAX");
+  assert.equal(frontConnectionsMax(100), 1, "at least one");
+});
+
+Deno.test("front: IPv6 addresses count per /64, IPv4-mapped ones as IPv4", () => {
+  assert.equal(addressKey("2001:db8::1"), addressKey("2001:db8:0:0:ffff::2"));
+  assert.notEqual(addressKey("2001:db8::1"), addressKey("2001:db8:0:1::1"));
+  assert.equal(addressKey("2001:db8::1"), "2001:db8:0:0::/64");
+  assert.equal(addressKey("::ffff:127.0.0.1"), "127.0.0.1");
+  assert.equal(addressKey("127.0.0.2"), "127.0.0.2");
+  assert.equal(addressKey("fe80::1%eth0"), "fe80:0:0:0::/64");
+});
+
+Deno.test({
+  name: "front: when all connections are taken, the one silent for longest makes room",
+  ...opts,
+  async fn() {
+    await withServer(async (port, front) => {
+      const held: Deno.Conn[] = [];
+      try {
+        for (let i = 0; i < 3; i++) {
+          held.push(await Deno.connect({ hostname: "127.0.0.1", port }));
+          await waitFor(() => front.connections === i + 1, `connection ${i + 1} accepted`);
+        }
+        // A slowloris-like pinger on the second keeps it younger than the first.
+        await held[1].write(new TextEncoder().encode("G"));
+        const r = await fetch(`http://127.0.0.1:${port}/kv`);
+        assert.equal(await r.text(), "hello", "the new client is served");
+        assert.ok(front.evicted >= 1);
+        assert.ok(await closedWithin(held[0], 2_000), "the quietest went");
+      } finally {
+        for (const c of held) c.close();
+      }
+    }, { connectionsMax: 3 });
+  },
+});
+
+/** An HTTP/2 frame. */
+function frame(type: number, flags: number, stream: number, payload: Uint8Array): Uint8Array {
+  const out = new Uint8Array(9 + payload.length);
+  const v = new DataView(out.buffer);
+  v.setUint32(0, (payload.length << 8) | type);
+  out[4] = flags;
+  v.setUint32(5, stream);
+  out.set(payload, 9);
+  return out;
+}
+
+Deno.test({
+  name: "front: HTTP/2 streams per connection are advertised and bounded; one more closes it",
+  ...opts,
+  async fn() {
+    await withServer(async (port, front) => {
+      const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+      try {
+        await conn.write(new TextEncoder().encode("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"));
+        await conn.write(frame(4, 0, 0, new Uint8Array(0)));
+        // The server's SETTINGS: MAX_CONCURRENT_STREAMS (3) is at most the front's bound.
+        const head = new Uint8Array(9);
+        let got = 0;
+        while (got < 9) got += (await conn.read(head.subarray(got))) ?? 0;
+        const length = (head[0] << 16) | (head[1] << 8) | head[2];
+        assert.equal(head[3], 4, "SETTINGS first");
+        const payload = new Uint8Array(length);
+        got = 0;
+        while (got < length) got += (await conn.read(payload.subarray(got))) ?? 0;
+        const v = new DataView(payload.buffer);
+        const settings = new Map<number, number>();
+        for (let at = 0; at < length; at += 6) settings.set(v.getUint16(at), v.getUint32(at + 2));
+        assert.equal(settings.get(3), 2);
+        await conn.write(frame(4, 1, 0, new Uint8Array(0))); // ACK
+        // HEADERS POST / http, :authority x, END_HEADERS, no END_STREAM: a body that never comes.
+        const block = new Uint8Array([0x83, 0x86, 0x84, 0x01, 0x01, 0x78]);
+        for (const id of [1, 3]) await conn.write(frame(1, 4, id, block));
+        assert.equal(front.streamsRefused, 0, "two streams are within the bound");
+        await conn.write(frame(1, 4, 5, block));
+        await waitFor(() => front.streamsRefused === 1, "the third stream closes the connection");
+        await waitFor(() => front.connections === 0, "closed");
+      } finally {
+        conn.close();
+      }
+    }, { streamsPerConnectionMax: 2 });
+  },
+});
+
+await tlsTest(
+  "front (TLS): a silent or half-handshaken connection is closed for real",
+  async () => {
+    const pki = await makeTestPki(["kvc"]);
+    const leaf = pki.leaves.get("kvc")!;
+    try {
+      await withServer(async (port, front) => {
+        const before = fdCount();
+        const silent: Deno.Conn[] = [];
+        for (let i = 0; i < 20; i++) {
+          silent.push(await Deno.connect({ hostname: "127.0.0.1", port }));
+        }
+        // A ClientHello's first bytes, and then nothing: the handshake deadline.
+        await silent[0].write(new Uint8Array([0x16, 0x03, 0x01, 0x00, 0xc8, 0x01]));
+        try {
+          await waitFor(() => front.connections === 20, "accepted");
+          // Deno.listenTls left these sockets open after close(): the client never saw EOF.
+          for (const c of silent) assert.ok(await closedWithin(c, 3_000), "closed by the server");
+          await waitFor(() => front.connections === 0, "none left");
+        } finally {
+          for (const c of silent) c.close();
+        }
+        await waitFor(() => fdCount() <= before, "every socket closed in this process");
+        // And TLS works through the front (ALPN h2 or http/1.1).
+        const client = Deno.createHttpClient({ caCerts: [pki.ca] });
+        try {
+          const r = await fetch(`https://127.0.0.1:${port}/kv`, { client });
+          assert.equal(await r.text(), "hello");
+        } finally {
+          client.close();
+        }
+      }, { tls: { cert: leaf.cert, key: leaf.key }, firstByteMs: 300, handshakeMs: 600 });
+    } finally {
+      await Deno.remove(pki.dir, { recursive: true });
+    }
+  },
+);

@@ -96,3 +96,76 @@ Deno.test({
     await assert.rejects(fetch(`http://127.0.0.1:${listener.port}/kv`), "no longer listening");
   },
 });
+
+Deno.test({
+  name: "listener: an answer not read counts until sent or cancelled; its bytes bound new ones",
+  ...opts,
+  async fn() {
+    const big = new Uint8Array(32 * 1024 * 1024);
+    const listener = listenKvConnect({
+      hostname: "127.0.0.1",
+      port: 0,
+      unsentBytesMax: 4 * 1024 * 1024,
+      handler: async (req) => {
+        await req.body?.cancel();
+        return new URL(req.url).pathname === "/kv/big" ? new Response(big) : new Response("ok");
+      },
+    });
+    const base = `http://127.0.0.1:${listener.port}`;
+    const reader = await Deno.connect({ hostname: "127.0.0.1", port: listener.port });
+    try {
+      // A client that asks for 32 MiB and reads none of it.
+      await reader.write(new TextEncoder().encode("GET /kv/big HTTP/1.1\r\nhost: x\r\n\r\n"));
+      await waitFor(() => listener.unsentBytes > 4 * 1024 * 1024, "the answer is held");
+      assert.equal(listener.inFlight, 1, "the request counts while its answer is not sent");
+      const refused = await fetch(`${base}/kv/small`);
+      assert.equal(refused.status, 503);
+      assert.match(await refused.text(), /bytes of KV Connect answers not yet sent/);
+      reader.close(); // the answer is cancelled
+      await waitFor(() => listener.inFlight === 0 && listener.unsentBytes === 0, "released");
+      const ok = await fetch(`${base}/kv/small`);
+      assert.equal(await ok.text(), "ok");
+    } finally {
+      try {
+        reader.close();
+      } catch { /* closed above */ }
+      await listener.close();
+    }
+  },
+});
+
+Deno.test({
+  name: "listener: a body that does not arrive in time is a 408, before the request's 503",
+  ...opts,
+  async fn() {
+    let aborted = false;
+    const listener = listenKvConnect({
+      hostname: "127.0.0.1",
+      port: 0,
+      bodyMs: 200,
+      requestMs: 10_000,
+      handler: async (req, signal) => {
+        signal.addEventListener("abort", () => (aborted = true));
+        await req.arrayBuffer().catch(() => {});
+        return new Response("read");
+      },
+    });
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port: listener.port });
+    try {
+      // Ten bytes announced, none sent.
+      await conn.write(
+        new TextEncoder().encode("POST /kv HTTP/1.1\r\nhost: x\r\ncontent-length: 10\r\n\r\n"),
+      );
+      const started = Date.now();
+      const buf = new Uint8Array(512);
+      const n = await conn.read(buf);
+      assert.match(new TextDecoder().decode(buf.subarray(0, n ?? 0)), /^HTTP\/1.1 408/);
+      assert.ok(Date.now() - started < 5_000, "long before the request's deadline");
+      assert.ok(aborted, "the work is told");
+      await waitFor(() => listener.inFlight === 0, "not in flight any more");
+    } finally {
+      conn.close();
+      await listener.close();
+    }
+  },
+});

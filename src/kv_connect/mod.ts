@@ -38,9 +38,11 @@ export {
   type WatchHubOptions,
 } from "./_watch_hub.ts";
 export {
+  KV_CONNECT_BODY_MS,
   KV_CONNECT_DRAIN_MS,
   KV_CONNECT_REQUEST_MS,
   KV_CONNECT_REQUESTS_MAX,
+  KV_CONNECT_UNSENT_BYTES_MAX,
   type KvConnectListener,
   type KvConnectListenOptions,
   listenKvConnect,

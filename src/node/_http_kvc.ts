@@ -25,10 +25,10 @@ import {
   type KvCommand,
   type KvMutation,
   type KvResult,
+  suffixedKey,
   ValueEncoding,
   versionstampBytes,
   versionstampFromBytes,
-  versionstampHex,
 } from "../storage/mod.ts";
 import { BadRequestError, WrongShardError } from "./errors.ts";
 import { errorResponse, lockedMessage, lockedResponse } from "./_http_errors.ts";
@@ -267,6 +267,11 @@ interface WritePlan {
   readonly fixedKeys: readonly Uint8Array[];
   /** The index of a check that can never hold, if any. */
   readonly impossibleCheck: number | undefined;
+  /**
+   * The mutations as a cross-cluster transaction's share keeps them: a versionstamped key as
+   * `set_vs` (its key made at the decision).
+   */
+  txnMutations(): KvMutation[];
   /** The command for `vs`, or undefined when a suffixed key would not be `owns`'. */
   build(
     vs: number,
@@ -275,18 +280,7 @@ interface WritePlan {
   ): KvCommand | undefined;
 }
 
-const utf8 = new TextEncoder();
-
-/** The key with a versionstamp appended as a tuple string part, as Deno does. */
-export function suffixedKey(prefix: Uint8Array, vs: number): Uint8Array {
-  const hex = utf8.encode(versionstampHex(vs));
-  const out = new Uint8Array(prefix.length + hex.length + 2);
-  out.set(prefix);
-  out[prefix.length] = 0x02;
-  out.set(hex, prefix.length + 1);
-  out[out.length - 1] = 0x00;
-  return out;
-}
+export { suffixedKey };
 
 /** Validates an atomic write against koi's limits and plans its command. */
 export function planWrite(write: AtomicWrite): WritePlan {
@@ -389,6 +383,13 @@ export function planWrite(write: AtomicWrite): WritePlan {
   return {
     fixedKeys,
     impossibleCheck,
+    txnMutations() {
+      return planned.map((p) => {
+        if (!p.suffixed || p.mutation.type !== "set") return p.mutation;
+        const { key, value, encoding, expireAt } = p.mutation;
+        return { type: "set_vs", key, value, encoding: encoding ?? 3, expireAt: expireAt ?? 0 };
+      });
+    },
     build(vs, owns, requestId) {
       const mutations: KvMutation[] = [];
       for (const p of planned) {

@@ -215,7 +215,11 @@ function checkOut(c: SnapshotCheck): unknown {
 }
 
 /** The prepare of a KV Connect share: the transaction from headers, the share from the body. */
-function kvcPrepare(headers: Headers, body: Uint8Array): TxnCommand<KvMutation> {
+function kvcPrepare(
+  headers: Headers,
+  body: Uint8Array,
+  self: string,
+): TxnCommand<KvMutation> {
   const header = (name: string) => {
     const v = headers.get(name);
     if (v === null) throw new BadRequestError(`Missing ${name}`);
@@ -232,10 +236,12 @@ function kvcPrepare(headers: Headers, body: Uint8Array): TxnCommand<KvMutation> 
     if (!(e instanceof DatapathDecodeError)) throw e;
     throw new BadRequestError(`Invalid AtomicWrite: ${e.message}`);
   }
-  if (write.mutations.some((m) => m.mutationType === MutationType.SET_SUFFIX_VERSIONSTAMPED_KEY)) {
-    throw new BadRequestError(
-      "A versionstamped key in an atomic operation over several clusters is not supported yet",
-    );
+  // A versionstamped key is made at the decision, by the primary's leader: only its share.
+  if (
+    header(TXN_HEADERS.primary) !== self &&
+    write.mutations.some((m) => m.mutationType === MutationType.SET_SUFFIX_VERSIONSTAMPED_KEY)
+  ) {
+    throw new BadRequestError("A versionstamped key belongs in the primary's share");
   }
   const plan = planWrite(write);
   const cmd = plan.build(0, () => true, undefined)!;
@@ -252,7 +258,7 @@ function kvcPrepare(headers: Headers, body: Uint8Array): TxnCommand<KvMutation> 
         key: k.key,
         vs: i === plan.impossibleCheck ? 1 : k.vs ?? 0,
       })),
-      mutations: cmd.mutations,
+      mutations: plan.txnMutations(),
       deadline,
     },
   }));
@@ -266,7 +272,7 @@ export function routeTxn(app: Hono, deps: TxnDeps): void {
     const run = service.txnCommand?.bind(service);
     if (run === undefined) return none();
     const body = await readBody(c.req.raw, TXN_BODY_BYTES_MAX, "Prepare");
-    const cmd = kvcPrepare(c.req.raw.headers, body);
+    const cmd = kvcPrepare(c.req.raw.headers, body, service.clusterId);
     return await deps.withLeader(c, body, () => run(cmd), (a) => msgpack(answerOut(a)));
   });
   app.post(TXN_COMMAND_PATH, async (c) => {

@@ -10,6 +10,7 @@ import {
   type KvMutation,
   type KvResult,
   type KvStateMachine,
+  suffixedKey,
   type TxnEntry,
 } from "../storage/mod.ts";
 import {
@@ -25,7 +26,11 @@ import {
 } from "../txn/mod.ts";
 import { LockedError, RequestTimeoutError } from "./errors.ts";
 import type { RangeEntry } from "./service.ts";
-import { STAMP_ATTEMPTS_MAX, type VersionstampClock } from "./_versionstamp_clock.ts";
+import {
+  STAMP_ATTEMPTS_MAX,
+  STAMP_TRIES_MAX,
+  type VersionstampClock,
+} from "./_versionstamp_clock.ts";
 
 /** How long a plain write or a read waits for a transaction's lock before answering locked. */
 export const LOCK_WAIT_MS = 2_000;
@@ -61,7 +66,7 @@ export class TxnService {
   async command(cmd: TxnCommand<KvMutation>): Promise<TxnAnswer> {
     const after = cmd.type === "commit" ? cmd.after : undefined;
     for (let attempt = 1;; attempt++) {
-      const entry: TxnEntry = { at: this.#host.clock.next(after), cmd };
+      const entry: TxnEntry = { at: this.#stamp(cmd, after), cmd };
       const answer = await this.#host.propose(encodeTxnEntry(entry), "The transaction command");
       const stale = answer as KvResult;
       if (stale !== undefined && "ok" in stale && !stale.ok) {
@@ -71,6 +76,28 @@ export class TxnService {
       this.counters.commands++;
       return answer as TxnAnswer;
     }
+  }
+
+  /**
+   * The entry's versionstamp: the clock's next above `after`; for a decision whose share has
+   * versionstamped keys, the first one whose final keys this cluster owns (about one in n
+   * with n clusters).
+   */
+  #stamp(cmd: TxnCommand<KvMutation>, after: number | undefined): number {
+    const clock = this.#host.clock;
+    let at = clock.next(after);
+    if (cmd.type !== "commit" || after === undefined) return at;
+    const intent = this.#host.sm().txn?.intent(cmd.txn);
+    const prefixes = intent?.mutations.filter((m) => m.type === "set_vs").map((m) => m.key) ?? [];
+    for (let tries = 1; prefixes.some((p) => !this.#host.keeps(suffixedKey(p, at))); tries++) {
+      if (tries >= STAMP_TRIES_MAX) {
+        throw new RequestTimeoutError(
+          `No versionstamp of ${tries} tried gives the transaction's keys to this cluster`,
+        );
+      }
+      at = clock.next(at);
+    }
+    return at;
   }
 
   /** The first round of a snapshot read: the ranges at one applied index, or a lock. */

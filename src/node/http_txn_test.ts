@@ -167,3 +167,51 @@ Deno.test("txn endpoints: malformed bodies are 400s and change nothing", async (
     assert.equal(r.status, 404, "nothing was prepared");
   });
 });
+
+Deno.test("txn endpoints: /v1/kvc/prepare takes a share as an AtomicWrite; a versionstamped key only at the primary", async () => {
+  const { encodeAtomicWrite } = await import("../kv_connect/_datapath.ts");
+  await withNode(async (app) => {
+    const m = (key: Uint8Array, type: number) => ({
+      key,
+      value: { data: enc("v"), encoding: 3 },
+      mutationType: type,
+      expireAtMs: 0n,
+      sumMin: new Uint8Array(),
+      sumMax: new Uint8Array(),
+      sumClamp: false,
+    });
+    const body = encodeAtomicWrite({
+      checks: [],
+      mutations: [m(enc("plain"), 1), m(enc("log"), 9)],
+      enqueues: 0,
+    });
+    const headers = (primary: string, txn: string) => ({
+      "x-koi-txn": txn,
+      "x-koi-txn-primary": primary,
+      "x-koi-txn-participants": `${primary},zz`,
+      "x-koi-txn-deadline": String(Date.now() + 60_000),
+    });
+    const elsewhere = await app.request("/v1/kvc/prepare", {
+      method: "POST",
+      headers: headers("zz", "t0"),
+      body: body as BodyInit,
+    });
+    assert.equal(elsewhere.status, 400, "a secondary takes no versionstamped key");
+    await elsewhere.body?.cancel();
+    const r = await app.request("/v1/kvc/prepare", {
+      method: "POST",
+      headers: headers("a", "t1"),
+      body: body as BodyInit,
+    });
+    assert.equal(r.status, 200, await r.clone().text());
+    const vote = decode(new Uint8Array(await r.arrayBuffer())) as { vote: string; vs: number };
+    assert.equal(vote.vote, "yes");
+    const decided = await command(app, { type: "commit", txn: "t1", after: vote.vs }) as {
+      vs: number;
+    };
+    const list = await (await app.request("/v1/kv?prefix=log")).json();
+    assert.equal(list.items.length, 1);
+    const { suffixedKey } = await import("../storage/mod.ts");
+    assert.equal(list.items[0].key, new TextDecoder().decode(suffixedKey(enc("log"), decided.vs)));
+  });
+});

@@ -84,3 +84,19 @@ export function numericResult(
   if (op === "sum") return u64Bytes((a + b) % U64_WRAP);
   return u64Bytes(op === "min" ? (a < b ? a : b) : (a > b ? a : b));
 }
+
+const utf8 = new TextEncoder();
+
+/**
+ * The key `prefix` with versionstamp `vs` appended as a Deno KV tuple string part (`0x02`, 20
+ * hex digits, `0x00`), as Deno's `kv.commitVersionstamp()` asks for.
+ */
+export function suffixedKey(prefix: Uint8Array, vs: number): Uint8Array {
+  const hex = utf8.encode(versionstampHex(vs));
+  const out = new Uint8Array(prefix.length + hex.length + 2);
+  out.set(prefix);
+  out[prefix.length] = 0x02;
+  out.set(hex, prefix.length + 1);
+  out[out.length - 1] = 0x00;
+  return out;
+}

@@ -50,6 +50,20 @@ export type KvMutation =
   }
   | {
     /**
+     * A set of the key `key` (the prefix) with the commit's versionstamp appended
+     * (`suffixedKey`): only in a cross-cluster transaction's primary share, whose
+     * leader picks a versionstamp whose final key its cluster owns (docs/transactions.md).
+     */
+    readonly type: "set_vs";
+    readonly key: Uint8Array;
+    readonly value: Uint8Array;
+    /** {@linkcode ValueEncoding}. */
+    readonly encoding: number;
+    /** When the key expires (ms since 1970); 0: never. */
+    readonly expireAt: number;
+  }
+  | {
+    /**
      * Deletes the key if it has an expiry time at or before the command's time (from its
      * versionstamp); otherwise changes nothing. The leader proposes these: every replica
      * decides the same from the log, not from its own clock.
@@ -194,6 +208,7 @@ const NUMERIC_OPS: readonly (KvNumericOp | undefined)[] = [
   "max",
 ];
 const EXPIRE_CODE = 5;
+const SET_VS_CODE = 6;
 
 function isPlain(c: KvCommand): boolean {
   if (c.vs !== undefined) return false;
@@ -216,6 +231,8 @@ export function encodeMutation(m: KvMutation): unknown[] {
       return [1, m.key];
     case "expire":
       return [EXPIRE_CODE, m.key];
+    case "set_vs":
+      return [SET_VS_CODE, m.key, m.value, m.encoding, m.expireAt];
     default:
       return [NUMERIC_CODES[m.type], m.key, m.operand];
   }
@@ -296,6 +313,12 @@ export function decodeMutation(m: unknown, extended: boolean): KvMutation {
   }
   if (m[0] === 1 && m.length === 2) return { type: "delete", key };
   if (extended && m[0] === EXPIRE_CODE && m.length === 2) return { type: "expire", key };
+  if (
+    extended && m[0] === SET_VS_CODE && m.length === 5 && m[2] instanceof Uint8Array &&
+    isNat(m[3]) && m[3] >= 1 && m[3] <= 3 && isNat(m[4])
+  ) {
+    return { type: "set_vs", key, value: m[2], encoding: m[3], expireAt: m[4] };
+  }
   const op = extended && typeof m[0] === "number" ? NUMERIC_OPS[m[0]] : undefined;
   if (op !== undefined && m.length === 3 && m[2] instanceof Uint8Array && m[2].length === 8) {
     return { type: op, key, operand: m[2] };

@@ -17,7 +17,7 @@ import {
   parseRequestId,
   ValueEncoding,
 } from "./kv_command.ts";
-import { numericResult, timeOfVersionstamp } from "./_versionstamp.ts";
+import { numericResult, suffixedKey, timeOfVersionstamp } from "./_versionstamp.ts";
 import {
   decodeRouteCommand,
   isRouteCommand,
@@ -495,7 +495,11 @@ export class KvStateMachine {
     checks: readonly TxnCheck[],
     mutations: readonly KvMutation[],
   ): TxnRefusal | undefined {
-    const misrouted = this.#misrouted({ checks: checks.map((c) => ({ ...c, rev: 0 })), mutations });
+    // A versionstamped key's owner is known only with the versionstamp: the leader checks it.
+    const misrouted = this.#misrouted({
+      checks,
+      mutations: mutations.filter((m) => m.type !== "set_vs"),
+    });
     if (misrouted !== undefined && misrouted.ok === false && misrouted.code === "wrong_shard") {
       return { code: "wrong_shard", owner: misrouted.owner, epoch: misrouted.epoch };
     }
@@ -648,13 +652,16 @@ export class KvStateMachine {
     const plan: [string, StoredValue | undefined][] = [];
     for (let i = 0; i < mutations.length; i++) {
       const m = mutations[i];
-      const k = keyString(m.key);
+      const key = m.type === "set_vs" ? suffixedKey(m.key, vs) : m.key;
+      const k = keyString(key);
       // Within one command, a later mutation of the same key sees the earlier one.
       const planned = plan.findLast(([pk]) => pk === k);
       const old = planned !== undefined ? planned[1] : this.#data.get(k);
       let next: StoredValue | undefined;
       if (m.type === "set") {
         next = new StoredValue(m.value, rev, vs, m.encoding ?? ValueEncoding.BYTES, m.expireAt);
+      } else if (m.type === "set_vs") {
+        next = new StoredValue(m.value, rev, vs, m.encoding, m.expireAt || undefined);
       } else if (m.type === "delete") {
         next = undefined;
       } else if (m.type === "expire") {
@@ -675,9 +682,11 @@ export class KvStateMachine {
       if (next !== undefined) bytes += k.length + next.size;
       plan.push([k, next]);
       effects.push(
-        next === undefined
-          ? { type: "delete", key: m.key }
-          : { type: "set", key: m.key, value: m.type === "set" ? m.value : next.value },
+        next === undefined ? { type: "delete", key } : {
+          type: "set",
+          key,
+          value: m.type === "set" || m.type === "set_vs" ? m.value : next.value,
+        },
       );
     }
     if (limited && bytes > this.#bytesMax && bytes > this.#bytes) {
@@ -817,7 +826,8 @@ type PlanRefusal =
 
 /** How the transaction participant sees a KV mutation. */
 const TXN_MUTATION_SHAPE = {
-  writeKey: (m: KvMutation) => m.key,
+  // A versionstamped key is made at the decision: a key nobody else can have, so no lock.
+  writeKey: (m: KvMutation) => m.type === "set_vs" ? undefined : m.key,
   bytes: (m: KvMutation) => m.key.length + ("value" in m ? m.value.length : 8) + 16,
 };
 

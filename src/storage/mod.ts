@@ -46,6 +46,7 @@ export type {
 } from "./kv_command.ts";
 export {
   numericResult,
+  suffixedKey,
   timeOfVersionstamp,
   VERSIONSTAMP_BYTES,
   versionstampAt,

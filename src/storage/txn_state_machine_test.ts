@@ -167,3 +167,22 @@ Deno.test("KvStateMachine: a snapshot keeps the locks, intents and outcomes", ()
   const empty = new KvStateMachine({ clusterId: "a" });
   assert.ok(!new TextDecoder().decode(empty.encodeSnapshot()).includes("txn"));
 });
+
+Deno.test("KvStateMachine: a versionstamped key of the primary's share is made with the decision's versionstamp, unlocked before", async () => {
+  const { suffixedKey } = await import("./_versionstamp.ts");
+  const sm = new KvStateMachine({ clusterId: "a" });
+  const prefix = enc("log");
+  txn(
+    sm,
+    200,
+    prepare("t1", [{ type: "set_vs", key: prefix, value: enc("x"), encoding: 3, expireAt: 0 }]),
+  );
+  assert.equal(sm.txn!.lockedKeys, 0, "its key is not known before the decision");
+  assert.deepEqual(txn(sm, 345, { type: "commit", txn: "t1", after: 200 }), {
+    state: "committed",
+    vs: 345,
+  });
+  const [e] = sm.range({ start: prefix, end: enc("loh"), limit: 5, reverse: false });
+  assert.deepEqual(e.key, suffixedKey(prefix, 345));
+  assert.equal(e.entry.vs, 345);
+});

@@ -921,6 +921,22 @@ export const SCENARIOS: readonly Scenario[] = [
     },
   },
   {
+    name: "atomic/commit-versionstamp-across-clusters",
+    async run(kv, ctx, p) {
+      const [a, b] = ctx.distinctClusters(p, 2);
+      const r = await kv.atomic().set(a, "a").set(k(p, "log", kv.commitVersionstamp()), "x")
+        .set(b, "b").commit();
+      const listed = await collect(kv.list<string>({ prefix: k(p, "log") }));
+      const [ea, eb] = await kv.getMany([a, b]);
+      return {
+        r: commit(r),
+        listed: listed.map((e) => [vs(String(e.key[2])), e.value, vs(e.versionstamp)]),
+        sameStamp: ea.versionstamp === eb.versionstamp &&
+          listed[0]?.versionstamp === ea.versionstamp && listed[0]?.key[2] === ea.versionstamp,
+      };
+    },
+  },
+  {
     name: "koi/cross-cluster-atomic",
     koiOnly: true,
     async run(kv, ctx, p) {
@@ -942,12 +958,16 @@ export const SCENARIOS: readonly Scenario[] = [
       // A sum on a value that is not a u64, in one cluster: refused, nothing applied anywhere.
       await assert.rejects(kv.atomic().set(a, "x").sum(b, 1n).commit());
       assert.equal((await kv.get(a)).value, "a");
-      // A versionstamped key in a transaction over several clusters: refused (not yet).
-      await assert.rejects(
-        kv.atomic().set(a, 1).set(b, 2).set(k(p, "log", kv.commitVersionstamp()), 3).commit(),
-        /versionstamped key/,
-      );
-      return "one versionstamp; all or nothing; a versionstamped key refused";
+      // A versionstamped key in a transaction over several clusters: its suffix is the
+      // commit's versionstamp, like every key's.
+      const logged = await kv.atomic().set(a, 1).set(b, 2)
+        .set(k(p, "log", kv.commitVersionstamp()), 3).commit();
+      assert.ok(logged.ok);
+      const [entryLog] = await collect(kv.list({ prefix: k(p, "log") }));
+      assert.equal(entryLog.key[2], logged.versionstamp);
+      assert.equal(entryLog.versionstamp, logged.versionstamp);
+      assert.equal((await kv.get(a)).versionstamp, logged.versionstamp);
+      return "one versionstamp; all or nothing; a versionstamped key takes it too";
     },
   },
 ];
