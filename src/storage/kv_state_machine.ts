@@ -478,6 +478,15 @@ export class KvStateMachine {
   #txnStore(index: number): TxnStore<KvMutation> {
     return {
       evaluate: (checks, mutations) => this.#evaluateTxn(checks, mutations),
+      // A versionstamped key whose final key is not this cluster's (a move fenced it since the
+      // leader chose the versionstamp): the decision is an abort, and the client tries again.
+      decidable: (mutations, vs) =>
+        this.#misrouted({
+          checks: [],
+          mutations: mutations.filter((m) => m.type === "set_vs").map((m) => ({
+            key: suffixedKey(m.key, vs),
+          })),
+        }) === undefined,
       apply: (mutations, vs) => {
         // Validated at the prepare, and the keys were locked since: it cannot fail now (its
         // bytes were counted then: the store may exceed its limit by what prepares kept).

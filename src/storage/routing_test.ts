@@ -514,3 +514,32 @@ Deno.test("routing: a fence waits while a cross-cluster transaction holds a movi
   }) as unknown as { refusal: { code: string } };
   assert.equal(vote.refusal.code, "wrong_shard");
 });
+
+Deno.test("routing: a decision whose versionstamped key a fence took since is an abort", async () => {
+  const { encodeTxnEntry } = await import("./txn_command.ts");
+  const { suffixedKey } = await import("./_versionstamp.ts");
+  const a = new KvStateMachine({ clusterId: "a" });
+  route(a, { type: "begin", from: OLD, to: NEW });
+  const txn = (at: number, cmd: Parameters<typeof encodeTxnEntry>[0]["cmd"]) =>
+    apply(a, encodeTxnEntry({ at, cmd })) as unknown;
+  const prefix = enc("log");
+  txn(1_000, {
+    type: "prepare",
+    txn: "t1",
+    primary: "a",
+    participants: ["a", "b"],
+    checks: [],
+    mutations: [{ type: "set_vs", key: prefix, value: enc("x"), encoding: 3, expireAt: 0 }],
+    deadline: 10_000_000,
+  });
+  // The fence does not wait for it (its key is not locked: not known yet).
+  assert.equal(route(a, { type: "fence", epoch: 2, upTo: null })?.ok, true);
+  // A versionstamp whose final key moves to c: fenced here, so the decision aborts.
+  let vs = 2_000;
+  while (
+    !(oldTable.owner(suffixedKey(prefix, vs)) === "a" &&
+      newTable.owner(suffixedKey(prefix, vs)) === "c")
+  ) vs++;
+  assert.deepEqual(txn(vs, { type: "commit", txn: "t1", after: 1_000 }), { state: "aborted" });
+  assert.equal(a.range({ start: prefix, end: enc("loh"), limit: 5, reverse: false }).length, 0);
+});

@@ -30,6 +30,11 @@ export interface TxnStore<M> {
   evaluate(checks: readonly TxnCheck[], mutations: readonly M[]): TxnRefusal | undefined;
   /** Applies the mutations, in order, at versionstamp `vs` (their keys were locked since the prepare). */
   apply(mutations: readonly M[], vs: number): void;
+  /**
+   * Whether the primary may commit the mutations at `vs` (a key made from the versionstamp
+   * must be this cluster's); otherwise it decides an abort. Absent: always.
+   */
+  decidable?(mutations: readonly M[], vs: number): boolean;
 }
 
 /** How the participant sees a mutation: the key it writes, if any, and its size. */
@@ -257,6 +262,7 @@ export class TxnParticipant<M> {
       // The decision: past the deadline only an abort may be decided (a resolver may have
       // given up on the attempt already), and the versionstamp must exceed every prepare's.
       if (this.#timeOf(at) > held.deadline || at <= cmd.after!) return this.#abortHeld(held);
+      if (store.decidable?.(held.mutations, at) === false) return this.#abortHeld(held);
       vs = at;
     } else {
       if (cmd.vs === undefined || cmd.vs <= held.vs) return this.#known(cmd.txn);
