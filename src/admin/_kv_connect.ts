@@ -115,6 +115,8 @@ export async function startKvConnect(options: StartKvConnectOptions): Promise<Kv
       }),
     watch: { onError: log },
   });
+  // Decisions whose coordinator died are applied and forgotten in the background.
+  gateway.startJanitor();
   const handler = kvConnectHandler(gateway, {
     accessTokens: config.tokens ?? [generated!.token],
     databaseId: await databaseIdOf(options.dataDir),

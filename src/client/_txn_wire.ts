@@ -198,3 +198,52 @@ export function lockOfError(error: unknown): TxnLockInfo | undefined {
   }
   return { key, txn, primary, deadline, write: h?.get(LOCK_HEADERS.write) !== "false" };
 }
+
+/** The node path of the janitor's list of decisions not forgotten. */
+export const TXN_RECORDS_PATH: string = TXN_PATHS.records;
+/** The node path of the janitor's question about held intents. */
+export const TXN_HELD_PATH: string = TXN_PATHS.held;
+
+/** A primary's decision not forgotten: its attempt, versionstamp and other participants. */
+export interface UnforgottenDecision {
+  /** The attempt. */
+  readonly txn: string;
+  /** The decided versionstamp. */
+  readonly vs: number;
+  /** The other participants. */
+  readonly secondaries: readonly string[];
+}
+
+/** Decodes the answer of a records request. */
+export function decodeRecords(bytes: Uint8Array): UnforgottenDecision[] {
+  let v: unknown;
+  try {
+    v = decode(bytes);
+  } catch {
+    bad("a list of records");
+  }
+  if (!Array.isArray(v)) bad("a list of records");
+  return v.map((r) => {
+    if (
+      !Array.isArray(r) || r.length !== 3 || typeof r[0] !== "string" || !isNat(r[1]) ||
+      !Array.isArray(r[2]) || !r[2].every((c: unknown) => typeof c === "string")
+    ) {
+      bad("a record");
+    }
+    return { txn: r[0], vs: r[1], secondaries: r[2] };
+  });
+}
+
+/** Decodes the answer of a held request. */
+export function decodeHeld(bytes: Uint8Array, n: number): boolean[] {
+  let v: unknown;
+  try {
+    v = decode(bytes);
+  } catch {
+    bad("a list of booleans");
+  }
+  if (!Array.isArray(v) || v.length !== n || !v.every((b) => typeof b === "boolean")) {
+    bad("a list of booleans");
+  }
+  return v;
+}

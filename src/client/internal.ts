@@ -10,7 +10,9 @@ export { RAW_REQUEST_ID_HEADER, type RawAnswer, RawCalls, type RawPost } from ".
 export { compareBytes, equalBytes } from "./_bytes.ts";
 export {
   decodeCheck,
+  decodeHeld,
   decodePart,
+  decodeRecords,
   decodeTxnAnswer,
   encodeCheck,
   encodeReadRanges,
@@ -20,8 +22,12 @@ export {
   type ReadEntry,
   TXN_CHECK_PATH,
   TXN_COMMAND_PATH,
+  TXN_HELD_PATH,
   TXN_READ_PATH,
+  TXN_RECORDS_PATH,
+  type UnforgottenDecision,
 } from "./_txn_wire.ts";
+export { type JanitorTransport, sweepDecisions, type SweepReport } from "./_txn_janitor.ts";
 export {
   resolveLock,
   runTransaction,

@@ -132,6 +132,16 @@ export class FakeKvcDeployment {
       if (path === "/v1/txn/command") return this.#command(node, body);
       if (path === "/v1/txn/read") return this.#txnRead(node, body);
       if (path === "/v1/txn/check") return this.#txnCheck(node, body);
+      if (path === "/v1/txn/records") {
+        const [limit] = decode(body) as [number];
+        const records = this.cluster(node.cluster.id).txn.unforgotten(Date.now(), limit);
+        return msgpackAnswer(records.map((r) => [r.txn, r.vs, r.secondaries]));
+      }
+      if (path === "/v1/txn/held") {
+        const txns = decode(body) as string[];
+        const t = this.cluster(node.cluster.id).txn;
+        return msgpackAnswer(txns.map((txn) => t.intent(txn) !== undefined));
+      }
     } catch (e) {
       if (e instanceof DatapathDecodeError) return koiError(400, "bad_request", e.message);
       throw e;

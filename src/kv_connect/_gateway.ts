@@ -22,6 +22,8 @@ import {
   resolveLock,
   runTransaction,
   snapshotRead,
+  sweepDecisions,
+  type SweepReport,
   SYSTEM_TXN_CLOCK,
   TxnRejectedError,
   type TxnTimings,
@@ -74,6 +76,9 @@ export const NODE_WRITE_ANSWER_BYTES_MAX = 64 * 1024;
  */
 export const GATEWAY_CALL_TIMEOUT_MS = 10_000;
 
+/** How often the janitor sweeps the primaries' decisions not forgotten, in ms. */
+export const JANITOR_SWEEP_MS = 30_000;
+
 /** Options of {@linkcode KvConnectGateway}. */
 export interface GatewayOptions {
   /**
@@ -109,7 +114,15 @@ export class KvConnectGateway implements KvConnectBackend {
   /** The routing table of the last call (the watches group their keys by it). */
   #tableNow: RawCalls["table"] | undefined;
   readonly #txnIds = new TxnIds();
-  readonly #txnCounters = { attempts: 0, committed: 0, resolved: 0 };
+  readonly #txnCounters = {
+    attempts: 0,
+    committed: 0,
+    resolved: 0,
+    rolledForward: 0,
+    forgotten: 0,
+  };
+  #janitor: ReturnType<typeof setInterval> | undefined;
+  #sweeping = false;
   /** The largest versionstamp of any answer: every write is sent after it. */
   readonly highest: HighestVersionstamp = new HighestVersionstamp();
 
@@ -403,8 +416,16 @@ export class KvConnectGateway implements KvConnectBackend {
     return kvConnectFailure(error, write === undefined ? {} : { repeatable: isRepeatable(write) });
   }
 
-  /** Transactions run: attempts, commits, locks resolved. */
-  get transactions(): Readonly<{ attempts: number; committed: number; resolved: number }> {
+  /** Transactions run: attempts, commits, locks resolved, the janitor's work. */
+  get transactions(): Readonly<
+    {
+      attempts: number;
+      committed: number;
+      resolved: number;
+      rolledForward: number;
+      forgotten: number;
+    }
+  > {
     return this.#txnCounters;
   }
 
@@ -413,8 +434,36 @@ export class KvConnectGateway implements KvConnectBackend {
     return this.#hub.open(keys);
   }
 
+  /**
+   * One sweep of the janitor (docs/transactions.md, "Resolution"): decisions whose
+   * coordinator is gone are applied where their intents are still held, then forgotten.
+   */
+  async sweep(signal: AbortSignal = this.#closer.signal): Promise<SweepReport> {
+    const raw = await this.#raw(signal);
+    const report = await sweepDecisions(
+      raw.table.clusters.map((c) => c.id),
+      this.#transport(raw, signal),
+    );
+    this.#txnCounters.rolledForward += report.rolledForward;
+    this.#txnCounters.forgotten += report.forgotten;
+    return report;
+  }
+
+  /** Sweeps every `everyMs` until the gateway closes (the admin starts it). */
+  startJanitor(everyMs: number = JANITOR_SWEEP_MS): void {
+    if (this.#janitor !== undefined) return;
+    const timer = setInterval(() => {
+      if (this.#sweeping) return;
+      this.#sweeping = true;
+      this.sweep().catch(() => {}).finally(() => (this.#sweeping = false));
+    }, everyMs);
+    Deno.unrefTimer(timer);
+    this.#janitor = timer;
+  }
+
   /** Ends every watch and closes the routing client; later calls fail (503). */
   async close(): Promise<void> {
+    if (this.#janitor !== undefined) clearInterval(this.#janitor);
     this.#closer.abort();
     this.#hub.close();
     const client = this.#client;

@@ -8,19 +8,25 @@
  * @module
  */
 import { KoiError, KoiHttpError } from "../client/mod.ts";
+import { encode } from "@msgpack/msgpack";
 import {
   decodeCheck,
+  decodeHeld,
   decodePart,
+  decodeRecords,
   decodeTxnAnswer,
   encodeCheck,
   encodeReadRanges,
   encodeTxnCommand,
+  type JanitorTransport,
   MSGPACK_TYPE,
   type RawCalls,
   type ReadEntry,
   TXN_CHECK_PATH,
   TXN_COMMAND_PATH,
+  TXN_HELD_PATH,
   TXN_READ_PATH,
+  TXN_RECORDS_PATH,
   TxnRejectedError,
   type TxnTransport,
 } from "../client/internal.ts";
@@ -38,6 +44,8 @@ import { VERSIONSTAMP_BYTES, versionstampValue } from "./_versionstamp.ts";
 
 /** The node endpoint of a share's prepare. */
 export const NODE_PREPARE_PATH: string = TXN_PATHS.kvcPrepare;
+/** Decisions one sweep of the janitor takes from a primary, at most. */
+const JANITOR_BATCH = 100;
 /** The largest answer to a transaction command or check, in bytes. */
 const COMMAND_ANSWER_BYTES_MAX = 64 * 1024;
 /** One call's budget inside a transaction (the drivers retry beyond it), in ms. */
@@ -112,7 +120,7 @@ export function gatewayTransport(
   raw: RawCalls,
   signal: AbortSignal,
   options: { readAnswerBytesMax?: number; callTimeoutMs?: number } = {},
-): TxnTransport<Mutation, KvEntry> {
+): TxnTransport<Mutation, KvEntry> & JanitorTransport<Mutation> {
   const readAnswerBytesMax = options.readAnswerBytesMax ?? 80 * 1024 * 1024;
   const call = { signal, timeoutMs: options.callTimeoutMs ?? TXN_CALL_TIMEOUT_MS };
   const post = async (
@@ -177,6 +185,17 @@ export function gatewayTransport(
       );
       if ("lock" in part) return part;
       return { index: part.index, entries: part.entries.map((list) => list.map(entryOf)) };
+    },
+    async records(cluster) {
+      return decodeRecords(
+        await post("read", cluster, TXN_RECORDS_PATH, encode([JANITOR_BATCH]), msgpack, "records"),
+      );
+    },
+    async held(cluster, txns) {
+      return decodeHeld(
+        await post("read", cluster, TXN_HELD_PATH, encode([...txns]), msgpack, "held"),
+        txns.length,
+      );
     },
     async check(cluster, spans, since) {
       return decodeCheck(

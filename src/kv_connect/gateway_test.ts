@@ -303,3 +303,70 @@ Deno.test({
     });
   },
 });
+
+Deno.test({
+  name:
+    "gateway: the janitor applies a decision whose coordinator died where it is still held, then forgets it",
+  ...opts,
+  async fn() {
+    await withGateway(async ({ fake, gateway, kv }) => {
+      const inA = tupleKey(...tupleKeyOwnedBy((k) => fake.owner(k), "a"));
+      const inB = tupleKey(...tupleKeyOwnedBy((k) => fake.owner(k), "b"));
+      const a = fake.cluster("a");
+      const b = fake.cluster("b");
+      const deadline = Date.now() + 30;
+      const set = (key: Uint8Array) => ({
+        key,
+        value: { data: new Uint8Array([7]), encoding: 3 },
+        mutationType: 1,
+        expireAtMs: 0n,
+        sumMin: new Uint8Array(),
+        sumMax: new Uint8Array(),
+        sumClamp: false,
+      });
+      const store = (c: typeof a) => ({
+        evaluate: () => undefined,
+        apply: (ms: readonly ReturnType<typeof set>[], vs: number) => {
+          for (const m of ms) {
+            const versionstamp = new Uint8Array(10);
+            new DataView(versionstamp.buffer).setBigUint64(0, BigInt(vs));
+            c.entries.set([...m.key].map((x) => x.toString(16).padStart(2, "0")).join(""), {
+              key: m.key,
+              value: m.value.data,
+              encoding: 3,
+              versionstamp,
+            });
+          }
+        },
+      });
+      const prepare = (key: Uint8Array) => ({
+        type: "prepare" as const,
+        txn: "gone.1",
+        primary: "a",
+        participants: ["a", "b"],
+        checks: [],
+        mutations: [set(key)],
+        deadline,
+      });
+      // A coordinator prepared both, decided at a, and died before b heard.
+      a.txn.apply(prepare(inA), Number(++a.vs), store(a));
+      b.txn.apply(prepare(inB), Number(++b.vs), store(b));
+      const decided = a.txn.apply(
+        { type: "commit", txn: "gone.1", after: Number(b.vs) },
+        Number(a.vs += 5n),
+        store(a),
+      );
+      assert.equal(decided.state, "committed");
+      assert.equal(b.txn.lockedKeys, 1);
+      while (Date.now() <= deadline) {
+        await new Promise((r) => setTimeout(r, deadline + 1 - Date.now()));
+      }
+      const report = await gateway.sweep();
+      assert.deepEqual(report, { rolledForward: 1, forgotten: 1 });
+      assert.equal(b.txn.lockedKeys, 0);
+      assert.equal(a.txn.outcome("gone.1")?.droppable, true);
+      assert.deepEqual(await gateway.sweep(), { rolledForward: 0, forgotten: 0 }, "once");
+      void kv;
+    });
+  },
+});

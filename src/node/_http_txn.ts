@@ -64,6 +64,13 @@ export const TXN_KVC_PREPARE_PATH: string = TXN_PATHS.kvcPrepare;
 /** Largest request body, in bytes. */
 export const TXN_BODY_BYTES_MAX = 1 << 20;
 
+/** The path of the janitor's list of decisions not forgotten. */
+export const TXN_RECORDS_PATH: string = TXN_PATHS.records;
+/** The path of the janitor's question: which attempts' intents are still held here. */
+export const TXN_HELD_PATH: string = TXN_PATHS.held;
+/** Records one janitor's request lists at most; attempts one question names at most. */
+export const TXN_JANITOR_BATCH_MAX = 100;
+
 /** The headers of a {@linkcode TXN_KVC_PREPARE_PATH} request. */
 export const TXN_HEADERS = {
   /** The attempt's id. */
@@ -284,6 +291,35 @@ export function routeTxn(app: Hono, deps: TxnDeps): void {
     }
     const cmd = parseTxnCommand(body);
     return await deps.withLeader(c, body, () => run(cmd), (a) => msgpack(answerOut(a)));
+  });
+  app.post(TXN_RECORDS_PATH, async (c) => {
+    const records = service.txnRecords?.bind(service);
+    if (records === undefined) return none();
+    const body = await readBody(c.req.raw, TXN_BODY_BYTES_MAX, "Records request");
+    const v = decodeBody(body, "The records request");
+    if (!Array.isArray(v) || v.length !== 1 || !Number.isSafeInteger(v[0]) || v[0] < 1) {
+      throw new BadRequestError(`A records request is [limit 1 to ${TXN_JANITOR_BATCH_MAX}]`);
+    }
+    const limit = Math.min(v[0], TXN_JANITOR_BATCH_MAX);
+    return await deps.withLeader(
+      c,
+      body,
+      () => records(limit),
+      (r) => msgpack(r.map((x) => [x.txn, x.vs, x.secondaries])),
+    );
+  });
+  app.post(TXN_HELD_PATH, async (c) => {
+    const held = service.txnHeld?.bind(service);
+    if (held === undefined) return none();
+    const body = await readBody(c.req.raw, TXN_BODY_BYTES_MAX, "Held request");
+    const v = decodeBody(body, "The held request");
+    if (
+      !Array.isArray(v) || v.length === 0 || v.length > TXN_JANITOR_BATCH_MAX ||
+      !v.every((t) => typeof t === "string" && t.length > 0 && t.length <= 64)
+    ) {
+      throw new BadRequestError(`A held request is [txn, ...] (1 to ${TXN_JANITOR_BATCH_MAX})`);
+    }
+    return await deps.withLeader(c, body, () => held(v as string[]), (r) => msgpack(r));
   });
   app.post(TXN_READ_PATH, async (c) => {
     const part = service.snapshotPart?.bind(service);

@@ -32,6 +32,12 @@ import {
   type VersionstampClock,
 } from "./_versionstamp_clock.ts";
 
+/**
+ * How long after its deadline a decision not forgotten is handed to a janitor: its coordinator
+ * had that long to apply it everywhere and forget it itself.
+ */
+export const JANITOR_GRACE_MS = 10_000;
+
 /** How long a plain write or a read waits for a transaction's lock before answering locked. */
 export const LOCK_WAIT_MS = 2_000;
 
@@ -98,6 +104,24 @@ export class TxnService {
       at = clock.next(at);
     }
     return at;
+  }
+
+  /**
+   * This cluster's decisions not forgotten whose deadline passed {@linkcode JANITOR_GRACE_MS}
+   * ago, at most `limit` (linearizable).
+   */
+  async records(
+    limit: number,
+  ): Promise<{ txn: string; vs: number; secondaries: readonly string[] }[]> {
+    await this.#host.readBarrier();
+    return this.#participant(this.#host.sm()).unforgotten(Date.now() - JANITOR_GRACE_MS, limit);
+  }
+
+  /** Per attempt, whether this cluster still holds its intent (linearizable). */
+  async held(txns: readonly string[]): Promise<boolean[]> {
+    await this.#host.readBarrier();
+    const t = this.#participant(this.#host.sm());
+    return txns.map((txn) => t.intent(txn) !== undefined);
   }
 
   /** The first round of a snapshot read: the ranges at one applied index, or a lock. */

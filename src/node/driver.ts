@@ -833,6 +833,18 @@ export class RaftNode implements NodeService {
     return this.#txns.command(cmd);
   }
 
+  /** See {@linkcode NodeService.txnRecords}. */
+  txnRecords(
+    limit: number,
+  ): Promise<{ txn: string; vs: number; secondaries: readonly string[] }[]> {
+    return this.#txns.records(limit);
+  }
+
+  /** See {@linkcode NodeService.txnHeld}. */
+  txnHeld(txns: readonly string[]): Promise<boolean[]> {
+    return this.#txns.held(txns);
+  }
+
   /** See {@linkcode NodeService.snapshotPart}. */
   snapshotPart(ranges: readonly ReadRange[]): Promise<SnapshotPart<RangeEntry>> {
     return this.#txns.part(ranges);

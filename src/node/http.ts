@@ -25,8 +25,10 @@ import {
   routeTxn,
   TXN_CHECK_PATH,
   TXN_COMMAND_PATH,
+  TXN_HELD_PATH,
   TXN_KVC_PREPARE_PATH,
   TXN_READ_PATH,
+  TXN_RECORDS_PATH,
 } from "./_http_txn.ts";
 import { encodeBase64Url, queryBound } from "./_http_keys.ts";
 import { renderHttpMetrics, renderWatchMetrics } from "./_metrics.ts";
@@ -144,6 +146,8 @@ const ROUTES: readonly (readonly [string, readonly string[]])[] = [
   [KVC_WRITE_PATH, ["POST"]],
   [TXN_COMMAND_PATH, ["POST"]],
   [TXN_KVC_PREPARE_PATH, ["POST"]],
+  [TXN_RECORDS_PATH, ["POST"]],
+  [TXN_HELD_PATH, ["POST"]],
   [TXN_READ_PATH, ["POST"]],
   [TXN_CHECK_PATH, ["POST"]],
 ];

@@ -215,3 +215,22 @@ Deno.test("txn endpoints: /v1/kvc/prepare takes a share as an AtomicWrite; a ver
     assert.equal(list.items[0].key, new TextDecoder().decode(suffixedKey(enc("log"), decided.vs)));
   });
 });
+
+Deno.test("txn endpoints: the janitor's records and held questions", async () => {
+  await withNode(async (app) => {
+    await command(app, prepare("t1", "k", "v"));
+    const held = await post(app, "/v1/txn/held", ["t1", "t2"]);
+    assert.deepEqual(decode(new Uint8Array(await held.arrayBuffer())), [true, false]);
+    const records = await post(app, "/v1/txn/records", [10]);
+    assert.deepEqual(
+      decode(new Uint8Array(await records.arrayBuffer())),
+      [],
+      "none past the grace",
+    );
+    for (const [path, body] of [["/v1/txn/held", []], ["/v1/txn/records", [0]]] as const) {
+      const r = await post(app, path, body);
+      assert.equal(r.status, 400);
+      await r.body?.cancel();
+    }
+  });
+});

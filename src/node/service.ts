@@ -179,6 +179,12 @@ export interface NodeService {
    * applying it answered. Leader only, as {@linkcode write}; absent in fakes.
    */
   txnCommand?(cmd: TxnCommand<KvMutation>): Promise<TxnAnswer>;
+  /** This primary's decisions not forgotten, past their deadline (a janitor settles them). */
+  txnRecords?(
+    limit: number,
+  ): Promise<{ txn: string; vs: number; secondaries: readonly string[] }[]>;
+  /** Per attempt, whether this cluster still holds its intent. */
+  txnHeld?(txns: readonly string[]): Promise<boolean[]>;
   /** A snapshot read's first round here (linearizable): the ranges, or a write lock in one. */
   snapshotPart?(ranges: readonly ReadRange[]): Promise<SnapshotPart<RangeEntry>>;
   /** A snapshot read's second round here: nothing changed in `spans` after index `since`. */

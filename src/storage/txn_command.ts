@@ -185,6 +185,7 @@ export function encodeTxnState(s: TxnParticipantState<KvMutation>): Uint8Array {
       r.outcome.state === "committed" ? r.outcome.vs : -1,
       r.deadline,
       r.droppable,
+      ...(r.secondaries === undefined ? [] : [r.secondaries]),
     ]),
   ]);
 }
@@ -208,14 +209,24 @@ export function decodeTxnState(data: Uint8Array): TxnParticipantState<KvMutation
     return { ...prepared(txn, primary, participants, checks, mutations, deadline), vs };
   });
   const outcomes = v[1].map((o: unknown) => {
-    if (!Array.isArray(o) || o.length !== 4) bad("outcome");
-    const [txn, vs, deadline, droppable] = o;
+    if (!Array.isArray(o) || (o.length !== 4 && o.length !== 5)) bad("outcome");
+    const [txn, vs, deadline, droppable, secondaries] = o;
     if (!isTxnId(txn) || typeof vs !== "number" || !isNat(deadline)) bad("outcome");
     if (typeof droppable !== "boolean" || (vs !== -1 && !isNat(vs))) bad("outcome");
+    if (
+      secondaries !== undefined && (!Array.isArray(secondaries) || !secondaries.every(isClusterId))
+    ) {
+      bad("outcome");
+    }
     const outcome = vs === -1
       ? { state: "aborted" as const }
       : { state: "committed" as const, vs: vs as number };
-    return [txn, { outcome, deadline, droppable }] as const;
+    return [txn, {
+      outcome,
+      deadline,
+      droppable,
+      ...(secondaries === undefined ? {} : { secondaries: secondaries as string[] }),
+    }] as const;
   });
   return { intents, outcomes };
 }

@@ -154,7 +154,14 @@ Deno.test("KvStateMachine: a snapshot keeps the locks, intents and outcomes", ()
   const sm = new KvStateMachine({ clusterId: "a" });
   txn(sm, 200, prepare("t1", [set("k", "v")]));
   txn(sm, 201, { type: "abort", txn: "t2", deadline: 10_000_000 });
+  txn(sm, 202, prepare("t3", [set("j", "w")]));
+  txn(sm, 203, { type: "commit", txn: "t3", after: 202 });
   const copy = KvStateMachine.decodeSnapshot(sm.encodeSnapshot(), { clusterId: "a" });
+  assert.deepEqual(copy.txn!.unforgotten(Infinity, 10), [{
+    txn: "t3",
+    vs: 203,
+    secondaries: ["b"],
+  }]);
   assert.equal(copy.txn!.blocker([enc("k")])?.txn, "t1");
   assert.equal(copy.txn!.outcome("t2")?.outcome.state, "aborted");
   assert.equal(copy.touched.floor, sm.applied, "a restored replica knows no changes before it");

@@ -59,6 +59,11 @@ export interface TxnRemembered {
   readonly deadline: number;
   /** Whether it may go once its deadline passed (an abort, a secondary's commit, a forgotten decision). */
   readonly droppable: boolean;
+  /**
+   * A decision kept until forgotten: the other participants, which may still hold the
+   * attempt's locks (a janitor asks them, and forgets it once none does).
+   */
+  readonly secondaries?: readonly string[];
 }
 
 /** The whole replicated state, for snapshots. */
@@ -174,6 +179,23 @@ export class TxnParticipant<M> {
     return this.#intents.get(txn);
   }
 
+  /**
+   * Decisions of this primary not forgotten whose deadline passed before `before` (log time),
+   * oldest first, at most `limit`: what a janitor settles (their coordinator is gone).
+   */
+  unforgotten(
+    before: number,
+    limit: number,
+  ): { txn: TxnId; vs: number; secondaries: readonly string[] }[] {
+    const out: { txn: TxnId; vs: number; secondaries: readonly string[] }[] = [];
+    for (const [txn, r] of this.#outcomes) {
+      if (out.length >= limit) break;
+      if (r.droppable || r.deadline >= before || r.outcome.state !== "committed") continue;
+      out.push({ txn, vs: r.outcome.vs, secondaries: r.secondaries ?? [] });
+    }
+    return out;
+  }
+
   /** The outcome remembered for `txn`, if any. */
   outcome(txn: TxnId): TxnRemembered | undefined {
     return this.#outcomes.get(txn);
@@ -271,7 +293,12 @@ export class TxnParticipant<M> {
     store.apply(held.mutations, vs);
     this.#release(held);
     const outcome = { state: "committed", vs } as const;
-    this.#remember(cmd.txn, { outcome, deadline: held.deadline, droppable: !primary });
+    this.#remember(cmd.txn, {
+      outcome,
+      deadline: held.deadline,
+      droppable: !primary,
+      ...(primary ? { secondaries: held.participants.filter((c) => c !== this.#self) } : {}),
+    });
     return outcome;
   }
 

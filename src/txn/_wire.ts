@@ -15,6 +15,10 @@ export const TXN_PATHS = {
   check: "/v1/txn/check",
   /** A prepare whose share is a KV Connect `AtomicWrite` (the gateway's). */
   kvcPrepare: "/v1/kvc/prepare",
+  /** The primary's decisions not forgotten, past their deadline (a janitor's). */
+  records: "/v1/txn/records",
+  /** Whether this cluster still holds attempts' intents (a janitor's). */
+  held: "/v1/txn/held",
 } as const;
 
 /** The headers of a `409 locked` that carry the lock. */

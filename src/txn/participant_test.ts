@@ -214,3 +214,18 @@ Deno.test("participant: the exported state restores the locks, intents and outco
   assert.deepStrictEqual(store.value(acct(1)), 101);
   assert.deepStrictEqual(copy.lockedKeys, 0);
 });
+
+Deno.test("participant: a primary's decisions not forgotten, past their deadline, for a janitor", () => {
+  const { store, p } = setup();
+  p.apply(prepare("t1", [{ key: acct(1), op: "add", n: 1 }], { deadline: 100 }), 10, store);
+  p.apply({ type: "commit", txn: "t1", after: 10 }, 11, store);
+  assert.deepStrictEqual(p.unforgotten(100, 10), [], "not before its deadline");
+  assert.deepStrictEqual(p.unforgotten(101, 10), [{ txn: "t1", vs: 11, secondaries: ["B"] }]);
+  p.apply({ type: "forget", txn: "t1" }, 12, store);
+  assert.deepStrictEqual(p.unforgotten(101, 10), [], "forgotten");
+  // A secondary's commits and aborts are never a janitor's.
+  const q = setup("B");
+  q.p.apply(prepare("t2", [{ key: acct(2), op: "add", n: 1 }], { deadline: 100 }), 10, q.store);
+  q.p.apply({ type: "commit", txn: "t2", vs: 20 }, 21, q.store);
+  assert.deepStrictEqual(q.p.unforgotten(1_000, 10), []);
+});
