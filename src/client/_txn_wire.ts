@@ -184,19 +184,23 @@ export function lockOfError(error: unknown): TxnLockInfo | undefined {
   if (!(error instanceof KoiHttpError) || error.status !== 409 || error.code !== "locked") {
     return undefined;
   }
-  const h = error.headers;
-  const txn = h?.get(LOCK_HEADERS.txn);
-  const primary = h?.get(LOCK_HEADERS.primary);
-  const deadline = Number(h?.get(LOCK_HEADERS.deadline));
-  const key64 = h?.get(LOCK_HEADERS.key);
-  if (!txn || !primary || !Number.isSafeInteger(deadline) || key64 == null) return undefined;
+  return error.headers === undefined ? undefined : lockOfHeaders(error.headers);
+}
+
+/** The lock the headers of a `409 locked` carry, or undefined when they carry none. */
+export function lockOfHeaders(h: Headers): TxnLockInfo | undefined {
+  const txn = h.get(LOCK_HEADERS.txn);
+  const primary = h.get(LOCK_HEADERS.primary);
+  const deadline = Number(h.get(LOCK_HEADERS.deadline));
+  const key64 = h.get(LOCK_HEADERS.key);
+  if (!txn || !primary || !Number.isSafeInteger(deadline) || key64 === null) return undefined;
   let key: Uint8Array;
   try {
     key = Uint8Array.from(atob(key64), (c) => c.charCodeAt(0));
   } catch {
     return undefined;
   }
-  return { key, txn, primary, deadline, write: h?.get(LOCK_HEADERS.write) !== "false" };
+  return { key, txn, primary, deadline, write: h.get(LOCK_HEADERS.write) !== "false" };
 }
 
 /** The node path of the janitor's list of decisions not forgotten. */
