@@ -24,7 +24,7 @@ import {
   type TxnCommand,
   type TxnLockInfo,
 } from "../txn/mod.ts";
-import { LockedError, RequestTimeoutError } from "./errors.ts";
+import { BadRequestError, LockedError, RequestTimeoutError } from "./errors.ts";
 import type { RangeEntry } from "./service.ts";
 import {
   STAMP_ATTEMPTS_MAX,
@@ -37,6 +37,9 @@ import {
  * had that long to apply it everywhere and forget it itself.
  */
 export const JANITOR_GRACE_MS = 10_000;
+
+/** How far ahead of the node's clock a transaction's deadline may be, in ms. */
+export const TXN_DEADLINE_AHEAD_MS_MAX = 60_000;
 
 /** How long a plain write or a read waits for a transaction's lock before answering locked. */
 export const LOCK_WAIT_MS = 2_000;
@@ -70,6 +73,7 @@ export class TxnService {
 
   /** Proposes `cmd` with a versionstamp above the cluster's last (and `after`, for a decision). */
   async command(cmd: TxnCommand<KvMutation>): Promise<TxnAnswer> {
+    this.#checkTimes(cmd);
     const after = cmd.type === "commit" ? cmd.after : undefined;
     for (let attempt = 1;; attempt++) {
       const entry: TxnEntry = { at: this.#stamp(cmd, after), cmd };
@@ -81,6 +85,28 @@ export class TxnService {
       }
       this.counters.commands++;
       return answer as TxnAnswer;
+    }
+  }
+
+  /**
+   * Refuses times no coordinator of koi sends: a deadline further ahead than
+   * {@linkcode TXN_DEADLINE_AHEAD_MS_MAX} (it would hold locks that no one may resolve until
+   * then), and a versionstamp to apply or to exceed further ahead of the clock than a caller's
+   * floor may be (it would push the cluster's versionstamps to their end).
+   */
+  #checkTimes(cmd: TxnCommand<KvMutation>): void {
+    if (cmd.type === "prepare" || cmd.type === "abort") {
+      if (cmd.deadline > Date.now() + TXN_DEADLINE_AHEAD_MS_MAX) {
+        throw new BadRequestError(
+          `A transaction's deadline may be at most ${TXN_DEADLINE_AHEAD_MS_MAX} ms ahead`,
+        );
+      }
+    }
+    if (cmd.type === "commit") {
+      const stamp = cmd.after ?? cmd.vs ?? 0;
+      if (!this.#host.clock.acceptsAfter(stamp)) {
+        throw new BadRequestError(`The versionstamp ${stamp} is too far ahead of the clock`);
+      }
     }
   }
 

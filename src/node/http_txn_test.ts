@@ -234,3 +234,30 @@ Deno.test("txn endpoints: the janitor's records and held questions", async () =>
     }
   });
 });
+
+Deno.test("txn endpoints: a deadline or a versionstamp far ahead is a 400, nothing proposed", async () => {
+  // A forged prepare with a deadline days away would hold its locks until then (no one may
+  // resolve it before), and a forged commit far ahead would push the cluster's versionstamps
+  // to their end.
+  await withNode(async (app) => {
+    const send = async (cmd: TxnCommand<KvMutation>) => {
+      const r = await app.request(TXN_COMMAND_PATH, {
+        method: "POST",
+        body: encodeTxnEntry({ at: 0, cmd }) as BodyInit,
+      });
+      const text = await r.text();
+      return { status: r.status, text };
+    };
+    const far = { ...prepare("t1", "k", "v"), deadline: Date.now() + 3_600_000 };
+    const p = await send(far as TxnCommand<KvMutation>);
+    assert.equal(p.status, 400, p.text);
+    assert.match(p.text, /deadline/);
+    const c = await send({ type: "commit", txn: "t1", vs: Number.MAX_SAFE_INTEGER });
+    assert.equal(c.status, 400, c.text);
+    const a = await send({ type: "commit", txn: "t1", after: Number.MAX_SAFE_INTEGER });
+    assert.equal(a.status, 400, a.text);
+    const w = await app.request("/v1/kv/k", { method: "PUT", body: "plain" });
+    assert.equal(w.status, 200, "no lock was taken");
+    await w.body?.cancel();
+  });
+});

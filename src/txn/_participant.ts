@@ -101,7 +101,11 @@ export class TxnParticipant<M> {
   readonly #locks = new Map<string, Lock>();
   readonly #intents = new Map<TxnId, Held<M>>();
   readonly #outcomes = new Map<TxnId, TxnRemembered>();
+  /** Outcomes kept until forgotten (a primary's decisions), of {@linkcode #outcomes}. */
+  #decisions = 0;
   #intentBytes = 0;
+  /** Droppable outcomes dropped early because the bound was reached. */
+  dropped = 0;
 
   /** `self`: this cluster's id; `timeOf`: the log time of a versionstamp. */
   constructor(
@@ -247,7 +251,7 @@ export class TxnParticipant<M> {
       this.#intents.size >= lim.intentsMax ||
       this.#locks.size + writeKeys.length + readKeys.length > lim.lockedKeysMax ||
       this.#intentBytes + bytes > lim.intentBytesMax ||
-      this.#outcomes.size >= lim.outcomesMax
+      this.#decisions >= lim.outcomesMax
     ) {
       return { vote: "no", reason: "busy" };
     }
@@ -316,7 +320,10 @@ export class TxnParticipant<M> {
   #forget(cmd: TxnForget): TxnOutcome {
     const done = this.#outcomes.get(cmd.txn);
     if (done === undefined) return this.#known(cmd.txn);
-    if (!done.droppable) this.#outcomes.set(cmd.txn, { ...done, droppable: true });
+    if (!done.droppable) {
+      this.#outcomes.set(cmd.txn, { ...done, droppable: true });
+      this.#decisions--;
+    }
     return done.outcome;
   }
 
@@ -363,8 +370,23 @@ export class TxnParticipant<M> {
   }
 
   #remember(txn: TxnId, r: TxnRemembered): void {
+    const old = this.#outcomes.get(txn);
+    if (old !== undefined && !old.droppable) this.#decisions--;
     this.#outcomes.delete(txn); // keep insertion order = age order
     this.#outcomes.set(txn, r);
+    if (!r.droppable) this.#decisions++;
+    // Full: the oldest droppable outcome goes first (an abort's marker: without it a late
+    // prepare locks until its deadline, and is then resolved as aborted; safe, only slower).
+    // Decisions a primary must keep are never dropped; past the bound, prepares are busy.
+    if (this.#outcomes.size > this.#limits.outcomesMax) {
+      for (const [t, o] of this.#outcomes) {
+        if (o.droppable && t !== txn) {
+          this.#outcomes.delete(t);
+          this.dropped++;
+          break;
+        }
+      }
+    }
   }
 
   /** Drops droppable outcomes whose deadline passed, oldest first, stopping at a kept one. */
@@ -412,6 +434,10 @@ export class TxnParticipant<M> {
       }
       this.#hold({ ...i, writeKeys, readKeys: i.checks.map((c) => keyString(c.key)), bytes });
     }
-    for (const [txn, r] of state.outcomes) this.#outcomes.set(txn, r);
+    this.#decisions = 0;
+    for (const [txn, r] of state.outcomes) {
+      this.#outcomes.set(txn, r);
+      if (!r.droppable) this.#decisions++;
+    }
   }
 }

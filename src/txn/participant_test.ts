@@ -229,3 +229,19 @@ Deno.test("participant: a primary's decisions not forgotten, past their deadline
   q.p.apply({ type: "commit", txn: "t2", vs: 20 }, 21, q.store);
   assert.deepStrictEqual(q.p.unforgotten(1_000, 10), []);
 });
+
+Deno.test("participant: full of outcomes, the oldest abort marker goes; decisions it must keep never do", () => {
+  const limits = { ...DEFAULT_TXN_LIMITS, outcomesMax: 3 };
+  const { store, p } = setup("A", limits);
+  p.apply(prepare("t1", [{ key: acct(1), op: "add", n: 1 }], { deadline: 100 }), 10, store);
+  p.apply({ type: "commit", txn: "t1", after: 10 }, 11, store); // kept until forgotten
+  for (let i = 0; i < 10; i++) {
+    p.apply({ type: "abort", txn: `x${i}`, deadline: 100 }, 12 + i, store);
+  }
+  assert.equal(p.outcomes, 3);
+  assert.equal(p.outcome("t1")?.outcome.state, "committed", "the decision stays");
+  assert.equal(p.outcome("x9")?.outcome.state, "aborted", "the newest markers stay");
+  assert.equal(p.dropped, 8);
+  // Markers do not make prepares busy; decisions at the bound do.
+  assert.equal(p.apply(prepare("t2", [{ key: acct(2), op: "add", n: 1 }]), 30, store).vote, "yes");
+});
