@@ -60,6 +60,8 @@ export interface StartKvConnectOptions {
   /** With TLS: the admin's certificate and key, the CA's PEM and its file. */
   readonly tls?: TlsMaterial & { readonly caPath: string };
   readonly log: (line: string) => void;
+  /** The secret of a cluster's nodes (transaction commands need it), if they have one. */
+  readonly secretOf?: (cluster: string) => string | undefined;
 }
 
 /**
@@ -114,6 +116,8 @@ export async function startKvConnect(options: StartKvConnectOptions): Promise<Kv
         signal,
       }),
     watch: { onError: log },
+    // Transaction commands need the cluster's secret: its nodes' (config.toml, or generated).
+    secretOf: (cluster) => options.secretOf?.(cluster),
   });
   // Decisions whose coordinator died are applied and forgotten in the background.
   gateway.startJanitor();

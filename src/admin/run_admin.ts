@@ -394,6 +394,8 @@ export async function runAdmin(options: RunAdminOptions): Promise<RunningAdmin> 
       adminFetch: (request) => app.fetch(request),
       ...(tls === undefined ? {} : { tls: { ...tls, caPath: config.admin.tls!.ca } }),
       log,
+      // Read when called: a reshard may add clusters (with the config it was given).
+      secretOf: (cluster) => config.clusters.find((c) => c.id === cluster)?.nodes[0]?.secret,
     });
     if (kvConnect !== undefined) cleanup.push(() => kvConnect.close());
     poller.start();

@@ -27,21 +27,12 @@ import {
 import type { Routes } from "./_route.ts";
 import { requestId, type SessionPool } from "./_sessions.ts";
 import { KoiError, UnavailableError } from "./errors.ts";
-import type { TxnLockInfo } from "../txn/mod.ts";
-import { lockOfHeaders } from "./_txn_wire.ts";
 
 /** Sends the requests of one client, on its routes and with its sessions. */
 export class Sender {
   readonly #core: ClientCore;
   readonly #routes: Routes;
   readonly #sessions: SessionPool;
-  /**
-   * Resolves a lock past its deadline, met at `cluster` (a cross-cluster transaction whose
-   * coordinator is gone: docs/transactions.md); set by the client once its raw calls exist.
-   */
-  resolveLock:
-    | ((lock: TxnLockInfo, cluster: string, deadline: number) => Promise<void>)
-    | undefined;
 
   /** A sender of `core`'s client, routing by `routes`, writing on `sessions`. */
   constructor(core: ClientCore, routes: Routes, sessions: SessionPool) {
@@ -202,14 +193,13 @@ export class Sender {
         tried.clear();
         continue;
       }
-      if (result.status === 409 && code === "locked") {
+      // koi's own key requests only: a raw caller (the gateway) resolves locks itself.
+      if (result.status === 409 && code === "locked" && request.path === undefined) {
         // A transaction in flight holds the key (the node waited for it already): nothing was
-        // applied, nothing remembered for the request id. Past its deadline its coordinator
-        // is gone: resolve it; else wait a little. Then the same request again.
-        const lock = lockOfHeaders(result.headers);
-        if (lock !== undefined && lock.deadline < Date.now() && this.resolveLock !== undefined) {
-          await this.resolveLock(lock, state.info.id, call.deadline).catch(() => {});
-        } else await pause(backoff());
+        // applied, nothing remembered for the request id. Wait a little and send the same
+        // request again; a lock whose coordinator is gone is resolved by the admin's janitor
+        // (transaction commands need the cluster's secret, which a client does not hold).
+        await pause(backoff());
         waited = true;
         continue;
       }

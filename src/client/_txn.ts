@@ -24,9 +24,7 @@ import {
   type TxnSend,
   type TxnShare,
 } from "../txn/mod.ts";
-import { KoiError, KoiHttpError } from "./errors.ts";
-import type { RawCalls } from "./_raw.ts";
-import { decodeTxnAnswer, encodeTxnCommand, MSGPACK_TYPE, TXN_COMMAND_PATH } from "./_txn_wire.ts";
+import { KoiError } from "./errors.ts";
 
 /** How a coordinator reaches the clusters. Each call throws on a failure. */
 export interface TxnTransport<M, E> {
@@ -268,35 +266,4 @@ export async function snapshotRead<M, E extends { readonly key: Uint8Array }>(
       : `A snapshot read could not finish within ${timings.totalMs} ms${last}`,
     { cause: lastFailure },
   );
-}
-
-/**
- * A transport of commits, aborts and forgets over `raw` (what resolving a lock needs): each
- * call to the cluster's leader with the client's retries, for at most 2 s.
- */
-export function commandTransport(raw: RawCalls): TxnTransport<never, never> {
-  const refuse = () => Promise.reject(new TxnRejectedError("not a command"));
-  return {
-    async command(cluster, cmd) {
-      if (cmd.type === "prepare") return await refuse();
-      try {
-        const answer = await raw.write({
-          path: TXN_COMMAND_PATH,
-          body: encodeTxnCommand(cmd),
-          cluster,
-          headers: { "content-type": MSGPACK_TYPE },
-          answerBytesMax: 64 * 1024,
-          what: `${cmd.type} of transaction ${cmd.txn} at cluster ${cluster}`,
-        }, { timeoutMs: 2_000 });
-        return decodeTxnAnswer(answer.body);
-      } catch (error) {
-        if (error instanceof KoiHttpError && error.status >= 400 && error.status < 500) {
-          throw new TxnRejectedError(error.message, error.status);
-        }
-        throw error;
-      }
-    },
-    read: refuse,
-    check: refuse,
-  };
 }

@@ -218,16 +218,39 @@ export interface UnforgottenDecision {
   readonly secondaries: readonly string[];
 }
 
+/** A prepared attempt past its deadline: its coordinator is gone. */
+export interface StaleIntent {
+  /** The attempt. */
+  readonly txn: string;
+  /** Its primary. */
+  readonly primary: string;
+  /** Its deadline. */
+  readonly deadline: number;
+}
+
 /** Decodes the answer of a records request. */
-export function decodeRecords(bytes: Uint8Array): UnforgottenDecision[] {
+export function decodeRecords(
+  bytes: Uint8Array,
+): { decisions: UnforgottenDecision[]; stale: StaleIntent[] } {
   let v: unknown;
   try {
     v = decode(bytes);
   } catch {
-    bad("a list of records");
+    bad("records");
   }
-  if (!Array.isArray(v)) bad("a list of records");
-  return v.map((r) => {
+  if (typeof v !== "object" || v === null) bad("records");
+  const { decisions, stale } = v as { decisions: unknown; stale: unknown };
+  if (!Array.isArray(decisions) || !Array.isArray(stale)) bad("records");
+  const staleOut = stale.map((r) => {
+    if (
+      !Array.isArray(r) || r.length !== 3 || typeof r[0] !== "string" ||
+      typeof r[1] !== "string" || !isNat(r[2])
+    ) {
+      bad("a stale intent");
+    }
+    return { txn: r[0], primary: r[1], deadline: r[2] };
+  });
+  const decisionsOut = decisions.map((r) => {
     if (
       !Array.isArray(r) || r.length !== 3 || typeof r[0] !== "string" || !isNat(r[1]) ||
       !Array.isArray(r[2]) || !r[2].every((c: unknown) => typeof c === "string")
@@ -236,6 +259,7 @@ export function decodeRecords(bytes: Uint8Array): UnforgottenDecision[] {
     }
     return { txn: r[0], vs: r[1], secondaries: r[2] };
   });
+  return { decisions: decisionsOut, stale: staleOut };
 }
 
 /** Decodes the answer of a held request. */

@@ -33,7 +33,6 @@ import { listClusters } from "./_list.ts";
 import { watchCluster, WatchIterator } from "./_watch.ts";
 import { Sender } from "./_retry.ts";
 import { RawCalls } from "./_raw.ts";
-import { commandTransport, resolveLock, SYSTEM_TXN_CLOCK } from "./_txn.ts";
 import { Routes } from "./_route.ts";
 import { SessionPool } from "./_sessions.ts";
 import { type DeploymentStatus, fetchDeploymentStatus } from "./_status.ts";
@@ -106,12 +105,7 @@ export class KoiClient {
     this.#clientId = clientId;
     this.#routes = new Routes(this.#core);
     this.#sender = new Sender(this.#core, this.#routes, new SessionPool(clientId));
-    const raw = new RawCalls(this.#core, this.#routes, this.#sender);
-    rawCalls.set(this, raw);
-    // A key locked by a transaction whose coordinator is gone: resolved by whoever meets it.
-    this.#sender.resolveLock = async (lock, cluster, deadline) => {
-      await resolveLock(lock, cluster, commandTransport(raw), SYSTEM_TXN_CLOCK, deadline);
-    };
+    rawCalls.set(this, new RawCalls(this.#core, this.#routes, this.#sender));
   }
 
   /** Use {@linkcode connect}: it validates `options` and fetches the table first. */

@@ -134,8 +134,11 @@ export class FakeKvcDeployment {
       if (path === "/v1/txn/check") return this.#txnCheck(node, body);
       if (path === "/v1/txn/records") {
         const [limit] = decode(body) as [number];
-        const records = this.cluster(node.cluster.id).txn.unforgotten(Date.now(), limit);
-        return msgpackAnswer(records.map((r) => [r.txn, r.vs, r.secondaries]));
+        const t = this.cluster(node.cluster.id).txn;
+        return msgpackAnswer({
+          decisions: t.unforgotten(Date.now(), limit).map((r) => [r.txn, r.vs, r.secondaries]),
+          stale: t.staleIntents(Date.now(), limit).map((r) => [r.txn, r.primary, r.deadline]),
+        });
       }
       if (path === "/v1/txn/held") {
         const txns = decode(body) as string[];

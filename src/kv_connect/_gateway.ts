@@ -77,7 +77,7 @@ export const NODE_WRITE_ANSWER_BYTES_MAX = 64 * 1024;
 export const GATEWAY_CALL_TIMEOUT_MS = 10_000;
 
 /** How often the janitor sweeps the primaries' decisions not forgotten, in ms. */
-export const JANITOR_SWEEP_MS = 30_000;
+export const JANITOR_SWEEP_MS = 5_000;
 
 /** Options of {@linkcode KvConnectGateway}. */
 export interface GatewayOptions {
@@ -94,6 +94,8 @@ export interface GatewayOptions {
   readonly rangesPerReadMax?: number;
   /** The watches' polling and bounds. */
   readonly watch?: WatchHubOptions;
+  /** The secret of a cluster's nodes, which transaction commands need (none: nodes ask none). */
+  readonly secretOf?: (cluster: string) => string | undefined;
 }
 
 const PROTOBUF = { "content-type": "application/x-protobuf" };
@@ -446,6 +448,7 @@ export class KvConnectGateway implements KvConnectBackend {
     );
     this.#txnCounters.rolledForward += report.rolledForward;
     this.#txnCounters.forgotten += report.forgotten;
+    this.#txnCounters.resolved += report.resolved;
     return report;
   }
 
@@ -482,6 +485,7 @@ export class KvConnectGateway implements KvConnectBackend {
         ? {}
         : { readAnswerBytesMax: this.#options.readAnswerBytesMax }),
       callTimeoutMs: Math.min(TXN_CALL_TIMEOUT_MS, this.#timeoutMs / 4),
+      ...(this.#options.secretOf === undefined ? {} : { secretOf: this.#options.secretOf }),
     });
   }
 

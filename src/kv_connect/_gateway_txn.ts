@@ -119,9 +119,18 @@ export function splitWrite(
 export function gatewayTransport(
   raw: RawCalls,
   signal: AbortSignal,
-  options: { readAnswerBytesMax?: number; callTimeoutMs?: number } = {},
+  options: {
+    readAnswerBytesMax?: number;
+    callTimeoutMs?: number;
+    /** The secret of a cluster's nodes: transaction commands need it (docs/api.md). */
+    secretOf?: (cluster: string) => string | undefined;
+  } = {},
 ): TxnTransport<Mutation, KvEntry> & JanitorTransport<Mutation> {
   const readAnswerBytesMax = options.readAnswerBytesMax ?? 80 * 1024 * 1024;
+  const auth = (cluster: string): Record<string, string> => {
+    const secret = options.secretOf?.(cluster);
+    return secret === undefined ? {} : { authorization: `Bearer ${secret}` };
+  };
   const call = { signal, timeoutMs: options.callTimeoutMs ?? TXN_CALL_TIMEOUT_MS };
   const post = async (
     kind: "write" | "read",
@@ -164,6 +173,7 @@ export function gatewayTransport(
           enqueues: 0,
         });
         const headers = {
+          ...auth(cluster),
           "content-type": "application/x-protobuf",
           "x-koi-txn": cmd.txn,
           "x-koi-txn-primary": cmd.primary,
@@ -188,12 +198,18 @@ export function gatewayTransport(
     },
     async records(cluster) {
       return decodeRecords(
-        await post("read", cluster, TXN_RECORDS_PATH, encode([JANITOR_BATCH]), msgpack, "records"),
+        await post("read", cluster, TXN_RECORDS_PATH, encode([JANITOR_BATCH]), {
+          ...msgpack,
+          ...auth(cluster),
+        }, "records"),
       );
     },
     async held(cluster, txns) {
       return decodeHeld(
-        await post("read", cluster, TXN_HELD_PATH, encode([...txns]), msgpack, "held"),
+        await post("read", cluster, TXN_HELD_PATH, encode([...txns]), {
+          ...msgpack,
+          ...auth(cluster),
+        }, "held"),
         txns.length,
       );
     },

@@ -85,6 +85,8 @@ export class WatchHub {
   readonly #watches = new Set<HubWatch>();
   /** The round in progress or last done. */
   #round = 0;
+  /** Groups whose read is in flight. */
+  readonly #reading = new Set<string>();
   #running = false;
   #wake: (() => void) | undefined;
   #reportedAt = -Infinity;
@@ -229,13 +231,17 @@ export class WatchHub {
           if (list === undefined) groups.set(g, list = []);
           list.push(w);
         }
-        // Each group on its own: one that fails keeps its keys' last entries and holds up only
-        // the watches that name them.
-        await Promise.all(
-          [...groups].map(([group, watched]) => this.#readGroup(group, watched, round)),
-        );
-        if (this.#closer.signal.aborted) break;
-        for (const watch of this.#watches) watch.poke();
+        // Each group on its own, at its own pace: one that fails or is slow keeps its keys'
+        // last entries and holds up only the watches that name them (a group still being
+        // read is not asked again; the others go on every round).
+        for (const [group, watched] of groups) {
+          if (this.#reading.has(group)) continue;
+          this.#reading.add(group);
+          void this.#readGroup(group, watched, round).finally(() => {
+            this.#reading.delete(group);
+            for (const watch of this.#watches) watch.poke();
+          });
+        }
         await new Promise<void>((resolve) => {
           const timer = setTimeout(done, this.#pollMs);
           function done() {

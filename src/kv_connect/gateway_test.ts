@@ -362,11 +362,55 @@ Deno.test({
         await new Promise((r) => setTimeout(r, deadline + 1 - Date.now()));
       }
       const report = await gateway.sweep();
-      assert.deepEqual(report, { rolledForward: 1, forgotten: 1 });
+      assert.deepEqual(report, { rolledForward: 1, forgotten: 1, resolved: 0 });
       assert.equal(b.txn.lockedKeys, 0);
       assert.equal(a.txn.outcome("gone.1")?.droppable, true);
-      assert.deepEqual(await gateway.sweep(), { rolledForward: 0, forgotten: 0 }, "once");
+      assert.deepEqual(
+        await gateway.sweep(),
+        { rolledForward: 0, forgotten: 0, resolved: 0 },
+        "once",
+      );
       void kv;
+    });
+  },
+});
+
+Deno.test({
+  name: "gateway: the janitor resolves attempts prepared and never decided, past their deadline",
+  ...opts,
+  async fn() {
+    await withGateway(async ({ fake, gateway }) => {
+      const inA = tupleKey(...tupleKeyOwnedBy((k) => fake.owner(k), "a"));
+      const inB = tupleKey(...tupleKeyOwnedBy((k) => fake.owner(k), "b"));
+      const deadline = Date.now() + 30;
+      const noop = { evaluate: () => undefined, apply: () => {} };
+      const prepare = (key: Uint8Array) => ({
+        type: "prepare" as const,
+        txn: "undecided.1",
+        primary: "a",
+        participants: ["a", "b"],
+        checks: [],
+        mutations: [{
+          key,
+          value: { data: new Uint8Array([1]), encoding: 3 },
+          mutationType: 1,
+          expireAtMs: 0n,
+          sumMin: new Uint8Array(),
+          sumMax: new Uint8Array(),
+          sumClamp: false,
+        }],
+        deadline,
+      });
+      const [a, b] = [fake.cluster("a"), fake.cluster("b")];
+      a.txn.apply(prepare(inA), Number(++a.vs), noop);
+      b.txn.apply(prepare(inB), Number(++b.vs), noop);
+      while (Date.now() <= deadline) {
+        await new Promise((r) => setTimeout(r, deadline + 1 - Date.now()));
+      }
+      const report = await gateway.sweep();
+      assert.equal(report.resolved, 2, "at a (its primary) and at b");
+      assert.equal(a.txn.lockedKeys + b.txn.lockedKeys, 0);
+      assert.equal(a.txn.outcome("undecided.1")?.outcome.state, "aborted");
     });
   },
 });

@@ -35,7 +35,7 @@ import { TXN_PATHS } from "../txn/mod.ts";
 import { BadRequestError, WrongShardError } from "./errors.ts";
 import { errorResponse } from "./_http_errors.ts";
 import { readBody } from "./_http_request.ts";
-import type { RangeEntry } from "./service.ts";
+import type { NodeService, RangeEntry } from "./service.ts";
 import { SYSTEM_KEY_BYTE } from "./_system_keys.ts";
 import {
   KVC_CHECKS_MAX,
@@ -271,6 +271,31 @@ function kvcPrepare(
   }));
 }
 
+/**
+ * The refusal of a prepare with a key this cluster does not own under the table in force (the
+ * state machine checks the routing state of a move only; before any move, the table decides),
+ * or undefined.
+ */
+function misroutedPrepare(
+  service: NodeService,
+  cmd: TxnCommand<KvMutation>,
+): TxnAnswer | undefined {
+  if (cmd.type !== "prepare") return undefined;
+  const keys = [
+    ...cmd.checks.map((c) => c.key),
+    ...cmd.mutations.filter((m) => m.type !== "set_vs").map((m) => m.key),
+  ];
+  for (const key of keys) {
+    if (service.owns(key)) continue;
+    return {
+      vote: "no",
+      reason: "refused",
+      refusal: { code: "wrong_shard", owner: service.owner?.(key) ?? "", epoch: service.epoch() },
+    };
+  }
+  return undefined;
+}
+
 /** Adds the transaction routes to `app`. */
 export function routeTxn(app: Hono, deps: TxnDeps): void {
   const { service } = deps;
@@ -280,6 +305,8 @@ export function routeTxn(app: Hono, deps: TxnDeps): void {
     if (run === undefined) return none();
     const body = await readBody(c.req.raw, TXN_BODY_BYTES_MAX, "Prepare");
     const cmd = kvcPrepare(c.req.raw.headers, body, service.clusterId);
+    const misrouted = misroutedPrepare(service, cmd);
+    if (misrouted !== undefined) return msgpack(answerOut(misrouted));
     return await deps.withLeader(c, body, () => run(cmd), (a) => msgpack(answerOut(a)));
   });
   app.post(TXN_COMMAND_PATH, async (c) => {
@@ -290,6 +317,8 @@ export function routeTxn(app: Hono, deps: TxnDeps): void {
       throw new BadRequestError("Invalid transaction command: not one");
     }
     const cmd = parseTxnCommand(body);
+    const misrouted = misroutedPrepare(service, cmd);
+    if (misrouted !== undefined) return msgpack(answerOut(misrouted));
     return await deps.withLeader(c, body, () => run(cmd), (a) => msgpack(answerOut(a)));
   });
   app.post(TXN_RECORDS_PATH, async (c) => {
@@ -305,7 +334,11 @@ export function routeTxn(app: Hono, deps: TxnDeps): void {
       c,
       body,
       () => records(limit),
-      (r) => msgpack(r.map((x) => [x.txn, x.vs, x.secondaries])),
+      (r) =>
+        msgpack({
+          decisions: r.decisions.map((x) => [x.txn, x.vs, x.secondaries]),
+          stale: r.stale.map((x) => [x.txn, x.primary, x.deadline]),
+        }),
     );
   });
   app.post(TXN_HELD_PATH, async (c) => {

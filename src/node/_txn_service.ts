@@ -36,13 +36,21 @@ import {
  * How long after its deadline a decision not forgotten is handed to a janitor: its coordinator
  * had that long to apply it everywhere and forget it itself.
  */
-export const JANITOR_GRACE_MS = 10_000;
+export const JANITOR_GRACE_MS = 5_000;
 
 /** How far ahead of the node's clock a transaction's deadline may be, in ms. */
 export const TXN_DEADLINE_AHEAD_MS_MAX = 60_000;
 
 /** How long a plain write or a read waits for a transaction's lock before answering locked. */
 export const LOCK_WAIT_MS = 2_000;
+
+/** What a janitor settles at a cluster (docs/transactions.md, "The janitor"). */
+export interface TxnRecords {
+  /** This primary's decisions not forgotten, past their deadline. */
+  readonly decisions: readonly { txn: string; vs: number; secondaries: readonly string[] }[];
+  /** Attempts prepared here whose deadline passed: their coordinator is gone. */
+  readonly stale: readonly { txn: string; primary: string; deadline: number }[];
+}
 
 /** What the transaction side needs of the driver. */
 export interface TxnHost {
@@ -133,14 +141,14 @@ export class TxnService {
   }
 
   /**
-   * This cluster's decisions not forgotten whose deadline passed {@linkcode JANITOR_GRACE_MS}
-   * ago, at most `limit` (linearizable).
+   * This cluster's decisions not forgotten, and the attempts prepared here, whose deadline
+   * passed {@linkcode JANITOR_GRACE_MS} ago, at most `limit` of each (linearizable).
    */
-  async records(
-    limit: number,
-  ): Promise<{ txn: string; vs: number; secondaries: readonly string[] }[]> {
+  async records(limit: number): Promise<TxnRecords> {
     await this.#host.readBarrier();
-    return this.#participant(this.#host.sm()).unforgotten(Date.now() - JANITOR_GRACE_MS, limit);
+    const t = this.#participant(this.#host.sm());
+    const before = Date.now() - JANITOR_GRACE_MS;
+    return { decisions: t.unforgotten(before, limit), stale: t.staleIntents(before, limit) };
   }
 
   /** Per attempt, whether this cluster still holds its intent (linearizable). */

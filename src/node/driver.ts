@@ -79,7 +79,7 @@ import {
 } from "./_driver_options.ts";
 import { IncarnationRegistry } from "./_incarnations.ts";
 import { settle, wait, type Waiter } from "./_waiters.ts";
-import { TxnService } from "./_txn_service.ts";
+import { type TxnRecords, TxnService } from "./_txn_service.ts";
 import type {
   KeySpan,
   ReadRange,
@@ -834,9 +834,7 @@ export class RaftNode implements NodeService {
   }
 
   /** See {@linkcode NodeService.txnRecords}. */
-  txnRecords(
-    limit: number,
-  ): Promise<{ txn: string; vs: number; secondaries: readonly string[] }[]> {
+  txnRecords(limit: number): Promise<TxnRecords> {
     return this.#txns.records(limit);
   }
 

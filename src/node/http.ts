@@ -126,6 +126,13 @@ const MANAGEMENT_PATHS = [
   "/v1/snapshot",
   "/metrics",
   ...ROUTE_PATHS,
+  // A transaction command's effect depends on a decision only the coordinator knows: an
+  // abort sent to a secondary after the primary committed breaks atomicity. Only holders of
+  // the cluster's secret (the admin's gateway) send them (docs/transactions.md).
+  TXN_COMMAND_PATH,
+  TXN_KVC_PREPARE_PATH,
+  TXN_RECORDS_PATH,
+  TXN_HELD_PATH,
 ];
 /** Each route and the methods it serves, for 405 and OPTIONS (more specific first). */
 const ROUTES: readonly (readonly [string, readonly string[]])[] = [

@@ -224,7 +224,7 @@ Deno.test("txn endpoints: the janitor's records and held questions", async () =>
     const records = await post(app, "/v1/txn/records", [10]);
     assert.deepEqual(
       decode(new Uint8Array(await records.arrayBuffer())),
-      [],
+      { decisions: [], stale: [] },
       "none past the grace",
     );
     for (const [path, body] of [["/v1/txn/held", []], ["/v1/txn/records", [0]]] as const) {
@@ -260,4 +260,67 @@ Deno.test("txn endpoints: a deadline or a versionstamp far ahead is a 400, nothi
     assert.equal(w.status, 200, "no lock was taken");
     await w.body?.cancel();
   });
+});
+
+Deno.test("txn endpoints: with a secret, transaction commands need it (a forged abort breaks atomicity)", async () => {
+  // Found by the attack: anyone could abort a secondary's intent after its primary committed.
+  const c = await DriverCluster.create(["n1"]);
+  const stop = c.autoTick();
+  try {
+    const app = createNodeApp({ service: await c.leader(), secret: "the-secret-0123456789" });
+    const body = encodeTxnEntry({ at: 0, cmd: { type: "abort", txn: "t1", deadline: Date.now() } });
+    const denied = await app.request(TXN_COMMAND_PATH, { method: "POST", body: body as BodyInit });
+    assert.equal(denied.status, 401);
+    await denied.body?.cancel();
+    for (const path of ["/v1/kvc/prepare", "/v1/txn/records", "/v1/txn/held"]) {
+      const r = await app.request(path, { method: "POST", body: encode([1]) as BodyInit });
+      assert.equal(r.status, 401, path);
+      await r.body?.cancel();
+    }
+    const allowed = await app.request(TXN_COMMAND_PATH, {
+      method: "POST",
+      headers: { authorization: "Bearer the-secret-0123456789" },
+      body: body as BodyInit,
+    });
+    assert.equal(allowed.status, 200);
+    await allowed.body?.cancel();
+  } finally {
+    stop();
+    await c.close();
+  }
+});
+
+Deno.test("txn endpoints: a prepare of a key this cluster does not own is refused (wrong_shard), nothing proposed", async () => {
+  // Found by the attack: before any move, a prepare stored keys of other clusters here.
+  const c = await DriverCluster.create(["n1"]);
+  const stop = c.autoTick();
+  try {
+    const node = await c.leader();
+    const service = new Proxy(node, {
+      get(target, prop) {
+        if (prop === "owns") return (key: Uint8Array) => dec(key) !== "foreign";
+        if (prop === "owner") return () => "c";
+        const v = Reflect.get(target, prop, target);
+        return typeof v === "function" ? v.bind(target) : v;
+      },
+    });
+    const app = createNodeApp({ service });
+    const vote = await command(app, prepare("t1", "foreign", "v")) as {
+      vote: string;
+      refusal: { code: string; owner: string };
+    };
+    assert.equal(vote.vote, "no");
+    assert.equal(vote.refusal.code, "wrong_shard");
+    assert.equal(vote.refusal.owner, "c");
+    assert.equal(
+      await command(app, { type: "commit", txn: "t1", after: 0 }).then((a) =>
+        (a as { state: string }).state
+      ),
+      "unknown",
+      "never prepared",
+    );
+  } finally {
+    stop();
+    await c.close();
+  }
 });

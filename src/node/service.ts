@@ -9,6 +9,7 @@ import type {
   TxnCommand,
 } from "../txn/mod.ts";
 import type { DiskStatus } from "./_disk_failure.ts";
+import type { TxnRecords } from "./_txn_service.ts";
 
 export type { DiskStatus } from "./_disk_failure.ts";
 
@@ -179,10 +180,8 @@ export interface NodeService {
    * applying it answered. Leader only, as {@linkcode write}; absent in fakes.
    */
   txnCommand?(cmd: TxnCommand<KvMutation>): Promise<TxnAnswer>;
-  /** This primary's decisions not forgotten, past their deadline (a janitor settles them). */
-  txnRecords?(
-    limit: number,
-  ): Promise<{ txn: string; vs: number; secondaries: readonly string[] }[]>;
+  /** Decisions not forgotten and prepared attempts, past their deadline (a janitor's). */
+  txnRecords?(limit: number): Promise<TxnRecords>;
   /** Per attempt, whether this cluster still holds its intent. */
   txnHeld?(txns: readonly string[]): Promise<boolean[]>;
   /** A snapshot read's first round here (linearizable): the ranges, or a write lock in one. */

@@ -200,6 +200,19 @@ export class TxnParticipant<M> {
     return out;
   }
 
+  /**
+   * Prepared attempts whose deadline passed before `before` (log time), at most `limit`:
+   * their coordinator is gone; a janitor resolves them at their primary.
+   */
+  staleIntents(before: number, limit: number): { txn: TxnId; primary: string; deadline: number }[] {
+    const out: { txn: TxnId; primary: string; deadline: number }[] = [];
+    for (const i of this.#intents.values()) {
+      if (out.length >= limit) break;
+      if (i.deadline < before) out.push({ txn: i.txn, primary: i.primary, deadline: i.deadline });
+    }
+    return out;
+  }
+
   /** The outcome remembered for `txn`, if any. */
   outcome(txn: TxnId): TxnRemembered | undefined {
     return this.#outcomes.get(txn);

@@ -112,6 +112,7 @@ export class BankClient {
   readonly #keys: readonly Uint8Array[];
   readonly #h: BankHistory;
   readonly #name: string;
+  readonly #secret: string;
   #seq = 0;
 
   private constructor(
@@ -119,12 +120,14 @@ export class BankClient {
     keys: readonly Uint8Array[],
     h: BankHistory,
     name: string,
+    secret: string,
   ) {
     this.#client = client;
     this.#raw = rawCallsOf(client);
     this.#keys = keys;
     this.#h = h;
     this.#name = name;
+    this.#secret = secret;
   }
 
   /** A client of the deployment at `adminUrl`. */
@@ -133,9 +136,17 @@ export class BankClient {
     keys: readonly Uint8Array[],
     h: BankHistory,
     name: string,
+    secret: string,
   ): Promise<BankClient> {
     const client = await connect(adminUrl, { timeoutMs: 2_000, attemptTimeoutMs: 1_000 });
-    return new BankClient(client, keys, h, name);
+    return new BankClient(client, keys, h, name, secret);
+  }
+
+  #transport(signal: AbortSignal) {
+    return gatewayTransport(this.#raw, signal, {
+      callTimeoutMs: 1_000,
+      secretOf: () => this.#secret,
+    });
   }
 
   /** Closes the connection. */
@@ -227,7 +238,7 @@ export class BankClient {
       run = await runTransaction(
         splitWrite(write, owner),
         () => `${id}.${++this.#seq}`,
-        gatewayTransport(this.#raw, signal, { callTimeoutMs: 1_000 }),
+        this.#transport(signal),
         SYSTEM_TXN_CLOCK,
         TIMINGS,
       );
@@ -257,7 +268,7 @@ export class BankClient {
       got = await snapshotRead<Mutation, KvEntry>(
         placed,
         (range, parts) => mergeRange(parts, range, (k) => this.#raw.table.carp.owner(k)),
-        gatewayTransport(this.#raw, signal, { callTimeoutMs: 1_000 }),
+        this.#transport(signal),
         SYSTEM_TXN_CLOCK,
         TIMINGS,
       );
@@ -330,10 +341,13 @@ export async function runBankWorkload(
   adminUrl: string,
   keys: readonly Uint8Array[],
   h: BankHistory,
-  options: { workers: number; prng: Prng; signal: AbortSignal },
+  options: { workers: number; prng: Prng; signal: AbortSignal; secret: string },
 ): Promise<void> {
   const clients = await Promise.all(
-    Array.from({ length: options.workers }, (_, w) => BankClient.open(adminUrl, keys, h, `w${w}`)),
+    Array.from(
+      { length: options.workers },
+      (_, w) => BankClient.open(adminUrl, keys, h, `w${w}`, options.secret),
+    ),
   );
   try {
     await Promise.all(clients.map(async (c, w) => {

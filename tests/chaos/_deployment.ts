@@ -66,6 +66,11 @@ export class ChaosDeployment {
   readonly #adminTail: string[] = [];
   readonly #secret: string;
 
+  /** The secret of every node (transaction commands need it). */
+  get secret(): string {
+    return this.#secret;
+  }
+
   private constructor(
     dir: string,
     adminUrl: string,

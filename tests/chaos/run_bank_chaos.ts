@@ -74,7 +74,7 @@ export async function runBankChaos(options: BankChaosOptions): Promise<BankChaos
       using probe = await connect(d.adminUrl);
       keys = bankKeys(probe, Object.keys(CLUSTERS), options.accountsPerCluster ?? 3);
     }
-    const opener = await BankClient.open(d.adminUrl, keys, h, "opener");
+    const opener = await BankClient.open(d.adminUrl, keys, h, "opener", d.secret);
     try {
       await opener.open();
     } finally {
@@ -89,6 +89,7 @@ export async function runBankChaos(options: BankChaosOptions): Promise<BankChaos
           workers: options.workers ?? 6,
           prng: prng.fork(),
           signal: stop.signal,
+          secret: d.secret,
         }),
         runNemesis({
           deployment: d,
@@ -105,12 +106,12 @@ export async function runBankChaos(options: BankChaosOptions): Promise<BankChaos
       clearTimeout(timer);
     }
     await healAll(d, lab);
-    await finalAudit(d.adminUrl, keys, h);
+    await finalAudit(d.adminUrl, keys, h, d.secret);
     await d.stopAll();
     d.startAll();
     await d.waitForLeaders();
     await d.waitForAdmin();
-    await finalAudit(d.adminUrl, keys, h);
+    await finalAudit(d.adminUrl, keys, h, d.secret);
     let violation = "";
     try {
       checkBankHistory(h.writes, h.reads);
@@ -149,8 +150,9 @@ async function finalAudit(
   adminUrl: string,
   keys: readonly Uint8Array[],
   h: ReturnType<typeof bankHistory>,
+  secret: string,
 ): Promise<void> {
-  const auditor = await BankClient.open(adminUrl, keys, h, "final");
+  const auditor = await BankClient.open(adminUrl, keys, h, "final", secret);
   try {
     const deadline = Date.now() + FINAL_AUDIT_MS;
     while (Date.now() < deadline) {
