@@ -360,12 +360,18 @@ export class KvConnectGateway implements KvConnectBackend {
               : `Cluster ${r.cluster} no longer owns a key of the write: nothing was written`,
           );
         case "locked":
-        case "retry":
+        case "retry": {
+          const why = r.kind === "retry" && r.reason === "busy"
+            ? `a cluster had too many transactions in flight`
+            : r.kind === "retry" && r.reason === "expired"
+            ? "its attempts did not finish in their time (a cluster slow or unreachable)"
+            : "it kept conflicting with other transactions";
           throw new KvConnectError(
             503,
-            `The atomic operation kept conflicting with other transactions for ` +
-              `${this.#timings.totalMs} ms (${run.attempts} attempts): nothing was written`,
+            `The atomic operation did not commit in ${this.#timings.totalMs} ms ` +
+              `(${run.attempts} attempts): ${why}; nothing was written`,
           );
+        }
         case "unknown":
           throw new KvConnectError(
             isRepeatable(write) ? 503 : 409,

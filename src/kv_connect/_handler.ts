@@ -71,6 +71,8 @@ export interface KvConnectOptions {
   /** The clock (ms since 1970). */
   readonly now?: () => number;
   /** Told of an error that became a `500` (a bug). */
+  /** Default {@linkcode KV_CONNECT_READ_BUILD_BYTES_MAX}. */
+  readonly readBuildBytesMax?: number;
   readonly onError?: (message: string, error: unknown) => void;
 }
 
@@ -80,6 +82,16 @@ export const KV_CONNECT_BODY_BYTES_MAX = 1 << 20;
 export const KV_CONNECT_RANGES_MAX = 64;
 /** Entries one `snapshot_read` may ask for: the sum of its ranges' limits (Deno's own rule). */
 export const KV_CONNECT_READ_ENTRIES_MAX = 1000;
+/**
+ * Bytes the reads being built may take in all, at most: each reserves, before anything is
+ * read, twice the largest answer its ranges could have (Deno's largest key and value per
+ * entry: the gateway holds the nodes' answers and the merged one), until its answer is handed
+ * to the listener (which bounds answers not yet sent). A read that does not fit: `503` at once
+ * (Deno's client retries).
+ */
+export const KV_CONNECT_READ_BUILD_BYTES_MAX = 256 * 1024 * 1024;
+/** The most bytes one entry of an answer takes (Deno's largest key and value, and room). */
+const ENTRY_BYTES_MAX = 2070 + 65_536 + 64;
 /** A watch stream sends a zero-length frame after this long without news, in milliseconds. */
 export const KV_CONNECT_KEEPALIVE_MS = 5_000;
 /** The protocol versions served; the newest one the client supports is chosen. */
@@ -186,6 +198,8 @@ export function kvConnectHandler(
     });
   };
 
+  const buildBytesMax = options.readBuildBytesMax ?? KV_CONNECT_READ_BUILD_BYTES_MAX;
+  let building = 0;
   const snapshotRead = async (raw: Uint8Array, signal: AbortSignal): Promise<Response> => {
     const read = decodeSnapshotRead(raw);
     if (read.ranges.length > KV_CONNECT_RANGES_MAX) {
@@ -199,7 +213,20 @@ export function kvConnectHandler(
           `in all, got ${read.ranges.map((r) => r.limit).join(" + ")}`,
       );
     }
-    const values = await backend.read(read.ranges, signal);
+    const reserve = Math.min(2 * entries * ENTRY_BYTES_MAX, buildBytesMax);
+    if (building + reserve > buildBytesMax) {
+      return error(
+        503,
+        `Busy: the reads being built may take ${building} bytes of at most ${buildBytesMax}`,
+      );
+    }
+    building += reserve;
+    let values;
+    try {
+      values = await backend.read(read.ranges, signal);
+    } finally {
+      building -= reserve;
+    }
     return new Response(
       encodeSnapshotReadOutput({
         ranges: values.map((v) => ({ values: v })),

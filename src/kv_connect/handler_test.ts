@@ -292,3 +292,41 @@ Deno.test({
     }, { backend, onError: (message) => reported.push(message) });
   },
 });
+
+Deno.test({
+  name: "kv connect: reads being built are bounded in bytes; one more is a 503 at once",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    // Found by the attack: clients that never read their answers had the admin build answers
+    // without bound (5.3 GB).
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    let entered!: () => void;
+    const reading = new Promise<void>((r) => (entered = r));
+    const slow: KvConnectBackend = {
+      ...memoryBackend([]),
+      read: async (ranges) => {
+        entered();
+        await gate;
+        return ranges.map(() => []);
+      },
+    };
+    const entry = 2070 + 65_536 + 64;
+    await withEndpoint([], async (url) => {
+      const headers = await dataHeaders(url);
+      const read = (limit: number) =>
+        encodeSnapshotRead({
+          ranges: [{ start: new Uint8Array([1]), end: new Uint8Array([2]), limit, reverse: false }],
+        }) as Uint8Array<ArrayBuffer>;
+      const first = post(`${url}/v3/snapshot_read`, headers, read(2)); // reserves 4 entries
+      await reading;
+      const second = await post(`${url}/v3/snapshot_read`, headers, read(1)); // 2 more: over
+      assert.equal(second.status, 503);
+      assert.match(second.text, /Busy: the reads being built/);
+      release();
+      assert.equal((await first).status, 200);
+      assert.equal((await post(`${url}/v3/snapshot_read`, headers, read(1))).status, 200);
+    }, { backend: slow, readBuildBytesMax: 5 * entry });
+  },
+});
