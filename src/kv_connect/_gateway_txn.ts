@@ -185,8 +185,9 @@ export function gatewayTransport(
         );
       }
       const body = encodeTxnCommand(cmd);
+      const headers = { ...msgpack, ...auth(cluster) };
       return decodeTxnAnswer(
-        await post("write", cluster, TXN_COMMAND_PATH, body, msgpack, cmd.type),
+        await post("write", cluster, TXN_COMMAND_PATH, body, headers, cmd.type),
       );
     },
     async read(cluster, ranges) {

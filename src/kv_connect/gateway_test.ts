@@ -414,3 +414,25 @@ Deno.test({
     });
   },
 });
+
+Deno.test({
+  name: "gateway: every transaction command carries the cluster's secret; reads do not need it",
+  ...opts,
+  async fn() {
+    // Found by running the conformance suite: commits went without it and were refused (401).
+    await withGateway(async ({ kv, fake, gateway }) => {
+      const inA = tupleKeyOwnedBy((k) => fake.owner(k), "a");
+      const inC = tupleKeyOwnedBy((k) => fake.owner(k), "c");
+      fake.requests.length = 0;
+      assert.ok((await kv.atomic().set(inA, 1).set(inC, 2).commit()).ok);
+      await gateway.sweep();
+      const commands = fake.requests.filter((r) =>
+        ["/v1/txn/command", "/v1/kvc/prepare", "/v1/txn/records", "/v1/txn/held"].includes(r.path)
+      );
+      assert.ok(commands.length >= 4);
+      for (const r of commands) {
+        assert.equal(r.headers.get("authorization"), `Bearer secret-of-${r.cluster}`, r.path);
+      }
+    }, { gateway: { secretOf: (cluster) => `secret-of-${cluster}` } });
+  },
+});
