@@ -178,9 +178,19 @@ export async function runAdmin(options: RunAdminOptions): Promise<RunningAdmin> 
   const cleanup: (() => Promise<void> | void)[] = [() => lock.release(), () => relay?.flush()];
   let undone: Promise<void> | undefined;
   // Once, last step first; a second call (kill after close) waits for the same run.
+  // Every step runs, also after one failed (the data directory's lock is released last, so a
+  // failing step would keep the next admin out); the first failure is thrown at the end.
   const undo = () =>
     undone ??= (async () => {
-      for (const step of [...cleanup].reverse()) await step();
+      let failure: { error: unknown } | undefined;
+      for (const step of [...cleanup].reverse()) {
+        try {
+          await step();
+        } catch (error) {
+          failure ??= { error };
+        }
+      }
+      if (failure !== undefined) throw failure.error;
     })();
   try {
     await checkReshardRecord(config.admin.dataDir, config);
