@@ -742,7 +742,10 @@ export class RaftNode implements NodeService {
     if (!options.stale) {
       await this.#readBarrier();
       // A write lock's transaction may be decided already: its value is not known here yet.
-      await this.#txns.untilReadable([{ start: key, end: justAfter(key) }]);
+      // (Nothing to build when no transaction holds a lock: every read's path.)
+      if (this.#sm.txn?.lockedKeys) {
+        await this.#txns.untilReadable([{ start: key, end: justAfter(key) }]);
+      }
     }
     this.#routing.checkStillOwned(key); // the key may have moved while the read waited
     this.#counters.readsServed++;
@@ -755,7 +758,9 @@ export class RaftNode implements NodeService {
   ): Promise<ListPage> {
     if (!options.stale) {
       await this.#readBarrier();
-      await this.#txns.untilReadable([{ start: options.prefix, end: prefixEnd(options.prefix) }]);
+      if (this.#sm.txn?.lockedKeys) {
+        await this.#txns.untilReadable([{ start: options.prefix, end: prefixEnd(options.prefix) }]);
+      }
     }
     this.#counters.readsServed++;
     const page = this.#routing.ownedPage(options);

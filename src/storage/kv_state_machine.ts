@@ -713,7 +713,7 @@ export class KvStateMachine {
     // A secondary's commit of a cross-cluster transaction may carry a smaller versionstamp
     // than this cluster's last: the last one never goes back.
     if (vs > this.#lastVs) this.#lastVs = vs;
-    this.#touched.record(index, p.effects.map((e) => e.key));
+    this.#touched.recordStrings(index, p.plan.map(([k]) => k));
     this.#onApplied?.({ rev: index + this.#revBase, mutations: p.effects, existed: p.existed });
   }
 

@@ -45,13 +45,18 @@ export class TouchLog {
 
   /** Records the keys entry `index` changed (indexes increase). */
   record(index: number, keys: readonly Uint8Array[]): void {
+    this.recordStrings(index, keys.map(keyString));
+  }
+
+  /**
+   * {@linkcode record} for keys already as binary strings (the store's index has them: the
+   * write path converts each key once).
+   */
+  recordStrings(index: number, keys: readonly string[]): void {
     if (keys.length === 0) return;
     let bytes = 0;
-    const ks = keys.map((k) => {
-      bytes += k.length + 16;
-      return keyString(k);
-    });
-    this.#entries.push({ index, keys: ks, bytes });
+    for (const k of keys) bytes += k.length + 16;
+    this.#entries.push({ index, keys: [...keys], bytes });
     this.#bytes += bytes;
     while (
       this.#entries.length - this.#head > this.#entriesMax ||

@@ -13,22 +13,17 @@ import { Prng } from "../sim/prng.ts";
 import { checkBankHistory, type ReadOp, type WriteOp } from "../sim/txn_checker.ts";
 import { BankClient, bankHistory, bankKeys, runBankWorkload } from "./_bank.ts";
 import { ChaosDeployment } from "./_deployment.ts";
+import type { ChaosOptions } from "./run_chaos.ts";
 import { chaosNetwork, healAll } from "./_lab.ts";
 import { FAULT_KINDS, type FaultKind, type PartitionNetwork, runNemesis } from "./_nemesis.ts";
 
-/** Options of {@linkcode runBankChaos}. */
-export interface BankChaosOptions {
-  readonly seed: number;
-  /** Seconds of faults under load. */
-  readonly seconds: number;
+/** Options of {@linkcode runBankChaos}: those of a chaos run, with workers and accounts. */
+export interface BankChaosOptions
+  extends Pick<ChaosOptions, "seed" | "seconds" | "partitions" | "log"> {
   /** Concurrent workers (default 6). */
   readonly workers?: number;
   /** Accounts of each cluster (default 3). */
   readonly accountsPerCluster?: number;
-  /** Partitions: `auto` (when the machine allows network namespaces), or `off`. */
-  readonly partitions?: "auto" | "off";
-  /** Progress lines. */
-  readonly log?: (line: string) => void;
 }
 
 /** What one run did and found. */
