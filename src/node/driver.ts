@@ -1,11 +1,9 @@
 import {
   bootstrapStorage,
   type Entry,
-  isJoint,
   type Membership,
   type Message,
   type NodeId,
-  NONE,
   ProposalDroppedError,
   Raft,
   type ReadState,
@@ -30,34 +28,13 @@ import { ReadQueue } from "./_read_queue.ts";
 import { DiskFailure, type DiskStatus, dropsWhileDiskFailed } from "./_disk_failure.ts";
 import { renderMetrics } from "./_metrics.ts";
 import { BackgroundSnapshots } from "./_background_snapshot.ts";
-import { isSystemKey, SYSTEM_KEY_BYTE } from "./_system_keys.ts";
+import { isSystemKey } from "./_system_keys.ts";
+import { DropLog } from "./_drop_log.ts";
+import { memberRows, userKeyCounts } from "./_node_status.ts";
 
 /** Times a plain write proposes again after a lock went, before it answers locked. */
 const LOCKED_RETRIES_MAX = 5;
 
-/** The smallest key greater than `key`. */
-function justAfter(key: Uint8Array): Uint8Array {
-  const out = new Uint8Array(key.length + 1);
-  out.set(key);
-  return out;
-}
-
-/** The end of the keys starting with `prefix` (everything at or after it when none is). */
-function prefixEnd(prefix: Uint8Array): Uint8Array {
-  for (let i = prefix.length - 1; i >= 0; i--) {
-    if (prefix[i] !== 0xff) {
-      const out = prefix.slice(0, i + 1);
-      out[i]++;
-      return out;
-    }
-  }
-  return new Uint8Array([0xff, 0xff, 0xff, 0xff]);
-}
-
-/** The prefix of koi's own records, which status counts apart from the user's keys. */
-const SYSTEM_PREFIX = new Uint8Array([SYSTEM_KEY_BYTE]);
-/** More than the system records a cluster ever holds (one per member). */
-const SYSTEM_KEYS_COUNTED_MAX = 100_000;
 import type {
   KeyRange,
   ListPage,
@@ -73,20 +50,23 @@ import {
   DRIVER_LIMITS,
   type DriverLimits,
   type DriverOptions,
-  DROP_LOG_INTERVAL_MS,
   type NodeLog,
   SYSTEM_TICKS,
 } from "./_driver_options.ts";
 import { IncarnationRegistry } from "./_incarnations.ts";
-import { settle, wait, type Waiter } from "./_waiters.ts";
+import { MembershipChanges } from "./_membership_changes.ts";
+import { AppliedWaiters, DurableWaiters } from "./_apply_waiters.ts";
+import { ProposalWaiters, refusalWhileQueued } from "./_proposal_waiters.ts";
 import { type TxnRecords, TxnService } from "./_txn_service.ts";
-import type {
-  KeySpan,
-  ReadRange,
-  SnapshotCheck,
-  SnapshotPart,
-  TxnAnswer,
-  TxnCommand,
+import {
+  justAfter,
+  type KeySpan,
+  prefixEnd,
+  type ReadRange,
+  type SnapshotCheck,
+  type SnapshotPart,
+  type TxnAnswer,
+  type TxnCommand,
 } from "../txn/mod.ts";
 import type { KvMutation } from "../storage/mod.ts";
 
@@ -98,17 +78,6 @@ export type {
   PeerSender,
   TickSource,
 } from "./_driver_options.ts";
-
-interface AppliedWaiter {
-  readonly until: () => boolean;
-  readonly waiter: Waiter<void>;
-}
-
-interface ProposalWaiter extends Waiter<KvResult | undefined> {
-  readonly term: number;
-  /** When it started waiting (the driver's clock, ms). */
-  readonly since: number;
-}
 
 /**
  * A Raft member as a running service: it drives the pure core with Deno.Kv storage and the
@@ -128,7 +97,7 @@ export class RaftNode implements NodeService {
   #sm: KvStateMachine;
   readonly #log: NodeLog;
   readonly #addresses = new Map<NodeId, MemberAddress>();
-  readonly #proposals = new Map<number, ProposalWaiter>();
+  readonly #proposals: ProposalWaiters;
   /** Linearizable reads waiting for their index or their apply. */
   readonly #reads: ReadQueue;
   /** Which keys this node serves (config.toml's table, or the replicated routing state). */
@@ -136,14 +105,14 @@ export class RaftNode implements NodeService {
   #sendScheduled = false;
   /** Ticks since the leader was last heard from (see {@linkcode leader}). */
   #ticksSinceLeader = 0;
-  readonly #dropLoggedAt = new Map<string, number>();
+  readonly #drops: DropLog;
   readonly #snapshots: BackgroundSnapshots;
   /** Whether the data directory takes writes; a failed one is retried (see _disk_failure.ts). */
   readonly #disk: DiskFailure;
   readonly #incarnations: IncarnationRegistry;
-  #appliedWaiters: AppliedWaiter[] = [];
+  readonly #appliedWaiters: AppliedWaiters;
   /** Waiting for the log on disk to reach an index (see SnapshotHost.whenDurable). */
-  #durableWaiters: { index: number; resolve: () => void; reject: (e: unknown) => void }[] = [];
+  readonly #durableWaiters: DurableWaiters;
   #loadedAt: number;
   #running = false;
   #loop: Promise<void> = Promise.resolve();
@@ -151,7 +120,6 @@ export class RaftNode implements NodeService {
   #stopTicks: () => void = () => {};
   readonly #counters = {
     writes: 0,
-    writesFailed: 0,
     reads: 0,
     /** Gets and lists answered, stale ones included (the dashboard's read rate). */
     readsServed: 0,
@@ -163,13 +131,14 @@ export class RaftNode implements NodeService {
     messagesSentAfterPersist: 0,
     snapshotsInstalled: 0,
     messagesDroppedDiskFailed: 0,
-    /** Writes and reads refused because the oldest of their kind waited too long. */
-    refusedQueued: 0,
+    /** Reads refused because the oldest waited too long (metrics add the writes' count). */
+    readsRefusedQueued: 0,
   };
   readonly #now: () => number;
   readonly #clock: VersionstampClock;
   readonly #sweeper: ExpirySweeper;
   readonly #txns: TxnService;
+  readonly #membership: MembershipChanges;
 
   private constructor(options: DriverOptions, sm: KvStateMachine) {
     // deno-lint-ignore no-this-alias
@@ -179,10 +148,14 @@ export class RaftNode implements NodeService {
     this.clusterId = options.clusterId;
     this.#limits = { ...DRIVER_LIMITS, ...options.limits };
     this.#storage = options.storage;
+    this.#appliedWaiters = new AppliedWaiters(this.#limits.requestTimeoutMs);
+    this.#now = options.now ?? (() => performance.now());
+    this.#proposals = new ProposalWaiters(this.#limits, this.nodeId, this.#now);
+    this.#durableWaiters = new DurableWaiters(() => this.#storage.lastIndex());
     this.#sm = sm;
     options.onStateLoaded?.(sm.rev); // before the committed entries after it are replayed
     this.#log = options.log ?? (() => {});
-    this.#now = options.now ?? (() => performance.now());
+    this.#drops = new DropLog(this.#log);
     const wall = options.wall ?? Date.now;
     this.#clock = new VersionstampClock(wall, () => this.#sm.lastVs);
     this.#sweeper = new ExpirySweeper({
@@ -227,7 +200,7 @@ export class RaftNode implements NodeService {
       tickMs: options.tickMs,
       closed: () => this.#closed,
       onFailed: () => this.#onDiskFailed(),
-      whileFailed: () => this.#stepAside(),
+      whileFailed: () => this.#membership.stepAside(),
       onRecovered: () => this.#raft.holdCampaigns(false),
     });
     this.#snapshots = new BackgroundSnapshots(
@@ -252,7 +225,7 @@ export class RaftNode implements NodeService {
       heartbeatTicks: options.heartbeatTicks,
       random: options.random ?? Math.random,
       applied: snapshot.meta.index,
-      onDrop: (reason, message) => this.#onDrop(reason, message),
+      onDrop: (reason, message) => this.#drops.note(reason, message),
     });
     this.#loadedAt = options.storage.hardState().commit;
     // A snapshot transfer whose next chunk was not in memory goes on as soon as it is.
@@ -271,36 +244,21 @@ export class RaftNode implements NodeService {
       leads: () => !this.#closed && this.#raft.role === "leader",
       write: (command) => this.#writeSystem(command),
     });
+    this.#membership = new MembershipChanges({
+      nodeId: this.nodeId,
+      raft: () => this.#raft,
+      sm: () => this.#sm,
+      disk: this.#disk,
+      incarnations: this.#incarnations,
+      log: this.#log,
+      closed: () => this.#closed,
+      kick: () => this.#kick(),
+      scheduleSend: () => this.#scheduleSend(),
+      waitProposal: (p, what) => this.#waitProposal(p, what),
+      waitApplied: (until, what, timeoutMs) => this.#waitApplied(until, what, timeoutMs),
+    });
     for (const [id, a] of options.knownAddresses) this.#addresses.set(id, a);
     for (const [id, a] of sm.addresses()) this.#addresses.set(id, a);
-  }
-
-  /** Logs a dropped peer message, at most once per reason every 10 s (they are counted). */
-  #onDrop(reason: string, message: unknown): void {
-    const now = Date.now();
-    if ((this.#dropLoggedAt.get(reason) ?? -Infinity) > now - DROP_LOG_INTERVAL_MS) return;
-    this.#dropLoggedAt.set(reason, now);
-    const m = message as Partial<Message>;
-    // Counted in /metrics; logged at info because some are expected (a node that rejoins gets
-    // heartbeats beyond its log until the leader finds where it is).
-    if (reason === "divergedCommit") {
-      // Not expected in any healthy cluster: this node cannot follow the leader any more.
-      this.#log(
-        "error",
-        "this node's committed entries differ from the leader's log: it cannot follow it; " +
-          "remove it (DELETE /v1/members) and add it back with an empty data directory",
-        { reason, from: (message as Partial<Message>)?.from },
-      );
-      return;
-    }
-    // Some are expected (a chunk of a transfer the leader moved to a newer snapshot, a stale
-    // answer), others point at a broken or hostile peer: the reason tells which.
-    this.#log("info", "dropped a peer message that does not fit this node's state", {
-      reason,
-      type: m?.type,
-      from: m?.from,
-      term: m?.term,
-    });
   }
 
   /** Loads (or bootstraps) the node's state and starts ticking. */
@@ -370,7 +328,7 @@ export class RaftNode implements NodeService {
         this.#o.transport.send(msgs);
       }
       if (this.#applyNow()) {
-        this.#checkAppliedWaiters();
+        this.#appliedWaiters.check();
         this.#snapshots.maybe();
       }
     });
@@ -404,12 +362,10 @@ export class RaftNode implements NodeService {
     this.#stopTicks();
     this.#disk.close(); // a persist waiting to be retried gives up: nothing more is durable
     const closing = new NoLeaderError(`Node ${this.nodeId} is shutting down`);
-    for (const w of this.#proposals.values()) settle(w, closing);
+    this.#proposals.failAll(closing);
     this.#reads.failAll(closing);
-    for (const { waiter } of this.#appliedWaiters) settle(waiter, closing);
-    for (const w of this.#durableWaiters.splice(0)) w.reject(closing);
-    this.#proposals.clear();
-    this.#appliedWaiters = [];
+    this.#appliedWaiters.failAll(closing);
+    this.#durableWaiters.failAll(closing);
     await this.#loop; // in-flight persistence finishes before the storage closes
     await this.#snapshots.settled(); // stops at its next chunk
     await this.#storage.idle(); // background deletions, before the caller closes Deno.Kv
@@ -453,7 +409,7 @@ export class RaftNode implements NodeService {
         );
         if (!written) break; // closed while the disk failed
         this.#counters.readyBatches++;
-        this.#releaseDurableWaiters();
+        this.#durableWaiters.release();
         this.#noteAddresses(rd.entries);
         if (rd.messagesAfterPersist.length > 0) {
           this.#counters.messagesSentAfterPersist += rd.messagesAfterPersist.length;
@@ -468,7 +424,7 @@ export class RaftNode implements NodeService {
         this.#applyNow();
         this.#reads.reissue();
         if (rd.softState !== undefined) this.#onSoftState(rd.softState);
-        this.#checkAppliedWaiters();
+        this.#appliedWaiters.check();
         this.#snapshots.maybe();
       }
     } catch (error) {
@@ -480,21 +436,10 @@ export class RaftNode implements NodeService {
   }
 
   #whenDurable(index: number): Promise<void> {
-    if (this.#storage.lastIndex() >= index) return Promise.resolve();
-    if (this.#closed) {
+    if (this.#closed && this.#storage.lastIndex() < index) {
       return Promise.reject(new NoLeaderError(`Node ${this.nodeId} is shutting down`));
     }
-    return new Promise((resolve, reject) => this.#durableWaiters.push({ index, resolve, reject }));
-  }
-
-  #releaseDurableWaiters(): void {
-    if (this.#durableWaiters.length === 0) return;
-    const last = this.#storage.lastIndex();
-    this.#durableWaiters = this.#durableWaiters.filter((w) => {
-      if (w.index > last) return true;
-      w.resolve();
-      return false;
-    });
+    return this.#durableWaiters.when(index);
   }
 
   #apply(e: Entry): void {
@@ -504,18 +449,7 @@ export class RaftNode implements NodeService {
       this.#updatePeers();
       this.#incarnations.record(); // an added member is recorded once its addition applies
     }
-    const w = this.#proposals.get(e.index);
-    if (w === undefined) return;
-    this.#proposals.delete(e.index);
-    if (w.term === e.term) {
-      settle(w, undefined, result);
-    } else {
-      this.#counters.writesFailed++;
-      settle(
-        w,
-        new NoLeaderError(`Leadership changed before the write committed; it was not applied`),
-      );
-    }
+    this.#proposals.applied(e.index, e.term, result);
   }
 
   /** Decodes a snapshot from the leader in steps that yield (ticks and heartbeats go on). */
@@ -581,33 +515,7 @@ export class RaftNode implements NodeService {
    */
   #onDiskFailed(): void {
     this.#raft.holdCampaigns(true);
-    this.#stepAside();
-  }
-
-  /** While the disk fails, a leader keeps trying to hand leadership to a caught-up voter (a
-   * transfer not done in an election timeout is abandoned by the core, then tried again). */
-  #stepAside(): void {
-    if (this.#closed || this.#raft.role !== "leader") return;
-    if (this.#raft.status().leadTransferee !== NONE) return;
-    const to = this.#startHandOff();
-    if (to !== undefined) this.#log("info", "Handing leadership off: the disk fails", { to });
-  }
-
-  /** Starts a transfer to the voter whose log matches furthest; answers it, if any. */
-  #startHandOff(): NodeId | undefined {
-    const target = this.#raft.status().progress
-      .filter((p) => p.id !== this.nodeId && p.voter)
-      .sort((a, b) => b.match - a.match)[0]?.id;
-    if (target === undefined) return undefined; // a single voter has no one to hand to
-    try {
-      this.#raft.transferLeader(target);
-    } catch (error) {
-      this.#log("warning", "Cannot hand off leadership", { error: String(error) });
-      return undefined;
-    }
-    this.#scheduleSend();
-    this.#kick();
-    return target;
+    this.#membership.stepAside();
   }
 
   /** See {@linkcode NodeService.diskStatus}. */
@@ -626,54 +534,9 @@ export class RaftNode implements NodeService {
   // ---------------------------------------------------------------------------------------
   // Waiting
 
-  /**
-   * Refuses new work (503 overloaded) while the oldest of its kind has waited longer than
-   * `queueWaitMaxMs`: past that, what is queued already is more than the node gets through in
-   * that time, and queueing more would only make every answer later (until all time out with
-   * unknown outcomes) instead of telling the excess at once to come back.
-   */
-  #refuseWhileQueued(oldest: { readonly since: number } | undefined, what: string): void {
-    if (oldest === undefined) return;
-    const waited = this.#now() - oldest.since;
-    if (waited <= this.#limits.queueWaitMaxMs) return;
-    this.#counters.refusedQueued++;
-    throw new OverloadedError(
-      `The oldest of the ${what} waiting on node ${this.nodeId} has waited ${
-        Math.round(waited)
-      } ms (limit ${this.#limits.queueWaitMaxMs} ms): retry later`,
-    );
-  }
-
-  #wait<T>(
-    register: (w: Waiter<T>) => void,
-    what: string,
-    timeoutMs = this.#limits.requestTimeoutMs,
-  ): Promise<T> {
-    return wait(register, what, timeoutMs);
-  }
-
-  #checkAppliedWaiters(): void {
-    if (this.#appliedWaiters.length === 0) return;
-    const still: AppliedWaiter[] = [];
-    for (const aw of this.#appliedWaiters) {
-      if (aw.until()) settle(aw.waiter, undefined);
-      else still.push(aw);
-    }
-    this.#appliedWaiters = still;
-  }
-
   /** Resolves once `until()` holds after an apply (or at once if it holds now). */
   #waitApplied(until: () => boolean, what: string, timeoutMs?: number): Promise<void> {
-    if (until()) return Promise.resolve();
-    const promise = this.#wait<void>(
-      (waiter) => this.#appliedWaiters.push({ until, waiter }),
-      what,
-      timeoutMs,
-    );
-    promise.catch(() => {
-      this.#appliedWaiters = this.#appliedWaiters.filter((aw) => aw.until !== until);
-    });
-    return promise;
+    return this.#appliedWaiters.until(until, what, timeoutMs);
   }
 
   /** A linearizable read barrier: resolves once the state reflects every earlier commit. */
@@ -681,7 +544,15 @@ export class RaftNode implements NodeService {
     if (this.#reads.size >= this.#limits.readsPendingMax) {
       throw new OverloadedError(`${this.#reads.size} reads wait on node ${this.nodeId}`);
     }
-    this.#refuseWhileQueued(this.#reads.oldest(), "reads");
+    const refusal = refusalWhileQueued(this.#reads.oldest(), "reads", {
+      now: this.#now(),
+      queueWaitMaxMs: this.#limits.queueWaitMaxMs,
+      nodeId: this.nodeId,
+    });
+    if (refusal !== undefined) {
+      this.#counters.readsRefusedQueued++;
+      throw refusal;
+    }
     if (this.leader() === "") {
       throw new NoLeaderError(`Cannot read: node ${this.nodeId} has not heard from a leader`);
     }
@@ -872,12 +743,9 @@ export class RaftNode implements NodeService {
   #propose(data: Uint8Array, what: string): Promise<KvResult | undefined> {
     // (A transaction command's answer is a TxnAnswer: TxnService reads it as one.)
     // A leader whose disk fails could still commit through its followers, but its log would
-    // grow in memory without bound: it refuses, and hands off (#stepAside).
+    // grow in memory without bound: it refuses, and hands off (MembershipChanges.stepAside).
     if (this.#disk.failed) throw this.#disk.error(`${what} was refused`);
-    if (this.#proposals.size >= this.#limits.proposalsPendingMax) {
-      throw new OverloadedError(`${this.#proposals.size} writes wait on node ${this.nodeId}`);
-    }
-    this.#refuseWhileQueued(first(this.#proposals.values()), "writes");
+    this.#proposals.admit();
     let proposed: { index: number; term: number };
     try {
       proposed = this.#raft.propose(data);
@@ -890,27 +758,12 @@ export class RaftNode implements NodeService {
   }
 
   #waitProposal(p: { index: number; term: number }, what: string): Promise<KvResult | undefined> {
-    const since = this.#now();
-    const promise = this.#wait<KvResult | undefined>(
-      (w) => this.#proposals.set(p.index, { ...w, term: p.term, since }),
-      what,
-    );
-    promise.catch(() => {
-      if (this.#proposals.get(p.index)?.term === p.term) this.#proposals.delete(p.index);
-    });
-    return promise;
+    return this.#proposals.wait(p, what);
   }
 
   /** See {@linkcode NodeService.status}. */
   status(): NodeStatus {
     const st = this.#raft.status();
-    const matchOf = new Map(st.progress.map((p) => [p.id, p.match]));
-    const m = st.membership;
-    const members = [...new Set([...m.voters, ...m.outgoing, ...m.learners])].sort().map((id) => ({
-      id,
-      voter: m.voters.includes(id) || m.outgoing.includes(id),
-      match: matchOf.get(id) ?? 0,
-    }));
     return {
       node: this.nodeId,
       cluster: this.clusterId,
@@ -921,8 +774,8 @@ export class RaftNode implements NodeService {
       applied: this.#sm.applied,
       snapshot: this.#storage.snapshot().meta.index,
       epoch: this.epoch(),
-      ...this.#userKeys(),
-      members,
+      ...userKeyCounts(this.#sm),
+      members: memberRows(st),
       disk: this.#disk.status(),
       reads: this.#counters.readsServed,
       writes: this.#counters.writes,
@@ -930,53 +783,19 @@ export class RaftNode implements NodeService {
     };
   }
 
-  /** Keys and bytes of the state, without koi's own records (a handful: one per member). */
-  #userKeys(): { keys: number; bytes: number } {
-    const system = this.#sm.list({ prefix: SYSTEM_PREFIX, limit: SYSTEM_KEYS_COUNTED_MAX });
-    let bytes = this.#sm.bytes;
-    for (const { key } of system.items) {
-      bytes -= key.length + (this.#sm.get(key)?.value.length ?? 0);
-    }
-    return { keys: this.#sm.size - system.items.length, bytes };
-  }
-
   /** See {@linkcode NodeService.addMember}. */
-  async addMember(member: MemberSpec): Promise<void> {
-    const m = this.#raft.membership;
-    const isLearner = m.learners.includes(member.id);
-    const type = member.voter ? "addVoter" : "addLearner";
-    if (!member.voter && isLearner) return; // already a learner
-    if (member.voter && m.voters.includes(member.id) && !isJoint(m)) return; // already a voter
-    // The addresses take effect when the config entry is appended (#noteAddresses), so a
-    // refused change never redirects a member's traffic.
-    const context = encodeMemberContext({ [member.id]: { raft: member.raft, http: member.http } });
-    await this.#changeMembership(() =>
-      this.#raft.proposeMembership([{ type, id: member.id }], context)
-    );
+  addMember(member: MemberSpec): Promise<void> {
+    return this.#membership.add(member);
   }
 
   /** See {@linkcode NodeService.removeMember}. */
-  async removeMember(id: NodeId): Promise<void> {
-    await this.#changeMembership(() => this.#raft.proposeMembership([{ type: "remove", id }]));
-    // A removed member may come back with a new data directory (as a joining member). If
-    // this node just removed itself, the next leader forgets the record instead.
-    await this.#incarnations.removed(id);
-  }
-
-  async #changeMembership(propose: () => { index: number; term: number }): Promise<void> {
-    if (this.#disk.failed) throw this.#disk.error("The membership change was refused");
-    const proposed = propose();
-    this.#kick();
-    await this.#waitProposal(proposed, "The membership change");
-    // A voter change goes through a joint configuration, which the leader leaves by itself.
-    await this.#waitApplied(() => !isJoint(this.#sm.membership), "Leaving the joint configuration");
+  removeMember(id: NodeId): Promise<void> {
+    return this.#membership.remove(id);
   }
 
   /** See {@linkcode NodeService.transferLeader}. */
-  async transferLeader(to: NodeId): Promise<void> {
-    this.#raft.transferLeader(to);
-    this.#kick();
-    await this.#waitApplied(() => this.#raft.leader === to, `The transfer to ${to}`);
+  transferLeader(to: NodeId): Promise<void> {
+    return this.#membership.transferLeader(to);
   }
 
   /** See {@linkcode NodeService.snapshot}. */
@@ -988,21 +807,8 @@ export class RaftNode implements NodeService {
    * Shutdown step one: when leader, hands leadership to the most up-to-date voter and waits
    * until this node no longer leads or `timeoutMs` passes. Resolves whether it no longer leads.
    */
-  async handOffLeadership(timeoutMs: number): Promise<boolean> {
-    if (this.#closed) return this.#raft.role !== "leader";
-    if (this.#raft.role !== "leader") return true;
-    const target = this.#startHandOff();
-    if (target === undefined) return false;
-    try {
-      await this.#waitApplied(
-        () => this.#raft.role !== "leader",
-        `Handing leadership to ${target}`,
-        timeoutMs,
-      );
-    } catch {
-      // Timed out: the caller stops anyway; the others elect a leader by timeout.
-    }
-    return this.#raft.role !== "leader";
+  handOffLeadership(timeoutMs: number): Promise<boolean> {
+    return this.#membership.handOff(timeoutMs);
   }
 
   /**
@@ -1046,6 +852,8 @@ export class RaftNode implements NodeService {
       memory: Deno.memoryUsage(),
       counters: {
         ...this.#counters,
+        writesFailed: this.#proposals.lost,
+        refusedQueued: this.#proposals.refusedQueued + this.#counters.readsRefusedQueued,
         peersRefused: this.#incarnations.refused,
         snapshotsTaken: this.#snapshots.taken,
         proposalsPending: this.#proposals.size,
@@ -1067,10 +875,4 @@ export class SnapshotRefusedError extends Error {
     super(message, options);
     this.name = "SnapshotRefusedError";
   }
-}
-
-/** The first of `values` (a Map keeps insertion order: the oldest), or undefined. */
-function first<T>(values: IterableIterator<T>): T | undefined {
-  for (const v of values) return v;
-  return undefined;
 }

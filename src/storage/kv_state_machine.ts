@@ -1,4 +1,3 @@
-import { decode, encode } from "./_msgpack.ts";
 import BTreeModule from "sorted-btree";
 import { assert, EMPTY_MEMBERSHIP, type Entry, type Membership } from "../raft/mod.ts";
 import {
@@ -42,6 +41,10 @@ import {
 import type { KvMutation } from "./kv_command.ts";
 import { decodeTxnEntry, decodeTxnState, encodeTxnState, isTxnCommand } from "./txn_command.ts";
 
+import { decodeMemberContext, type MemberAddress } from "./_member_context.ts";
+
+export { decodeMemberContext, encodeMemberContext, type MemberAddress } from "./_member_context.ts";
+
 // sorted-btree is CommonJS: under Deno its class is the `default` of the default import.
 const BTree = BTreeModule.default;
 type BTree<K, V> = import("sorted-btree").default<K, V>;
@@ -50,14 +53,6 @@ type BTree<K, V> = import("sorted-btree").default<K, V>;
 export const STATE_BYTES_MAX = 1 << 30;
 /** Default number of clients whose last request id is remembered for deduplication. */
 export const REQUEST_IDS_MAX = 100_000;
-
-/** The addresses of one member, carried in config entries so every node learns them. */
-export interface MemberAddress {
-  /** Raft TCP address, `host:port`. */
-  readonly raft: string;
-  /** HTTP address, `host:port`. */
-  readonly http: string;
-}
 
 /** A stored value and the log index of the write that set it, with its KV Connect metadata. */
 export interface KvValue {
@@ -108,33 +103,6 @@ export interface KvStateMachineOptions {
    * inside the apply, after the state changed.
    */
   readonly onApplied?: (applied: KvApplied) => void;
-}
-
-/** Encodes the context of a config entry: the addresses of the members it adds. */
-export function encodeMemberContext(
-  addresses: Readonly<Record<string, MemberAddress>>,
-): Uint8Array {
-  return encode(addresses);
-}
-
-/** Decodes a config entry's context; an empty or foreign context names no address. */
-export function decodeMemberContext(data: Uint8Array): Record<string, MemberAddress> {
-  if (data.length === 0) return {};
-  let v: unknown;
-  try {
-    v = decode(data);
-  } catch {
-    return {}; // a foreign context names no address (and must not stop the node)
-  }
-  const out: Record<string, MemberAddress> = {};
-  if (typeof v !== "object" || v === null) return out;
-  for (const [id, a] of Object.entries(v as Record<string, unknown>)) {
-    const addr = a as Partial<MemberAddress>;
-    if (typeof addr?.raft === "string" && typeof addr?.http === "string") {
-      out[id] = { raft: addr.raft, http: addr.http };
-    }
-  }
-  return out;
 }
 
 /**

@@ -20,3 +20,22 @@ export function keyBytes(s: string): Uint8Array {
   for (let i = 0; i < s.length; i++) out[i] = s.charCodeAt(i);
   return out;
 }
+
+/** The smallest key greater than `key`. */
+export function justAfter(key: Uint8Array): Uint8Array {
+  const out = new Uint8Array(key.length + 1);
+  out.set(key);
+  return out;
+}
+
+/** The end of the keys starting with `prefix` (everything at or after it when none is). */
+export function prefixEnd(prefix: Uint8Array): Uint8Array {
+  for (let i = prefix.length - 1; i >= 0; i--) {
+    if (prefix[i] !== 0xff) {
+      const out = prefix.slice(0, i + 1);
+      out[i]++;
+      return out;
+    }
+  }
+  return new Uint8Array([0xff, 0xff, 0xff, 0xff]);
+}

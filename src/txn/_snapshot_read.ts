@@ -13,6 +13,7 @@
 import type { TxnParticipant } from "./_participant.ts";
 import type { TouchLog } from "./_touch_log.ts";
 import type { TxnLockInfo } from "./_types.ts";
+import { justAfter } from "./_keys.ts";
 
 /** A range to read: `[start, end)`, at most `limit` entries, in key order or reversed. */
 export interface ReadRange {
@@ -250,11 +251,4 @@ function spanOf<E extends { readonly key: Uint8Array }>(
   if (merged.length === 0 || merged.length < r.limit) return { start: r.start, end: r.end };
   const last = merged[merged.length - 1].key;
   return r.reverse ? { start: last, end: r.end } : { start: r.start, end: justAfter(last) };
-}
-
-/** The smallest key greater than `key`. */
-function justAfter(key: Uint8Array): Uint8Array {
-  const out = new Uint8Array(key.length + 1);
-  out.set(key);
-  return out;
 }

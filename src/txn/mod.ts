@@ -6,7 +6,7 @@
  * @module
  */
 export * from "./_types.ts";
-export { keyBytes, keyString } from "./_keys.ts";
+export { justAfter, keyBytes, keyString, prefixEnd } from "./_keys.ts";
 export {
   type LogTimeOf,
   type TxnIntent,
