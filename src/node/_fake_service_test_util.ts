@@ -4,7 +4,14 @@ import { EMPTY_MEMBERSHIP, type Membership, NotLeaderError } from "../raft/mod.t
 import type { KvCommand, KvResult, KvValue } from "../storage/mod.ts";
 import { parseRequestId } from "../storage/mod.ts";
 import { createNodeApp, type HttpOptions } from "./http.ts";
-import type { ListPage, MemberSpec, NodeService, NodeStatus } from "./service.ts";
+import type {
+  KeyRange,
+  ListPage,
+  MemberSpec,
+  NodeService,
+  NodeStatus,
+  RangeEntry,
+} from "./service.ts";
 
 /** The operations a test can make fail. */
 export type FakeOperation =
@@ -19,6 +26,7 @@ export type FakeOperation =
 /** One call the fake received. */
 export type FakeCall =
   | { op: "get"; key: Uint8Array; stale: boolean }
+  | { op: "readRanges"; ranges: readonly KeyRange[]; stale: boolean }
   | {
     op: "list";
     options: { prefix: Uint8Array; after?: Uint8Array; limit: number; stale: boolean };
@@ -161,6 +169,13 @@ export class FakeNodeService implements NodeService {
       rev: this.#data.get(k)!.rev,
     }));
     return Promise.resolve({ items, more: keys.length > options.limit });
+  }
+
+  /** Ranges read nothing here (a follower refuses a linearizable read: it is forwarded). */
+  readRanges(ranges: readonly KeyRange[], options: { stale: boolean }): Promise<RangeEntry[][]> {
+    this.calls.push({ op: "readRanges", ranges, stale: options.stale });
+    if (!options.stale) this.#needLeader();
+    return Promise.resolve(ranges.map(() => []));
   }
 
   write(command: KvCommand): Promise<KvResult> {

@@ -30,7 +30,7 @@ import {
   versionstampBytes,
   versionstampFromBytes,
 } from "../storage/mod.ts";
-import { BadRequestError, WrongShardError } from "./errors.ts";
+import { BadRequestError, TooLargeError, WrongShardError } from "./errors.ts";
 import { errorResponse, lockedMessage, lockedResponse } from "./_http_errors.ts";
 import { readBody } from "./_http_request.ts";
 import type { KeyRange, NodeService, RangeEntry } from "./service.ts";
@@ -61,6 +61,39 @@ export const KVC_WRITE_BYTES_MAX = 819_200;
 export const KVC_RANGES_MAX = 64;
 /** Entries of one range, at most. */
 export const KVC_RANGE_LIMIT_MAX = 1_000;
+/**
+ * Key and value bytes of one read's answer, at most (each entry counted 64 bytes more, for
+ * its framing and metadata). A full page of the largest values (1,000 of 64 KiB with 2 KiB
+ * keys) fits; 64 such ranges in one read would be 4 GiB to encode, and are refused before any
+ * byte is copied.
+ */
+export const KVC_READ_ANSWER_BYTES_MAX = 72 * 1024 * 1024;
+/** What {@linkcode KVC_READ_ANSWER_BYTES_MAX} counts per entry besides its key and value. */
+const ANSWER_ENTRY_OVERHEAD = 64;
+
+/**
+ * Throws {@linkcode TooLargeError} (413) when the entries read would make an answer larger
+ * than `max` (by default {@linkcode KVC_READ_ANSWER_BYTES_MAX}): the reader asks for fewer or
+ * smaller ranges.
+ */
+export function checkReadAnswerBytes(
+  lists: readonly (readonly RangeEntry[])[],
+  max: number,
+): void {
+  let bytes = 0;
+  for (const list of lists) {
+    for (const { key, entry } of list) {
+      bytes += key.length + entry.value.length + ANSWER_ENTRY_OVERHEAD;
+    }
+  }
+  if (bytes > max) {
+    throw new TooLargeError(
+      `The read's answer would hold ${bytes} bytes, more than ${max}: ` +
+        `read fewer ranges or lower their limits`,
+    );
+  }
+}
+
 /** Header: the commit's versionstamp must exceed this one (decimal of its first 8 bytes). */
 export const AFTER_VS_HEADER = "x-koi-after-vs";
 /** Header: the request id that makes a write at most once. */
@@ -73,6 +106,8 @@ const SYSTEM_START = new Uint8Array([SYSTEM_KEY_BYTE]);
 /** What the endpoints need from the node's HTTP layer. */
 export interface KvcDeps {
   readonly service: NodeService;
+  /** See {@linkcode checkReadAnswerBytes}. */
+  readonly readAnswerBytesMax: number;
   /** Runs `operation` here, or forwards the request (with `body`) to the leader. */
   withLeader<T>(
     c: Context,
@@ -174,13 +209,15 @@ export function routeKvConnect(app: Hono, deps: KvcDeps): void {
       if (isPointRange(r) && !service.owns(r.start)) throw wrongShard(service, r.start);
     }
     const stale = consistency === "stale";
-    const answer = (values: RangeEntry[][]) =>
-      protobuf(encodeSnapshotReadOutput({
+    const answer = (values: RangeEntry[][]) => {
+      checkReadAnswerBytes(values, deps.readAnswerBytesMax);
+      return protobuf(encodeSnapshotReadOutput({
         ranges: values.map((v) => ({ values: v.map(entryOut) })),
         readDisabled: false,
         readIsStronglyConsistent: !stale,
         status: SnapshotReadStatus.SUCCESS,
       }));
+    };
     if (stale) return answer(await readRanges(ranges, { stale: true }));
     return await deps.withLeader(c, body, () => readRanges(ranges, { stale: false }), answer);
   });

@@ -38,6 +38,7 @@ import { readBody } from "./_http_request.ts";
 import type { NodeService, RangeEntry } from "./service.ts";
 import { SYSTEM_KEY_BYTE } from "./_system_keys.ts";
 import {
+  checkReadAnswerBytes,
   KVC_CHECKS_MAX,
   KVC_KEY_BYTES_MAX,
   KVC_MUTATIONS_MAX,
@@ -370,7 +371,10 @@ export function routeTxn(app: Hono, deps: TxnDeps): void {
         );
       }
     }
-    return await deps.withLeader(c, body, () => part(ranges), (p) => msgpack(partOut(p)));
+    return await deps.withLeader(c, body, () => part(ranges), (p) => {
+      if (!("lock" in p)) checkReadAnswerBytes(p.entries, deps.readAnswerBytesMax);
+      return msgpack(partOut(p));
+    });
   });
   app.post(TXN_CHECK_PATH, async (c) => {
     const check = service.snapshotCheck?.bind(service);

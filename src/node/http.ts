@@ -20,7 +20,12 @@ import {
   responseForError,
 } from "./_http_errors.ts";
 import { type ForwardOptions, forwardToLeader } from "./_http_forward.ts";
-import { KVC_READ_PATH, KVC_WRITE_PATH, routeKvConnect } from "./_http_kvc.ts";
+import {
+  KVC_READ_ANSWER_BYTES_MAX,
+  KVC_READ_PATH,
+  KVC_WRITE_PATH,
+  routeKvConnect,
+} from "./_http_kvc.ts";
 import {
   routeTxn,
   TXN_CHECK_PATH,
@@ -87,6 +92,11 @@ export interface HttpOptions {
   valueBytesMax?: number;
   /** Largest `limit` of a listing; default {@linkcode LIST_LIMIT_MAX}. */
   listLimitMax?: number;
+  /**
+   * Largest answer of a KV Connect or snapshot read, in key and value bytes (64 more per
+   * entry); default {@linkcode KVC_READ_ANSWER_BYTES_MAX}. A larger one is refused (413).
+   */
+  readAnswerBytesMax?: number;
   /** Sends a forwarded request to the leader; default `fetch`. */
   forward?: (url: string, init: RequestInit) => Promise<Response>;
   /** Time the leader has to answer a forwarded request; default 5000. */
@@ -110,6 +120,7 @@ interface Resolved {
   readonly valueBytesMax: number;
   readonly listLimitMax: number;
   readonly listLimitDefault: number;
+  readonly readAnswerBytesMax: number;
   readonly forward: ForwardOptions;
   readonly log: HttpLog;
   readonly members: ReadonlyMap<string, { readonly raft: string; readonly http: string }>;
@@ -216,21 +227,31 @@ function resolveOptions(options: HttpOptions): Resolved {
   const keyBytesMax = positiveInteger(options.keyBytesMax, KEY_BYTES_MAX, "keyBytesMax");
   const valueBytesMax = positiveInteger(options.valueBytesMax, VALUE_BYTES_MAX, "valueBytesMax");
   const listLimitMax = positiveInteger(options.listLimitMax, LIST_LIMIT_MAX, "listLimitMax");
+  const readAnswerBytesMax = positiveInteger(
+    options.readAnswerBytesMax,
+    KVC_READ_ANSWER_BYTES_MAX,
+    "readAnswerBytesMax",
+  );
   const timeoutMs = positiveInteger(
     options.forwardTimeoutMs,
     FORWARD_TIMEOUT_MS_DEFAULT,
     "forwardTimeoutMs",
   );
-  // The largest answer a leader legitimately relays: a value, or a full listing in which
-  // JSON escapes every key byte as "\u00XX" (6 chars) plus ~32 chars per item.
-  const answerBytesMax = Math.max(valueBytesMax, listLimitMax * (6 * keyBytesMax + 32)) +
-    MANAGEMENT_BODY_BYTES_MAX;
+  // The largest answer a leader legitimately relays: a value, a full listing in which JSON
+  // escapes every key byte as "\u00XX" (6 chars) plus ~32 chars per item, or a KV Connect or
+  // snapshot read (its entries' framing counted in the bound it is checked against).
+  const answerBytesMax = Math.max(
+    valueBytesMax,
+    listLimitMax * (6 * keyBytesMax + 32),
+    readAnswerBytesMax,
+  ) + MANAGEMENT_BODY_BYTES_MAX;
   return {
     service: options.service,
     keyBytesMax,
     valueBytesMax,
     listLimitMax,
     listLimitDefault: Math.min(LIST_LIMIT_DEFAULT, listLimitMax),
+    readAnswerBytesMax,
     forward: {
       service: options.service,
       forward: options.forward ?? ((url, init) => fetch(url, init)),
@@ -304,14 +325,18 @@ function routeData(app: Hono, resolved: Resolved): void {
     app.put(path, (c) => putKey(c, resolved));
     app.delete(path, (c) => deleteKey(c, resolved));
   }
-  routeKvConnect(app, {
+  const deps = {
     service: resolved.service,
-    withLeader: (c, body, operation, answer) => withLeader(c, resolved, body, operation, answer),
-  });
-  routeTxn(app, {
-    service: resolved.service,
-    withLeader: (c, body, operation, answer) => withLeader(c, resolved, body, operation, answer),
-  });
+    readAnswerBytesMax: resolved.readAnswerBytesMax,
+    withLeader: <T>(
+      c: Context,
+      body: Uint8Array,
+      operation: () => Promise<T>,
+      answer: (value: T) => Response,
+    ) => withLeader(c, resolved, body, operation, answer),
+  };
+  routeKvConnect(app, deps);
+  routeTxn(app, deps);
   const hub = resolved.watch;
   if (hub === undefined) return;
   app.get(WATCH_PATH, (c) => watchResponse(keyRequest(c), hub, resolved.keyBytesMax));

@@ -1,5 +1,7 @@
 import assert from "node:assert/strict";
 import { errorOf, type ForwardedRequest, harness } from "./_fake_service_test_util.ts";
+import { KVC_READ_PATH } from "./_http_kvc.ts";
+import { encodeSnapshotRead } from "../kv_connect/_datapath.ts";
 
 const follower = { nodeId: "n1", leader: "n3", leaderHttp: "10.0.0.3:7203" };
 
@@ -230,11 +232,25 @@ Deno.test("forward: an oversized answer is refused, not buffered", async () => {
     valueBytesMax: 4,
     keyBytesMax: 1,
     listLimitMax: 1,
+    readAnswerBytesMax: 4,
     answer: () => Promise.resolve(new Response(new Uint8Array(200_000))),
   });
   const response = await app.request("/v1/kv/k");
   assert.equal(response.status, 503);
   assert.match((await errorOf(response)).message, /exceeds/);
+});
+
+Deno.test("forward: a KV Connect read's answer as large as a full page of the largest values is relayed", async () => {
+  // Found in review: the bound followed koi's key listing (~13 MiB) only, so a follower
+  // refused to relay a leader's legitimate 64 MiB page of 64 KiB values.
+  const page = new Uint8Array(20 * 1024 * 1024);
+  const { app } = harness(follower, { answer: () => Promise.resolve(new Response(page)) });
+  const response = await app.request(KVC_READ_PATH, {
+    method: "POST",
+    body: encodeSnapshotRead({ ranges: [] }) as BodyInit,
+  });
+  assert.equal(response.status, 200);
+  assert.equal((await response.arrayBuffer()).byteLength, page.length);
 });
 
 Deno.test("forward: HEAD is forwarded as HEAD and relayed without a body", async () => {

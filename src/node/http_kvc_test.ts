@@ -23,6 +23,7 @@ import {
   AFTER_VS_HEADER,
   KVC_CHECKS_MAX,
   KVC_KEY_BYTES_MAX,
+  KVC_READ_ANSWER_BYTES_MAX,
   KVC_READ_PATH,
   KVC_VALUE_BYTES_MAX,
   KVC_WRITE_PATH,
@@ -360,5 +361,29 @@ Deno.test("kvc: an expired key is deleted through the log once its time has pass
     }
     assert.ok(gone, "the leader proposed the deletion");
     assert.equal((await entries(await read([point("later")])))[0].length, 1, "not the other one");
+  });
+});
+
+Deno.test("kvc: a read whose answer would exceed its byte limit is 413 before anything is encoded", async () => {
+  await withNode(async ({ write, read }) => {
+    // 24 keys of 64 KiB values. Found by the attack: 64 ranges over such keys, each up to
+    // 1,000 entries, made a leader encode gigabytes and lose its leadership.
+    for (let i = 0; i < 24; i++) {
+      const r = await write({
+        mutations: [mutation(MutationType.SET, `big${i}`, new Uint8Array(KVC_VALUE_BYTES_MAX))],
+      });
+      assert.equal(r.status, 200);
+      await r.body?.cancel();
+    }
+    const range: ReadRange = { start: enc("big"), end: enc("bih"), limit: 1000, reverse: false };
+    const ok = await read(Array.from({ length: 8 }, () => range)); // 12 MiB
+    assert.equal(ok.status, 200);
+    const out = decodeSnapshotReadOutput(new Uint8Array(await ok.arrayBuffer()));
+    assert.deepEqual(out.ranges.map((r) => r.values.length), Array(8).fill(24));
+    const refused = await read(Array.from({ length: 64 }, () => range)); // 96 MiB
+    assert.equal(refused.status, 413);
+    const body = await refused.json();
+    assert.equal(body.error.code, "too_large");
+    assert.match(body.error.message, new RegExp(`more than ${KVC_READ_ANSWER_BYTES_MAX}`));
   });
 });
