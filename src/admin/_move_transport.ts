@@ -142,6 +142,19 @@ export class HttpMoveTransport implements MoveTransport {
     return body;
   }
 
+  /**
+   * POSTs a msgpack `body` to `path` at `cluster`'s leader (see `ClusterCalls`, for the
+   * janitor of a drain); answers the body of a 200, throws on any other status.
+   */
+  async post(cluster: string, path: string, body: Uint8Array): Promise<Uint8Array> {
+    const response = await this.#call(cluster, path, {
+      method: "POST",
+      headers: { "content-type": "application/msgpack" },
+      body: body as BodyInit,
+    });
+    return await this.#expect(response, `${path} at cluster ${cluster}`);
+  }
+
   /** See {@linkcode MoveTransport.route}. */
   async route(cluster: string, command: RouteCommand): Promise<RouteAnswer> {
     const response = await this.#call(cluster, "/v1/route", {

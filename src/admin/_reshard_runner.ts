@@ -41,6 +41,11 @@ export interface ReshardHost {
       removed?: readonly string[];
     },
   ): Promise<void>;
+  /**
+   * Resolves once no cluster's transactions name one of `drained` (see `_drain_txns.ts`):
+   * only then may their nodes stop.
+   */
+  settleDrained(drained: readonly string[], signal: AbortSignal): Promise<void>;
   /** Resolves once every cluster of the config has a leader. */
   leaders(signal: AbortSignal): Promise<void>;
   /** Keys the deployment holds now (from a status poll that starts after the call). */
@@ -270,6 +275,9 @@ export class ReshardRunner {
         }
       }
       clearInterval(sampler);
+      // The retries of a step that fails are the settle's own (it asks until answered).
+      await host.settleDrained(plan.drained, signal);
+      if (signal.aborted) return;
       await host.recordRouting(plan.after);
       await host.reshape(host.withSecret(plan.after), { removed: plan.drained });
       await Deno.remove(this.#path()).catch(() => {});

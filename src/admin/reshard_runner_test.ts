@@ -39,6 +39,7 @@ function host(dir: string, clusters: MemoryClusters, overrides: Partial<ReshardH
     recordRouting: () => Promise.resolve(),
     log: (line) => lines.push(line),
     checkAdded: () => Promise.resolve(),
+    settleDrained: () => Promise.resolve(),
     rates: () => ({ readsPerSecond: 0, writesPerSecond: 0 }),
     ...overrides,
   };

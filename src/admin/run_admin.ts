@@ -31,6 +31,7 @@ import { DeploymentActivity } from "./_activity.ts";
 import { clustersView } from "./_views.ts";
 import { LineOutput } from "./_output.ts";
 import { RESHARD_CONFIG_BYTES_MAX, ReshardRunner } from "./_reshard_runner.ts";
+import { settleDrainedTransactions } from "./_drain_txns.ts";
 import { HttpMoveTransport } from "./_move_transport.ts";
 import { recordRouting } from "./_routing_record.ts";
 import { checkReshardRecord } from "./_reshard_runner.ts";
@@ -262,12 +263,21 @@ export async function runAdmin(options: RunAdminOptions): Promise<RunningAdmin> 
       processes.set(node.id, proc);
       return proc;
     };
+    const moves = new HttpMoveTransport(() => current, poller, {
+      ...(adminFetch === undefined ? {} : { fetch: adminFetch }),
+      signal: closing.signal,
+    });
     const runner = new ReshardRunner({
       dataDir: config.admin.dataDir,
-      transport: new HttpMoveTransport(() => current, poller, {
-        ...(adminFetch === undefined ? {} : { fetch: adminFetch }),
-        signal: closing.signal,
-      }),
+      transport: moves,
+      settleDrained: (drained, signal) =>
+        settleDrainedTransactions({
+          clusters: current.clusters.map((c) => c.id),
+          drained,
+          calls: moves,
+          signal,
+          log,
+        }),
       config: () => current,
       withSecret: (c) => secret === undefined ? c : withDefaultSecret(c, secret.secret),
       reshape: async (next, changes) => {
@@ -404,8 +414,10 @@ export async function runAdmin(options: RunAdminOptions): Promise<RunningAdmin> 
       adminFetch: (request) => app.fetch(request),
       ...(tls === undefined ? {} : { tls: { ...tls, caPath: config.admin.tls!.ca } }),
       log,
-      // Read when called: a reshard may add clusters (with the config it was given).
-      secretOf: (cluster) => config.clusters.find((c) => c.id === cluster)?.nodes[0]?.secret,
+      // Read when called, from the deployment as it is now: a reshard adds clusters (found by
+      // the attack: read from the starting config, an added cluster's secret was unknown, and
+      // every cross-cluster write touching it failed 401).
+      secretOf: (cluster) => current.clusters.find((c) => c.id === cluster)?.nodes[0]?.secret,
     });
     if (kvConnect !== undefined) cleanup.push(() => kvConnect.close());
     poller.start();
@@ -440,7 +452,7 @@ export async function runAdmin(options: RunAdminOptions): Promise<RunningAdmin> 
       kvConnect: kvConnect?.info,
       processes,
       ready,
-      leaders: () => Object.fromEntries(config.clusters.map((c) => [c.id, poller.leaderOf(c.id)])),
+      leaders: () => Object.fromEntries(current.clusters.map((c) => [c.id, poller.leaderOf(c.id)])),
       close: () => close("stop"),
       kill: () => close("kill"),
     };

@@ -228,10 +228,29 @@ export interface StaleIntent {
   readonly deadline: number;
 }
 
+/**
+ * What keeps a cluster needed by transactions: its decisions not forgotten, and the primaries
+ * of the intents it holds (a drained cluster is stopped only once none names it).
+ */
+export interface TxnPending {
+  /** Decisions not forgotten (of any age). */
+  readonly decisions: number;
+  /** The primaries of every intent held. */
+  readonly primaries: readonly string[];
+}
+
+/** A records answer. */
+export interface TxnRecordsAnswer {
+  /** Decisions not forgotten past their deadline: the janitor's to settle. */
+  readonly decisions: UnforgottenDecision[];
+  /** Intents past their deadline: the janitor's to resolve. */
+  readonly stale: StaleIntent[];
+  /** Everything pending here (absent from nodes before it was answered). */
+  readonly pending?: TxnPending;
+}
+
 /** Decodes the answer of a records request. */
-export function decodeRecords(
-  bytes: Uint8Array,
-): { decisions: UnforgottenDecision[]; stale: StaleIntent[] } {
+export function decodeRecords(bytes: Uint8Array): TxnRecordsAnswer {
   let v: unknown;
   try {
     v = decode(bytes);
@@ -239,7 +258,11 @@ export function decodeRecords(
     bad("records");
   }
   if (typeof v !== "object" || v === null) bad("records");
-  const { decisions, stale } = v as { decisions: unknown; stale: unknown };
+  const { decisions, stale, pending } = v as {
+    decisions: unknown;
+    stale: unknown;
+    pending?: unknown;
+  };
   if (!Array.isArray(decisions) || !Array.isArray(stale)) bad("records");
   const staleOut = stale.map((r) => {
     if (
@@ -259,7 +282,18 @@ export function decodeRecords(
     }
     return { txn: r[0], vs: r[1], secondaries: r[2] };
   });
-  return { decisions: decisionsOut, stale: staleOut };
+  if (pending === undefined) return { decisions: decisionsOut, stale: staleOut };
+  if (
+    !Array.isArray(pending) || pending.length !== 2 || !isNat(pending[0]) ||
+    !Array.isArray(pending[1]) || !pending[1].every((c: unknown) => typeof c === "string")
+  ) {
+    bad("pending records");
+  }
+  return {
+    decisions: decisionsOut,
+    stale: staleOut,
+    pending: { decisions: pending[0], primaries: pending[1] },
+  };
 }
 
 /** Decodes the answer of a held request. */

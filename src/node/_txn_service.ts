@@ -50,6 +50,8 @@ export interface TxnRecords {
   readonly decisions: readonly { txn: string; vs: number; secondaries: readonly string[] }[];
   /** Attempts prepared here whose deadline passed: their coordinator is gone. */
   readonly stale: readonly { txn: string; primary: string; deadline: number }[];
+  /** All its decisions not forgotten, and the primaries of every intent it holds (a drain's). */
+  readonly pending: { readonly decisions: number; readonly primaries: readonly string[] };
 }
 
 /** What the transaction side needs of the driver. */
@@ -148,7 +150,11 @@ export class TxnService {
     await this.#host.readBarrier();
     const t = this.#participant(this.#host.sm());
     const before = Date.now() - JANITOR_GRACE_MS;
-    return { decisions: t.unforgotten(before, limit), stale: t.staleIntents(before, limit) };
+    return {
+      decisions: t.unforgotten(before, limit),
+      stale: t.staleIntents(before, limit),
+      pending: t.pending(),
+    };
   }
 
   /** Per attempt, whether this cluster still holds its intent (linearizable). */

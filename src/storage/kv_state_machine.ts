@@ -455,6 +455,7 @@ export class KvStateMachine {
             key: suffixedKey(m.key, vs),
           })),
         }) === undefined,
+      admits: (participants) => this.#unroutedParticipant(participants),
       apply: (mutations, vs) => {
         // Validated at the prepare, and the keys were locked since: it cannot fail now (its
         // bytes were counted then: the store may exceed its limit by what prepares kept).
@@ -466,6 +467,22 @@ export class KvStateMachine {
         this.#commitPlan(index, planned, vs);
       },
     };
+  }
+
+  /**
+   * A prepare naming a cluster outside this one's tables (the table in force and a move's
+   * next) comes from a coordinator whose table is older than a drain: refused as wrong_shard,
+   * so that it routes again. Without a routing state every cluster of config.toml counts.
+   */
+  #unroutedParticipant(participants: readonly string[]): TxnRefusal | undefined {
+    const routing = this.#routing;
+    if (routing === undefined || this.#clusterId === undefined) return undefined;
+    const routed = (id: string) =>
+      routing.table.members.some((m) => m.id === id) ||
+      (routing.move?.table.members.some((m) => m.id === id) ?? false);
+    const unknown = participants.find((id) => !routed(id));
+    if (unknown === undefined) return undefined;
+    return { code: "wrong_shard", owner: this.#clusterId, epoch: routing.epoch };
   }
 
   #evaluateTxn(

@@ -35,6 +35,12 @@ export interface TxnStore<M> {
    * must be this cluster's); otherwise it decides an abort. Absent: always.
    */
   decidable?(mutations: readonly M[], vs: number): boolean;
+  /**
+   * The refusal of an attempt whose participants are not all clusters this one routes to (a
+   * coordinator's table from before a drain), or undefined. Absent: every attempt is admitted.
+   * Once a drained cluster is stopped nothing could resolve an intent whose primary it was.
+   */
+  admits?(participants: readonly string[]): TxnRefusal | undefined;
 }
 
 /** How the participant sees a mutation: the key it writes, if any, and its size. */
@@ -201,6 +207,21 @@ export class TxnParticipant<M> {
   }
 
   /**
+   * What keeps this cluster needed by transactions: its decisions not yet forgotten (the
+   * secondaries may still hold their intents) and the primaries of the intents it holds (they
+   * resolve them). A drained cluster is stopped only once none names it.
+   */
+  pending(): { decisions: number; primaries: string[] } {
+    let decisions = 0;
+    for (const r of this.#outcomes.values()) {
+      if (!r.droppable && r.outcome.state === "committed") decisions++;
+    }
+    const primaries = new Set<string>();
+    for (const i of this.#intents.values()) primaries.add(i.primary);
+    return { decisions, primaries: [...primaries].sort() };
+  }
+
+  /**
    * Prepared attempts whose deadline passed before `before` (log time), at most `limit`:
    * their coordinator is gone; a janitor resolves them at their primary.
    */
@@ -270,7 +291,8 @@ export class TxnParticipant<M> {
     }
     const lock = this.blocker(writeBytes, cmd.checks.map((c) => c.key));
     if (lock !== undefined) return { vote: "no", reason: "locked", lock };
-    const refusal = store.evaluate(cmd.checks, cmd.mutations);
+    const refusal = store.admits?.([cmd.primary, ...cmd.participants]) ??
+      store.evaluate(cmd.checks, cmd.mutations);
     if (refusal !== undefined) return { vote: "no", reason: "refused", refusal };
     const intent: Held<M> = {
       txn: cmd.txn,
