@@ -515,6 +515,40 @@ Deno.test("routing: a fence waits while a cross-cluster transaction holds a movi
   assert.equal(vote.refusal.code, "wrong_shard");
 });
 
+Deno.test("routing: a prepare naming a cluster outside the tables is refused wrong_shard, nothing held", async () => {
+  // Found by an attack: a coordinator whose table is from before a drain could leave an
+  // intent whose primary is a stopped cluster, which nobody could ever resolve.
+  const { encodeTxnEntry } = await import("./txn_command.ts");
+  const a = new KvStateMachine({ clusterId: "a" });
+  const prepare = (at: number, txn: string, primary: string, participants: string[]) =>
+    apply(
+      a,
+      encodeTxnEntry({
+        at,
+        cmd: {
+          type: "prepare",
+          txn,
+          primary,
+          participants,
+          checks: [],
+          mutations: [{ type: "set", key: enc(staying[0]), value: enc("x") }],
+          deadline: 10_000_000,
+        },
+      }),
+    ) as unknown as { vote: string; refusal?: { code: string; epoch: number } };
+  // Before any routing state, every cluster of config.toml counts.
+  assert.equal(prepare(1_000, "t0", "d", ["d", "a"]).vote, "yes");
+  apply(a, encodeTxnEntry({ at: 1_001, cmd: { type: "abort", txn: "t0", deadline: 10_000_000 } }));
+  route(a, { type: "begin", from: OLD, to: NEW });
+  const gone = prepare(1_002, "t1", "d", ["d", "a"]);
+  assert.equal(gone.vote, "no");
+  assert.deepEqual(gone.refusal, { code: "wrong_shard", owner: "a", epoch: 2 });
+  assert.equal(prepare(1_003, "t2", "a", ["a", "x"]).refusal?.code, "wrong_shard");
+  assert.equal(a.txn?.intents, 0);
+  // The move's next table counts: c is added by it.
+  assert.equal(prepare(1_004, "t3", "c", ["c", "a"]).vote, "yes");
+});
+
 Deno.test("routing: a decision whose versionstamped key a fence took since is an abort", async () => {
   const { encodeTxnEntry } = await import("./txn_command.ts");
   const { suffixedKey } = await import("./_versionstamp.ts");
