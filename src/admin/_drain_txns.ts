@@ -18,6 +18,7 @@ import {
   encodeTxnCommand,
   type TxnRecordsAnswer,
 } from "../client/_txn_wire.ts";
+import { sleep } from "../client/_http.ts";
 import { TXN_PATHS } from "../txn/mod.ts";
 
 /** How often the admin asks again while transactions hold a drain, in milliseconds. */
@@ -110,14 +111,6 @@ export async function settleDrainedTransactions(o: SettleOptions): Promise<void>
           `${o.drained.length === 1 ? "it" : "them"} are resolved: ${waiting.join("; ")}`,
       );
     }
-    await new Promise<void>((resolve) => {
-      const done = () => {
-        clearTimeout(timer);
-        o.signal.removeEventListener("abort", done);
-        resolve();
-      };
-      const timer = setTimeout(done, o.pollMs ?? DRAIN_SETTLE_POLL_MS);
-      o.signal.addEventListener("abort", done);
-    });
+    await sleep(o.pollMs ?? DRAIN_SETTLE_POLL_MS, o.signal);
   }
 }

@@ -32,9 +32,6 @@ import { isSystemKey } from "./_system_keys.ts";
 import { DropLog } from "./_drop_log.ts";
 import { memberRows, userKeyCounts } from "./_node_status.ts";
 
-/** Times a plain write proposes again after a lock went, before it answers locked. */
-const LOCKED_RETRIES_MAX = 5;
-
 import type {
   KeyRange,
   ListPage,
@@ -69,6 +66,9 @@ import {
   type TxnCommand,
 } from "../txn/mod.ts";
 import type { KvMutation } from "../storage/mod.ts";
+
+/** Times a plain write proposes again after a lock went, before it answers locked. */
+const LOCKED_RETRIES_MAX = 5;
 
 export { DRIVER_LIMITS, SYSTEM_TICKS } from "./_driver_options.ts";
 export type {
@@ -544,7 +544,8 @@ export class RaftNode implements NodeService {
     if (this.#reads.size >= this.#limits.readsPendingMax) {
       throw new OverloadedError(`${this.#reads.size} reads wait on node ${this.nodeId}`);
     }
-    const refusal = refusalWhileQueued(this.#reads.oldest(), "reads", {
+    const oldest = this.#reads.oldest(); // (nothing to build on the path of most reads)
+    const refusal = oldest === undefined ? undefined : refusalWhileQueued(oldest, "reads", {
       now: this.#now(),
       queueWaitMaxMs: this.#limits.queueWaitMaxMs,
       nodeId: this.nodeId,
