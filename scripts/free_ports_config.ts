@@ -12,15 +12,31 @@
 import { parseArgs } from "node:util";
 import { parse, stringify } from "smol-toml";
 
-/** Ports the OS reports free right now (all bound at once, then released). */
-export function freePorts(n: number): number[] {
-  const listeners = Array.from(
-    { length: n },
-    () => Deno.listen({ hostname: "127.0.0.1", port: 0 }),
-  );
-  const ports = listeners.map((l) => (l.addr as Deno.NetAddr).port);
-  for (const l of listeners) l.close();
+/**
+ * Ports the OS reports free right now (all bound at once, then released), none of them in
+ * `avoid`: ports a deployment has picked but not bound yet look free to the OS, and two
+ * separate calls may hand out the same one (seen in CI: an added cluster got the admin's).
+ */
+export function freePorts(n: number, avoid: Iterable<number> = []): number[] {
+  const taken = new Set(avoid);
+  const listeners: Deno.Listener[] = [];
+  const ports: number[] = [];
+  try {
+    while (ports.length < n) {
+      const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+      listeners.push(listener); // held open until the end, so no port comes twice
+      const port = (listener.addr as Deno.NetAddr).port;
+      if (!taken.has(port)) ports.push(port);
+    }
+  } finally {
+    for (const l of listeners) l.close();
+  }
   return ports;
+}
+
+/** Every port written as `host:port` in `text` (a deployment file), for `freePorts`' avoid. */
+export function portsIn(text: string): number[] {
+  return [...text.matchAll(/:(\d{1,5})"/g)].map((m) => Number(m[1]));
 }
 
 /** The TOML text of `source` with fresh loopback ports for every address. */

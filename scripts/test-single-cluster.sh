@@ -118,12 +118,16 @@ wait_until "[ -n \"\$(find_leader ${OTHERS[*]})\" ] && [ \"\$(find_leader ${OTHE
   fail "no new leader after the kill"
 NEW=$(find_leader "${OTHERS[@]}")
 echo "new leader: a$NEW"
+# A new leader may still be settling (on a loaded machine another election can follow at
+# once): a read or write refused as unavailable (503) is retried for a while, a wrong value
+# is a failure at once.
 for k in $(seq 1 20); do
+  wait_until "curl -sf http://$(http_of "$NEW")/v1/kv/key-$k" 15 || fail "GET key-$k on a$NEW"
   got=$(curl -sf "http://$(http_of "$NEW")/v1/kv/key-$k") || fail "GET key-$k on a$NEW"
   [ "$got" = "value-$k" ] || fail "key-$k on a$NEW is '$got'"
 done
 echo "all 20 acknowledged writes are intact on a$NEW"
-curl -sf -X PUT --data-binary "after-kill" "http://$(http_of "$NEW")/v1/kv/key-21" >/dev/null ||
+wait_until "curl -sf -X PUT --data-binary after-kill http://$(http_of "$NEW")/v1/kv/key-21" 15 ||
   fail "PUT after the kill"
 
 echo "restarting a$LEADER"

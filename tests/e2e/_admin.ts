@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { withFreePorts } from "../../scripts/free_ports_config.ts";
+import { freePorts, portsIn, withFreePorts } from "../../scripts/free_ports_config.ts";
 import { waitFor } from "./_cluster.ts";
 
 const ROOT = new URL("../../", import.meta.url).pathname;
@@ -18,6 +18,16 @@ export function alive(pid: number): boolean {
   } catch {
     return false;
   }
+}
+
+/**
+ * The TOML of a one-node cluster `id` (data in `data/<id>1`) on ports free now and named
+ * nowhere in `config`: a deployment's own addresses are not bound until its admin starts.
+ */
+export function oneNodeClusterToml(id: string, config = ""): string {
+  const [raft, http] = freePorts(2, portsIn(config));
+  return `[[clusters]]\nid = "${id}"\n[[clusters.nodes]]\nid = "${id}1"\n` +
+    `raft = "127.0.0.1:${raft}"\nhttp = "127.0.0.1:${http}"\ndata = "data/${id}1"\n`;
 }
 
 /** A `koi admin` process over a generated deployment. */

@@ -67,7 +67,12 @@ export class ProcessCluster {
   /** Writes a config with `founders` (and `joiners` with join = true) of cluster "a". */
   static async create(
     founders: string[],
-    options: { joiners?: string[]; snapshotEvery?: number } = {},
+    options: {
+      joiners?: string[];
+      snapshotEvery?: number;
+      /** Wider than the default [300, 600] where a test asserts that no election happens. */
+      electionTimeoutMs?: [number, number];
+    } = {},
   ): Promise<ProcessCluster> {
     const dir = await Deno.makeTempDir({ prefix: "koi-e2e-" });
     const ids = [...founders, ...(options.joiners ?? [])];
@@ -82,7 +87,8 @@ export class ProcessCluster {
     }));
     const toml = [
       `[admin]\nhttp = "127.0.0.1:${ports[ports.length - 1]}"\n`,
-      `[cluster_defaults]\nelection_timeout_ms = [300, 600]\nheartbeat_ms = 50\n`,
+      `[cluster_defaults]\nelection_timeout_ms = [${options.electionTimeoutMs ?? [300, 600]}]\n` +
+      `heartbeat_ms = 50\n`,
       `[[clusters]]\nid = "a"\n`,
       ...nodes.map((n) =>
         `[[clusters.nodes]]\nid = "${n.id}"\nraft = "${n.raft}"\nhttp = "${n.http}"\n` +

@@ -6,16 +6,9 @@
  */
 import assert from "node:assert/strict";
 import { connect } from "../../mod.ts";
-import { AdminProcess, alive } from "./_admin.ts";
-import { freePorts } from "../../scripts/free_ports_config.ts";
+import { AdminProcess, alive, oneNodeClusterToml } from "./_admin.ts";
 
 const ROOT = new URL("../../", import.meta.url).pathname;
-
-function clusterToml(id: string): string {
-  const [raft, http] = freePorts(2);
-  return `[[clusters]]\nid = "${id}"\n[[clusters.nodes]]\nid = "${id}1"\n` +
-    `raft = "127.0.0.1:${raft}"\nhttp = "127.0.0.1:${http}"\ndata = "data/${id}1"\n`;
-}
 
 async function reshard(admin: AdminProcess, path: string, code = 0): Promise<string> {
   const out = await new Deno.Command(Deno.execPath(), {
@@ -44,7 +37,7 @@ Deno.test({
   async fn() {
     const admin = await AdminProcess.create(
       `[admin]\nhttp = "127.0.0.1:1"\n[routing]\nepoch = 1\n` +
-        ["a", "b", "c"].map(clusterToml).join(""),
+        ["a", "b", "c"].map((id) => oneNodeClusterToml(id)).join(""),
     );
     // The same deployment (withFreePorts moved it) with epoch 2 and a cluster d, then 3 without.
     const three = await Deno.readTextFile(admin.configPath);
@@ -52,7 +45,7 @@ Deno.test({
       text.replace(/^epoch = 1$/m, `epoch = ${epoch}`);
     assert.notEqual(withEpoch(three, 2), three);
     const four = admin.dir + "/four.toml";
-    const four_d = clusterToml("d");
+    const four_d = oneNodeClusterToml("d", three);
     await Deno.writeTextFile(four, withEpoch(three, 2) + "\n" + four_d);
     const back = admin.dir + "/back.toml";
     await Deno.writeTextFile(back, withEpoch(three, 3));
@@ -84,7 +77,10 @@ Deno.test({
         })();
         // A new config that skips an epoch is refused, naming the epoch to set; nothing moves.
         const skipping = admin.dir + "/skipping.toml";
-        await Deno.writeTextFile(skipping, withEpoch(three, 3) + "\n" + clusterToml("d"));
+        await Deno.writeTextFile(
+          skipping,
+          withEpoch(three, 3) + "\n" + oneNodeClusterToml("d", three),
+        );
         assert.match(await reshard(admin, skipping, 1), /refused the move \(400\).*epoch = 2/);
         const grow = await reshard(admin, four);
         assert.match(grow, /done: \d+ keys moved/);
@@ -118,7 +114,10 @@ Deno.test({
           await Deno.writeTextFile(
             taken,
             withEpoch(three, 4) + "\n" +
-              clusterToml("e").replace(/http = "[^"]+"/, `http = "127.0.0.1:${port}"`),
+              oneNodeClusterToml("e", three + four_d).replace(
+                /http = "[^"]+"/,
+                `http = "127.0.0.1:${port}"`,
+              ),
           );
           assert.match(
             await reshard(admin, taken, 1),
@@ -155,13 +154,13 @@ Deno.test({
   async fn() {
     const admin = await AdminProcess.create(
       `[admin]\nhttp = "127.0.0.1:1"\n[routing]\nepoch = 1\n` +
-        ["a", "b"].map(clusterToml).join(""),
+        ["a", "b"].map((id) => oneNodeClusterToml(id)).join(""),
     );
     const two = await Deno.readTextFile(admin.configPath);
     const three = admin.dir + "/three.toml";
     await Deno.writeTextFile(
       three,
-      two.replace(/^epoch = 1$/m, "epoch = 2") + "\n" + clusterToml("c"),
+      two.replace(/^epoch = 1$/m, "epoch = 2") + "\n" + oneNodeClusterToml("c", two),
     );
     try {
       admin.start();

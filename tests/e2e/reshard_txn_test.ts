@@ -7,8 +7,7 @@
  */
 import assert from "node:assert/strict";
 import { connect } from "../../mod.ts";
-import { AdminProcess } from "./_admin.ts";
-import { freePorts } from "../../scripts/free_ports_config.ts";
+import { AdminProcess, oneNodeClusterToml } from "./_admin.ts";
 import { encodeTxnEntry, type KvMutation } from "../../src/storage/mod.ts";
 import type { TxnCommand } from "../../src/txn/mod.ts";
 import { decodeTxnAnswer } from "../../src/client/_txn_wire.ts";
@@ -17,12 +16,6 @@ const ROOT = new URL("../../", import.meta.url).pathname;
 const SECRET = "reshard-txn-e2e-secret-0123456789";
 const TOKEN = "reshard-txn-e2e-token-0123456789";
 const enc = (s: string) => new TextEncoder().encode(s);
-
-function clusterToml(id: string): string {
-  const [raft, http] = freePorts(2);
-  return `[[clusters]]\nid = "${id}"\n[[clusters.nodes]]\nid = "${id}1"\n` +
-    `raft = "127.0.0.1:${raft}"\nhttp = "127.0.0.1:${http}"\ndata = "data/${id}1"\n`;
-}
 
 async function reshard(admin: AdminProcess, path: string): Promise<string> {
   const out = await new Deno.Command(Deno.execPath(), {
@@ -72,13 +65,13 @@ Deno.test({
       `[admin]\nhttp = "127.0.0.1:1"\n[routing]\nepoch = 1\n` +
         `[cluster_defaults]\nsecret = "${SECRET}"\n` +
         `[kv_connect]\nlisten = "127.0.0.1:1"\ntokens = ["${TOKEN}"]\n` +
-        ["a", "b"].map(clusterToml).join(""),
+        ["a", "b"].map((id) => oneNodeClusterToml(id)).join(""),
     );
     const two = await Deno.readTextFile(admin.configPath);
     const withEpoch = (text: string, epoch: number) =>
       text.replace(/^epoch = 1$/m, `epoch = ${epoch}`);
     const three = admin.dir + "/three.toml";
-    await Deno.writeTextFile(three, withEpoch(two, 2) + "\n" + clusterToml("c"));
+    await Deno.writeTextFile(three, withEpoch(two, 2) + "\n" + oneNodeClusterToml("c", two));
     const back = admin.dir + "/back.toml";
     await Deno.writeTextFile(back, withEpoch(two, 3));
     const listen = /listen = "([^"]+)"/.exec(two)![1];

@@ -1,0 +1,19 @@
+import assert from "node:assert/strict";
+import { freePorts, portsIn } from "./free_ports_config.ts";
+
+Deno.test("freePorts: distinct ports, none of those to avoid", () => {
+  // About a sixth of the ephemeral range to avoid: a picker that ignored it would hit one
+  // of them among 60 picks but for a chance of about 1 in 50 000.
+  const avoid = new Set<number>();
+  for (let i = 0; i < 10; i++) for (const p of freePorts(500)) avoid.add(p);
+  assert.ok(avoid.size > 2_000, `${avoid.size} ports to avoid`);
+  const picked = freePorts(60, avoid);
+  assert.equal(new Set(picked).size, 60);
+  assert.deepEqual(picked.filter((p) => avoid.has(p)), [], "an avoided port came back");
+});
+
+Deno.test("portsIn: every quoted host:port of a deployment file", () => {
+  const toml = `[admin]\nhttp = "127.0.0.1:4000"\n[[clusters.nodes]]\nraft = "[::1]:4001"\n` +
+    `data = "data/a1"\nsecret = "x:y"\n`;
+  assert.deepEqual(portsIn(toml), [4000, 4001]);
+});
