@@ -72,7 +72,10 @@ export function throwIfAborted(
   throw new KoiError("aborted", `${what} was aborted`, { ...where, outcomeUnknown });
 }
 
-/** The error of a call whose deadline came: a timeout, or its cluster unavailable. */
+/**
+ * The error of a call whose deadline came: a timeout, its cluster unavailable, or (when the
+ * cluster kept answering `409 locked`) a `locked` {@linkcode KoiHttpError}.
+ */
 export function deadlineError(what: string, call: Call, last: Last | undefined): KoiError {
   const options = {
     attempts: call.attempts,
@@ -85,6 +88,16 @@ export function deadlineError(what: string, call: Call, last: Last | undefined):
   const tries = `${call.attempts} attempt${call.attempts === 1 ? "" : "s"}`;
   const tail = (last === undefined ? "" : `; last: ${last.text}`) +
     (call.maybeApplied ? "; the write may or may not have been applied" : "");
+  if (last?.cause instanceof KoiHttpError && last.cause.code === "locked") {
+    // The cluster answered every time: a transaction held the key until the deadline. That is
+    // no outage, and the caller can tell it from one (code, status and lock headers kept).
+    return new KoiHttpError(
+      "locked",
+      `${what}: the key stayed locked by a transaction in flight for ${call.timeoutMs} ms ` +
+        `(${tries})${tail}`,
+      { ...options, status: 409, headers: last.cause.headers },
+    );
+  }
   if (last === undefined || last.kind === "timeout") {
     return new TimeoutError(
       `${what}: no answer within ${call.timeoutMs} ms (${tries})${tail}`,

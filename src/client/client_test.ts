@@ -439,3 +439,28 @@ Deno.test("client: a write that meets a lock waits and tries again within its de
     assert.equal(tries, 3);
   });
 });
+
+Deno.test("client: a key locked until the deadline ends the call as locked, not unavailable", async () => {
+  await withClient(ONE, async (d, koi) => {
+    let tries = 0;
+    d.nodeHook = (request) => {
+      if (!new URL(request.url).pathname.startsWith("/v1/kv")) return undefined;
+      tries++;
+      return error(409, "locked", "A key is locked by transaction old.7 (primary cluster a)", {
+        "x-koi-lock-txn": "old.7",
+        "x-koi-lock-primary": "a",
+        "x-koi-lock-deadline": String(Date.now() + 60_000),
+        "x-koi-lock-key": btoa("k"),
+        "x-koi-lock-write": "true",
+      });
+    };
+    const e = await koi.get("k", { timeoutMs: 600 }).catch((e) => e);
+    assert.ok(e instanceof KoiHttpError && !(e instanceof UnavailableError), String(e));
+    assert.equal(e.code, "locked");
+    assert.equal(e.status, 409);
+    assert.equal(e.headers?.get("x-koi-lock-txn"), "old.7");
+    assert.match(e.message, /stayed locked by a transaction in flight for 600 ms/);
+    assert.match(e.message, /transaction old\.7 \(primary cluster a\)/);
+    assert.ok(tries >= 2, `it tried again first (${tries})`);
+  });
+});
