@@ -419,6 +419,17 @@ Deno.test("client: clusters that keep naming each other's owner end in Unavailab
   }
 });
 
+/** A node's `409 locked` for key "k", held by `txn` (primary a) for another minute. */
+function lockedAnswer(txn: string, message: string): Response {
+  return error(409, "locked", message, {
+    "x-koi-lock-txn": txn,
+    "x-koi-lock-primary": "a",
+    "x-koi-lock-deadline": String(Date.now() + 60_000),
+    "x-koi-lock-key": btoa("k"),
+    "x-koi-lock-write": "true",
+  });
+}
+
 Deno.test("client: a write that meets a lock waits and tries again within its deadline", async () => {
   await withClient(ONE, async (d, koi) => {
     let tries = 0;
@@ -427,13 +438,7 @@ Deno.test("client: a write that meets a lock waits and tries again within its de
         return undefined;
       }
       if (++tries > 2) return undefined;
-      return error(409, "locked", "A key is locked", {
-        "x-koi-lock-txn": "young.1",
-        "x-koi-lock-primary": "a",
-        "x-koi-lock-deadline": String(Date.now() + 60_000),
-        "x-koi-lock-key": btoa("k"),
-        "x-koi-lock-write": "true",
-      });
+      return lockedAnswer("young.1", "A key is locked");
     };
     await koi.put("k", "v");
     assert.equal(tries, 3);
@@ -446,13 +451,7 @@ Deno.test("client: a key locked until the deadline ends the call as locked, not 
     d.nodeHook = (request) => {
       if (!new URL(request.url).pathname.startsWith("/v1/kv")) return undefined;
       tries++;
-      return error(409, "locked", "A key is locked by transaction old.7 (primary cluster a)", {
-        "x-koi-lock-txn": "old.7",
-        "x-koi-lock-primary": "a",
-        "x-koi-lock-deadline": String(Date.now() + 60_000),
-        "x-koi-lock-key": btoa("k"),
-        "x-koi-lock-write": "true",
-      });
+      return lockedAnswer("old.7", "A key is locked by transaction old.7 (primary cluster a)");
     };
     const e = await koi.get("k", { timeoutMs: 600 }).catch((e) => e);
     assert.ok(e instanceof KoiHttpError && !(e instanceof UnavailableError), String(e));
