@@ -16,6 +16,23 @@ import {
   UnavailableError,
 } from "./errors.ts";
 
+/**
+ * A call addressed to a cluster by name (not by key) found that cluster gone from the table:
+ * a newer table dropped it (drained and stopped). Whoever planned the call by the old table
+ * plans it again by the new one.
+ */
+export class ClusterLeftError extends UnavailableError {
+  /** Creates the error for the call `what` to cluster `cluster`. */
+  constructor(what: string, cluster: string, call: Call) {
+    super(`${what}: cluster ${cluster} left the routing table during the call`, {
+      attempts: call.attempts,
+      timeoutMs: call.timeoutMs,
+      cluster,
+    });
+    this.name = "ClusterLeftError";
+  }
+}
+
 /** What the last attempt of a call ran into, for the final error. */
 export interface Last {
   readonly kind: "timeout" | "network" | "http";

@@ -6,6 +6,7 @@
 
 import type { Call, ClientCore, Request } from "./_call.ts";
 import {
+  ClusterLeftError,
   deadlineError,
   failureLast,
   httpError,
@@ -26,7 +27,7 @@ import {
 } from "./_http.ts";
 import type { Routes } from "./_route.ts";
 import { requestId, type SessionPool } from "./_sessions.ts";
-import { KoiError, UnavailableError } from "./errors.ts";
+import { KoiError } from "./errors.ts";
 
 /** Sends the requests of one client, on its routes and with its sessions. */
 export class Sender {
@@ -72,6 +73,8 @@ export class Sender {
     let shardHops = 0;
     let staleRetries = 0;
     let waited = false;
+    /** Whether a node answered (any status) since every node was last tried. */
+    let heard = false;
     let last: Last | undefined;
     const backoff = () => {
       const cap = Math.min(
@@ -94,10 +97,7 @@ export class Sender {
       let state = this.#routes.cluster(clusterId);
       if (state === undefined) {
         if (request.key === undefined) {
-          throw new UnavailableError(
-            `${request.what}: cluster ${clusterId} left the routing table during the call`,
-            { attempts: call.attempts, timeoutMs: call.timeoutMs, cluster: clusterId },
-          );
+          throw new ClusterLeftError(request.what, clusterId, call);
         }
         clusterId = this.#routes.table.carp.owner(request.key);
         state = this.#routes.cluster(clusterId)!;
@@ -106,6 +106,15 @@ export class Sender {
       if (node === undefined) {
         // Every node failed once: start over, after a wait unless the last failure waited.
         tried.clear();
+        if (!heard && await this.#routes.refreshAfterOutage(call)) {
+          // None answered at all, and the admin has a newer table: the cluster may be gone
+          // (drained and stopped). A key goes to its owner by that table at once.
+          throwIfAborted(call, request.what, last, this.#core.closed);
+          if (request.key !== undefined) clusterId = this.#routes.table.carp.owner(request.key);
+          step = 0;
+          continue;
+        }
+        heard = false;
         if (!waited) await pause(backoff());
         waited = false;
         continue;
@@ -160,6 +169,7 @@ export class Sender {
         continue;
       }
       this.#routes.nodeAnswered(state, node, result.headers);
+      heard = true;
       if (result.status >= 200 && result.status < 300) return result;
       const { code, message: said } = errorOf(result);
       if (result.status === 404 && request.method === "GET" && code === "not_found") return result;

@@ -1,6 +1,6 @@
 /**
  * The client's routing state: the CARP table in use (fetched from the admin, refetched
- * after `421 wrong_shard`), the leader it believes in per cluster, and the nodes that
+ * after `421 wrong_shard` and after a cluster failed at every node), the leader it believes in per cluster, and the nodes that
  * recently failed a connection.
  */
 
@@ -23,6 +23,12 @@ import { KoiError, KoiHttpError, TimeoutError, UnavailableError } from "./errors
 /** A node that failed a connection is tried after the others for this long. */
 const DOWN_MS = 2_000;
 
+/**
+ * The least time between two refetches of the table after a cluster failed at every node:
+ * a cluster that is down stays down for a while, and its callers must not hammer the admin.
+ */
+const OUTAGE_REFRESH_MS = 1_000;
+
 /** A cluster's routing state: its nodes and the leader the client believes in. */
 export interface ClusterState {
   readonly info: ClusterInfo;
@@ -39,6 +45,7 @@ export class Routes {
   #table!: RoutingTable;
   #clusters = new Map<string, ClusterState>();
   #refreshing: Promise<RoutingTable> | undefined;
+  #outageRefreshAt = 0;
 
   /** Routes nothing until {@linkcode Routes.refresh} installed a first table. */
   constructor(core: ClientCore) {
@@ -117,6 +124,25 @@ export class Routes {
     if (Number.isSafeInteger(nodeEpoch) && table.epoch > nodeEpoch) return table.carp.owner(key);
     if (this.#clusters.has(owner)) return owner;
     return table.carp.owner(key);
+  }
+
+  /**
+   * After every node of a cluster failed to answer: refetches the table (one attempt, shared
+   * with concurrent calls, at most once per {@linkcode OUTAGE_REFRESH_MS}). A cluster that
+   * was drained and then stopped answers nothing, not `421`, so this is how its callers learn
+   * of the table without it. Resolves with whether a newer table is now in use.
+   */
+  async refreshAfterOutage(call: Call): Promise<boolean> {
+    const t = now();
+    if (this.#refreshing === undefined && t < this.#outageRefreshAt) return false;
+    this.#outageRefreshAt = t + OUTAGE_REFRESH_MS;
+    const epoch = this.#table.epoch;
+    try {
+      await untilAborted(this.#sharedRefresh(call), call.signal);
+    } catch {
+      // the admin is unreachable too (or the call aborted, which the caller checks next)
+    }
+    return this.#table.epoch > epoch;
   }
 
   /** One refresh at a time: concurrent calls that need one share it. */

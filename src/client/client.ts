@@ -20,7 +20,7 @@ import {
   isRev,
   parseEtag,
 } from "./_checks.ts";
-import { badWriteAnswer } from "./_failures.ts";
+import { badWriteAnswer, ClusterLeftError } from "./_failures.ts";
 import { adminBaseUrl, type Fetcher, type FetchLike, jsonOf, makeFetcher, now } from "./_http.ts";
 import {
   ATTEMPT_TIMEOUT_MS_DEFAULT,
@@ -403,7 +403,13 @@ export class KoiClient {
     const call = newCall(options, this.#core);
     const query = `?prefix_b64=${encodeBase64Url(prefix)}&after_b64=${encodeBase64Url(after)}` +
       `&limit=${limit}${stale ? "&consistency=stale" : ""}`;
-    return await listClusters(this.#sender, this.#routes.table, query, limit, call);
+    try {
+      return await listClusters(this.#sender, this.#routes.table, query, limit, call);
+    } catch (error) {
+      // A cluster the page asked is gone from the newer table the call took: ask that table's.
+      if (!(error instanceof ClusterLeftError)) throw error;
+      return await listClusters(this.#sender, this.#routes.table, query, limit, call);
+    }
   }
 
   /**

@@ -211,6 +211,61 @@ Deno.test("client: 421 refetches the table and follows the admin's newer epoch",
   }
 });
 
+Deno.test("client: a cluster that fails at every node makes it refetch the table, once a second", async () => {
+  const d = FakeDeployment.start({
+    clusters: [{ id: "a", nodes: ["a1"] }, { id: "b", nodes: ["b1", "b2"] }],
+  });
+  try {
+    using koi = await connect(d.adminUrl, { retryBaseMs: 1, retryMaxMs: 20 });
+    const key = keyOwnedBy(d.nodeTable, "b");
+    // b is drained and stopped: it answers nothing (no 421), and the admin serves a table
+    // without it. The client learns of it from the admin and goes to a.
+    await d.node("b1").stop();
+    await d.node("b2").stop();
+    d.setTable({ epoch: 2, scheme: "carp64", clusters: [{ id: "a", loadFactor: 1 }] });
+    await koi.put(key, "v", { timeoutMs: 3_000 });
+    assert.equal(d.cluster("a").text(key), "v");
+    assert.equal(koi.epoch, 2);
+    assert.equal(koi.where(key).cluster, "a");
+    assert.deepEqual(d.adminRequests, ["/v1/carp", "/v1/carp"]);
+    // A cluster that is down while the admin has nothing newer: the admin is asked at most
+    // once a second, not on every round of retries.
+    d.setTable({
+      epoch: 3,
+      scheme: "carp64",
+      clusters: [{ id: "a", loadFactor: 1 }, { id: "b", loadFactor: 1 }],
+    });
+    await koi.refresh();
+    const before = d.adminRequests.length;
+    const started = Date.now();
+    await assert.rejects(koi.getText(key, { timeoutMs: 1_500 }), UnavailableError);
+    const seconds = (Date.now() - started) / 1000;
+    const asked = d.adminRequests.length - before;
+    assert.ok(asked >= 1 && asked <= Math.ceil(seconds) + 1, `the admin was asked ${asked} times`);
+  } finally {
+    await d.close();
+  }
+});
+
+Deno.test("client: a listing asks the clusters of the newer table when one of its clusters left", async () => {
+  const d = FakeDeployment.start({
+    clusters: [{ id: "a", nodes: ["a1"] }, { id: "b", nodes: ["b1"] }],
+  });
+  try {
+    using koi = await connect(d.adminUrl, { retryBaseMs: 1, retryMaxMs: 20 });
+    d.cluster("a").set("k1", "1");
+    d.cluster("a").set("k2", "2");
+    // b is drained (its keys are on a) and stopped; the admin's table no longer has it.
+    await d.node("b1").stop();
+    d.setTable({ epoch: 2, scheme: "carp64", clusters: [{ id: "a", loadFactor: 1 }] });
+    const page = await koi.list({ timeoutMs: 2_000 });
+    assert.deepEqual(page.items.map((i) => new TextDecoder().decode(i.key)), ["k1", "k2"]);
+    assert.equal(koi.epoch, 2);
+  } finally {
+    await d.close();
+  }
+});
+
 Deno.test("client: 421 with an admin that is not newer goes to x-koi-owner", async () => {
   const d = FakeDeployment.start({
     clusters: [{ id: "a", nodes: ["a1"] }, { id: "b", nodes: ["b1"] }],

@@ -154,8 +154,16 @@ export class KvConnectGateway implements KvConnectBackend {
         range,
         clusters: isPointRange(range) ? [owner(range.start)] : all,
       }));
+      // A read that failed while the client took a newer table (a cluster it asked answered
+      // nothing and was dropped: drained and stopped) is planned again by that table.
+      const replan = () => tries < 3 && raw.table.epoch > table.epoch && !signal.aborted;
       if (new Set(placed.flatMap((p) => p.clusters)).size <= 1) {
-        return await this.#withLocks(raw, signal, () => this.#readOne(raw, ranges, signal));
+        try {
+          return await this.#withLocks(raw, signal, () => this.#readOne(raw, ranges, signal));
+        } catch (error) {
+          if (replan()) continue;
+          throw error;
+        }
       }
       // Several clusters: one consistent snapshot of them all (docs/transactions.md).
       try {
@@ -178,6 +186,7 @@ export class KvConnectGateway implements KvConnectBackend {
           }
           return await this.#withLocks(raw, signal, () => this.#readOne(raw, ranges, signal));
         }
+        if (replan()) continue;
         throw this.#txnFailure(error);
       }
     }

@@ -10,6 +10,7 @@
 import { KoiError, KoiHttpError } from "../client/mod.ts";
 import { encode } from "@msgpack/msgpack";
 import {
+  ClusterLeftError,
   decodeCheck,
   decodeHeld,
   decodePart,
@@ -155,6 +156,10 @@ export function gatewayTransport(
       // 421 (a point read of a key that moved) makes the caller refresh its table.
       if (error instanceof KoiHttpError && error.status >= 400 && error.status < 500) {
         throw new TxnRejectedError(error.message, error.status);
+      }
+      // A read of a cluster a newer table dropped is planned again, as after a 421.
+      if (kind === "read" && error instanceof ClusterLeftError) {
+        throw new TxnRejectedError(error.message, 421);
       }
       // An answer over the limit would be over it again: read fewer entries at once.
       if (error instanceof KoiError && error.code === "bad_response") {

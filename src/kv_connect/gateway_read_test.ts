@@ -101,6 +101,31 @@ Deno.test({
 });
 
 Deno.test({
+  name: "gateway read: a cluster drained and stopped is dropped by the admin's newer table",
+  ...opts,
+  async fn() {
+    await withGateway(async ({ gateway, fake }) => {
+      const d = fake.deployment;
+      await gateway.read([point(tupleKey("warm"))], signal()); // the gateway has its table
+      // c is drained and stopped: it refuses connections, and the admin's table lost it.
+      await d.node("c1").stop();
+      d.setTable({ ...d.adminTable, epoch: 2, clusters: d.adminTable.clusters.slice(0, 2) });
+      const keys = Array.from({ length: 12 }, (_, i) => tupleKey(`d${i}`));
+      for (const k of keys) fake.put(k, new TextEncoder().encode(text(k)));
+      const all = prefixRange(new Uint8Array(), 100);
+      const started = performance.now();
+      const [listed] = await gateway.read([all], signal());
+      assert.deepEqual(listed.map((e) => text(e.key)).sort(), keys.map(text).sort());
+      // Planned again at once, not after the snapshot read's budget (2.4 s) ran out.
+      const ms = performance.now() - started;
+      assert.ok(ms < 1_500, `the read took ${Math.round(ms)} ms`);
+      const points = await gateway.read(keys.map((k) => point(k)), signal());
+      assert.deepEqual(points.map((r) => r.map((e) => text(e.key))), keys.map((k) => [text(k)]));
+    }, { timeoutMs: 3_000 });
+  },
+});
+
+Deno.test({
   name: "gateway read: one cluster failing fails the read with a 503 (retry helps); a 400 is a 400",
   ...opts,
   async fn() {
