@@ -197,49 +197,56 @@ export async function writeStream(
   res.end();
 }
 
-/** Writes `response`; its body is read whole (every koi answer but a stream is bounded). */
+/**
+ * Writes `response`; its body is read whole (every koi answer but a stream is bounded).
+ * Resolves with the bytes of body written.
+ */
 export async function writeResponse(
   res: ServerResponse,
   response: Response,
   head: boolean,
-): Promise<void> {
+): Promise<number> {
   const headers: Record<string, string> = {};
   for (const [name, value] of response.headers) headers[name] = value;
   if (head || response.body === null) {
     if (response.body !== null) await response.body.cancel();
     writeAnswer(res, response.status, headers, undefined);
-    return;
+    return 0;
   }
   const bytes = new Uint8Array(await response.arrayBuffer());
   headers["content-length"] = String(bytes.length);
   delete headers["transfer-encoding"];
-  writeAnswer(res, response.status, headers, bytes);
+  return writeAnswer(res, response.status, headers, bytes) ? bytes.length : 0;
 }
 
 const utf8 = new TextEncoder();
 
-/** Writes a direct handler's answer, with its content-length. */
-export function writeDirect(res: ServerResponse, answer: DirectAnswer, head: boolean): void {
-  if (res.destroyed) return;
+/** Writes a direct handler's answer, with its content-length; returns the body bytes written. */
+export function writeDirect(res: ServerResponse, answer: DirectAnswer, head: boolean): number {
+  if (res.destroyed) return 0;
   const body = typeof answer.body === "string" ? utf8.encode(answer.body) : answer.body;
   // The length is always the body's own: a wrong one would break the connection's framing.
   const headers: Record<string, string> = { ...answer.headers };
   headers["content-length"] = String(body?.length ?? 0);
   res.writeHead(answer.status, headers);
-  res.end(head || body === null ? undefined : body);
+  const sent = head || body === null ? undefined : body;
+  res.end(sent);
+  return sent?.length ?? 0;
 }
 
+/** Writes a whole answer; false when the client is gone (nothing was written). */
 export function writeAnswer(
   res: ServerResponse,
   status: number,
   headers: Record<string, string>,
   body: Uint8Array | string | undefined,
-): void {
-  if (res.destroyed) return; // the client is gone (or timed out): nobody to answer
+): boolean {
+  if (res.destroyed) return false; // the client is gone (or timed out): nobody to answer
   if (typeof body === "string") {
     headers["content-type"] = "application/json";
     headers["content-length"] = String(new TextEncoder().encode(body).length);
   }
   res.writeHead(status, headers);
   res.end(body);
+  return true;
 }

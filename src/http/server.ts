@@ -32,6 +32,7 @@ import {
 } from "./_admission.ts";
 
 import { remoteAddressKey } from "./_address.ts";
+import { AnswerBytes, HTTP_ANSWER_COUNTED_BYTES_MIN } from "./_answer_bytes.ts";
 import {
   type DirectAnswer,
   type DirectRequest,
@@ -51,6 +52,11 @@ export {
   HTTP_PIPELINE_DEPTH_MAX,
   HTTP_REQUESTS_WAITING_MAX,
 } from "./_admission.ts";
+export {
+  AnswerBytes,
+  HTTP_ANSWER_BYTES_HELD_MAX,
+  HTTP_ANSWER_COUNTED_BYTES_MIN,
+} from "./_answer_bytes.ts";
 export type { DirectAnswer, DirectRequest } from "./_wire.ts";
 export { STREAM_CONTENT_TYPE } from "./_wire.ts";
 
@@ -105,6 +111,15 @@ export const HTTP_QUEUE_WAIT_MAX_MS = 2_000;
  */
 export const HTTP_STREAM_END_LINGER_MS = 2_000;
 
+/**
+ * An answer's client has this long to take all of it, in milliseconds, plus the time its size
+ * takes at {@linkcode HTTP_ANSWER_SEND_BYTES_PER_S}; then its connection is closed (what it
+ * did not take would otherwise stay in memory for as long as the client keeps the connection).
+ */
+export const HTTP_ANSWER_SEND_MS = 10_000;
+/** The slowest rate a client may take a large answer at, in bytes per second (see above). */
+export const HTTP_ANSWER_SEND_BYTES_PER_S = 4 * 1024 * 1024;
+
 /** Limits of an {@linkcode HttpServer}, each defaulting to the constant of the same name. */
 export interface HttpServerLimits {
   /** See {@linkcode HTTP_REQUEST_TIMEOUT_MS}. */
@@ -131,6 +146,10 @@ export interface HttpServerLimits {
   readonly requestsWaitingMax: number;
   /** See {@linkcode HTTP_QUEUE_WAIT_MAX_MS}. */
   readonly queueWaitMaxMs: number;
+  /** See {@linkcode HTTP_ANSWER_SEND_MS}. */
+  readonly answerSendMs: number;
+  /** See {@linkcode HTTP_ANSWER_SEND_BYTES_PER_S}. */
+  readonly answerSendBytesPerS: number;
 }
 
 /** The default limits. */
@@ -147,6 +166,8 @@ export const HTTP_SERVER_LIMITS: HttpServerLimits = {
   bodyBytesWaitingMax: HTTP_BODY_BYTES_WAITING_MAX,
   requestsWaitingMax: HTTP_REQUESTS_WAITING_MAX,
   queueWaitMaxMs: HTTP_QUEUE_WAIT_MAX_MS,
+  answerSendMs: HTTP_ANSWER_SEND_MS,
+  answerSendBytesPerS: HTTP_ANSWER_SEND_BYTES_PER_S,
 };
 
 /** Options of {@linkcode HttpServer.listen}. */
@@ -159,6 +180,12 @@ export interface HttpServerOptions {
   readonly fetch: (request: Request) => Response | Promise<Response>;
   /** Limits; defaults {@linkcode HTTP_SERVER_LIMITS}. */
   readonly limits?: Partial<HttpServerLimits>;
+  /**
+   * The count of answer bytes not yet taken by their clients, shared with the app's handlers
+   * that build large answers (they mark them: {@linkcode AnswerBytes.mark}). Default: one of
+   * {@linkcode HTTP_ANSWER_BYTES_HELD_MAX} bytes for this server alone.
+   */
+  readonly answers?: AnswerBytes;
   /**
    * Checks the raw request target (before URL normalization): a reason to refuse it with
    * `400 bad_request`, or undefined to accept it.
@@ -252,12 +279,18 @@ export class HttpServer {
   #accepted = 0;
   #acceptTimer: ReturnType<typeof setTimeout> | undefined;
   #relistens = 0;
+  readonly #answers: AnswerBytes;
+  /** Bytes of answers sent and not yet taken, per remote address key. */
+  readonly #heldBy = new Map<string, number>();
+  #answersFullRefused = 0;
+  #answersCut = 0;
 
   private constructor(options: HttpServerOptions) {
     this.#options = options;
     this.#limits = checkLimits({ ...HTTP_SERVER_LIMITS, ...options.limits });
     const limits = this.#limits;
     this.#admission = new RequestAdmission(limits);
+    this.#answers = options.answers ?? new AnswerBytes();
     const settings = {
       requestTimeout: limits.requestTimeoutMs,
       headersTimeout: limits.headersTimeoutMs,
@@ -508,6 +541,35 @@ export class HttpServer {
   }
 
   /**
+   * Counts an answer of `bytes` just written to `res` as held until its client took it all or
+   * the connection closed; one not taken within its time ({@linkcode HTTP_ANSWER_SEND_MS})
+   * closes the connection.
+   */
+  #sending(res: ServerResponse, address: string, bytes: number): void {
+    if (bytes < HTTP_ANSWER_COUNTED_BYTES_MIN || res.writableFinished || res.destroyed) return;
+    this.#answers.add(bytes);
+    this.#heldBy.set(address, (this.#heldBy.get(address) ?? 0) + bytes);
+    const limits = this.#limits;
+    const ms = limits.answerSendMs + Math.ceil((bytes * 1000) / limits.answerSendBytesPerS);
+    const timer = setTimeout(() => {
+      this.#answersCut++;
+      res.destroy();
+    }, ms);
+    let done = false;
+    const taken = () => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      this.#answers.release(bytes);
+      const left = this.#heldBy.get(address)! - bytes;
+      if (left > 0) this.#heldBy.set(address, left);
+      else this.#heldBy.delete(address);
+    };
+    res.once("finish", taken);
+    res.once("close", taken);
+  }
+
+  /**
    * A request's answer became a long-lived stream: it no longer counts as waiting (admission)
    * nor as in flight (a shutdown does not wait for it: the connection is closed at the end of
    * the drain).
@@ -569,6 +631,10 @@ export class HttpServer {
       connectionsRefused: this.#refusedOverBound,
       connectionsRefusedPerAddress: this.#refusedPerAddress,
       relistens: this.#relistens,
+      answerBytesHeld: this.#answers.held,
+      requestsRefusedAnswersHeld: this.#answersFullRefused,
+      answersRefusedTooLarge: this.#answers.refused,
+      answersCutUntaken: this.#answersCut,
     };
   }
 
@@ -586,7 +652,21 @@ export class HttpServer {
     this.#inFlight++;
     let streamed = false;
     const held = { bytes: 0 }; // what a body without a declared length took of the budget
+    let marked = 0; // what the app's handler counted for its answer, until it is sent
     try {
+      const address = remoteAddressKey(req.socket.remoteAddress);
+      if (this.#answers.full && this.#heldBy.has(address)) {
+        // Clients hold this much in answers they did not take: an address among them gets no
+        // new work until it takes them (or its connections are cut, HTTP_ANSWER_SEND_MS);
+        // other clients go on (their large answers are refused while it lasts: AnswerBytes).
+        this.#answersFullRefused++;
+        void dropBody(req);
+        const message = `The node holds ${this.#answers.held} bytes of answers its clients ` +
+          `have not taken (at most ${this.#answers.max}), ${this.#heldBy.get(address)} of ` +
+          `them for this address: take them, then retry`;
+        writeAnswer(res, 503, { "retry-after": "1" }, errorBody("overloaded", message));
+        return;
+      }
       const method = req.method ?? "GET";
       if (isUnservedMethod(method)) {
         void dropBody(req); // the connection stays: what it pipelines next gets its answer
@@ -625,7 +705,7 @@ export class HttpServer {
           body,
         });
         if (direct !== undefined) {
-          writeDirect(res, direct, req.method === "HEAD");
+          this.#sending(res, address, writeDirect(res, direct, req.method === "HEAD"));
           return;
         }
       }
@@ -635,6 +715,8 @@ export class HttpServer {
         return;
       }
       const response = await this.#options.fetch(request);
+      marked = this.#answers.claim(response);
+      this.#answers.add(marked); // still held while it is read and written
       if (isStream(response) && req.method !== "HEAD") {
         // A watch lives as long as its client: it must neither hold a place among the waiting
         // requests nor be waited for at shutdown. (The request deadline of node:http covers
@@ -646,7 +728,7 @@ export class HttpServer {
         await writeStream(res, response, HTTP_STREAM_END_LINGER_MS);
         return;
       }
-      await writeResponse(res, response, req.method === "HEAD");
+      this.#sending(res, address, await writeResponse(res, response, req.method === "HEAD"));
     } catch (error) {
       // The app maps every error itself (onError); this is a broken answer or a bug.
       this.#options.onError?.("HTTP answer failed", error);
@@ -656,6 +738,7 @@ export class HttpServer {
         res.destroy();
       }
     } finally {
+      this.#answers.release(marked);
       this.#admission.release(held.bytes);
       if (!streamed) {
         this.#inFlight--;

@@ -1,7 +1,8 @@
 /** Follower forwarding: a request that needs the leader is relayed to it, once. */
 
 import type { NotLeaderError } from "../raft/mod.ts";
-import { NoLeaderError } from "./errors.ts";
+import type { AnswerBytes } from "../http/server.ts";
+import { NoLeaderError, OverloadedError } from "./errors.ts";
 import { bodyOf, readMessageBody } from "./_http_request.ts";
 import type { NodeService } from "./service.ts";
 
@@ -18,6 +19,11 @@ export interface ForwardOptions {
   readonly timeoutMs: number;
   /** The largest answer relayed (bounds what a misbehaving peer makes this node buffer). */
   readonly answerBytesMax: number;
+  /**
+   * The server's count of answers its clients have not taken: a relayed answer that would
+   * not fit is refused (`503 overloaded`) before its body is read.
+   */
+  readonly answers?: AnswerBytes | undefined;
 }
 
 // Hop-by-hop headers (RFC 9110 section 7.6.1) and those the transport recomputes.
@@ -116,16 +122,27 @@ export async function forwardToLeader(
     const answer = await Promise.race([options.forward(target, init), timeout]);
     const tooLarge = () => failure(`the answer exceeds ${options.answerBytesMax} bytes`);
     const noBody = NULL_BODY_STATUSES.has(answer.status) || request.method === "HEAD";
+    const declared = Number(answer.headers.get("content-length") ?? 0);
+    const answers = options.answers;
+    if (!noBody && answers !== undefined && declared > 0 && !answers.fits(declared)) {
+      await answer.body?.cancel().catch(() => {});
+      throw new OverloadedError(
+        `Cannot relay the leader's answer to ${what} (${declared} bytes): the node holds ` +
+          `${answers.held} bytes of answers not yet taken by their clients (at most ` +
+          `${answers.max}): retry later`,
+      );
+    }
     const bytes = noBody ? null : await Promise.race([
       readMessageBody(answer, options.answerBytesMax, tooLarge),
       timeout,
     ]);
-    return new Response(bytes === null ? null : bodyOf(bytes), {
+    const relayed = new Response(bytes === null ? null : bodyOf(bytes), {
       status: answer.status,
       headers: relayedHeaders(answer.headers),
     });
+    return bytes === null || answers === undefined ? relayed : answers.mark(relayed, bytes.length);
   } catch (error) {
-    if (error instanceof NoLeaderError) throw error;
+    if (error instanceof NoLeaderError || error instanceof OverloadedError) throw error;
     throw failure(error instanceof Error ? error.message : String(error));
   } finally {
     clearTimeout(timer);

@@ -8,6 +8,7 @@
  * @module
  */
 import type { Context, Hono } from "hono";
+import type { AnswerBytes } from "../http/server.ts";
 import {
   type AtomicWrite,
   AtomicWriteStatus,
@@ -30,7 +31,7 @@ import {
   versionstampBytes,
   versionstampFromBytes,
 } from "../storage/mod.ts";
-import { BadRequestError, TooLargeError, WrongShardError } from "./errors.ts";
+import { BadRequestError, OverloadedError, TooLargeError, WrongShardError } from "./errors.ts";
 import { errorResponse, lockedMessage, lockedResponse } from "./_http_errors.ts";
 import { readBody } from "./_http_request.ts";
 import type { KeyRange, NodeService, RangeEntry } from "./service.ts";
@@ -79,7 +80,7 @@ const ANSWER_ENTRY_OVERHEAD = 64;
 export function checkReadAnswerBytes(
   lists: readonly (readonly RangeEntry[])[],
   max: number,
-): void {
+): number {
   let bytes = 0;
   for (const list of lists) {
     for (const { key, entry } of list) {
@@ -92,6 +93,28 @@ export function checkReadAnswerBytes(
         `read fewer ranges or lower their limits`,
     );
   }
+  return bytes;
+}
+
+/**
+ * The answer `build` makes of `bytes` (as {@linkcode checkReadAnswerBytes} counted them),
+ * counted among the answers the server's clients have not taken yet; `503 overloaded` instead,
+ * before anything is built, when it would not fit: clients that ask for large reads and do
+ * not take the answers would otherwise pin any amount of memory.
+ */
+export function heldAnswer(
+  answers: AnswerBytes | undefined,
+  bytes: number,
+  build: () => Response,
+): Response {
+  if (answers === undefined) return build();
+  if (!answers.fits(bytes)) {
+    throw new OverloadedError(
+      `The node holds ${answers.held} bytes of answers not yet taken by their clients; ` +
+        `one of ${bytes} more would pass the bound of ${answers.max}: retry later`,
+    );
+  }
+  return answers.mark(build(), bytes);
 }
 
 /** Header: the commit's versionstamp must exceed this one (decimal of its first 8 bytes). */
@@ -108,6 +131,8 @@ export interface KvcDeps {
   readonly service: NodeService;
   /** See {@linkcode checkReadAnswerBytes}. */
   readonly readAnswerBytesMax: number;
+  /** The server's count of answers not yet taken (see {@linkcode heldAnswer}). */
+  readonly answers: AnswerBytes | undefined;
   /** Runs `operation` here, or forwards the request (with `body`) to the leader. */
   withLeader<T>(
     c: Context,
@@ -209,15 +234,18 @@ export function routeKvConnect(app: Hono, deps: KvcDeps): void {
       if (isPointRange(r) && !service.owns(r.start)) throw wrongShard(service, r.start);
     }
     const stale = consistency === "stale";
-    const answer = (values: RangeEntry[][]) => {
-      checkReadAnswerBytes(values, deps.readAnswerBytesMax);
-      return protobuf(encodeSnapshotReadOutput({
-        ranges: values.map((v) => ({ values: v.map(entryOut) })),
-        readDisabled: false,
-        readIsStronglyConsistent: !stale,
-        status: SnapshotReadStatus.SUCCESS,
-      }));
-    };
+    const answer = (values: RangeEntry[][]) =>
+      heldAnswer(
+        deps.answers,
+        checkReadAnswerBytes(values, deps.readAnswerBytesMax),
+        () =>
+          protobuf(encodeSnapshotReadOutput({
+            ranges: values.map((v) => ({ values: v.map(entryOut) })),
+            readDisabled: false,
+            readIsStronglyConsistent: !stale,
+            status: SnapshotReadStatus.SUCCESS,
+          })),
+      );
     if (stale) return answer(await readRanges(ranges, { stale: true }));
     return await deps.withLeader(c, body, () => readRanges(ranges, { stale: false }), answer);
   });

@@ -39,6 +39,7 @@ import type { NodeService, RangeEntry } from "./service.ts";
 import { SYSTEM_KEY_BYTE } from "./_system_keys.ts";
 import {
   checkReadAnswerBytes,
+  heldAnswer,
   KVC_CHECKS_MAX,
   KVC_KEY_BYTES_MAX,
   KVC_MUTATIONS_MAX,
@@ -373,8 +374,9 @@ export function routeTxn(app: Hono, deps: TxnDeps): void {
       }
     }
     return await deps.withLeader(c, body, () => part(ranges), (p) => {
-      if (!("lock" in p)) checkReadAnswerBytes(p.entries, deps.readAnswerBytesMax);
-      return msgpack(partOut(p));
+      if ("lock" in p) return msgpack(partOut(p));
+      const bytes = checkReadAnswerBytes(p.entries, deps.readAnswerBytesMax);
+      return heldAnswer(deps.answers, bytes, () => msgpack(partOut(p)));
     });
   });
   app.post(TXN_CHECK_PATH, async (c) => {

@@ -40,7 +40,7 @@ import { renderHttpMetrics, renderWatchMetrics } from "./_metrics.ts";
 import { WATCH_PATH, watchResponse } from "./_http_watch.ts";
 import type { WatchHub } from "./_watch_hub.ts";
 import { ROUTE_PATHS, routeResharding } from "./_http_route.ts";
-import type { DirectAnswer, DirectRequest } from "../http/server.ts";
+import type { AnswerBytes, DirectAnswer, DirectRequest } from "../http/server.ts";
 import {
   createDirectKeyHandler,
   getAnswer,
@@ -97,6 +97,12 @@ export interface HttpOptions {
    * entry); default {@linkcode KVC_READ_ANSWER_BYTES_MAX}. A larger one is refused (413).
    */
   readAnswerBytesMax?: number;
+  /**
+   * The HTTP server's count of answer bytes its clients have not taken: read answers and
+   * relayed ones are refused (503 overloaded) when they would not fit. Default: no bound
+   * (for an app served without {@linkcode HttpServer}).
+   */
+  answers?: AnswerBytes;
   /** Sends a forwarded request to the leader; default `fetch`. */
   forward?: (url: string, init: RequestInit) => Promise<Response>;
   /** Time the leader has to answer a forwarded request; default 5000. */
@@ -121,6 +127,7 @@ interface Resolved {
   readonly listLimitMax: number;
   readonly listLimitDefault: number;
   readonly readAnswerBytesMax: number;
+  readonly answers: AnswerBytes | undefined;
   readonly forward: ForwardOptions;
   readonly log: HttpLog;
   readonly members: ReadonlyMap<string, { readonly raft: string; readonly http: string }>;
@@ -252,7 +259,9 @@ function resolveOptions(options: HttpOptions): Resolved {
     listLimitMax,
     listLimitDefault: Math.min(LIST_LIMIT_DEFAULT, listLimitMax),
     readAnswerBytesMax,
+    answers: options.answers,
     forward: {
+      answers: options.answers,
       service: options.service,
       forward: options.forward ?? ((url, init) => fetch(url, init)),
       timeoutMs,
@@ -328,6 +337,7 @@ function routeData(app: Hono, resolved: Resolved): void {
   const deps = {
     service: resolved.service,
     readAnswerBytesMax: resolved.readAnswerBytesMax,
+    answers: resolved.answers,
     withLeader: <T>(
       c: Context,
       body: Uint8Array,

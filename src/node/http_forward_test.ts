@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { errorOf, type ForwardedRequest, harness } from "./_fake_service_test_util.ts";
 import { KVC_READ_PATH } from "./_http_kvc.ts";
 import { encodeSnapshotRead } from "../kv_connect/_datapath.ts";
+import { AnswerBytes } from "../http/server.ts";
 
 const follower = { nodeId: "n1", leader: "n3", leaderHttp: "10.0.0.3:7203" };
 
@@ -251,6 +252,38 @@ Deno.test("forward: a KV Connect read's answer as large as a full page of the la
   });
   assert.equal(response.status, 200);
   assert.equal((await response.arrayBuffer()).byteLength, page.length);
+});
+
+Deno.test("forward: a relayed answer counts among the answers not taken; one that does not fit is 503 unread", async () => {
+  const page = new Uint8Array(3 << 20);
+  let cancelled = 0;
+  const answers = new AnswerBytes(4 << 20);
+  const { app } = harness(follower, {
+    answers,
+    answer: () => {
+      const body = new ReadableStream<Uint8Array>({
+        pull: (c) => (c.enqueue(page), c.close()),
+        cancel: () => void cancelled++,
+      });
+      return Promise.resolve(
+        new Response(body, { headers: { "content-length": String(page.length) } }),
+      );
+    },
+  });
+  const read = () =>
+    app.request(KVC_READ_PATH, {
+      method: "POST",
+      body: encodeSnapshotRead({ ranges: [] }) as BodyInit,
+    });
+  const first = await read();
+  assert.equal(first.status, 200);
+  assert.equal(answers.held, page.length); // until the server that sends it claims it
+  const second = await read();
+  assert.equal(second.status, 503);
+  assert.equal((await errorOf(second)).code, "overloaded");
+  assert.equal(cancelled, 1, "the leader's answer was not read");
+  answers.claim(first);
+  assert.equal((await read()).status, 200);
 });
 
 Deno.test("forward: HEAD is forwarded as HEAD and relayed without a body", async () => {

@@ -12,19 +12,24 @@ import { createNodeApp } from "./http.ts";
 import { LOCK_HEADERS } from "./_http_errors.ts";
 import { TXN_CHECK_PATH, TXN_COMMAND_PATH, TXN_READ_PATH } from "./_http_txn.ts";
 import { LOCK_WAIT_MS } from "./_txn_service.ts";
-import { KVC_READ_ANSWER_BYTES_MAX, KVC_VALUE_BYTES_MAX } from "./_http_kvc.ts";
+import { KVC_READ_ANSWER_BYTES_MAX, KVC_READ_PATH, KVC_VALUE_BYTES_MAX } from "./_http_kvc.ts";
+import { AnswerBytes } from "../http/server.ts";
+import { encodeSnapshotRead } from "../kv_connect/_datapath.ts";
 
 const enc = (s: string) => new TextEncoder().encode(s);
 const dec = (b: Uint8Array) => new TextDecoder().decode(b);
 
 type App = ReturnType<typeof createNodeApp>;
 
-async function withNode(fn: (app: App, c: DriverCluster) => Promise<void>): Promise<void> {
+async function withNode(
+  fn: (app: App, c: DriverCluster) => Promise<void>,
+  answers?: AnswerBytes,
+): Promise<void> {
   const c = await DriverCluster.create(["n1"]);
   const stop = c.autoTick();
   try {
     const node = await c.leader();
-    await fn(createNodeApp({ service: node }), c);
+    await fn(createNodeApp({ service: node, ...(answers === undefined ? {} : { answers }) }), c);
   } finally {
     stop();
     await c.close();
@@ -327,16 +332,21 @@ Deno.test("txn endpoints: a prepare of a key this cluster does not own is refuse
   }
 });
 
+/** Writes 24 values of the largest size under `big<i>`; the range that reads them all. */
+async function putBigValues(app: App): Promise<unknown[]> {
+  const value = new Uint8Array(KVC_VALUE_BYTES_MAX);
+  for (let i = 0; i < 24; i++) {
+    const r = await app.request(`/v1/kv/big${i}`, { method: "PUT", body: value });
+    assert.equal(r.status, 200, await r.text());
+  }
+  return [enc("big"), enc("bih"), 1000, false];
+}
+
 Deno.test("txn endpoints: a snapshot read whose answer would exceed its byte limit is 413, nothing encoded", async () => {
   await withNode(async (app) => {
     // Found by the attack: one 1.3 KB request of 64 ranges over big values drove a leader to
     // gigabytes of memory.
-    const value = new Uint8Array(KVC_VALUE_BYTES_MAX);
-    for (let i = 0; i < 24; i++) {
-      const r = await app.request(`/v1/kv/big${i}`, { method: "PUT", body: value });
-      assert.equal(r.status, 200, await r.text());
-    }
-    const range = [enc("big"), enc("bih"), 1000, false];
+    const range = await putBigValues(app);
     const ok = await post(app, TXN_READ_PATH, Array.from({ length: 8 }, () => range));
     assert.equal(ok.status, 200);
     const part = decode(new Uint8Array(await ok.arrayBuffer())) as { entries: unknown[][] };
@@ -345,4 +355,40 @@ Deno.test("txn endpoints: a snapshot read whose answer would exceed its byte lim
     assert.equal(refused.status, 413);
     assert.match((await refused.json()).error.message, new RegExp(`${KVC_READ_ANSWER_BYTES_MAX}`));
   });
+});
+
+Deno.test("txn endpoints: a read answer that would pass the bound of answers not taken is 503 overloaded, before it is built", async () => {
+  // Found by the attack: 32 such reads whose answers nobody read took a leader to 3.8 GB.
+  const answers = new AnswerBytes(1 << 20);
+  await withNode(async (app) => {
+    const range = await putBigValues(app);
+    // Nothing is held: one answer larger than the whole bound still goes.
+    const first = await post(app, TXN_READ_PATH, [range]);
+    assert.equal(first.status, 200);
+    const held = answers.held;
+    assert.ok(held > 24 * KVC_VALUE_BYTES_MAX && held < 2 * 24 * KVC_VALUE_BYTES_MAX, `${held}`);
+    // Its client has not taken it (no server claimed it): the next large ones are refused.
+    const again = await post(app, TXN_READ_PATH, [range]);
+    assert.equal(again.status, 503);
+    assert.equal(again.headers.get("retry-after"), "1");
+    assert.equal((await again.json()).error.code, "overloaded");
+    const kvc = await app.request(KVC_READ_PATH, {
+      method: "POST",
+      body: encodeSnapshotRead({
+        ranges: [{ start: enc("big"), end: enc("bih"), limit: 1000, reverse: false }],
+      }) as BodyInit,
+    });
+    assert.equal(kvc.status, 503);
+    assert.equal(answers.held, held);
+    assert.equal(answers.refused, 2);
+    // A small answer still fits beside it.
+    assert.equal((await app.request("/v1/kv/small", { method: "PUT", body: "s" })).status, 200);
+    const small = await post(app, TXN_READ_PATH, [[enc("small"), enc("smallz"), 1, false]]);
+    assert.equal(small.status, 200);
+    // Once taken (the server claims the answer it sends), large reads go again.
+    answers.claim(first);
+    answers.claim(small);
+    assert.equal(answers.held, 0);
+    assert.equal((await post(app, TXN_READ_PATH, [range])).status, 200);
+  }, answers);
 });

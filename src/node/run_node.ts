@@ -15,7 +15,7 @@ import { type DriverLimits, type NodeLog, RaftNode, type TickSource } from "./dr
 import { AddressInUseError } from "./errors.ts";
 import { createNodeApp, createNodeDirect } from "./http.ts";
 import { ROUTE_BODY_BYTES_MAX } from "./_http_route.ts";
-import { HttpServer, type HttpServerLimits } from "../http/server.ts";
+import { AnswerBytes, HttpServer, type HttpServerLimits } from "../http/server.ts";
 import { refusedTarget } from "./_http_keys.ts";
 import { startMallocTrims } from "./_malloc_trim.ts";
 import { httpsForwarder } from "./_http_forward.ts";
@@ -320,7 +320,11 @@ export async function runNode(options: RunNodeOptions): Promise<RunningNode> {
     if (forwarder !== undefined) cleanups.push(() => forwarder.close());
     // The server is made from the app: its counters reach /metrics once it listens.
     const listening: { server?: HttpServer } = {};
+    // One count of the answers not yet taken, for the server and the handlers that build or
+    // relay large ones (src/http/_answer_bytes.ts).
+    const answers = new AnswerBytes();
     const appOptions = {
+      answers,
       service: node,
       httpStats: () => listening.server?.stats() ?? {},
       ...(forwarder === undefined ? {} : { forward: forwarder.forward }),
@@ -335,6 +339,7 @@ export async function runNode(options: RunNodeOptions): Promise<RunningNode> {
         hostname: self.http.host,
         port: self.http.port,
         fetch: app.fetch,
+        answers,
         direct: createNodeDirect(appOptions),
         refuseTarget: refusedTarget,
         ...(tls === undefined ? {} : { tls: { cert: tls.cert, key: tls.key } }),
