@@ -58,8 +58,10 @@ export function readRequestBody(
     let total = 0;
     let over = false;
     req.on("data", (chunk: Uint8Array) => {
-      if (total >= bytesMax || over) return; // discarded: the handler answers 413 from what it has
-      const room = bytesMax - total;
+      if (over) return;
+      // One byte more than the limit at most: the handler sees the body is too large (never a
+      // body cut to exactly its limit, which it would take as whole).
+      const room = bytesMax + 1 - total;
       const kept = chunk.length <= room ? chunk : chunk.subarray(0, room);
       if (unmetered && !reserve(kept.length)) {
         over = true;
@@ -69,6 +71,13 @@ export function readRequestBody(
       }
       chunks.push(kept);
       total += kept.length;
+      if (total > bytesMax) {
+        // Too large: answered now (413), not after the rest has streamed in; the rest is never
+        // read, so the connection closes after the answer (BODY_CUT).
+        over = true;
+        req.pause();
+        resolve(concat(chunks, total));
+      }
     });
     req.once("end", () => resolve(concat(chunks, total)));
     req.once("close", () => {

@@ -685,6 +685,17 @@ export class HttpServer {
         return true;
       });
       if (body === undefined) return; // the client broke off, or missed the deadline (408)
+      const bytesMax = this.#limits.bodyBytesMax;
+      if (
+        Number(req.headers["content-length"]) > bytesMax ||
+        (body instanceof Uint8Array && body.length > bytesMax)
+      ) {
+        // A body over the limit (declared, or without a declared length and run past it): the
+        // answer (413) goes at once and the rest stays unread, so the connection cannot carry
+        // another request.
+        res.setHeader("connection", "close");
+        res.once("finish", () => res.socket?.destroy());
+      }
       if (body === "overloaded") {
         this.#refuseOverloaded(res, "The node holds too many request bodies");
         return;

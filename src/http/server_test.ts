@@ -337,3 +337,43 @@ Deno.test("isUnservedMethod: the methods `new Request` throws on, and only those
     new Request("http://x/", { method });
   }
 });
+
+Deno.test("a chunked body past the limit is answered at once with one byte more than the limit, and its connection closed", async () => {
+  // Found by the attack: a chunked 200 MiB body was read to its end (discarding all but the
+  // limit) before the 413, and a body cut to exactly the limit looked whole to a handler
+  // whose own limit is the server's.
+  const length = async (request: Request) =>
+    new Response(String((await request.arrayBuffer()).byteLength));
+  await withServer({ bodyBytesMax: 1_000 }, length, async (server) => {
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port: server.port });
+    const chunk = "x".repeat(3_000);
+    await conn.write(
+      TEXT.encode(
+        "POST / HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n" +
+          `${chunk.length.toString(16)}\r\n${chunk}\r\n`,
+      ),
+    );
+    // The body never ends: the answer must not wait for it.
+    const { text, closed } = await readUntilClosed(conn, 3_000);
+    assert.match(text, /^HTTP\/1\.1 200/);
+    assert.match(text, /\r\n\r\n1001$/);
+    assert.match(text, /connection: close/i);
+    assert.ok(closed, "the connection is closed after the answer");
+  });
+});
+
+Deno.test("a declared length past the limit is answered without reading the body, and its connection closed", async () => {
+  const length = async (request: Request) =>
+    new Response(String((await request.arrayBuffer()).byteLength));
+  await withServer({ bodyBytesMax: 1_000 }, length, async (server) => {
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port: server.port });
+    // 8 MiB announced, 10 bytes sent: the answer must not wait for the rest.
+    await conn.write(
+      TEXT.encode("POST / HTTP/1.1\r\nhost: x\r\ncontent-length: 8388608\r\n\r\n0123456789"),
+    );
+    const { text, closed } = await readUntilClosed(conn, 3_000);
+    assert.match(text, /^HTTP\/1\.1 200/);
+    assert.match(text, /\r\n\r\n0$/); // the handler refuses such a body by its header (413)
+    assert.ok(closed, "the connection is closed after the answer");
+  });
+});

@@ -14,7 +14,8 @@
  *   connection costs one file descriptor, a served one three);
  * - closes a connection that sends nothing for {@linkcode FRONT_FIRST_BYTE_MS} after it opened,
  *   that has not finished its TLS handshake within {@linkcode FRONT_HANDSHAKE_MS}, or that is
- *   silent both ways for {@linkcode FRONT_IDLE_MS};
+ *   silent both ways for {@linkcode FRONT_IDLE_MS}, or whose client's bytes got nothing back
+ *   for {@linkcode FRONT_UNANSWERED_MS} (request headers dripped in);
  * - terminates TLS itself (`node:tls` over the accepted TCP connection, ALPN `h2` and
  *   `http/1.1`), so that closing a connection closes its socket, handshake or not;
  * - bounds the HTTP/2 streams open at once per connection
@@ -42,6 +43,13 @@ export const FRONT_FIRST_BYTE_MS = 10_000;
 export const FRONT_HANDSHAKE_MS = 10_000;
 /** A connection silent both ways this long is closed (a watch sends a keep-alive every 5 s). */
 export const FRONT_IDLE_MS = 120_000;
+/**
+ * A connection whose client sent bytes that got nothing back for this long is closed: a
+ * request whose head (or HTTP/2 frame) drips in a byte now and then is never answered, while
+ * every whole request gets its answer (or the listener's 503/408) within 15 s, and a watch a
+ * keep-alive every 5 s.
+ */
+export const FRONT_UNANSWERED_MS = 20_000;
 /** How long the accept loop waits after an accept error before it accepts again. */
 export const FRONT_ACCEPT_RETRY_MS = 200;
 /**
@@ -128,6 +136,8 @@ export interface FrontOptions {
   readonly firstByteMs?: number;
   readonly handshakeMs?: number;
   readonly idleMs?: number;
+  /** Default {@linkcode FRONT_UNANSWERED_MS}. */
+  readonly unansweredMs?: number;
   readonly streamsPerConnectionMax?: number;
   readonly streamsPerAddressMax?: number;
   /** Told of accept errors (at most one report per second). */
@@ -150,6 +160,8 @@ export interface Front {
   readonly evicted: number;
   /** Connections closed because they opened more HTTP/2 streams than their bound. */
   readonly streamsRefused: number;
+  /** Connections closed because their client's bytes got no answer in time. */
+  readonly unansweredClosed: number;
   /** Stops accepting new connections; open ones go on. */
   stopAccepting(): void;
   /** Stops accepting and closes every connection. */
@@ -386,6 +398,8 @@ interface Entry {
   readonly opened: number;
   last: number;
   sawBytes: boolean;
+  /** When the client sent its first bytes since the server last sent any; undefined: none. */
+  unanswered: number | undefined;
   handshaking: boolean;
   upstream: Deno.Conn | undefined;
   readonly close: () => void;
@@ -398,6 +412,7 @@ export function listenFront(options: FrontOptions): Front {
   const firstByteMs = options.firstByteMs ?? FRONT_FIRST_BYTE_MS;
   const handshakeMs = options.handshakeMs ?? FRONT_HANDSHAKE_MS;
   const idleMs = options.idleMs ?? FRONT_IDLE_MS;
+  const unansweredMs = options.unansweredMs ?? FRONT_UNANSWERED_MS;
   const streamsMax = options.streamsPerConnectionMax ?? FRONT_STREAMS_PER_CONNECTION_MAX;
   const streamsPerAddressMax = options.streamsPerAddressMax ?? FRONT_STREAMS_PER_ADDRESS_MAX;
   const tls = options.tls;
@@ -410,6 +425,7 @@ export function listenFront(options: FrontOptions): Front {
   let refused = 0;
   let evicted = 0;
   let streamsRefused = 0;
+  let unanswered = 0;
   let closed = false;
   let lastReport = 0;
 
@@ -418,12 +434,14 @@ export function listenFront(options: FrontOptions): Front {
     const now = Date.now();
     for (const entry of open.values()) {
       const quiet = now - entry.last;
+      const stuck = entry.unanswered !== undefined && now - entry.unanswered >= unansweredMs;
+      if (stuck) unanswered++;
       if (
-        (!entry.sawBytes && quiet >= firstByteMs) || quiet >= idleMs ||
+        stuck || (!entry.sawBytes && quiet >= firstByteMs) || quiet >= idleMs ||
         (entry.handshaking && now - entry.opened >= handshakeMs)
       ) entry.close();
     }
-  }, Math.max(10, Math.min(1_000, firstByteMs / 4, handshakeMs / 4)));
+  }, Math.max(10, Math.min(1_000, firstByteMs / 4, handshakeMs / 4, unansweredMs / 4)));
   Deno.unrefTimer(watchdog);
 
   const relay = async (client: Deno.Conn, entry: Entry, tlsSocket?: TLSSocket) => {
@@ -449,6 +467,8 @@ export function listenFront(options: FrontOptions): Front {
       }
       const first = await from.read();
       if (first === null) return;
+      const asked = () => (entry.unanswered ??= Date.now());
+      asked();
       if (!h2.client(first)) {
         streamsRefused++;
         return;
@@ -464,6 +484,7 @@ export function listenFront(options: FrontOptions): Front {
         for (;;) {
           const bytes = await from.read();
           if (bytes === null) return true;
+          asked();
           if (!h2.client(bytes)) {
             streamsRefused++;
             return false;
@@ -476,7 +497,9 @@ export function listenFront(options: FrontOptions): Front {
           const bytes = await to.read();
           if (bytes === null) break;
           const out = h2.server(bytes);
-          if (out.length > 0) await from.write(out);
+          if (out.length === 0) continue;
+          entry.unanswered = undefined;
+          await from.write(out);
         }
       })();
       // The client's end of input is passed on (the answer still comes back); the server's end,
@@ -530,6 +553,7 @@ export function listenFront(options: FrontOptions): Front {
       opened: now,
       last: now,
       sawBytes: false,
+      unanswered: undefined,
       handshaking: tls !== undefined,
       upstream: undefined,
       close: () => {
@@ -595,6 +619,9 @@ export function listenFront(options: FrontOptions): Front {
     },
     get streamsRefused() {
       return streamsRefused;
+    },
+    get unansweredClosed() {
+      return unanswered;
     },
     stopAccepting() {
       closed = true;

@@ -84,6 +84,43 @@ Deno.test({
   },
 });
 
+Deno.test({
+  name:
+    "front: a request whose head drips in is closed once its bytes went unanswered too long; an answered one stays",
+  ...opts,
+  async fn() {
+    // Found by the attack: 64 connections sending a header byte every 3 s held every place of
+    // their address for good (the node's server cuts them at 10 s with 408).
+    await withServer(async (port, front) => {
+      const drip = await Deno.connect({ hostname: "127.0.0.1", port });
+      const served = await Deno.connect({ hostname: "127.0.0.1", port });
+      const head = new TextEncoder().encode("GET /kv HTTP/1.1\r\nhost: x\r\nx-slow: ");
+      await served.write(new TextEncoder().encode("GET /kv HTTP/1.1\r\nhost: x\r\n\r\n"));
+      const answer = new Uint8Array(512);
+      assert.ok((await served.read(answer))! > 0, "the whole request is answered");
+      let stop = false;
+      const dripping = (async () => {
+        for (let i = 0; !stop; i++) {
+          await drip.write(head.subarray(i % head.length, (i % head.length) + 1)).catch(() => {
+            stop = true;
+          });
+          await new Promise((r) => setTimeout(r, 50));
+        }
+      })();
+      const started = Date.now();
+      assert.ok(await closedWithin(drip, 5_000), "the dripping connection is closed");
+      stop = true;
+      await dripping;
+      assert.ok(Date.now() - started >= 400, "not before the deadline");
+      assert.equal(front.unansweredClosed, 1);
+      // The answered connection is idle, not unanswered: it is still open.
+      assert.ok(!(await closedWithin(served, 300)), "the answered connection stays");
+      drip.close();
+      served.close();
+    }, { unansweredMs: 500 });
+  },
+});
+
 function fdCount(): number {
   return [...Deno.readDirSync("/proc/self/fd")].length;
 }
