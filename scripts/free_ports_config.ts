@@ -11,28 +11,9 @@
  */
 import { parseArgs } from "node:util";
 import { parse, stringify } from "smol-toml";
+import { FREE_PORTS_LOW, FREE_PORTS_TRIES, freePorts } from "../src/config/_free_ports.ts";
 
-/**
- * Ports the OS reports free right now (all bound at once, then released), none of them in
- * `avoid`: ports a deployment has picked but not bound yet look free to the OS, and two
- * separate calls may hand out the same one (seen in CI: an added cluster got the admin's).
- */
-export function freePorts(n: number, avoid: Iterable<number> = []): number[] {
-  const taken = new Set(avoid);
-  const listeners: Deno.Listener[] = [];
-  const ports: number[] = [];
-  try {
-    while (ports.length < n) {
-      const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-      listeners.push(listener); // held open until the end, so no port comes twice
-      const port = (listener.addr as Deno.NetAddr).port;
-      if (!taken.has(port)) ports.push(port);
-    }
-  } finally {
-    for (const l of listeners) l.close();
-  }
-  return ports;
-}
+export { FREE_PORTS_LOW, FREE_PORTS_TRIES, freePorts };
 
 /** Every port written as `host:port` in `text` (a deployment file), for `freePorts`' avoid. */
 export function portsIn(text: string): number[] {

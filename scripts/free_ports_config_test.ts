@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
-import { freePorts, portsIn } from "./free_ports_config.ts";
+import { FREE_PORTS_LOW, freePorts, portsIn } from "./free_ports_config.ts";
 
 Deno.test("freePorts: distinct ports, none of those to avoid", () => {
-  // About a sixth of the ephemeral range to avoid: a picker that ignored it would hit one
-  // of them among 60 picks but for a chance of about 1 in 50 000.
+  // About a tenth of the range to avoid: a picker that ignored it would hit one of them
+  // among 60 picks but for a chance of about 1 in 500.
   const avoid = new Set<number>();
   for (let i = 0; i < 10; i++) for (const p of freePorts(500)) avoid.add(p);
   assert.ok(avoid.size > 2_000, `${avoid.size} ports to avoid`);
@@ -16,4 +16,15 @@ Deno.test("portsIn: every quoted host:port of a deployment file", () => {
   const toml = `[admin]\nhttp = "127.0.0.1:4000"\n[[clusters.nodes]]\nraft = "[::1]:4001"\n` +
     `data = "data/a1"\nsecret = "x:y"\n`;
   assert.deepEqual(portsIn(toml), [4000, 4001]);
+});
+
+Deno.test("freePorts: below the OS's ephemeral range, where no outgoing connection takes them", () => {
+  const low = Number(
+    Deno.readTextFileSync("/proc/sys/net/ipv4/ip_local_port_range").trim().split(/\s+/)[0],
+  );
+  const picked = freePorts(200);
+  assert.deepEqual(picked.filter((p) => p < FREE_PORTS_LOW || p >= low), []);
+  // Each really was free: bind them all again.
+  const listeners = picked.map((port) => Deno.listen({ hostname: "127.0.0.1", port }));
+  for (const l of listeners) l.close();
 });

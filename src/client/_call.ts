@@ -89,3 +89,20 @@ export function untilAborted<T>(promise: Promise<T>, signal: AbortSignal): Promi
     promise.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
   });
 }
+
+/**
+ * `promise`, or a rejection as soon as `call` aborts or reaches its deadline (the promise
+ * itself goes on): for a wait on work shared with other calls, whose own budget may be longer.
+ */
+export function untilCallEnds<T>(promise: Promise<T>, call: Call): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => reject(new Error("the call's deadline passed")),
+      Math.max(0, call.deadline - now()),
+    );
+  });
+  return Promise.race([untilAborted(promise, call.signal), deadline]).finally(() =>
+    clearTimeout(timer)
+  );
+}

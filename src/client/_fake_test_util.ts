@@ -9,6 +9,7 @@
  * @module
  */
 
+import { freePorts } from "../config/_free_ports.ts";
 import { type CarpScheme, CarpTable } from "../carp/mod.ts";
 import { compareBytes, decodeBase64Url, encodeBase64Url, utf8Lossy } from "./_bytes.ts";
 
@@ -418,7 +419,9 @@ export class FakeDeployment {
   /** The table the nodes check ownership with (421 for other keys). */
   nodeTable: CarpTable;
   /** Answers an admin request instead of the fake admin when it returns a Response. */
-  adminHook: ((request: Request, path: string) => Response | undefined) | undefined;
+  adminHook:
+    | ((request: Request, path: string) => Response | Promise<Response> | undefined)
+    | undefined;
   /** Answers a node request when the node has no own hook. */
   nodeHook: NodeHook | undefined;
   #admin: Deno.HttpServer<Deno.NetAddr> | undefined;
@@ -539,7 +542,7 @@ export class FakeDeployment {
     };
   }
 
-  #handleAdmin(request: Request): Response {
+  #handleAdmin(request: Request): Response | Promise<Response> {
     const path = new URL(request.url).pathname;
     this.adminRequests.push(path);
     const hooked = this.adminHook?.(request, path);
@@ -585,17 +588,6 @@ export function error(
   return json(status, { error: { code, message } }, headers);
 }
 
-/** Ports the OS reports free right now (bound and released at once). */
-export function freePorts(n: number): number[] {
-  const listeners = Array.from(
-    { length: n },
-    () => Deno.listen({ hostname: "127.0.0.1", port: 0 }),
-  );
-  const ports = listeners.map((l) => (l.addr as Deno.NetAddr).port);
-  for (const l of listeners) l.close();
-  return ports;
-}
-
 /** Waits until `cond()` is true, polling every 5 ms; throws naming `what` after `ms`. */
 export async function waitFor(cond: () => boolean, what: string, ms = 5_000): Promise<void> {
   const deadline = Date.now() + ms;
@@ -612,3 +604,6 @@ export function keyOwnedBy(table: CarpTable, cluster: string, prefix = "k"): str
   }
   throw new Error(`no key of cluster ${cluster}`);
 }
+
+/** Free ports below the ephemeral range (see scripts/free_ports_config.ts). */
+export { freePorts };

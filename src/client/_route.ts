@@ -4,7 +4,7 @@
  * recently failed a connection.
  */
 
-import { type Call, type ClientCore, untilAborted } from "./_call.ts";
+import { type Call, type ClientCore, untilCallEnds } from "./_call.ts";
 import { throwIfAborted } from "./_failures.ts";
 import {
   attempt,
@@ -116,7 +116,7 @@ export class Routes {
     const owner = headers.get("x-koi-owner") ?? "";
     let table = this.#table;
     try {
-      table = await untilAborted(this.#sharedRefresh(call), call.signal);
+      table = await untilCallEnds(this.#sharedRefresh(call), call);
     } catch {
       // the admin is unreachable (or the call aborted, which the caller checks next): keep
       // the table and go by the node's word
@@ -138,7 +138,7 @@ export class Routes {
     this.#outageRefreshAt = t + OUTAGE_REFRESH_MS;
     const epoch = this.#table.epoch;
     try {
-      await untilAborted(this.#sharedRefresh(call), call.signal);
+      await untilCallEnds(this.#sharedRefresh(call), call);
     } catch {
       // the admin is unreachable too (or the call aborted, which the caller checks next)
     }

@@ -1,6 +1,6 @@
 /** The routing client against fake nodes and a fake admin: routing, leaders, retries, 421. */
 import assert from "node:assert/strict";
-import { error, FakeDeployment, json, keyOwnedBy } from "./_fake_test_util.ts";
+import { error, FakeDeployment, json, keyOwnedBy, waitFor } from "./_fake_test_util.ts";
 import {
   connect,
   KoiError,
@@ -243,6 +243,31 @@ Deno.test("client: a cluster that fails at every node makes it refetch the table
     const asked = d.adminRequests.length - before;
     assert.ok(asked >= 1 && asked <= Math.ceil(seconds) + 1, `the admin was asked ${asked} times`);
   } finally {
+    await d.close();
+  }
+});
+
+Deno.test("client: a call that joins another call's refetch of the table still ends at its own deadline", async () => {
+  const d = FakeDeployment.start({ clusters: [{ id: "a", nodes: ["a1"] }] });
+  let release = () => {};
+  try {
+    using koi = await connect(d.adminUrl, { retryBaseMs: 1, retryMaxMs: 20 });
+    await d.node("a1").stop();
+    const gate = new Promise<void>((r) => release = r);
+    d.adminHook = (_request, path) =>
+      path === "/v1/carp" ? gate.then(() => error(503, "unavailable", "later")) : undefined;
+    // The first call starts a refetch that hangs for its whole budget (3 s)...
+    const long = koi.getText("k", { timeoutMs: 3_000 }).catch((e) => e);
+    await waitFor(() => d.adminRequests.length === 2, "the refetch started");
+    // ...the second joins it, and must not wait past its own 300 ms for it.
+    const started = Date.now();
+    await assert.rejects(koi.getText("k", { timeoutMs: 300 }), UnavailableError);
+    const ms = Date.now() - started;
+    assert.ok(ms < 1_500, `the 300 ms call took ${ms} ms`);
+    release();
+    assert.ok(await long instanceof KoiError);
+  } finally {
+    release();
     await d.close();
   }
 });

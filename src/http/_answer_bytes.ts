@@ -111,6 +111,23 @@ export class AnswerBytes {
     return mark.bytes;
   }
 
+  /**
+   * {@linkcode fits}, and when it does, counts `bytes` at once until the returned function is
+   * called (once): for an answer that arrives over time (a relayed one), so that concurrent
+   * ones see each other before their bytes are in. Undefined when it does not fit.
+   */
+  take(bytes: number): (() => void) | undefined {
+    if (!this.fits(bytes)) return undefined;
+    if (bytes < HTTP_ANSWER_COUNTED_BYTES_MIN) return () => {};
+    this.#held += bytes;
+    let given = false;
+    return () => {
+      if (given) return;
+      given = true;
+      this.release(bytes);
+    };
+  }
+
   /** Counts `bytes` the server is sending now. */
   add(bytes: number): void {
     this.#held += bytes;

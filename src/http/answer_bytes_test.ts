@@ -38,6 +38,22 @@ Deno.test("answer bytes: a mark no server claims is dropped after 5 s", () => {
   assert.equal(answers.held, 0);
 });
 
+Deno.test("answer bytes: take counts bytes at once until given back, once", () => {
+  const answers = new AnswerBytes(100_000);
+  const give = answers.take(60_000);
+  assert.ok(give !== undefined);
+  assert.equal(answers.held, 60_000);
+  assert.equal(answers.take(60_000), undefined, "the second does not fit beside the first");
+  assert.equal(answers.held, 60_000);
+  give();
+  give();
+  assert.equal(answers.held, 0, "given back once");
+  const small = answers.take(HTTP_ANSWER_COUNTED_BYTES_MIN - 1)!;
+  assert.equal(answers.held, 0, "too small to count");
+  small();
+  assert.equal(answers.held, 0);
+});
+
 Deno.test("answer bytes: the bound is a positive integer", () => {
   for (const bad of [0, -1, 1.5, Number.NaN]) {
     assert.throws(() => new AnswerBytes(bad), RangeError);

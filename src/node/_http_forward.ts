@@ -3,6 +3,7 @@
 import type { NotLeaderError } from "../raft/mod.ts";
 import type { AnswerBytes } from "../http/server.ts";
 import { NoLeaderError, OverloadedError } from "./errors.ts";
+import { noRoomError } from "./_answer_room.ts";
 import { bodyOf, readMessageBody } from "./_http_request.ts";
 import type { NodeService } from "./service.ts";
 
@@ -124,18 +125,23 @@ export async function forwardToLeader(
     const noBody = NULL_BODY_STATUSES.has(answer.status) || request.method === "HEAD";
     const declared = Number(answer.headers.get("content-length") ?? 0);
     const answers = options.answers;
-    if (!noBody && answers !== undefined && declared > 0 && !answers.fits(declared)) {
+    // Counted from before its body is read: concurrent relays see each other's bytes.
+    const give = noBody || answers === undefined || !(declared > 0)
+      ? () => {}
+      : answers.take(declared);
+    if (give === undefined) {
       await answer.body?.cancel().catch(() => {});
-      throw new OverloadedError(
-        `Cannot relay the leader's answer to ${what} (${declared} bytes): the node holds ` +
-          `${answers.held} bytes of answers not yet taken by their clients (at most ` +
-          `${answers.max}): retry later`,
-      );
+      throw noRoomError(answers!, declared, `The leader's answer to ${what}`);
     }
-    const bytes = noBody ? null : await Promise.race([
-      readMessageBody(answer, options.answerBytesMax, tooLarge),
-      timeout,
-    ]);
+    let bytes: Uint8Array | null;
+    try {
+      bytes = noBody ? null : await Promise.race([
+        readMessageBody(answer, options.answerBytesMax, tooLarge),
+        timeout,
+      ]);
+    } finally {
+      give();
+    }
     const relayed = new Response(bytes === null ? null : bodyOf(bytes), {
       status: answer.status,
       headers: relayedHeaders(answer.headers),

@@ -31,7 +31,8 @@ import {
   versionstampBytes,
   versionstampFromBytes,
 } from "../storage/mod.ts";
-import { BadRequestError, OverloadedError, TooLargeError, WrongShardError } from "./errors.ts";
+import { BadRequestError, TooLargeError, WrongShardError } from "./errors.ts";
+import { noRoomError } from "./_answer_room.ts";
 import { errorResponse, lockedMessage, lockedResponse } from "./_http_errors.ts";
 import { readBody } from "./_http_request.ts";
 import type { KeyRange, NodeService, RangeEntry } from "./service.ts";
@@ -108,12 +109,7 @@ export function heldAnswer(
   build: () => Response,
 ): Response {
   if (answers === undefined) return build();
-  if (!answers.fits(bytes)) {
-    throw new OverloadedError(
-      `The node holds ${answers.held} bytes of answers not yet taken by their clients; ` +
-        `one of ${bytes} more would pass the bound of ${answers.max}: retry later`,
-    );
-  }
+  if (!answers.fits(bytes)) throw noRoomError(answers, bytes, "The read's answer");
   return answers.mark(build(), bytes);
 }
 

@@ -254,6 +254,21 @@ Deno.test("forward: a KV Connect read's answer as large as a full page of the la
   assert.equal((await response.arrayBuffer()).byteLength, page.length);
 });
 
+/** A KV Connect snapshot read (of no ranges) through `app`. */
+function snapshotRead(
+  app: { request: (path: string, init: RequestInit) => Response | Promise<Response> },
+) {
+  return app.request(KVC_READ_PATH, {
+    method: "POST",
+    body: encodeSnapshotRead({ ranges: [] }) as BodyInit,
+  });
+}
+
+/** A leader's answer of `body` that declares its `bytes`. */
+function sized(body: ReadableStream<Uint8Array>, bytes: number): Response {
+  return new Response(body, { headers: { "content-length": String(bytes) } });
+}
+
 Deno.test("forward: a relayed answer counts among the answers not taken; one that does not fit is 503 unread", async () => {
   const page = new Uint8Array(3 << 20);
   let cancelled = 0;
@@ -265,16 +280,10 @@ Deno.test("forward: a relayed answer counts among the answers not taken; one tha
         pull: (c) => (c.enqueue(page), c.close()),
         cancel: () => void cancelled++,
       });
-      return Promise.resolve(
-        new Response(body, { headers: { "content-length": String(page.length) } }),
-      );
+      return Promise.resolve(sized(body, page.length));
     },
   });
-  const read = () =>
-    app.request(KVC_READ_PATH, {
-      method: "POST",
-      body: encodeSnapshotRead({ ranges: [] }) as BodyInit,
-    });
+  const read = () => snapshotRead(app);
   const first = await read();
   assert.equal(first.status, 200);
   assert.equal(answers.held, page.length); // until the server that sends it claims it
@@ -284,6 +293,39 @@ Deno.test("forward: a relayed answer counts among the answers not taken; one tha
   assert.equal(cancelled, 1, "the leader's answer was not read");
   answers.claim(first);
   assert.equal((await read()).status, 200);
+});
+
+Deno.test("forward: concurrent relays count each other's answers before their bodies are in", async () => {
+  // Found in review: the room was checked when the leader's headers came and counted only
+  // once the body was read, so relays in flight together all passed the bound at once.
+  const page = new Uint8Array(3 << 20);
+  const answers = new AnswerBytes(4 << 20);
+  let release!: () => void;
+  const bodiesMayCome = new Promise<void>((r) => (release = r));
+  let asked = 0;
+  const { app } = harness(follower, {
+    answers,
+    answer: () => {
+      asked++;
+      const body = new ReadableStream<Uint8Array>({
+        pull: async (c) => {
+          await bodiesMayCome;
+          c.enqueue(page);
+          c.close();
+        },
+      });
+      return Promise.resolve(sized(body, page.length));
+    },
+  });
+  const read = () => snapshotRead(app);
+  const all = [read(), read(), read()];
+  const deadline = Date.now() + 5_000;
+  while (asked < 3 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+  assert.equal(asked, 3, "every relay reached the leader");
+  release();
+  const statuses = (await Promise.all(all)).map((r) => r.status).sort();
+  assert.deepEqual(statuses, [200, 503, 503]);
+  assert.equal(answers.held, page.length, "only the relayed answer is held");
 });
 
 Deno.test("forward: HEAD is forwarded as HEAD and relayed without a body", async () => {

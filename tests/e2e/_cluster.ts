@@ -5,18 +5,9 @@
  * @module
  */
 
-const ROOT = new URL("../../", import.meta.url).pathname;
+import { freePorts } from "../../scripts/free_ports_config.ts";
 
-/** Ports the OS reports free right now (bound and released at once). */
-export function freePorts(n: number): number[] {
-  const listeners = Array.from(
-    { length: n },
-    () => Deno.listen({ hostname: "127.0.0.1", port: 0 }),
-  );
-  const ports = listeners.map((l) => (l.addr as Deno.NetAddr).port);
-  for (const l of listeners) l.close();
-  return ports;
-}
+const ROOT = new URL("../../", import.meta.url).pathname;
 
 /** Waits until `cond()` resolves true, polling; throws after `timeoutMs`. */
 export async function waitFor(
@@ -267,3 +258,6 @@ export interface NodeStatusJson {
   epoch: number;
   members: { id: string; voter: boolean; match: number }[];
 }
+
+/** Free ports below the ephemeral range (see scripts/free_ports_config.ts). */
+export { freePorts };
