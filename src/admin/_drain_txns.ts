@@ -90,7 +90,12 @@ export async function settleDrainedTransactions(o: SettleOptions): Promise<void>
         continue;
       }
       const p = records.pending;
-      if (p === undefined) continue; // a node from before the question: it tells nothing
+      if (p === undefined) {
+        // A node older than the question tells nothing: stopping its cluster could strand
+        // transactions, so the drain waits until the node is upgraded.
+        waiting.push(`${cluster} does not say which transactions it keeps (upgrade its nodes)`);
+        continue;
+      }
       if (drained.has(cluster) && p.decisions > 0) {
         waiting.push(`${cluster} keeps ${p.decisions} decision(s) not applied everywhere yet`);
       }
@@ -98,6 +103,14 @@ export async function settleDrainedTransactions(o: SettleOptions): Promise<void>
       if (named.length > 0) {
         waiting.push(
           `${cluster} holds intents of transactions whose primary is ${named.join(", ")}`,
+        );
+      }
+      // Its decisions are forgotten only once each secondary said it holds no intent: a
+      // secondary that stopped first would keep them, unforgettable, for good.
+      const asked = p.secondaries.filter((x) => drained.has(x));
+      if (asked.length > 0) {
+        waiting.push(
+          `${cluster} keeps decisions not yet confirmed by ${asked.join(", ")}`,
         );
       }
     }

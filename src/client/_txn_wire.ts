@@ -237,6 +237,11 @@ export interface TxnPending {
   readonly decisions: number;
   /** The primaries of every intent held. */
   readonly primaries: readonly string[];
+  /**
+   * The secondaries the decisions not forgotten name (empty from nodes before it was
+   * answered).
+   */
+  readonly secondaries: readonly string[];
 }
 
 /** A records answer. */
@@ -283,16 +288,18 @@ export function decodeRecords(bytes: Uint8Array): TxnRecordsAnswer {
     return { txn: r[0], vs: r[1], secondaries: r[2] };
   });
   if (pending === undefined) return { decisions: decisionsOut, stale: staleOut };
+  const names = (x: unknown): x is string[] =>
+    Array.isArray(x) && x.every((c: unknown) => typeof c === "string");
   if (
-    !Array.isArray(pending) || pending.length !== 2 || !isNat(pending[0]) ||
-    !Array.isArray(pending[1]) || !pending[1].every((c: unknown) => typeof c === "string")
+    !Array.isArray(pending) || (pending.length !== 2 && pending.length !== 3) ||
+    !isNat(pending[0]) || !names(pending[1]) || (pending.length === 3 && !names(pending[2]))
   ) {
     bad("pending records");
   }
   return {
     decisions: decisionsOut,
     stale: staleOut,
-    pending: { decisions: pending[0], primaries: pending[1] },
+    pending: { decisions: pending[0], primaries: pending[1], secondaries: pending[2] ?? [] },
   };
 }
 

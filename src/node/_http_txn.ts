@@ -340,7 +340,7 @@ export function routeTxn(app: Hono, deps: TxnDeps): void {
         msgpack({
           decisions: r.decisions.map((x) => [x.txn, x.vs, x.secondaries]),
           stale: r.stale.map((x) => [x.txn, x.primary, x.deadline]),
-          pending: [r.pending.decisions, r.pending.primaries],
+          pending: [r.pending.decisions, r.pending.primaries, r.pending.secondaries],
         }),
     );
   });

@@ -50,8 +50,15 @@ export interface TxnRecords {
   readonly decisions: readonly { txn: string; vs: number; secondaries: readonly string[] }[];
   /** Attempts prepared here whose deadline passed: their coordinator is gone. */
   readonly stale: readonly { txn: string; primary: string; deadline: number }[];
-  /** All its decisions not forgotten, and the primaries of every intent it holds (a drain's). */
-  readonly pending: { readonly decisions: number; readonly primaries: readonly string[] };
+  /**
+   * All its decisions not forgotten, the secondaries they name, and the primaries of every
+   * intent it holds (a drain's).
+   */
+  readonly pending: {
+    readonly decisions: number;
+    readonly primaries: readonly string[];
+    readonly secondaries: readonly string[];
+  };
 }
 
 /** What the transaction side needs of the driver. */

@@ -230,8 +230,9 @@ Deno.test("txn endpoints: the janitor's records and held questions", async () =>
     const records = await post(app, "/v1/txn/records", [10]);
     assert.deepEqual(
       decode(new Uint8Array(await records.arrayBuffer())),
-      // None past the grace; pending: no decision here, one intent whose primary is a.
-      { decisions: [], stale: [], pending: [0, ["a"]] },
+      // None past the grace; pending: no decision here, one intent whose primary is a, no
+      // secondary named by a decision.
+      { decisions: [], stale: [], pending: [0, ["a"], []] },
       "none past the grace",
     );
     for (const [path, body] of [["/v1/txn/held", []], ["/v1/txn/records", [0]]] as const) {

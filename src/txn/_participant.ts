@@ -208,17 +208,22 @@ export class TxnParticipant<M> {
 
   /**
    * What keeps this cluster needed by transactions: its decisions not yet forgotten (the
-   * secondaries may still hold their intents) and the primaries of the intents it holds (they
-   * resolve them). A drained cluster is stopped only once none names it.
+   * secondaries may still hold their intents), the secondaries those decisions name (each is
+   * asked whether it still holds its intent before the decision is forgotten) and the primaries
+   * of the intents it holds (they resolve them). A drained cluster is stopped only once none
+   * names it.
    */
-  pending(): { decisions: number; primaries: string[] } {
+  pending(): { decisions: number; primaries: string[]; secondaries: string[] } {
     let decisions = 0;
+    const secondaries = new Set<string>();
     for (const r of this.#outcomes.values()) {
-      if (!r.droppable && r.outcome.state === "committed") decisions++;
+      if (r.droppable || r.outcome.state !== "committed") continue;
+      decisions++;
+      for (const s of r.secondaries ?? []) secondaries.add(s);
     }
     const primaries = new Set<string>();
     for (const i of this.#intents.values()) primaries.add(i.primary);
-    return { decisions, primaries: [...primaries].sort() };
+    return { decisions, primaries: [...primaries].sort(), secondaries: [...secondaries].sort() };
   }
 
   /**

@@ -221,8 +221,11 @@ Deno.test("participant: a primary's decisions not forgotten, past their deadline
   p.apply({ type: "commit", txn: "t1", after: 10 }, 11, store);
   assert.deepStrictEqual(p.unforgotten(100, 10), [], "not before its deadline");
   assert.deepStrictEqual(p.unforgotten(101, 10), [{ txn: "t1", vs: 11, secondaries: ["B"] }]);
+  // A drain of B waits while a decision names it (its intent is asked of it before forgetting).
+  assert.deepStrictEqual(p.pending(), { decisions: 1, primaries: [], secondaries: ["B"] });
   p.apply({ type: "forget", txn: "t1" }, 12, store);
   assert.deepStrictEqual(p.unforgotten(101, 10), [], "forgotten");
+  assert.deepStrictEqual(p.pending(), { decisions: 0, primaries: [], secondaries: [] });
   // A secondary's commits and aborts are never a janitor's.
   const q = setup("B");
   q.p.apply(prepare("t2", [{ key: acct(2), op: "add", n: 1 }], { deadline: 100 }), 10, q.store);
