@@ -693,8 +693,15 @@ export class HttpServer {
         // A body over the limit (declared, or without a declared length and run past it): the
         // answer (413) goes at once and the rest stays unread, so the connection cannot carry
         // another request.
+        // Half-closed once the answer is out, then destroyed after a linger: destroyed at
+        // once, the unread rest could make the kernel reset the connection before the client
+        // read its 413 (and by then `res.socket` may be detached already).
+        const socket = req.socket;
         res.setHeader("connection", "close");
-        res.once("finish", () => res.socket?.destroy());
+        res.once("finish", () => {
+          socket.end();
+          this.#linger(socket);
+        });
       }
       if (body === "overloaded") {
         this.#refuseOverloaded(res, "The node holds too many request bodies");

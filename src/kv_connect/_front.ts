@@ -255,6 +255,7 @@ const H2_PREFACE = new TextEncoder().encode("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
 const H2_DATA = 0x0;
 const H2_HEADERS = 0x1;
 const H2_RST_STREAM = 0x3;
+const H2_CONTINUATION = 0x9;
 const H2_SETTINGS = 0x4;
 const H2_END_STREAM = 0x1;
 const H2_ACK = 0x1;
@@ -266,6 +267,10 @@ class FrameScanner {
   #headLength = 0;
   #skip = 0;
   constructor(readonly onFrame: (type: number, flags: number, stream: number) => void) {}
+  /** Whether the bytes fed so far end inside a frame (its head or its payload). */
+  get midFrame(): boolean {
+    return this.#headLength > 0 || this.#skip > 0;
+  }
   feed(bytes: Uint8Array): void {
     let at = 0;
     while (at < bytes.length) {
@@ -306,11 +311,23 @@ class H2Streams {
     this.#fromServer(type, flags, stream)
   );
   #serverHead: Uint8Array | undefined = new Uint8Array(0);
+  #asking = false;
 
   constructor(readonly max: number, readonly onChange: (delta: number) => boolean) {}
 
+  /**
+   * Whether the client's last bytes wait for an answer: any bytes but HTTP/2's, and of HTTP/2
+   * a request's frames (HEADERS, CONTINUATION, DATA) or a frame not yet whole. A client's
+   * WINDOW_UPDATE or SETTINGS ACK gets none, so an idle HTTP/2 connection whose last frames
+   * were those is idle, not unanswered.
+   */
+  get awaitsAnswer(): boolean {
+    return this.#mode !== "h2" || this.#asking || this.#client.midFrame;
+  }
+
   /** Whether the connection stays within its bound after these client bytes. */
   client(bytes: Uint8Array): boolean {
+    this.#asking = false;
     if (this.#mode === "other") return true;
     let at = 0;
     if (this.#mode === "unknown") {
@@ -373,6 +390,7 @@ class H2Streams {
   }
 
   #fromClient(type: number, stream: number): void {
+    if (type === H2_HEADERS || type === H2_CONTINUATION || type === H2_DATA) this.#asking = true;
     if (type === H2_HEADERS && stream > this.#highest && stream % 2 === 1) {
       this.#highest = stream;
       this.open.add(stream);
@@ -467,9 +485,12 @@ export function listenFront(options: FrontOptions): Front {
       }
       const first = await from.read();
       if (first === null) return;
-      const asked = () => (entry.unanswered ??= Date.now());
+      const asked = () => {
+        if (h2.awaitsAnswer) entry.unanswered ??= Date.now();
+      };
+      const within = h2.client(first);
       asked();
-      if (!h2.client(first)) {
+      if (!within) {
         streamsRefused++;
         return;
       }
@@ -484,8 +505,9 @@ export function listenFront(options: FrontOptions): Front {
         for (;;) {
           const bytes = await from.read();
           if (bytes === null) return true;
+          const within = h2.client(bytes);
           asked();
-          if (!h2.client(bytes)) {
+          if (!within) {
             streamsRefused++;
             return false;
           }

@@ -121,6 +121,60 @@ Deno.test({
   },
 });
 
+/** Reads what the server sends until it is quiet for `ms`. */
+async function drain(conn: Deno.Conn, ms: number): Promise<number> {
+  let total = 0;
+  for (;;) {
+    const buffer = new Uint8Array(4096);
+    const timer = new Promise<"quiet">((r) => setTimeout(() => r("quiet"), ms));
+    const n = await Promise.race([conn.read(buffer), timer]);
+    if (n === "quiet" || n === null) return total;
+    total += n;
+  }
+}
+
+Deno.test({
+  name:
+    "front: an idle HTTP/2 connection whose last frames want no answer stays; a dripped HTTP/2 request is closed",
+  ...opts,
+  async fn() {
+    // Found in review: a client's WINDOW_UPDATE or SETTINGS ACK started the unanswered clock,
+    // so every idle HTTP/2 connection was cut after 20 s instead of 120 s.
+    await withServer(async (port, front) => {
+      const preface = new TextEncoder().encode("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+      const open = async () => {
+        const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+        await conn.write(preface);
+        await conn.write(frame(0x4, 0, 0, new Uint8Array(0))); // SETTINGS, none
+        assert.ok(await drain(conn, 200) > 0, "the server's SETTINGS");
+        return conn;
+      };
+      const idle = await open();
+      const increment = new Uint8Array(4);
+      new DataView(increment.buffer).setUint32(0, 65_535);
+      await idle.write(frame(0x4, 0x1, 0, new Uint8Array(0))); // SETTINGS ACK
+      await idle.write(frame(0x8, 0, 0, increment)); // WINDOW_UPDATE
+      const dripped = await open();
+      const head = frame(0x1, 0x4, 1, new Uint8Array(8)).subarray(0, 9); // HEADERS, stream 1
+      let stop = false;
+      const dripping = (async () => {
+        for (let i = 0; !stop && i < head.length; i++) {
+          await dripped.write(head.subarray(i, i + 1)).catch(() => (stop = true));
+          await new Promise((r) => setTimeout(r, 50));
+        }
+      })();
+      assert.ok(await closedWithin(dripped, 5_000), "the dripped request is closed");
+      stop = true;
+      await dripping;
+      assert.equal(front.unansweredClosed, 1);
+      assert.ok(!(await closedWithin(idle, 1_500)), "the idle connection stays");
+      assert.equal(front.unansweredClosed, 1);
+      idle.close();
+      dripped.close();
+    }, { unansweredMs: 300 });
+  },
+});
+
 function fdCount(): number {
   return [...Deno.readDirSync("/proc/self/fd")].length;
 }
