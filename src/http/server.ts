@@ -633,7 +633,7 @@ export class HttpServer {
       relistens: this.#relistens,
       answerBytesHeld: this.#answers.held,
       requestsRefusedAnswersHeld: this.#answersFullRefused,
-      answersRefusedTooLarge: this.#answers.refused,
+      answersRefusedNoRoom: this.#answers.refused,
       answersCutUntaken: this.#answersCut,
     };
   }
