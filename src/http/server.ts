@@ -282,6 +282,12 @@ export class HttpServer {
   readonly #answers: AnswerBytes;
   /** Bytes of answers sent and not yet taken, per remote address key. */
   readonly #heldBy = new Map<string, number>();
+  /**
+   * What gives back each counted answer of a connection, run when it closes: an answer queued
+   * behind another on a pipelined connection emits neither finish nor close when the
+   * connection goes.
+   */
+  readonly #heldOn = new WeakMap<Socket, Set<() => void>>();
   #answersFullRefused = 0;
   #answersCut = 0;
 
@@ -545,8 +551,9 @@ export class HttpServer {
    * the connection closed; one not taken within its time ({@linkcode HTTP_ANSWER_SEND_MS})
    * closes the connection.
    */
-  #sending(res: ServerResponse, address: string, bytes: number): void {
+  #sending(res: ServerResponse, socket: Socket, address: string, bytes: number): void {
     if (bytes < HTTP_ANSWER_COUNTED_BYTES_MIN || res.writableFinished || res.destroyed) return;
+    if (socket.destroyed) return; // gone already: nothing will hold these bytes
     this.#answers.add(bytes);
     this.#heldBy.set(address, (this.#heldBy.get(address) ?? 0) + bytes);
     const limits = this.#limits;
@@ -554,17 +561,30 @@ export class HttpServer {
     const timer = setTimeout(() => {
       this.#answersCut++;
       res.destroy();
+      socket.destroy();
+      taken();
     }, ms);
     let done = false;
+    let onSocket = this.#heldOn.get(socket);
+    if (onSocket === undefined) {
+      const held = new Set<() => void>();
+      onSocket = held;
+      this.#heldOn.set(socket, held);
+      socket.once("close", () => {
+        for (const give of [...held]) give();
+      });
+    }
     const taken = () => {
       if (done) return;
       done = true;
       clearTimeout(timer);
+      onSocket.delete(taken);
       this.#answers.release(bytes);
       const left = this.#heldBy.get(address)! - bytes;
       if (left > 0) this.#heldBy.set(address, left);
       else this.#heldBy.delete(address);
     };
+    onSocket.add(taken);
     res.once("finish", taken);
     res.once("close", taken);
   }
@@ -723,7 +743,7 @@ export class HttpServer {
           body,
         });
         if (direct !== undefined) {
-          this.#sending(res, address, writeDirect(res, direct, req.method === "HEAD"));
+          this.#sending(res, req.socket, address, writeDirect(res, direct, req.method === "HEAD"));
           return;
         }
       }
@@ -746,7 +766,12 @@ export class HttpServer {
         await writeStream(res, response, HTTP_STREAM_END_LINGER_MS);
         return;
       }
-      this.#sending(res, address, await writeResponse(res, response, req.method === "HEAD"));
+      this.#sending(
+        res,
+        req.socket,
+        address,
+        await writeResponse(res, response, req.method === "HEAD"),
+      );
     } catch (error) {
       // The app maps every error itself (onError); this is a broken answer or a bug.
       this.#options.onError?.("HTTP answer failed", error);

@@ -132,3 +132,25 @@ Deno.test("http server: once the bound is reached, an address holding answers is
     assert.equal((await status(second)).status, 200);
   });
 });
+
+Deno.test("http server: answers pipelined on a connection cut for not taking them are all given back", async () => {
+  // Regression: the cut destroyed the connection, but answers queued behind the one being
+  // written never emitted finish or close, so their bytes stayed counted for good (a few such
+  // connections filled the bound and the node refused every large answer until restarted).
+  const answers = new AnswerBytes(1 << 30);
+  const size = 1 << 20;
+  const fetch = () => new Response(new Uint8Array(size));
+  const limits = { answerSendMs: 300, answerSendBytesPerS: 1 << 30 };
+  await withAnswers(answers, limits, fetch, async (server, connect) => {
+    const conn = await connect();
+    const one = `GET / HTTP/1.1\r\nhost: x\r\n\r\n`;
+    await conn.write(new TextEncoder().encode(one.repeat(16)));
+    await until(() => server.stats().answersCutUntaken >= 1, "the connection cut");
+    await until(() => answers.held === 0, "every answer of the cut connection given back");
+    // And the node still serves large answers.
+    const reader = await connect();
+    await send(reader);
+    assert.ok((await drain(reader, size + 100)) >= size);
+    await until(() => answers.held === 0, "the taken answer released");
+  });
+});
