@@ -4,7 +4,7 @@
  */
 
 import { checkTimeout } from "./_checks.ts";
-import { type Fetcher, now } from "./_http.ts";
+import { type AnswerRoom, type Fetcher, now } from "./_http.ts";
 import type { Session } from "./_sessions.ts";
 import type { CallOptions, ReadFrom } from "./_types.ts";
 
@@ -48,6 +48,8 @@ export interface Request {
   readonly headers: Record<string, string>;
   /** The most bytes of an answer the client reads (`*_ANSWER_BYTES_MAX` of `_limits.ts`). */
   readonly answerBytesMax: number;
+  /** Room shared with other calls that the answer's bytes are taken from (none: unbounded). */
+  readonly answerRoom?: AnswerRoom;
   /** For writes: the session whose id and seq every attempt carries. */
   session?: Session;
   /** For messages: `put "user:1"`. */

@@ -106,7 +106,18 @@ export type AttemptFailure =
     readonly tls?: boolean;
   }
   | { readonly kind: "aborted"; readonly reason: unknown }
+  | { readonly kind: "no_room"; readonly message: string }
   | TooLarge;
+
+/**
+ * Room for answer bytes that a caller shares among its calls (the KV Connect gateway's reads
+ * being built): an answer's bytes are taken by its declared length, before its body is read,
+ * and an answer that does not fit fails its attempt (`no_room`) unread.
+ */
+export interface AnswerRoom {
+  /** Takes `bytes`; the reason they do not fit, if they do not. */
+  take(bytes: number): string | undefined;
+}
 
 /** The answer's body was over the attempt's limit: it was not read beyond it. */
 export interface TooLarge {
@@ -125,7 +136,8 @@ class AttemptTimeout {
 /**
  * Sends one request and reads the whole answer, at most `maxBytes` of it, within `ms`
  * milliseconds, or until `signal` aborts. Never throws: a failure (a body over `maxBytes`
- * included, which is cancelled) is returned as an {@linkcode AttemptFailure}.
+ * included, which is cancelled) is returned as an {@linkcode AttemptFailure}. With `room`,
+ * the answer's bytes are taken from it first.
  */
 export async function attempt(
   fetchFn: FetchLike,
@@ -134,6 +146,7 @@ export async function attempt(
   ms: number,
   signal: AbortSignal,
   maxBytes: number,
+  room?: AnswerRoom,
 ): Promise<Answer | AttemptFailure> {
   if (signal.aborted) return { kind: "aborted", reason: signal.reason };
   const controller = new AbortController();
@@ -149,15 +162,24 @@ export async function attempt(
       response.body?.cancel().catch(() => {});
       return tooLarge;
     }
+    const counted = declared !== null && /^\d+$/.test(declared);
+    const refusal = counted ? room?.take(Number(declared)) : undefined;
+    if (refusal !== undefined) {
+      response.body?.cancel().catch(() => {});
+      return { kind: "no_room", message: refusal };
+    }
     // A declared length within the limit binds the body (HTTP framing: fetch fails on more),
     // so it is read in one step; reading it through a stream reader costs more than the
     // request itself. Without one (chunked), the reader stops at the limit.
     const body = response.body === null
       ? new Uint8Array(0)
-      : declared !== null && /^\d+$/.test(declared)
+      : counted
       ? new Uint8Array(await response.arrayBuffer())
       : await readAtMost(response.body, maxBytes);
     if (body === undefined) return tooLarge;
+    // Without a declared length, the bytes are known once read (at most `maxBytes`).
+    const late = counted ? undefined : room?.take(body.length);
+    if (late !== undefined) return { kind: "no_room", message: late };
     return { status: response.status, headers: response.headers, body };
   } catch (error) {
     if (controller.signal.aborted) {

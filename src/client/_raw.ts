@@ -8,7 +8,7 @@
  */
 
 import { type ClientCore, newCall } from "./_call.ts";
-import type { Answer } from "./_http.ts";
+import type { Answer, AnswerRoom } from "./_http.ts";
 import type { Sender } from "./_retry.ts";
 import type { Routes } from "./_route.ts";
 import type { RoutingTable } from "./_table.ts";
@@ -31,6 +31,11 @@ export interface RawPost {
   readonly headers?: Readonly<Record<string, string>>;
   /** The most bytes of an answer read; a longer one fails the call with `bad_response`. */
   readonly answerBytesMax: number;
+  /**
+   * Room shared with other calls that the answer's bytes are taken from, by its declared
+   * length before its body is read; an answer that does not fit fails the call `overloaded`.
+   */
+  readonly answerRoom?: AnswerRoom;
   /** What the call is, for messages: `snapshot_read of cluster b`. */
   readonly what: string;
 }
@@ -92,6 +97,7 @@ export class RawCalls {
       body: post.body,
       headers: { ...post.headers },
       answerBytesMax: post.answerBytesMax,
+      ...(post.answerRoom === undefined ? {} : { answerRoom: post.answerRoom }),
       what: post.what,
       ...(post.key === undefined ? {} : { key: post.key }),
       ...(post.cluster === undefined ? {} : { cluster: post.cluster }),

@@ -138,8 +138,16 @@ export class Sender {
         ms,
         call.signal,
         request.answerBytesMax,
+        request.answerRoom,
       );
       if (!isAnswer(result)) {
+        if (result.kind === "no_room") {
+          // The caller's own bound: asking another node would take the same room.
+          throw new KoiError("overloaded", `${request.what}: ${result.message}`, {
+            cluster: state.info.id,
+            node: node.id,
+          });
+        }
         if (result.kind === "too_large") {
           // A node that breaks the contract: no other node is asked.
           throw tooLargeError(request.what, `node ${node.id} (${node.http})`, result, {

@@ -9,6 +9,7 @@ export { rawCallsOf } from "./client.ts";
 export { RAW_REQUEST_ID_HEADER, type RawAnswer, RawCalls, type RawPost } from "./_raw.ts";
 export { compareBytes, equalBytes } from "./_bytes.ts";
 export { ClusterLeftError } from "./_failures.ts";
+export type { AnswerRoom } from "./_http.ts";
 export {
   decodeCheck,
   decodeHeld,

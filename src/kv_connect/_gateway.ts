@@ -16,6 +16,7 @@
  */
 import { type KoiClient, KoiHttpError } from "../client/mod.ts";
 import {
+  type AnswerRoom,
   lockOfError,
   type RawCalls,
   rawCallsOf,
@@ -144,7 +145,11 @@ export class KvConnectGateway implements KvConnectBackend {
   }
 
   /** The entries of each range, in order; see the module comment. */
-  async read(ranges: readonly ReadRange[], signal: AbortSignal): Promise<KvEntry[][]> {
+  async read(
+    ranges: readonly ReadRange[],
+    signal: AbortSignal,
+    room?: AnswerRoom,
+  ): Promise<KvEntry[][]> {
     for (let tries = 1;; tries++) {
       const raw = await this.#raw(signal);
       const table = raw.table;
@@ -159,7 +164,11 @@ export class KvConnectGateway implements KvConnectBackend {
       const replan = () => tries < 3 && raw.table.epoch > table.epoch && !signal.aborted;
       if (new Set(placed.flatMap((p) => p.clusters)).size <= 1) {
         try {
-          return await this.#withLocks(raw, signal, () => this.#readOne(raw, ranges, signal));
+          return await this.#withLocks(
+            raw,
+            signal,
+            () => this.#readOne(raw, ranges, signal, room),
+          );
         } catch (error) {
           if (replan()) continue;
           throw error;
@@ -170,7 +179,7 @@ export class KvConnectGateway implements KvConnectBackend {
         const out = await snapshotRead<Mutation, KvEntry>(
           placed,
           (range, parts) => mergeRange(parts, range, owner),
-          this.#transport(raw, signal),
+          this.#transport(raw, signal, room),
           SYSTEM_TXN_CLOCK,
           this.#timings,
         );
@@ -184,7 +193,11 @@ export class KvConnectGateway implements KvConnectBackend {
             await this.#refresh(raw, signal);
             continue;
           }
-          return await this.#withLocks(raw, signal, () => this.#readOne(raw, ranges, signal));
+          return await this.#withLocks(
+            raw,
+            signal,
+            () => this.#readOne(raw, ranges, signal, room),
+          );
         }
         if (replan()) continue;
         throw this.#txnFailure(error);
@@ -197,6 +210,7 @@ export class KvConnectGateway implements KvConnectBackend {
     raw: RawCalls,
     ranges: readonly ReadRange[],
     signal: AbortSignal,
+    room?: AnswerRoom,
   ): Promise<KvEntry[][]> {
     const table = raw.table;
     const owner = (key: Uint8Array) => table.carp.owner(key);
@@ -222,7 +236,7 @@ export class KvConnectGateway implements KvConnectBackend {
     for (const [cluster, indexes] of points) {
       for (const chunk of chunks(indexes, max)) {
         job(
-          this.#points(raw, cluster, chunk.map((i) => ranges[i]), all).then((out) => {
+          this.#points(raw, cluster, chunk.map((i) => ranges[i]), all, room).then((out) => {
             chunk.forEach((i, j) => (results[i] = out[j]));
           }),
         );
@@ -235,9 +249,10 @@ export class KvConnectGateway implements KvConnectBackend {
     for (const [c, info] of table.clusters.entries()) {
       for (const chunk of chunks(scans.map((i, s) => [i, s] as const), max)) {
         job(
-          this.#readChunk(raw, { cluster: info.id }, chunk.map(([i]) => ranges[i]), all).then(
-            (out) => chunk.forEach(([, s], j) => (scanned[s][c].entries = out[j])),
-          ),
+          this.#readChunk(raw, { cluster: info.id }, chunk.map(([i]) => ranges[i]), all, room)
+            .then(
+              (out) => chunk.forEach(([, s], j) => (scanned[s][c].entries = out[j])),
+            ),
         );
       }
     }
@@ -494,8 +509,9 @@ export class KvConnectGateway implements KvConnectBackend {
   }
 
   /** The transport of transactions and snapshot reads, each call a share of the budget. */
-  #transport(raw: RawCalls, signal: AbortSignal) {
+  #transport(raw: RawCalls, signal: AbortSignal, room?: AnswerRoom) {
     return gatewayTransport(raw, signal, {
+      ...(room === undefined ? {} : { answerRoom: room }),
       ...(this.#options.readAnswerBytesMax === undefined
         ? {}
         : { readAnswerBytesMax: this.#options.readAnswerBytesMax }),
@@ -534,17 +550,18 @@ export class KvConnectGateway implements KvConnectBackend {
     cluster: string,
     ranges: readonly ReadRange[],
     signal: AbortSignal,
+    room?: AnswerRoom,
   ): Promise<KvEntry[][]> {
     if (ranges.length === 1) {
-      return await this.#readChunk(raw, { key: ranges[0].start, cluster }, ranges, signal);
+      return await this.#readChunk(raw, { key: ranges[0].start, cluster }, ranges, signal, room);
     }
     try {
-      return await this.#readChunk(raw, { cluster }, ranges, signal);
+      return await this.#readChunk(raw, { cluster }, ranges, signal, room);
     } catch (error) {
       const cause = error instanceof KvConnectError ? error.cause : undefined;
       if (!(cause instanceof KoiHttpError && cause.status === 421)) throw error;
       return (await Promise.all(
-        ranges.map((r) => this.#readChunk(raw, { key: r.start, cluster }, [r], signal)),
+        ranges.map((r) => this.#readChunk(raw, { key: r.start, cluster }, [r], signal, room)),
       )).flat(1);
     }
   }
@@ -555,6 +572,7 @@ export class KvConnectGateway implements KvConnectBackend {
     to: { readonly key?: Uint8Array; readonly cluster: string },
     ranges: readonly ReadRange[],
     signal: AbortSignal,
+    room?: AnswerRoom,
   ): Promise<KvEntry[][]> {
     // With a key, the request goes to its owner and follows a 421; `cluster` is who that
     // is by the table, for messages.
@@ -567,6 +585,7 @@ export class KvConnectGateway implements KvConnectBackend {
         ...(to.key === undefined ? { cluster: to.cluster } : { key: to.key }),
         headers: PROTOBUF,
         answerBytesMax: this.#options.readAnswerBytesMax ?? NODE_READ_ANSWER_BYTES_MAX,
+        ...(room === undefined ? {} : { answerRoom: room }),
         what: `snapshot_read of ${where}`,
       }, { signal, timeoutMs: this.#timeoutMs });
     } catch (error) {

@@ -10,6 +10,7 @@
 import { KoiError, KoiHttpError } from "../client/mod.ts";
 import { encode } from "@msgpack/msgpack";
 import {
+  type AnswerRoom,
   ClusterLeftError,
   decodeCheck,
   decodeHeld,
@@ -122,6 +123,8 @@ export function gatewayTransport(
   signal: AbortSignal,
   options: {
     readAnswerBytesMax?: number;
+    /** Room the snapshot reads' answers take their bytes from (the read's build bound). */
+    answerRoom?: AnswerRoom;
     callTimeoutMs?: number;
     /** The secret of a cluster's nodes: transaction commands need it (docs/api.md). */
     secretOf?: (cluster: string) => string | undefined;
@@ -148,6 +151,9 @@ export function gatewayTransport(
         cluster,
         headers,
         answerBytesMax: path === TXN_READ_PATH ? readAnswerBytesMax : COMMAND_ANSWER_BYTES_MAX,
+        ...(path === TXN_READ_PATH && options.answerRoom !== undefined
+          ? { answerRoom: options.answerRoom }
+          : {}),
         what: `${what} at cluster ${cluster}`,
       }, call);
       return answer.body;
@@ -160,6 +166,13 @@ export function gatewayTransport(
       // A read of a cluster a newer table dropped is planned again, as after a 421.
       if (kind === "read" && error instanceof ClusterLeftError) {
         throw new TxnRejectedError(error.message, 421);
+      }
+      // The read's own bound on answer bytes is full (not a node's 503): asking again would
+      // only take more.
+      if (
+        error instanceof KoiError && error.code === "overloaded" && !(error instanceof KoiHttpError)
+      ) {
+        throw new TxnRejectedError(error.message, 503);
       }
       // An answer over the limit would be over it again: read fewer entries at once.
       if (error instanceof KoiError && error.code === "bad_response") {

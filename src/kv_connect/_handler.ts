@@ -10,6 +10,7 @@
  *
  * @module
  */
+import type { AnswerRoom } from "../client/internal.ts";
 import { secretsEqual } from "../config/mod.ts";
 import { DataTokens } from "./_data_token.ts";
 import {
@@ -48,8 +49,11 @@ export interface KvWatch {
 
 /** What the endpoint reads from and writes to; it throws {@linkcode KvConnectError} to refuse. */
 export interface KvConnectBackend {
-  /** The entries of each range (start inclusive, end exclusive), in order, at most `limit`. */
-  read(ranges: readonly ReadRange[], signal: AbortSignal): Promise<KvEntry[][]>;
+  /**
+   * The entries of each range (start inclusive, end exclusive), in order, at most `limit`;
+   * the nodes' answers take their bytes from `room` as they come.
+   */
+  read(ranges: readonly ReadRange[], signal: AbortSignal, room?: AnswerRoom): Promise<KvEntry[][]>;
   /** Applies `write` (decoded from `body`, which may be passed on as is). */
   write(write: AtomicWrite, body: Uint8Array, signal: AbortSignal): Promise<AtomicWriteOutput>;
   /** Opens a watch of `keys`. */
@@ -84,10 +88,11 @@ export const KV_CONNECT_RANGES_MAX = 64;
 export const KV_CONNECT_READ_ENTRIES_MAX = 1000;
 /**
  * Bytes the reads being built may take in all, at most: each reserves, before anything is
- * read, twice the largest answer its ranges could have (Deno's largest key and value per
- * entry: the gateway holds the nodes' answers and the merged one), until its answer is handed
- * to the listener (which bounds answers not yet sent). A read that does not fit: `503` at once
- * (Deno's client retries).
+ * read, twice the largest answer its ranges could have with Deno's values (the gateway holds
+ * the nodes' answers and the merged one); the nodes' answers take what they need beyond that
+ * (koi's values reach 1 MiB) as they come. All is given back once the answer is handed to the
+ * listener (which bounds answers not yet sent). A read that does not fit: `503` at once
+ * (Deno's client retries); one that could not fit alone: `400`.
  */
 export const KV_CONNECT_READ_BUILD_BYTES_MAX = 256 * 1024 * 1024;
 /** The most bytes one entry of an answer takes (Deno's largest key and value, and room). */
@@ -213,19 +218,50 @@ export function kvConnectHandler(
           `in all, got ${read.ranges.map((r) => r.limit).join(" + ")}`,
       );
     }
-    const reserve = Math.min(2 * entries * ENTRY_BYTES_MAX, buildBytesMax);
-    if (building + reserve > buildBytesMax) {
+    // Deno's values are at most 64 KiB, so a read of them fits what it reserves up front;
+    // values written through koi's own API may reach 1 MiB: the nodes' answers take what is
+    // over the reservation as they come (by their declared lengths, before their bodies are
+    // read), and a read that finds no room fails 503 (Deno's client retries).
+    let reserved = Math.min(2 * entries * ENTRY_BYTES_MAX, buildBytesMax);
+    if (building + reserved > buildBytesMax) {
       return error(
         503,
         `Busy: the reads being built may take ${building} bytes of at most ${buildBytesMax}`,
       );
     }
-    building += reserve;
+    building += reserved;
+    let used = 0;
+    let tooLarge: string | undefined;
+    const room: AnswerRoom = {
+      take(bytes) {
+        // A node's answer, and as much again for the answer merged from it.
+        const need = used + 2 * bytes - reserved;
+        if (need > 0 && reserved + need > buildBytesMax) {
+          tooLarge = `The read's answers would take ${used + 2 * bytes} bytes to build, more ` +
+            `than the gateway's ${buildBytesMax}: read fewer entries at once`;
+          return tooLarge;
+        }
+        if (need > 0 && building + need > buildBytesMax) {
+          return `Busy: the reads being built take ${building} bytes of at most ` +
+            `${buildBytesMax}, and this one needs ${need} more`;
+        }
+        if (need > 0) {
+          building += need;
+          reserved += need;
+        }
+        used += 2 * bytes;
+        return undefined;
+      },
+    };
     let values;
     try {
-      values = await backend.read(read.ranges, signal);
+      values = await backend.read(read.ranges, signal, room);
+    } catch (e) {
+      // Asking again would not fit any better: Deno's client must not retry.
+      if (tooLarge !== undefined) throw new KvConnectError(400, tooLarge);
+      throw e;
     } finally {
-      building -= reserve;
+      building -= reserved;
     }
     return new Response(
       encodeSnapshotReadOutput({

@@ -188,3 +188,41 @@ Deno.test({
     });
   },
 });
+
+Deno.test({
+  name:
+    "gateway read: the nodes' answers take their bytes from the read's room; none left fails the read 503 at once",
+  ...opts,
+  async fn() {
+    await withGateway(async ({ gateway, fake }) => {
+      const value = new Uint8Array(200 * 1024);
+      const keys = Array.from({ length: 6 }, (_, i) => tupleKey(`big${i}`));
+      for (const k of keys) fake.put(k, value);
+      let taken = 0;
+      const room = {
+        take(bytes: number) {
+          taken += bytes;
+          return undefined;
+        },
+      };
+      // One cluster's point read, then a scan of every cluster (one snapshot).
+      const one = keys.find((k) => fake.owner(k) === "a")!;
+      await gateway.read([point(one)], signal(), room);
+      assert.ok(taken >= value.length, `a point read took ${taken} bytes`);
+      taken = 0;
+      const all = await gateway.read([prefixRange(new Uint8Array(), 100)], signal(), room);
+      assert.equal(all[0].length, 6);
+      assert.ok(taken >= 6 * value.length, `a snapshot read took ${taken} bytes`);
+      // A room that is full: the read fails as busy, without retrying until its deadline.
+      const full = { take: () => "Busy: no room" };
+      for (const ranges of [[point(one)], [prefixRange(new Uint8Array(), 100)]]) {
+        const started = Date.now();
+        await assert.rejects(
+          gateway.read(ranges, signal(), full),
+          (e) => e instanceof KvConnectError && e.status === 503 && /no room/.test(e.message),
+        );
+        assert.ok(Date.now() - started < 1_000, `failed after ${Date.now() - started} ms`);
+      }
+    });
+  },
+});

@@ -330,3 +330,64 @@ Deno.test({
     }, { backend: slow, readBuildBytesMax: 5 * entry });
   },
 });
+
+Deno.test({
+  name:
+    "kv connect: answers larger than Deno's values take room as they come; none left is a 503, more than the bound is a 400",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    // Found by the attack: values written through koi's own API reach 1 MiB, 16 times what a
+    // read reserved per entry, and the gateway held 996 MB of answers for a 256 MiB bound.
+    const entry = 2070 + 65_536 + 64;
+    const max = 100 * entry;
+    let release!: () => void;
+    let gate = new Promise<void>((r) => (release = r));
+    let entered!: () => void;
+    let reading = new Promise<void>((r) => (entered = r));
+    /** Each read's nodes answer `answer` bytes: the room takes them before the read waits. */
+    let answer = 30 * entry;
+    const refusals: string[] = [];
+    const big: KvConnectBackend = {
+      ...memoryBackend([]),
+      read: async (ranges, _signal, room) => {
+        const refusal = room?.take(answer);
+        if (refusal !== undefined) {
+          refusals.push(refusal);
+          throw new KvConnectError(503, refusal);
+        }
+        entered();
+        await gate;
+        return ranges.map(() => []);
+      },
+    };
+    await withEndpoint([], async (url) => {
+      const headers = await dataHeaders(url);
+      const read = (limit: number) =>
+        encodeSnapshotRead({
+          ranges: [{ start: new Uint8Array([1]), end: new Uint8Array([2]), limit, reverse: false }],
+        }) as Uint8Array<ArrayBuffer>;
+      // One entry reserves 2 up front; its answer takes 60 (twice 30: the merged answer too).
+      const first = post(`${url}/v3/snapshot_read`, headers, read(1));
+      await reading;
+      const second = await post(`${url}/v3/snapshot_read`, headers, read(1)); // 60 more: over
+      assert.equal(second.status, 503);
+      assert.match(second.text, /Busy: the reads being built take/);
+      release();
+      assert.equal((await first).status, 200);
+      // All given back: the same read fits again.
+      gate = new Promise<void>((r) => (release = r));
+      reading = new Promise<void>((r) => (entered = r));
+      const again = post(`${url}/v3/snapshot_read`, headers, read(1));
+      await reading;
+      release();
+      assert.equal((await again).status, 200);
+      // An answer that could not fit even alone: a 400 (Deno's client would retry a 503).
+      answer = 51 * entry;
+      const alone = await post(`${url}/v3/snapshot_read`, headers, read(1));
+      assert.equal(alone.status, 400);
+      assert.match(alone.text, /read fewer entries at once/);
+      assert.equal(refusals.length, 2);
+    }, { backend: big, readBuildBytesMax: max });
+  },
+});
