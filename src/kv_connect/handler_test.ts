@@ -186,6 +186,13 @@ async function dataHeaders(url: string, token = "the-access-token-0123456789") {
   return { authorization: `Bearer ${m.token}`, "x-denokv-database-id": m.databaseId };
 }
 
+/** A `snapshot_read` body of one range of `limit` entries. */
+function read(limit: number): Uint8Array<ArrayBuffer> {
+  return encodeSnapshotRead({
+    ranges: [{ start: new Uint8Array([1]), end: new Uint8Array([2]), limit, reverse: false }],
+  }) as Uint8Array<ArrayBuffer>;
+}
+
 async function post(url: string, headers: Record<string, string>, body: BodyInit) {
   const res = await fetch(url, { method: "POST", headers, body });
   return { status: res.status, text: await res.text() };
@@ -315,10 +322,6 @@ Deno.test({
     const entry = 2070 + 65_536 + 64;
     await withEndpoint([], async (url) => {
       const headers = await dataHeaders(url);
-      const read = (limit: number) =>
-        encodeSnapshotRead({
-          ranges: [{ start: new Uint8Array([1]), end: new Uint8Array([2]), limit, reverse: false }],
-        }) as Uint8Array<ArrayBuffer>;
       const first = post(`${url}/v3/snapshot_read`, headers, read(2)); // reserves 4 entries
       await reading;
       const second = await post(`${url}/v3/snapshot_read`, headers, read(1)); // 2 more: over
@@ -363,10 +366,6 @@ Deno.test({
     };
     await withEndpoint([], async (url) => {
       const headers = await dataHeaders(url);
-      const read = (limit: number) =>
-        encodeSnapshotRead({
-          ranges: [{ start: new Uint8Array([1]), end: new Uint8Array([2]), limit, reverse: false }],
-        }) as Uint8Array<ArrayBuffer>;
       // One entry reserves 2 up front; its answer takes 60 (twice 30: the merged answer too).
       const first = post(`${url}/v3/snapshot_read`, headers, read(1));
       await reading;
