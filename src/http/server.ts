@@ -191,6 +191,14 @@ export interface HttpServerOptions {
    * `400 bad_request`, or undefined to accept it.
    */
   readonly refuseTarget?: (target: string) => string | undefined;
+  /**
+   * The most body bytes the request to the raw target `target` takes (what its route reads;
+   * at most `limits.bodyBytesMax`, which applies without it). A declared length over it is
+   * answered `413 too_large` before any byte of the body is read (and an
+   * `expect: 100-continue` gets that answer instead of `100 Continue`); a body without one
+   * is refused as soon as it runs past.
+   */
+  readonly bodyBytesMaxOf?: (method: string, target: string) => number;
   /** Where failures outside the handler are reported (a broken answer, a bug). */
   readonly onError?: (message: string, error: unknown) => void;
   /** Serve HTTPS with this certificate chain and key (PEM). Default: plain HTTP. */
@@ -305,6 +313,15 @@ export class HttpServer {
     };
     const handler = (req: IncomingMessage, res: ServerResponse) => this.#inOrder(req, res);
     const tls = options.tls;
+    // Without a listener node:http answers every `expect: 100-continue` with 100 Continue:
+    // one with a body over the limit is answered 413 instead, by the handler, and the client
+    // need not send it.
+    const checkContinue = (req: IncomingMessage, res: ServerResponse) => {
+      if (!(Number(req.headers["content-length"]) > this.#bodyBytesMax(req))) {
+        res.writeContinue();
+      }
+      handler(req, res);
+    };
     this.#server = tls === undefined ? createServer(settings, handler) : createHttpsServer({
       ...settings,
       cert: tls.cert,
@@ -312,6 +329,7 @@ export class HttpServer {
       // The handshake comes before the headers: it gets their deadline.
       handshakeTimeout: limits.headersTimeoutMs,
     }, handler) as unknown as ReturnType<typeof createServer>;
+    this.#server.on("checkContinue", checkContinue);
     this.#server.on("connection", (socket: Socket) => this.#onConnection(socket));
     if (tls !== undefined) {
       this.#server.on("secureConnection", (socket: TLSSocket) => this.#onSecure(socket));
@@ -517,6 +535,13 @@ export class HttpServer {
     socket.once("close", () => this.#secure.delete(socket));
   }
 
+  /** The most body bytes `req` may carry (`bodyBytesMaxOf`, within `limits.bodyBytesMax`). */
+  #bodyBytesMax(req: IncomingMessage): number {
+    const of = this.#options.bodyBytesMaxOf;
+    const all = this.#limits.bodyBytesMax;
+    return of === undefined ? all : Math.min(all, of(req.method ?? "GET", req.url ?? "/"));
+  }
+
   /**
    * Runs a request once the previous one on its connection has been answered: node:http hands
    * out pipelined requests at once, and a bodyless DELETE would otherwise overtake the PUT before
@@ -525,8 +550,8 @@ export class HttpServer {
   #inOrder(req: IncomingMessage, res: ServerResponse): void {
     const socket = req.socket as Socket;
     const declared = Number(req.headers["content-length"]);
-    // Over bodyBytesMax the handler answers 413 from the header alone: it never holds more.
-    const bytes = declared > 0 ? Math.min(declared, this.#limits.bodyBytesMax) : 0;
+    // Over its limit the handler answers 413 from the header alone: it never holds more.
+    const bytes = declared > 0 && declared <= this.#bodyBytesMax(req) ? declared : 0;
     const admission = this.#admission.arrive(socket, bytes);
     if (admission === "close") {
       // Pipelined beyond what may wait: the connection goes, and with it what it queued.
@@ -699,17 +724,16 @@ export class HttpServer {
         writeAnswer(res, 400, {}, errorBody("bad_request", refused));
         return;
       }
-      const body = await readRequestBody(req, this.#limits.bodyBytesMax, (n) => {
+      const bytesMax = this.#bodyBytesMax(req);
+      const body = await readRequestBody(req, bytesMax, (n) => {
         if (!this.#admission.reserve(n)) return false;
         held.bytes += n;
         return true;
       });
       if (body === undefined) return; // the client broke off, or missed the deadline (408)
-      const bytesMax = this.#limits.bodyBytesMax;
-      if (
-        Number(req.headers["content-length"]) > bytesMax ||
-        (body instanceof Uint8Array && body.length > bytesMax)
-      ) {
+      const over = Number(req.headers["content-length"]) > bytesMax ||
+        (body instanceof Uint8Array && body.length > bytesMax);
+      if (over) {
         // A body over the limit (declared, or without a declared length and run past it): the
         // answer (413) goes at once and the rest stays unread, so the connection cannot carry
         // another request.
@@ -722,6 +746,11 @@ export class HttpServer {
           socket.end();
           this.#linger(socket);
         });
+        // Answered here, not by the app: what it gets of such a body is cut at the limit.
+        const target = `${req.method} ${(req.url ?? "/").split("?")[0]}`;
+        const message = `The request body is over the ${bytesMax} bytes that ${target} takes`;
+        writeAnswer(res, 413, {}, errorBody("too_large", message));
+        return;
       }
       if (body === "overloaded") {
         this.#refuseOverloaded(res, "The node holds too many request bodies");

@@ -338,7 +338,7 @@ Deno.test("isUnservedMethod: the methods `new Request` throws on, and only those
   }
 });
 
-Deno.test("a chunked body past the limit is answered at once with one byte more than the limit, and its connection closed", async () => {
+Deno.test("a chunked body past the limit is answered 413 at once, and its connection closed", async () => {
   // Found by the attack: a chunked 200 MiB body was read to its end (discarding all but the
   // limit) before the 413, and a body cut to exactly the limit looked whole to a handler
   // whose own limit is the server's.
@@ -355,14 +355,14 @@ Deno.test("a chunked body past the limit is answered at once with one byte more 
     );
     // The body never ends: the answer must not wait for it.
     const { text, closed } = await readUntilClosed(conn, 3_000);
-    assert.match(text, /^HTTP\/1\.1 200/);
-    assert.match(text, /\r\n\r\n1001$/);
+    assert.match(text, /^HTTP\/1\.1 413/);
+    assert.match(text, /"code":"too_large".*over the 1000 bytes that POST \/ takes/);
     assert.match(text, /connection: close/i);
     assert.ok(closed, "the connection is closed after the answer");
   });
 });
 
-Deno.test("a declared length past the limit is answered without reading the body, and its connection closed", async () => {
+Deno.test("a declared length past the limit is answered 413 without reading the body, and its connection closed", async () => {
   const length = async (request: Request) =>
     new Response(String((await request.arrayBuffer()).byteLength));
   await withServer({ bodyBytesMax: 1_000 }, length, async (server) => {
@@ -372,8 +372,60 @@ Deno.test("a declared length past the limit is answered without reading the body
       TEXT.encode("POST / HTTP/1.1\r\nhost: x\r\ncontent-length: 8388608\r\n\r\n0123456789"),
     );
     const { text, closed } = await readUntilClosed(conn, 3_000);
-    assert.match(text, /^HTTP\/1\.1 200/);
-    assert.match(text, /\r\n\r\n0$/); // the handler refuses such a body by its header (413)
+    assert.match(text, /^HTTP\/1\.1 413/);
+    assert.match(text, /"code":"too_large"/);
     assert.ok(closed, "the connection is closed after the answer");
   });
+});
+
+Deno.test("a route's own body limit: a declared length over it is a 413 before the body, also instead of 100 Continue", async () => {
+  // Found by the attack: a 2 MiB PUT of a value (limit 1 MiB) waited 10 s for its body and got
+  // a 408, because only the server-wide limit (2 MiB + 64 KiB) was checked before reading.
+  let reached = 0;
+  const length = async (request: Request) => {
+    reached++;
+    return new Response(String((await request.arrayBuffer()).byteLength));
+  };
+  const of = (_method: string, target: string) => target.startsWith("/small") ? 100 : 1_000;
+  await withServer({ bodyBytesMax: 1_000 }, length, async (server) => {
+    const ask = async (head: string, body = "") => {
+      const conn = await Deno.connect({ hostname: "127.0.0.1", port: server.port });
+      await conn.write(TEXT.encode(`${head}\r\n\r\n${body}`));
+      const started = Date.now();
+      const answer = await readUntilClosed(conn, 3_000);
+      return { ...answer, ms: Date.now() - started };
+    };
+    // Declared 500 for a route of 100, nothing sent: answered at once.
+    const declared = await ask("POST /small HTTP/1.1\r\nhost: x\r\ncontent-length: 500");
+    assert.match(declared.text, /^HTTP\/1\.1 413/);
+    assert.match(declared.text, /over the 100 bytes that POST \/small takes/);
+    assert.ok(declared.closed && declared.ms < 2_000, `${declared.ms} ms`);
+    // With expect: 100-continue, the 413 comes instead of 100 Continue.
+    const expect = await ask(
+      "POST /small HTTP/1.1\r\nhost: x\r\ncontent-length: 500\r\nexpect: 100-continue",
+    );
+    assert.match(expect.text, /^HTTP\/1\.1 413/);
+    assert.doesNotMatch(expect.text, /100 Continue/);
+    // A chunked body run past the route's limit.
+    const chunk = "y".repeat(300);
+    const chunked = await ask(
+      "POST /small HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked",
+      `${chunk.length.toString(16)}\r\n${chunk}\r\n`,
+    );
+    assert.match(chunked.text, /^HTTP\/1\.1 413/);
+    assert.equal(reached, 0, "no over-limit body reached the app");
+    // Within the route's limit: 100 Continue, then the body is read and answered.
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port: server.port });
+    await conn.write(TEXT.encode(
+      "POST /big HTTP/1.1\r\nhost: x\r\ncontent-length: 500\r\nexpect: 100-continue\r\n" +
+        "connection: close\r\n\r\n",
+    ));
+    const buffer = new Uint8Array(4096);
+    const n = await conn.read(buffer);
+    assert.match(new TextDecoder().decode(buffer.subarray(0, n ?? 0)), /^HTTP\/1\.1 100 Continue/);
+    await conn.write(TEXT.encode("z".repeat(500)));
+    const big = await readUntilClosed(conn, 3_000);
+    assert.match(big.text, /HTTP\/1\.1 200[\s\S]*\r\n\r\n500$/);
+    assert.equal(reached, 1);
+  }, { bodyBytesMaxOf: of });
 });

@@ -21,6 +21,7 @@ import {
 } from "./_http_errors.ts";
 import { type ForwardOptions, forwardToLeader } from "./_http_forward.ts";
 import {
+  KVC_BODY_BYTES_MAX,
   KVC_READ_ANSWER_BYTES_MAX,
   KVC_READ_PATH,
   KVC_WRITE_PATH,
@@ -28,6 +29,7 @@ import {
 } from "./_http_kvc.ts";
 import {
   routeTxn,
+  TXN_BODY_BYTES_MAX,
   TXN_CHECK_PATH,
   TXN_COMMAND_PATH,
   TXN_HELD_PATH,
@@ -39,7 +41,7 @@ import { encodeBase64Url, queryBound } from "./_http_keys.ts";
 import { renderHttpMetrics, renderWatchMetrics } from "./_metrics.ts";
 import { WATCH_PATH, watchResponse } from "./_http_watch.ts";
 import type { WatchHub } from "./_watch_hub.ts";
-import { ROUTE_PATHS, routeResharding } from "./_http_route.ts";
+import { ROUTE_BODY_BYTES_MAX, ROUTE_PATHS, routeResharding } from "./_http_route.ts";
 import type { AnswerBytes, DirectAnswer, DirectRequest } from "../http/server.ts";
 import {
   createDirectKeyHandler,
@@ -217,6 +219,30 @@ export function createNodeDirect(
 ): (request: DirectRequest) => Promise<DirectAnswer | undefined> | undefined {
   const resolved = resolveOptions(options);
   return createDirectKeyHandler({ ...resolved, origin: "http://node" });
+}
+
+/**
+ * The most body bytes a request to the node may carry, by its raw target: what its route
+ * reads (a value, a KV Connect or transaction body, a routing command; a management body for
+ * anything else), so that koi's HTTP server refuses a declared length over it before reading.
+ * `valueBytesMaxOption` is the app's `valueBytesMax` option.
+ */
+export function nodeBodyBytesMaxOf(
+  valueBytesMaxOption?: number,
+): (method: string, target: string) => number {
+  const valueBytesMax = positiveInteger(valueBytesMaxOption, VALUE_BYTES_MAX, "valueBytesMax");
+  return (method, target) => {
+    // An absolute-form target (`http://host/path`) names its path after the authority.
+    const path = (target.startsWith("/") ? target : target.replace(/^[a-z]+:\/\/[^/]*/i, ""))
+      .split("?")[0];
+    if (method === "PUT" && (path === KV_PATH || path.startsWith(`${KV_PATH}/`))) {
+      return valueBytesMax;
+    }
+    if (path.startsWith("/v1/kvc/")) return Math.max(KVC_BODY_BYTES_MAX, TXN_BODY_BYTES_MAX);
+    if (path.startsWith("/v1/txn/")) return TXN_BODY_BYTES_MAX;
+    if (path === "/v1/route") return ROUTE_BODY_BYTES_MAX;
+    return MANAGEMENT_BODY_BYTES_MAX;
+  };
 }
 
 function positiveInteger(value: number | undefined, fallback: number, name: string): number {

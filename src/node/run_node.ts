@@ -13,7 +13,7 @@ import type { Message, NodeId } from "../raft/mod.ts";
 import { type DataDirLock, KvLogStorage, lockDataDir, type MemberAddress } from "../storage/mod.ts";
 import { type DriverLimits, type NodeLog, RaftNode, type TickSource } from "./driver.ts";
 import { AddressInUseError } from "./errors.ts";
-import { createNodeApp, createNodeDirect } from "./http.ts";
+import { createNodeApp, createNodeDirect, nodeBodyBytesMaxOf } from "./http.ts";
 import { ROUTE_BODY_BYTES_MAX } from "./_http_route.ts";
 import { AnswerBytes, HttpServer, type HttpServerLimits } from "../http/server.ts";
 import { refusedTarget } from "./_http_keys.ts";
@@ -342,6 +342,7 @@ export async function runNode(options: RunNodeOptions): Promise<RunningNode> {
         answers,
         direct: createNodeDirect(appOptions),
         refuseTarget: refusedTarget,
+        bodyBytesMaxOf: nodeBodyBytesMaxOf(),
         ...(tls === undefined ? {} : { tls: { cert: tls.cert, key: tls.key } }),
         // Routing commands (an admin's staged batch) are the largest bodies a node takes.
         limits: { bodyBytesMax: ROUTE_BODY_BYTES_MAX, ...options.httpLimits },
