@@ -31,7 +31,7 @@ import {
   versionstampBytes,
   versionstampFromBytes,
 } from "../storage/mod.ts";
-import { BadRequestError, TooLargeError, WrongShardError } from "./errors.ts";
+import { BadRequestError, OverloadedError, TooLargeError, WrongShardError } from "./errors.ts";
 import { noRoomError } from "./_answer_room.ts";
 import { errorResponse, lockedMessage, lockedResponse } from "./_http_errors.ts";
 import { readBody } from "./_http_request.ts";
@@ -98,6 +98,16 @@ export function checkReadAnswerBytes(
 }
 
 /**
+ * Bytes of answers not yet taken past which a node builds no more large read answers (one goes
+ * when none is held; small ones always): below the bound of all answers held, because building and sending large reads
+ * takes the event loop that Raft's heartbeats share. Found by the attack: a flood of reads of
+ * 20 MiB each kept every leader so busy that its followers elected others, again and again.
+ */
+export const READ_ANSWERS_HELD_MAX = 16 * 1024 * 1024;
+/** Read answers smaller than this always go (they cost the event loop little). */
+const READ_ANSWER_BOUNDED_BYTES_MIN = 64 * 1024;
+
+/**
  * The answer `build` makes of `bytes` (as {@linkcode checkReadAnswerBytes} counted them),
  * counted among the answers the server's clients have not taken yet; `503 overloaded` instead,
  * before anything is built, when it would not fit: clients that ask for large reads and do
@@ -110,6 +120,13 @@ export function heldAnswer(
 ): Response {
   if (answers === undefined) return build();
   if (!answers.fits(bytes)) throw noRoomError(answers, bytes, "The read's answer");
+  const held = answers.held;
+  if (bytes >= READ_ANSWER_BOUNDED_BYTES_MIN && held > 0 && held + bytes > READ_ANSWERS_HELD_MAX) {
+    throw new OverloadedError(
+      `The read's answer (${bytes} bytes) would pass the node's bound of read answers being ` +
+        `sent: ${held} of ${READ_ANSWERS_HELD_MAX} bytes are; retry later`,
+    );
+  }
   return answers.mark(build(), bytes);
 }
 
