@@ -232,8 +232,12 @@ export function kvConnectHandler(
     building += reserved;
     let used = 0;
     let tooLarge: string | undefined;
+    let ended = false;
     const room: AnswerRoom = {
       take(bytes) {
+        // A read that failed ends before all its requests to nodes have: what they bring
+        // later must not count (its reservation is given back once).
+        if (ended) return "The read has ended";
         // A node's answer, and as much again for the answer merged from it.
         const need = used + 2 * bytes - reserved;
         if (need > 0 && reserved + need > buildBytesMax) {
@@ -261,6 +265,7 @@ export function kvConnectHandler(
       if (tooLarge !== undefined) throw new KvConnectError(400, tooLarge);
       throw e;
     } finally {
+      ended = true;
       building -= reserved;
     }
     return new Response(

@@ -390,3 +390,42 @@ Deno.test({
     }, { backend: big, readBuildBytesMax: max });
   },
 });
+
+Deno.test({
+  name:
+    "kv connect: a read that failed gives back its bytes once; what its requests bring later does not count",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    // Found by the attack: a read failed by one cluster (or its client gone) released its
+    // reservation while its other clusters' answers still came and took room, never given
+    // back; after one flood the gateway refused every large read until restarted.
+    const entry = 2070 + 65_536 + 64;
+    const late: Promise<void>[] = [];
+    let failing = true;
+    const backend: KvConnectBackend = {
+      ...memoryBackend([]),
+      read: (ranges, _signal, room) => {
+        if (!failing) {
+          const refusal = room?.take(40 * entry);
+          if (refusal !== undefined) return Promise.reject(new KvConnectError(503, refusal));
+          return Promise.resolve(ranges.map(() => []));
+        }
+        // One cluster fails at once; another's answer arrives after the read has failed.
+        late.push(new Promise((r) => setTimeout(r, 20)).then(() => void room?.take(40 * entry)));
+        return Promise.reject(new KvConnectError(503, "cluster b unavailable"));
+      },
+    };
+    await withEndpoint([], async (url) => {
+      const headers = await dataHeaders(url);
+      for (let i = 0; i < 3; i++) {
+        assert.equal((await post(`${url}/v3/snapshot_read`, headers, read(1))).status, 503);
+      }
+      await Promise.all(late);
+      // Nothing is being built: a read that needs 80 of the 100 entries' room fits.
+      failing = false;
+      const ok = await post(`${url}/v3/snapshot_read`, headers, read(1));
+      assert.equal(ok.status, 200, ok.text);
+    }, { backend, readBuildBytesMax: 100 * entry });
+  },
+});
