@@ -28,3 +28,15 @@ Deno.test("freePorts: below the OS's ephemeral range, where no outgoing connecti
   const listeners = picked.map((port) => Deno.listen({ hostname: "127.0.0.1", port }));
   for (const l of listeners) l.close();
 });
+
+Deno.test("freePorts: never a port fetch refuses (10080), which a client could not reach", () => {
+  // Seen in CI: a fake node drawn at 10080 made a client test fail with "Requests to port
+  // 10080 are blocked". The draw lands on 10080 first, then on the port after it.
+  const high = Number(
+    Deno.readTextFileSync("/proc/sys/net/ipv4/ip_local_port_range").trim().split(/\s+/)[0],
+  ) - 1;
+  const span = high - FREE_PORTS_LOW + 1;
+  const draws = [10_080, 10_081].map((p) => (p - FREE_PORTS_LOW + 0.5) / span);
+  let i = 0;
+  assert.deepEqual(freePorts(1, [], () => draws[Math.min(i++, 1)]), [10_081]);
+});

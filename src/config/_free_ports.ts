@@ -22,6 +22,13 @@ function ephemeralLow(): number {
 /** The lowest port {@linkcode freePorts} hands out (above the well-known and most services'). */
 export const FREE_PORTS_LOW = 10_000;
 
+/**
+ * Ports at or above {@linkcode FREE_PORTS_LOW} that `fetch` refuses to connect to (the Fetch
+ * standard's "bad ports"): a node there could not be reached by koi's client (seen in CI:
+ * "Requests to port 10080 are blocked").
+ */
+export const FETCH_BLOCKED_PORTS: readonly number[] = [10_080];
+
 /** How many ports {@linkcode freePorts} tries before it gives up. */
 export const FREE_PORTS_TRIES = 20_000;
 
@@ -31,9 +38,14 @@ export const FREE_PORTS_TRIES = 20_000;
  * of any outgoing connection on the machine, so between this pick and the deployment's bind
  * one of the tests running next to it may take it (seen in CI: "already in use" for a node's
  * http). Ports a deployment has picked but not bound yet look free too, hence `avoid`.
+ * `random` draws them (tests).
  */
-export function freePorts(n: number, avoid: Iterable<number> = []): number[] {
-  const taken = new Set(avoid);
+export function freePorts(
+  n: number,
+  avoid: Iterable<number> = [],
+  random: () => number = Math.random,
+): number[] {
+  const taken = new Set([...avoid, ...FETCH_BLOCKED_PORTS]);
   const high = ephemeralLow() - 1;
   const listeners: Deno.Listener[] = [];
   const ports: number[] = [];
@@ -45,7 +57,7 @@ export function freePorts(n: number, avoid: Iterable<number> = []): number[] {
             `between ${FREE_PORTS_LOW} and ${high}`,
         );
       }
-      const port = FREE_PORTS_LOW + Math.floor(Math.random() * (high - FREE_PORTS_LOW + 1));
+      const port = FREE_PORTS_LOW + Math.floor(random() * (high - FREE_PORTS_LOW + 1));
       if (taken.has(port)) continue;
       let listener: Deno.Listener;
       try {
