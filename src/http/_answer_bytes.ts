@@ -29,6 +29,13 @@ export const HTTP_ANSWER_COUNTED_BYTES_MIN = 16 * 1024;
  */
 const UNCLAIMED_MARK_MS = 5_000;
 
+/**
+ * An answer its client has not taken this long after it was written, in milliseconds, counts
+ * as stalled: it still holds memory, but no longer the event loop's time (see
+ * {@linkcode AnswerBytes.moving}).
+ */
+export const HTTP_ANSWER_STALLED_MS = 1_000;
+
 interface Mark {
   readonly bytes: number;
   readonly at: number;
@@ -40,6 +47,7 @@ export class AnswerBytes {
   /** The bound: see {@linkcode HTTP_ANSWER_BYTES_HELD_MAX}. */
   readonly max: number;
   #held = 0;
+  #stalled = 0;
   #refused = 0;
   readonly #marks = new WeakMap<Response, Mark>();
   /** The marks not yet claimed, oldest first, for their expiry. */
@@ -126,6 +134,25 @@ export class AnswerBytes {
       given = true;
       this.release(bytes);
     };
+  }
+
+  /**
+   * Bytes held that are being built or sent, i.e. not stalled at a client that stopped
+   * reading: what bounds the work of large answers in progress (src/node/_http_kvc.ts).
+   */
+  get moving(): number {
+    return this.held - this.#stalled;
+  }
+
+  /** For the server: `bytes` it counted are of an answer whose client stopped taking it. */
+  stall(bytes: number): void {
+    this.#stalled += bytes;
+  }
+
+  /** For the server: `bytes` of {@linkcode stall} were taken or dropped (before `release`). */
+  unstall(bytes: number): void {
+    this.#stalled -= bytes;
+    if (this.#stalled < 0) throw new Error(`stalled answer bytes went negative (${this.#stalled})`);
   }
 
   /** Counts `bytes` the server is sending now. */

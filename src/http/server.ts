@@ -32,7 +32,11 @@ import {
 } from "./_admission.ts";
 
 import { remoteAddressKey } from "./_address.ts";
-import { AnswerBytes, HTTP_ANSWER_COUNTED_BYTES_MIN } from "./_answer_bytes.ts";
+import {
+  AnswerBytes,
+  HTTP_ANSWER_COUNTED_BYTES_MIN,
+  HTTP_ANSWER_STALLED_MS,
+} from "./_answer_bytes.ts";
 import {
   type DirectAnswer,
   type DirectRequest,
@@ -56,6 +60,7 @@ export {
   AnswerBytes,
   HTTP_ANSWER_BYTES_HELD_MAX,
   HTTP_ANSWER_COUNTED_BYTES_MIN,
+  HTTP_ANSWER_STALLED_MS,
 } from "./_answer_bytes.ts";
 export type { DirectAnswer, DirectRequest } from "./_wire.ts";
 export { STREAM_CONTENT_TYPE } from "./_wire.ts";
@@ -589,6 +594,11 @@ export class HttpServer {
       socket.destroy();
       taken();
     }, ms);
+    let stalled = false;
+    const stallTimer = setTimeout(() => {
+      stalled = true;
+      this.#answers.stall(bytes);
+    }, HTTP_ANSWER_STALLED_MS);
     let done = false;
     let onSocket = this.#heldOn.get(socket);
     if (onSocket === undefined) {
@@ -603,7 +613,9 @@ export class HttpServer {
       if (done) return;
       done = true;
       clearTimeout(timer);
+      clearTimeout(stallTimer);
       onSocket.delete(taken);
+      if (stalled) this.#answers.unstall(bytes);
       this.#answers.release(bytes);
       const left = this.#heldBy.get(address)! - bytes;
       if (left > 0) this.#heldBy.set(address, left);

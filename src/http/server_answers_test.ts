@@ -154,3 +154,17 @@ Deno.test("http server: answers pipelined on a connection cut for not taking the
     await until(() => answers.held === 0, "the taken answer released");
   });
 });
+
+Deno.test("http server: an answer its client stops taking counts as stalled after a second, still held", async () => {
+  const answers = new AnswerBytes(1 << 30);
+  const fetch = () => new Response(new Uint8Array(SIZE));
+  await withAnswers(answers, {}, fetch, async (_server, connect) => {
+    const conn = await connect();
+    await send(conn);
+    await until(() => answers.held >= SIZE, "the answer counted");
+    await until(() => answers.moving === 0, "the answer stalled", 5_000);
+    assert.ok(answers.held >= SIZE, "still held");
+    assert.ok((await drain(conn, SIZE + 100)) >= SIZE);
+    await until(() => answers.held === 0 && answers.moving === 0, "the answer taken");
+  });
+});

@@ -98,9 +98,10 @@ export function checkReadAnswerBytes(
 }
 
 /**
- * Bytes of answers not yet taken past which a node builds no more large read answers (one goes
- * when none is held; small ones always): below the bound of all answers held, because building and sending large reads
- * takes the event loop that Raft's heartbeats share. Found by the attack: a flood of reads of
+ * Bytes of answers being built or sent (not stalled at a client that stopped reading: see
+ * `AnswerBytes.moving`) past which a node builds no more large read answers (one goes when
+ * none is; small ones always): below the bound of all answers held, because building and
+ * sending large reads takes the event loop that Raft's heartbeats share. Found by the attack: a flood of reads of
  * 20 MiB each kept every leader so busy that its followers elected others, again and again.
  */
 export const READ_ANSWERS_HELD_MAX = 16 * 1024 * 1024;
@@ -120,7 +121,7 @@ export function heldAnswer(
 ): Response {
   if (answers === undefined) return build();
   if (!answers.fits(bytes)) throw noRoomError(answers, bytes, "The read's answer");
-  const held = answers.held;
+  const held = answers.moving;
   if (bytes >= READ_ANSWER_BOUNDED_BYTES_MIN && held > 0 && held + bytes > READ_ANSWERS_HELD_MAX) {
     throw new OverloadedError(
       `The read's answer (${bytes} bytes) would pass the node's bound of read answers being ` +

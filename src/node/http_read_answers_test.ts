@@ -36,3 +36,17 @@ Deno.test("read answers: a large one waits while 16 MiB are held; small ones and
   heldAnswer(answers, large, build);
   assert.equal(built, 4);
 });
+
+Deno.test("read answers: bytes stalled at a client that stopped reading do not hold other reads back", () => {
+  // Found by the attack: one client pipelining 1 MiB GETs it never read, reconnecting before
+  // each cut, kept every other client's large reads of that node refused (136 of 136).
+  const answers = new AnswerBytes(256 << 20);
+  const build = () => new Response("x");
+  answers.add(20 << 20); // answers written to a client that stopped reading
+  assert.throws(() => heldAnswer(answers, 8 << 20, build), OverloadedError);
+  answers.stall(20 << 20); // the server saw them untaken for a second
+  assert.equal(answers.held, 20 << 20, "still held: they bound memory");
+  assert.equal(answers.moving, 0);
+  heldAnswer(answers, 8 << 20, build);
+  assert.equal(answers.moving, 8 << 20);
+});
