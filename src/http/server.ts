@@ -555,8 +555,9 @@ export class HttpServer {
   #inOrder(req: IncomingMessage, res: ServerResponse): void {
     const socket = req.socket as Socket;
     const declared = Number(req.headers["content-length"]);
+    const bytesMax = this.#bodyBytesMax(req);
     // Over its limit the handler answers 413 from the header alone: it never holds more.
-    const bytes = declared > 0 && declared <= this.#bodyBytesMax(req) ? declared : 0;
+    const bytes = declared > 0 && declared <= bytesMax ? declared : 0;
     const admission = this.#admission.arrive(socket, bytes);
     if (admission === "close") {
       // Pipelined beyond what may wait: the connection goes, and with it what it queued.
@@ -568,7 +569,7 @@ export class HttpServer {
     const ticket: { admitted: Admitted } = { admitted: "admit" };
     const turn = admission === "shed"
       ? () => this.#shed(req, res)
-      : () => this.#handle(req, res, arrived, () => this.#streaming(ticket, bytes));
+      : () => this.#handle(req, res, arrived, bytesMax, () => this.#streaming(ticket, bytes));
     const run = (before === undefined ? turn() : before.then(turn))
       .finally(() =>
         this.#admission.leave(socket, bytes, admission === "shed" ? "shed" : ticket.admitted)
@@ -699,6 +700,7 @@ export class HttpServer {
     req: IncomingMessage,
     res: ServerResponse,
     arrived: number,
+    bytesMax: number,
     streaming: () => void,
   ): Promise<void> {
     const admitted = this.#options.tls === undefined ? this.#sockets : this.#secure;
@@ -736,7 +738,6 @@ export class HttpServer {
         writeAnswer(res, 400, {}, errorBody("bad_request", refused));
         return;
       }
-      const bytesMax = this.#bodyBytesMax(req);
       const body = await readRequestBody(req, bytesMax, (n) => {
         if (!this.#admission.reserve(n)) return false;
         held.bytes += n;

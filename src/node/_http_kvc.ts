@@ -104,7 +104,7 @@ export function checkReadAnswerBytes(
  * sending large reads takes the event loop that Raft's heartbeats share. Found by the attack: a flood of reads of
  * 20 MiB each kept every leader so busy that its followers elected others, again and again.
  */
-export const READ_ANSWERS_HELD_MAX = 16 * 1024 * 1024;
+export const READ_ANSWERS_MOVING_MAX = 16 * 1024 * 1024;
 /** Read answers smaller than this always go (they cost the event loop little). */
 const READ_ANSWER_BOUNDED_BYTES_MIN = 64 * 1024;
 
@@ -122,10 +122,12 @@ export function heldAnswer(
   if (answers === undefined) return build();
   if (!answers.fits(bytes)) throw noRoomError(answers, bytes, "The read's answer");
   const held = answers.moving;
-  if (bytes >= READ_ANSWER_BOUNDED_BYTES_MIN && held > 0 && held + bytes > READ_ANSWERS_HELD_MAX) {
+  if (
+    bytes >= READ_ANSWER_BOUNDED_BYTES_MIN && held > 0 && held + bytes > READ_ANSWERS_MOVING_MAX
+  ) {
     throw new OverloadedError(
       `The read's answer (${bytes} bytes) would pass the node's bound of read answers being ` +
-        `sent: ${held} of ${READ_ANSWERS_HELD_MAX} bytes are; retry later`,
+        `sent: ${held} of ${READ_ANSWERS_MOVING_MAX} bytes are; retry later`,
     );
   }
   return answers.mark(build(), bytes);

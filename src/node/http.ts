@@ -232,9 +232,9 @@ export function nodeBodyBytesMaxOf(
 ): (method: string, target: string) => number {
   const valueBytesMax = positiveInteger(valueBytesMaxOption, VALUE_BYTES_MAX, "valueBytesMax");
   return (method, target) => {
-    // An absolute-form target (`http://host/path`) names its path after the authority.
-    const path = (target.startsWith("/") ? target : target.replace(/^[a-z]+:\/\/[^/]*/i, ""))
-      .split("?")[0];
+    // (An absolute-form target, `http://host/path`, gets the smallest limit: the app refuses it.)
+    const query = target.indexOf("?");
+    const path = query === -1 ? target : target.slice(0, query);
     if (method === "PUT" && (path === KV_PATH || path.startsWith(`${KV_PATH}/`))) {
       return valueBytesMax;
     }

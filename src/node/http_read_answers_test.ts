@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { AnswerBytes } from "../http/server.ts";
-import { heldAnswer, READ_ANSWERS_HELD_MAX } from "./_http_kvc.ts";
+import { heldAnswer, READ_ANSWERS_MOVING_MAX } from "./_http_kvc.ts";
 import { OverloadedError } from "./errors.ts";
 
 Deno.test("read answers: a large one waits while 16 MiB are held; small ones and a first one go", () => {
@@ -18,9 +18,9 @@ Deno.test("read answers: a large one waits while 16 MiB are held; small ones and
   };
   const large = 8 << 20;
   // Nothing held: one of any size goes, even over the read bound.
-  heldAnswer(answers, READ_ANSWERS_HELD_MAX * 2, build);
+  heldAnswer(answers, READ_ANSWERS_MOVING_MAX * 2, build);
   assert.equal(built, 1);
-  answers.release(READ_ANSWERS_HELD_MAX * 2);
+  answers.release(READ_ANSWERS_MOVING_MAX * 2);
   answers.add(10 << 20); // an answer being sent
   assert.throws(
     () => heldAnswer(answers, large, build),
