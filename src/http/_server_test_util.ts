@@ -21,3 +21,12 @@ export async function withServer(
     await server.close(100);
   }
 }
+
+/** Waits until `ok()` holds, failing after `ms`. */
+export async function waitFor(ok: () => boolean, what: string, ms = 10_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!ok()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}

@@ -6,6 +6,7 @@
  */
 
 import type { IncomingMessage, ServerResponse } from "node:http";
+import { writesOf } from "./_pieced.ts";
 
 /** A request as read off the wire, for `HttpServerOptions.direct`. */
 export interface DirectRequest {
@@ -114,7 +115,7 @@ function concat(chunks: readonly Uint8Array[], total: number): Uint8Array {
 /** The fetch Request of `req`, or undefined for a target or header fetch cannot carry. */
 export function toRequest(
   req: IncomingMessage,
-  options: { origin: string; body: Uint8Array | null },
+  options: { origin: string; body: Uint8Array | null; signal?: AbortSignal },
 ): Request | undefined {
   const target = req.url ?? "/";
   if (!target.startsWith("/")) return undefined; // absolute-form and `*`: not for this API
@@ -129,6 +130,7 @@ export function toRequest(
     method: req.method ?? "GET",
     headers,
     body: options.body as Uint8Array<ArrayBuffer> | null,
+    ...(options.signal === undefined ? {} : { signal: options.signal }),
   });
 }
 
@@ -226,6 +228,85 @@ export async function writeResponse(
   headers["content-length"] = String(bytes.length);
   delete headers["transfer-encoding"];
   return writeAnswer(res, response.status, headers, bytes) ? bytes.length : 0;
+}
+
+/** What {@linkcode writePieces} is told of and bound by. */
+export interface PiecesWriting {
+  /** The connection is closed if the answer is not all written by then (ms from now). */
+  readonly deadlineMs: number;
+  /** How long a wait for the client to take more may last before `onStall`, in ms. */
+  readonly stallMs: number;
+  /** The client has taken nothing for `stallMs`. */
+  readonly onStall: () => void;
+  /** It took more after a stall. */
+  readonly onUnstall: () => void;
+  /** The deadline passed: the connection was closed. */
+  readonly onCut: () => void;
+}
+
+/**
+ * Writes a pieced answer ({@linkcode piecedResponse}) write by write, each only once the
+ * connection took the last (`drain`), so that no step holds the event loop longer than one
+ * piece. Resolves with the body bytes written, once all are handed to the connection (or it
+ * closed, or the deadline cut it).
+ */
+export async function writePieces(
+  res: ServerResponse,
+  response: Response,
+  pieces: readonly Uint8Array[],
+  head: boolean,
+  writing: PiecesWriting,
+): Promise<number> {
+  const headers: Record<string, string> = {};
+  for (const [name, value] of response.headers) headers[name] = value;
+  delete headers["transfer-encoding"];
+  await response.body?.cancel().catch(() => {}); // the pieces are written, not its stream
+  if (res.destroyed) return 0;
+  if (head) {
+    writeAnswer(res, response.status, headers, undefined);
+    return 0;
+  }
+  res.writeHead(response.status, headers);
+  let gone = false;
+  let wakeUp = () => {};
+  const onGone = () => {
+    gone = true;
+    wakeUp();
+  };
+  const onDrain = () => wakeUp();
+  res.once("close", onGone);
+  res.on("drain", onDrain);
+  const deadline = setTimeout(() => {
+    writing.onCut();
+    res.destroy();
+    onGone();
+  }, writing.deadlineMs);
+  let written = 0;
+  try {
+    for (const piece of writesOf(pieces)) {
+      if (gone || res.destroyed) return written;
+      written += piece.length;
+      if (res.write(piece)) continue;
+      let stalled = false;
+      const stallTimer = setTimeout(() => {
+        stalled = true;
+        writing.onStall();
+      }, writing.stallMs);
+      await new Promise<void>((resolve) => {
+        wakeUp = resolve;
+        if (gone || !res.writableNeedDrain) resolve();
+      });
+      wakeUp = () => {};
+      clearTimeout(stallTimer);
+      if (stalled) writing.onUnstall();
+    }
+    if (!gone && !res.destroyed) res.end();
+    return written;
+  } finally {
+    clearTimeout(deadline);
+    res.off("close", onGone);
+    res.off("drain", onDrain);
+  }
 }
 
 const utf8 = new TextEncoder();

@@ -43,13 +43,16 @@ import {
   dropBody,
   errorBody,
   isStream,
+  type PiecesWriting,
   readRequestBody,
   toRequest,
   writeAnswer,
   writeDirect,
+  writePieces,
   writeResponse,
   writeStream,
 } from "./_wire.ts";
+import { piecesOf } from "./_pieced.ts";
 
 export {
   HTTP_BODY_BYTES_WAITING_MAX,
@@ -64,6 +67,7 @@ export {
 } from "./_answer_bytes.ts";
 export type { DirectAnswer, DirectRequest } from "./_wire.ts";
 export { STREAM_CONTENT_TYPE } from "./_wire.ts";
+export { PIECED_WRITE_BYTES, piecedResponse } from "./_pieced.ts";
 
 /** Time a client has to send a whole request, headers and body (408 after it). */
 export const HTTP_REQUEST_TIMEOUT_MS = 10_000;
@@ -301,8 +305,16 @@ export class HttpServer {
    * connection goes.
    */
   readonly #heldOn = new WeakMap<Socket, Set<() => void>>();
+  /**
+   * The abort controllers of the requests a connection has in the app, all aborted when it
+   * closes: a handler learns that its client is gone (`request.signal`) and builds no answer
+   * nobody will read. One close listener per connection, not one per request.
+   */
+  readonly #abortOn = new WeakMap<Socket, Set<AbortController>>();
   #answersFullRefused = 0;
   #answersCut = 0;
+  #requestsOfGoneClients = 0;
+  #answersPieced = 0;
 
   private constructor(options: HttpServerOptions) {
     this.#options = options;
@@ -628,6 +640,31 @@ export class HttpServer {
   }
 
   /**
+   * How a pieced answer of `marked` bytes (counted as held while it is written) is written to
+   * `res`: within the time any answer of its size has ({@linkcode HTTP_ANSWER_SEND_MS}), and
+   * counted as stalled while its client takes nothing for {@linkcode HTTP_ANSWER_STALLED_MS}.
+   */
+  #piecesWriting(
+    res: ServerResponse,
+    pieces: readonly Uint8Array[],
+    marked: number,
+  ): PiecesWriting {
+    const limits = this.#limits;
+    let length = 0;
+    for (const p of pieces) length += p.length;
+    return {
+      deadlineMs: limits.answerSendMs + Math.ceil((length * 1000) / limits.answerSendBytesPerS),
+      stallMs: HTTP_ANSWER_STALLED_MS,
+      onStall: () => this.#answers.stall(marked),
+      onUnstall: () => this.#answers.unstall(marked),
+      onCut: () => {
+        this.#answersCut++;
+        res.socket?.destroy();
+      },
+    };
+  }
+
+  /**
    * A request's answer became a long-lived stream: it no longer counts as waiting (admission)
    * nor as in flight (a shutdown does not wait for it: the connection is closed at the end of
    * the drain).
@@ -693,7 +730,26 @@ export class HttpServer {
       requestsRefusedAnswersHeld: this.#answersFullRefused,
       answersRefusedNoRoom: this.#answers.refused,
       answersCutUntaken: this.#answersCut,
+      requestsOfGoneClients: this.#requestsOfGoneClients,
+      answersPieced: this.#answersPieced,
     };
+  }
+
+  /** A controller aborted when `socket` closes (see {@linkcode #abortOn}). */
+  #aborter(socket: Socket): AbortController {
+    const aborter = new AbortController();
+    let onSocket = this.#abortOn.get(socket);
+    if (onSocket === undefined) {
+      const open = new Set<AbortController>();
+      onSocket = open;
+      this.#abortOn.set(socket, open);
+      socket.once("close", () => {
+        for (const a of open) a.abort(new Error("The client closed the connection"));
+        open.clear();
+      });
+    }
+    onSocket.add(aborter);
+    return aborter;
   }
 
   async #handle(
@@ -712,6 +768,7 @@ export class HttpServer {
     let streamed = false;
     const held = { bytes: 0 }; // what a body without a declared length took of the budget
     let marked = 0; // what the app's handler counted for its answer, until it is sent
+    let aborter: AbortController | undefined; // aborted if the connection closes meanwhile
     try {
       const address = remoteAddressKey(req.socket.remoteAddress);
       if (this.#answers.full && this.#heldBy.has(address)) {
@@ -777,6 +834,12 @@ export class HttpServer {
         writeAnswer(res, 503, { "retry-after": "1" }, errorBody("overloaded", message));
         return;
       }
+      if (req.socket.destroyed) {
+        // Its client went while it waited behind earlier requests on the connection (or for
+        // its body): nobody would read the answer, so the work is not done.
+        this.#requestsOfGoneClients++;
+        return;
+      }
       if (this.#options.direct !== undefined) {
         const direct = await this.#options.direct({
           method: req.method ?? "GET",
@@ -789,12 +852,20 @@ export class HttpServer {
           return;
         }
       }
-      const request = toRequest(req, { origin: this.#origin, body });
+      aborter = this.#aborter(req.socket);
+      const request = toRequest(req, { origin: this.#origin, body, signal: aborter.signal });
       if (request === undefined) {
         writeAnswer(res, 400, {}, errorBody("bad_request", "Invalid request target or header"));
         return;
       }
       const response = await this.#options.fetch(request);
+      if (aborter.signal.aborted) {
+        // The client went while the app ran: the answer is dropped unsent (a stream's producer
+        // is cancelled).
+        this.#requestsOfGoneClients++;
+        await response.body?.cancel().catch(() => {});
+        return;
+      }
       marked = this.#answers.claim(response);
       this.#answers.add(marked); // still held while it is read and written
       if (isStream(response) && req.method !== "HEAD") {
@@ -808,12 +879,13 @@ export class HttpServer {
         await writeStream(res, response, HTTP_STREAM_END_LINGER_MS);
         return;
       }
-      this.#sending(
-        res,
-        req.socket,
-        address,
-        await writeResponse(res, response, req.method === "HEAD"),
-      );
+      const pieces = piecesOf(response);
+      const head = req.method === "HEAD";
+      if (pieces !== undefined) this.#answersPieced++;
+      const written = pieces === undefined
+        ? await writeResponse(res, response, head)
+        : await writePieces(res, response, pieces, head, this.#piecesWriting(res, pieces, marked));
+      this.#sending(res, req.socket, address, written);
     } catch (error) {
       // The app maps every error itself (onError); this is a broken answer or a bug.
       this.#options.onError?.("HTTP answer failed", error);
@@ -823,6 +895,7 @@ export class HttpServer {
         res.destroy();
       }
     } finally {
+      if (aborter !== undefined) this.#abortOn.get(req.socket)?.delete(aborter);
       this.#answers.release(marked);
       this.#admission.release(held.bytes);
       if (!streamed) {

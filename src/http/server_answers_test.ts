@@ -5,17 +5,9 @@
  */
 import assert from "node:assert/strict";
 import { AnswerBytes, HttpServer, type HttpServerLimits } from "./server.ts";
+import { waitFor } from "./_server_test_util.ts";
 
 const SIZE = 20 << 20; // well above what the kernel's socket buffers take on loopback
-
-/** Waits until `ok()` holds, failing after `ms`. */
-async function until(ok: () => boolean, what: string, ms = 10_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!ok()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
 
 async function send(conn: Deno.Conn, path = "/"): Promise<void> {
   await conn.write(new TextEncoder().encode(`GET ${path} HTTP/1.1\r\nhost: x\r\n\r\n`));
@@ -89,7 +81,7 @@ Deno.test("http server: large answers not taken are counted; one that does not f
     const slow = [await connect(), await connect()];
     for (const [i, conn] of slow.entries()) {
       await send(conn);
-      await until(() => answers.held >= (i + 1) * SIZE, `answer ${i + 1} counted`);
+      await waitFor(() => answers.held >= (i + 1) * SIZE, `answer ${i + 1} counted`);
     }
     // Two answers nobody reads hold 40 MiB: a third of 20 would pass the 48 MiB bound.
     const third = await connect();
@@ -98,14 +90,14 @@ Deno.test("http server: large answers not taken are counted; one that does not f
     assert.equal(built, 2);
     assert.equal(answers.refused, 1);
     // The slow clients had 1.5 s to take their answers: their connections are closed.
-    await until(() => answers.held === 0, "the untaken answers dropped");
+    await waitFor(() => answers.held === 0, "the untaken answers dropped");
     assert.equal(server.stats().answersCutUntaken, 2);
     for (const conn of slow) assert.ok((await drain(conn, SIZE + 1024)) < SIZE);
     // A client that reads gets the whole answer, and the count goes back to zero.
     const reader = await connect();
     await send(reader);
     assert.ok((await drain(reader, SIZE + 100)) >= SIZE);
-    await until(() => answers.held === 0, "the taken answer released");
+    await waitFor(() => answers.held === 0, "the taken answer released");
     assert.equal(server.stats().answersCutUntaken, 2);
   });
 });
@@ -117,7 +109,7 @@ Deno.test("http server: once the bound is reached, an address holding answers is
   await withAnswers(answers, {}, fetch, async (server, connect) => {
     const first = await connect();
     await send(first);
-    await until(() => answers.held >= SIZE, "the answer counted");
+    await waitFor(() => answers.held >= SIZE, "the answer counted");
     const second = await connect();
     await send(second);
     const refused = await status(second);
@@ -127,7 +119,7 @@ Deno.test("http server: once the bound is reached, an address holding answers is
     assert.equal(server.stats().requestsRefusedAnswersHeld, 1);
     // The first client takes its answer: the address is served again.
     assert.ok((await drain(first, SIZE + 100)) >= SIZE);
-    await until(() => answers.held === 0, "the answer taken");
+    await waitFor(() => answers.held === 0, "the answer taken");
     await send(second);
     assert.equal((await status(second)).status, 200);
   });
@@ -145,13 +137,13 @@ Deno.test("http server: answers pipelined on a connection cut for not taking the
     const conn = await connect();
     const one = `GET / HTTP/1.1\r\nhost: x\r\n\r\n`;
     await conn.write(new TextEncoder().encode(one.repeat(16)));
-    await until(() => server.stats().answersCutUntaken >= 1, "the connection cut");
-    await until(() => answers.held === 0, "every answer of the cut connection given back");
+    await waitFor(() => server.stats().answersCutUntaken >= 1, "the connection cut");
+    await waitFor(() => answers.held === 0, "every answer of the cut connection given back");
     // And the node still serves large answers.
     const reader = await connect();
     await send(reader);
     assert.ok((await drain(reader, size + 100)) >= size);
-    await until(() => answers.held === 0, "the taken answer released");
+    await waitFor(() => answers.held === 0, "the taken answer released");
   });
 });
 
@@ -161,10 +153,10 @@ Deno.test("http server: an answer its client stops taking counts as stalled afte
   await withAnswers(answers, {}, fetch, async (_server, connect) => {
     const conn = await connect();
     await send(conn);
-    await until(() => answers.held >= SIZE, "the answer counted");
-    await until(() => answers.moving === 0, "the answer stalled", 5_000);
+    await waitFor(() => answers.held >= SIZE, "the answer counted");
+    await waitFor(() => answers.moving === 0, "the answer stalled", 5_000);
     assert.ok(answers.held >= SIZE, "still held");
     assert.ok((await drain(conn, SIZE + 100)) >= SIZE);
-    await until(() => answers.held === 0 && answers.moving === 0, "the answer taken");
+    await waitFor(() => answers.held === 0 && answers.moving === 0, "the answer taken");
   });
 });

@@ -229,6 +229,37 @@ export function encodeSnapshotReadOutput(m: SnapshotReadOutput): Uint8Array {
   return w.finish();
 }
 
+/**
+ * The bytes of {@linkcode encodeSnapshotReadOutput} as pieces: the small encoded parts around
+ * each value and the values themselves (the same arrays, not copies). A large answer is then
+ * never copied into one buffer, and can be written piece by piece (src/http/_pieced.ts).
+ */
+export function snapshotReadOutputPieces(m: SnapshotReadOutput): Uint8Array[] {
+  const out: Uint8Array[] = [];
+  for (const range of m.ranges) {
+    const entries: Uint8Array[] = [];
+    let rangeBytes = 0;
+    for (const e of range.values) {
+      const head = new BinaryWriter().tag(1, LEN).bytes(e.key).tag(2, LEN).uint32(e.value.length)
+        .finish();
+      const tail = new BinaryWriter().tag(3, VARINT).int32(e.encoding).tag(4, LEN)
+        .bytes(e.versionstamp).finish();
+      const entryBytes = head.length + e.value.length + tail.length;
+      const wrap = new BinaryWriter().tag(1, LEN).uint32(entryBytes).finish();
+      entries.push(wrap, head, e.value, tail);
+      rangeBytes += wrap.length + entryBytes;
+    }
+    out.push(new BinaryWriter().tag(1, LEN).uint32(rangeBytes).finish());
+    for (const piece of entries) out.push(piece); // not a spread: a range has many entries
+  }
+  const w = new BinaryWriter();
+  if (m.readDisabled) w.tag(2, VARINT).bool(true);
+  if (m.readIsStronglyConsistent) w.tag(4, VARINT).bool(true);
+  w.tag(8, VARINT).int32(m.status);
+  out.push(w.finish());
+  return out;
+}
+
 /** Decodes a `SnapshotReadOutput` (for tests and clients). */
 export function decodeSnapshotReadOutput(bytes: Uint8Array): SnapshotReadOutput {
   const out: SnapshotReadOutput = {

@@ -117,7 +117,8 @@ export async function forwardToLeader(
       method: request.method,
       headers,
       redirect: "manual",
-      signal: controller.signal,
+      // Aborted too when this request's client goes: the leader then stops working for it.
+      signal: AbortSignal.any([controller.signal, request.signal]),
       ...(body === undefined ? {} : { body: bodyOf(body) }),
     };
     const answer = await Promise.race([options.forward(target, init), timeout]);

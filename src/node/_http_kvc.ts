@@ -8,7 +8,7 @@
  * @module
  */
 import type { Context, Hono } from "hono";
-import type { AnswerBytes } from "../http/server.ts";
+import { type AnswerBytes, piecedResponse } from "../http/server.ts";
 import {
   type AtomicWrite,
   AtomicWriteStatus,
@@ -19,6 +19,7 @@ import {
   encodeSnapshotReadOutput,
   isPointRange,
   MutationType,
+  snapshotReadOutputPieces,
   SnapshotReadStatus,
 } from "../kv_connect/_datapath.ts";
 import {
@@ -107,6 +108,11 @@ export function checkReadAnswerBytes(
 export const READ_ANSWERS_MOVING_MAX = 16 * 1024 * 1024;
 /** Read answers smaller than this always go (they cost the event loop little). */
 const READ_ANSWER_BOUNDED_BYTES_MIN = 64 * 1024;
+/**
+ * Read answers of at least this many bytes are written in pieces, their values never copied
+ * into one buffer (src/http/_pieced.ts); smaller ones are encoded whole, which costs less.
+ */
+export const PIECED_ANSWER_BYTES_MIN = 64 * 1024;
 
 /**
  * The answer `build` makes of `bytes` (as {@linkcode checkReadAnswerBytes} counted them),
@@ -250,18 +256,20 @@ export function routeKvConnect(app: Hono, deps: KvcDeps): void {
       if (isPointRange(r) && !service.owns(r.start)) throw wrongShard(service, r.start);
     }
     const stale = consistency === "stale";
-    const answer = (values: RangeEntry[][]) =>
-      heldAnswer(
-        deps.answers,
-        checkReadAnswerBytes(values, deps.readAnswerBytesMax),
-        () =>
-          protobuf(encodeSnapshotReadOutput({
-            ranges: values.map((v) => ({ values: v.map(entryOut) })),
-            readDisabled: false,
-            readIsStronglyConsistent: !stale,
-            status: SnapshotReadStatus.SUCCESS,
-          })),
-      );
+    const answer = (values: RangeEntry[][]) => {
+      const bytes = checkReadAnswerBytes(values, deps.readAnswerBytesMax);
+      return heldAnswer(deps.answers, bytes, () => {
+        const output = {
+          ranges: values.map((v) => ({ values: v.map(entryOut) })),
+          readDisabled: false,
+          readIsStronglyConsistent: !stale,
+          status: SnapshotReadStatus.SUCCESS,
+        };
+        return bytes < PIECED_ANSWER_BYTES_MIN
+          ? protobuf(encodeSnapshotReadOutput(output))
+          : piecedResponse(snapshotReadOutputPieces(output), { "content-type": PROTOBUF });
+      });
+    };
     if (stale) return answer(await readRanges(ranges, { stale: true }));
     return await deps.withLeader(c, body, () => readRanges(ranges, { stale: false }), answer);
   });

@@ -37,6 +37,8 @@ import { errorResponse } from "./_http_errors.ts";
 import { readBody } from "./_http_request.ts";
 import type { NodeService, RangeEntry } from "./service.ts";
 import { SYSTEM_KEY_BYTE } from "./_system_keys.ts";
+import { partPieces } from "./_read_pieces.ts";
+import { piecedResponse } from "../http/server.ts";
 import {
   checkReadAnswerBytes,
   heldAnswer,
@@ -49,6 +51,7 @@ import {
   KVC_VALUE_BYTES_MAX,
   KVC_WRITE_BYTES_MAX,
   type KvcDeps,
+  PIECED_ANSWER_BYTES_MIN,
   planWrite,
 } from "./_http_kvc.ts";
 
@@ -199,7 +202,8 @@ function answerOut(a: TxnAnswer): unknown {
     : a;
 }
 
-function partOut(p: SnapshotPart<RangeEntry>): unknown {
+/** A snapshot-read part as the wire carries it (msgpack of this; see `_read_pieces.ts`). */
+export function partOut(p: SnapshotPart<RangeEntry>): unknown {
   if ("lock" in p) return { lock: lockToWire(p.lock) };
   return {
     index: p.index,
@@ -376,7 +380,14 @@ export function routeTxn(app: Hono, deps: TxnDeps): void {
     return await deps.withLeader(c, body, () => part(ranges), (p) => {
       if ("lock" in p) return msgpack(partOut(p));
       const bytes = checkReadAnswerBytes(p.entries, deps.readAnswerBytesMax);
-      return heldAnswer(deps.answers, bytes, () => msgpack(partOut(p)));
+      return heldAnswer(
+        deps.answers,
+        bytes,
+        () =>
+          bytes < PIECED_ANSWER_BYTES_MIN
+            ? msgpack(partOut(p))
+            : piecedResponse(partPieces(p.index, p.entries), { "content-type": MSGPACK }),
+      );
     });
   });
   app.post(TXN_CHECK_PATH, async (c) => {

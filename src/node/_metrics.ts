@@ -43,11 +43,14 @@ export function renderHttpMetrics(
   node: string,
   cluster: string,
   stats: Readonly<Record<string, number>>,
+  subsystem = "http",
 ): string {
   const labels = `node="${node}",cluster="${cluster}"`;
+  const what = subsystem === "http" ? "HTTP server" : subsystem;
   return Object.entries(stats).map(([k, v]) =>
-    `# HELP koi_http_${snake(k)} HTTP server ${k}.\n# TYPE koi_http_${snake(k)} gauge\n` +
-    `koi_http_${snake(k)}{${labels}} ${v}\n`
+    `# HELP koi_${subsystem}_${snake(k)} ${what} ${k}.\n` +
+    `# TYPE koi_${subsystem}_${snake(k)} gauge\n` +
+    `koi_${subsystem}_${snake(k)}{${labels}} ${v}\n`
   ).join("");
 }
 

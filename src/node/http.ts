@@ -111,6 +111,8 @@ export interface HttpOptions {
   forwardTimeoutMs?: number;
   /** The HTTP server's counters for /metrics (`koi_http_<name>`), when it reports them. */
   httpStats?: () => Readonly<Record<string, number>>;
+  /** The process's gauges for /metrics (`koi_process_<name>`: the event loop's lag). */
+  processStats?: () => Readonly<Record<string, number>>;
   /** Where unexpected errors (answered 500) are reported; default `console.error`. */
   log?: (message: string, error: unknown) => void;
   /**
@@ -134,6 +136,7 @@ interface Resolved {
   readonly log: HttpLog;
   readonly members: ReadonlyMap<string, { readonly raft: string; readonly http: string }>;
   readonly httpStats: () => Readonly<Record<string, number>>;
+  readonly processStats: () => Readonly<Record<string, number>>;
   readonly watch: WatchHub | undefined;
 }
 
@@ -296,6 +299,7 @@ function resolveOptions(options: HttpOptions): Resolved {
     log: options.log ?? ((message, error) => console.error(message, error)),
     members: options.members ?? new Map(),
     httpStats: options.httpStats ?? (() => ({})),
+    processStats: options.processStats ?? (() => ({})),
     watch: options.watch,
   };
 }
@@ -336,6 +340,11 @@ async function withLeader<T>(
   operation: () => Promise<T>,
   answer: (value: T) => Response,
 ): Promise<Response> {
+  const signal = c.req.raw.signal;
+  // A client gone (the connection closed while this request waited or ran) reads no answer:
+  // neither the work nor the answer is done for it (the server sends nothing either). A flood
+  // of large reads cut off by its client kept the leaders building answers for seconds after.
+  if (signal.aborted) return clientGone();
   let value: T;
   try {
     value = await operation();
@@ -343,7 +352,13 @@ async function withLeader<T>(
     if (!(error instanceof NotLeaderError)) throw error;
     return await forwardToLeader(c.req.raw, error, body, resolved.forward);
   }
+  if (signal.aborted) return clientGone();
   return answer(value);
+}
+
+/** The answer to a request whose client went (never sent: see `HttpServer`). */
+function clientGone(): Response {
+  return errorResponse(499, "client_gone", "The client closed the connection");
 }
 
 // ---------------------------------------------------------------------------------------
@@ -530,6 +545,7 @@ function routeManagement(app: Hono, resolved: Resolved): void {
     new Response(
       service.metrics() +
         renderHttpMetrics(service.nodeId, service.clusterId, resolved.httpStats()) +
+        renderHttpMetrics(service.nodeId, service.clusterId, resolved.processStats(), "process") +
         (resolved.watch === undefined
           ? ""
           : renderWatchMetrics(service.nodeId, service.clusterId, resolved.watch.stats())),

@@ -18,6 +18,7 @@ import {
 } from "../kv_connect/_datapath.ts";
 import { versionstampFromBytes, versionstampHex } from "../storage/mod.ts";
 import { DriverCluster } from "./_driver_test_util.ts";
+import { piecesOf } from "../http/_pieced.ts";
 import { createNodeApp } from "./http.ts";
 import {
   AFTER_VS_HEADER,
@@ -378,6 +379,8 @@ Deno.test("kvc: a read whose answer would exceed its byte limit is 413 before an
     const range: ReadRange = { start: enc("big"), end: enc("bih"), limit: 1000, reverse: false };
     const ok = await read(Array.from({ length: 8 }, () => range)); // 12 MiB
     assert.equal(ok.status, 200);
+    // Large: in pieces, its values never copied into one buffer on the event loop.
+    assert.notEqual(piecesOf(ok), undefined);
     const out = decodeSnapshotReadOutput(new Uint8Array(await ok.arrayBuffer()));
     assert.deepEqual(out.ranges.map((r) => r.values.length), Array(8).fill(24));
     const refused = await read(Array.from({ length: 64 }, () => range)); // 96 MiB

@@ -18,6 +18,7 @@ import { ROUTE_BODY_BYTES_MAX } from "./_http_route.ts";
 import { AnswerBytes, HttpServer, type HttpServerLimits } from "../http/server.ts";
 import { refusedTarget } from "./_http_keys.ts";
 import { startMallocTrims } from "./_malloc_trim.ts";
+import { LOOP_STALL_MS, LoopLag } from "./_loop_lag.ts";
 import { httpsForwarder } from "./_http_forward.ts";
 import { WatchHub, type WatchLimits } from "./_watch_hub.ts";
 
@@ -191,6 +192,11 @@ export async function runNode(options: RunNodeOptions): Promise<RunningNode> {
   try {
     const trims = startMallocTrims();
     cleanups.push(() => trims.stop());
+    const lag = new LoopLag((lagMs, stalls) =>
+      log("warning", "event loop stalled", { lagMs, stalls, stallMs: LOOP_STALL_MS })
+    );
+    lag.start();
+    cleanups.push(() => lag.stop());
     const kv = await Deno.openKv(`${self.dataDir}/${KV_FILE}`);
     cleanups.push(() => kv.close());
     const storage = await KvLogStorage.open(kv);
@@ -327,6 +333,7 @@ export async function runNode(options: RunNodeOptions): Promise<RunningNode> {
       answers,
       service: node,
       httpStats: () => listening.server?.stats() ?? {},
+      processStats: () => ({ ...lag.stats() }),
       ...(forwarder === undefined ? {} : { forward: forwarder.forward }),
       ...(self.secret === undefined ? {} : { secret: self.secret }),
       members: knownAddresses,
