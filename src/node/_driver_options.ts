@@ -102,6 +102,11 @@ export interface DriverOptions {
   readonly now?: () => number;
   /** Injected wall clock, ms since 1970 (default `Date.now`): versionstamps and expiry. */
   readonly wall?: () => number;
+  /**
+   * The cluster's position among the deployment's clusters: its versionstamps are those equal
+   * to it modulo `VERSIONSTAMP_SLOTS` (unique across clusters); default 0.
+   */
+  readonly versionstampSlot?: number;
   /** Injected randomness for election timeouts (default Math.random). */
   readonly random?: () => number;
   /** Limits (defaults: {@linkcode DRIVER_LIMITS}). */

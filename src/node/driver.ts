@@ -157,7 +157,11 @@ export class RaftNode implements NodeService {
     this.#log = options.log ?? (() => {});
     this.#drops = new DropLog(this.#log);
     const wall = options.wall ?? Date.now;
-    this.#clock = new VersionstampClock(wall, () => this.#sm.lastVs);
+    this.#clock = new VersionstampClock(
+      wall,
+      () => this.#sm.lastVs,
+      options.versionstampSlot ?? 0,
+    );
     this.#sweeper = new ExpirySweeper({
       leads: () => !this.#closed && this.#raft.role === "leader",
       stateMachine: () => this.#sm,

@@ -291,6 +291,8 @@ export async function runNode(options: RunNodeOptions): Promise<RunningNode> {
     const node = await RaftNode.start({
       nodeId,
       clusterId: cluster.id,
+      // Its position in the deployment: versionstamps unique across clusters.
+      versionstampSlot: config.clusters.findIndex((c) => c.id === cluster.id),
       storage,
       founders: new Map(cluster.nodes.filter((n) => !n.join).map((n) => [n.id, addressOf(n)])),
       join: startJoining,
