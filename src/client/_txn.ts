@@ -81,6 +81,12 @@ export interface TxnTimings {
 /** The default timings. */
 export const TXN_TIMINGS: TxnTimings = { attemptMs: 5_000, decideGraceMs: 5_000, totalMs: 20_000 };
 
+/**
+ * How long a snapshot read's fence may stand, in milliseconds (log time): writers of its ranges
+ * wait for it until then, unless the reader releases it first (it does as soon as it read).
+ */
+export const SNAPSHOT_FENCE_MS = 2_000;
+
 /** Back-off before retry number `n` (1, 2, ...): 5 ms doubling to 500 ms, jittered. */
 function backoff(n: number, clock: TxnClock): number {
   const base = Math.min(500, 5 * 2 ** Math.min(n, 7));
@@ -229,12 +235,39 @@ export async function snapshotRead<M, E extends { readonly key: Uint8Array }>(
   const read = new SnapshotRead<E>(placed, merge);
   let failures = 0;
   let lastFailure: unknown;
+  // A read fence's attempt id (the same at every cluster: each holds its own) and the clusters
+  // asked to place it, released once the read is over, whatever its outcome.
+  const fenceId = `fence-${crypto.randomUUID()}`;
+  const fenced = new Set<string>();
+  let fenceDeadline = 0;
+  const fence = async (to: string, spans: readonly KeySpan[]): Promise<SnapshotStep[]> => {
+    fenced.add(to);
+    fenceDeadline ||= clock.now() + SNAPSHOT_FENCE_MS;
+    try {
+      const vote = await t.command(to, {
+        type: "prepare",
+        txn: fenceId,
+        primary: to,
+        participants: [to],
+        checks: [],
+        mutations: [],
+        deadline: fenceDeadline,
+        spans,
+      });
+      return read.onFenced(to, "vote" in vote && vote.vote === "yes");
+    } catch (error) {
+      if (error instanceof TxnRejectedError) throw error;
+      lastFailure = error;
+      return read.onFenced(to, false); // it may stand all the same: released below
+    }
+  };
   const retryAt = async (at: string): Promise<SnapshotStep[]> => {
     await clock.sleep(backoff(++failures, clock));
     return read.retry(at);
   };
   const run = async (s: SnapshotStep): Promise<SnapshotStep[]> => {
     if (clock.now() > endAt) return [];
+    if (s.kind === "fence") return await fence(s.to, s.spans);
     if (s.kind === "lock") {
       if (s.lock.deadline < clock.now()) await resolveLock(s.lock, s.at, t, clock, endAt);
       else await clock.sleep(backoff(++failures, clock));
@@ -252,9 +285,19 @@ export async function snapshotRead<M, E extends { readonly key: Uint8Array }>(
     }
   };
   let steps = read.start();
-  while (steps.length > 0) {
-    const next = await Promise.all(steps.map(run));
-    steps = next.flat();
+  try {
+    while (steps.length > 0) {
+      const next = await Promise.all(steps.map(run));
+      steps = next.flat();
+    }
+  } finally {
+    // Writers wait while a fence stands: it goes now, not at its deadline. A release that
+    // fails leaves the fence to its deadline (then anyone who meets it aborts it).
+    await Promise.all(
+      [...fenced].map((to) =>
+        t.command(to, { type: "abort", txn: fenceId, deadline: fenceDeadline }).catch(() => {})
+      ),
+    );
   }
   const result = read.result;
   if (result !== undefined) return result as E[][];

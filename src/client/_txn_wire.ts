@@ -64,6 +64,28 @@ export function encodeTxnCommand(
   }
 }
 
+/**
+ * A read fence's prepare as the node's command path takes it (a fence carries no mutations,
+ * so no KV Connect share: the `spans` travel after the prepare's fields).
+ */
+export function encodeFence(cmd: Extract<TxnCommand<unknown>, { type: "prepare" }>): Uint8Array {
+  if (cmd.spans === undefined || cmd.checks.length > 0 || cmd.mutations.length > 0) {
+    throw new RangeError("A fence has spans and no checks nor mutations");
+  }
+  return encode([
+    4,
+    KIND.prepare,
+    cmd.txn,
+    0,
+    cmd.primary,
+    cmd.participants,
+    [],
+    [],
+    cmd.deadline,
+    cmd.spans.map((s) => [s.start, s.end]),
+  ]);
+}
+
 /** The body of a first round. */
 export function encodeReadRanges(ranges: readonly ReadRange[]): Uint8Array {
   return encode(ranges.map((r) => [r.start, r.end, r.limit, r.reverse]));

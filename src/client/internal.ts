@@ -17,6 +17,7 @@ export {
   decodeRecords,
   decodeTxnAnswer,
   encodeCheck,
+  encodeFence,
   encodeReadRanges,
   encodeTxnCommand,
   lockOfError,

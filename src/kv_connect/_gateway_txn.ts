@@ -18,6 +18,7 @@ import {
   decodeRecords,
   decodeTxnAnswer,
   encodeCheck,
+  encodeFence,
   encodeReadRanges,
   encodeTxnCommand,
   type JanitorTransport,
@@ -184,6 +185,13 @@ export function gatewayTransport(
   const msgpack = { "content-type": MSGPACK_TYPE };
   return {
     async command(cluster, cmd) {
+      if (cmd.type === "prepare" && cmd.spans !== undefined) {
+        // A snapshot read's fence: no share to carry, its spans go in the command itself.
+        const headers = { ...msgpack, ...auth(cluster) };
+        return decodeTxnAnswer(
+          await post("write", cluster, TXN_COMMAND_PATH, encodeFence(cmd), headers, "fence"),
+        );
+      }
       if (cmd.type === "prepare") {
         const body = encodeAtomicWrite({
           checks: cmd.checks.map((c): Check => ({ key: c.key, versionstamp: checkBytes(c.vs) })),

@@ -46,6 +46,7 @@ import {
   KVC_KEY_BYTES_MAX,
   KVC_MUTATIONS_MAX,
   KVC_RANGE_LIMIT_MAX,
+  KVC_RANGE_START_BYTES_MAX,
   KVC_RANGES_MAX,
   KVC_SUFFIX_BYTES,
   KVC_VALUE_BYTES_MAX,
@@ -130,6 +131,16 @@ export function parseTxnCommand(body: Uint8Array): TxnCommand<KvMutation> {
   if (cmd.mutations.length > KVC_MUTATIONS_MAX) {
     throw new BadRequestError(`At most ${KVC_MUTATIONS_MAX} mutations per participant`);
   }
+  cmd.spans?.forEach((span, i) => {
+    // A fence's span may end at koi's own records (a range over every client key).
+    if (
+      span.start.length > KVC_RANGE_START_BYTES_MAX || span.end.length > KVC_RANGE_START_BYTES_MAX
+    ) {
+      throw new BadRequestError(
+        `Span ${i} has a key of more than ${KVC_RANGE_START_BYTES_MAX} bytes`,
+      );
+    }
+  });
   let bytes = 0;
   cmd.checks.forEach((k, i) => checkKey(k.key, `Check ${i}'s key`));
   cmd.mutations.forEach((m, i) => {

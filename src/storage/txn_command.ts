@@ -11,10 +11,12 @@
  * @module
  */
 import {
+  TXN_FENCE_SPANS_MAX,
   TXN_ID_BYTES_MAX,
   type TxnCheck,
   type TxnCommand,
   type TxnParticipantState,
+  type TxnSpan,
 } from "../txn/mod.ts";
 import { decode, encode } from "./_msgpack.ts";
 import {
@@ -59,6 +61,7 @@ export function encodeTxnEntry(e: TxnEntry): Uint8Array {
         c.checks.map((k) => [k.key, k.vs]),
         c.mutations.map(encodeMutation),
         c.deadline,
+        ...spansOut(c.spans),
       ]);
     case "commit":
       return encode([...head, c.after ?? null, c.vs ?? null]);
@@ -67,6 +70,25 @@ export function encodeTxnEntry(e: TxnEntry): Uint8Array {
     case "forget":
       return encode(head);
   }
+}
+
+/** A read fence's spans as the wire carries them (after the prepare's fields), or nothing. */
+function spansOut(spans: readonly TxnSpan[] | undefined): unknown[] {
+  return spans === undefined ? [] : [spans.map((s) => [s.start, s.end])];
+}
+
+/** A read fence's spans off the wire: at most `TXN_FENCE_SPANS_MAX` `[start, end]` pairs. */
+function spansOf(v: unknown): TxnSpan[] {
+  if (!Array.isArray(v) || v.length === 0 || v.length > TXN_FENCE_SPANS_MAX) bad("spans");
+  return v.map((x) => {
+    if (
+      !Array.isArray(x) || x.length !== 2 || !(x[0] instanceof Uint8Array) ||
+      !(x[1] instanceof Uint8Array)
+    ) {
+      bad("span");
+    }
+    return { start: x[0], end: x[1] };
+  });
 }
 
 function isNat(v: unknown): v is number {
@@ -110,6 +132,7 @@ function prepared(
   checks: unknown,
   mutations: unknown[],
   deadline: number,
+  spans: unknown,
 ) {
   return {
     txn,
@@ -118,6 +141,7 @@ function prepared(
     checks: checksOf(checks),
     mutations: mutations.map((m) => decodeMutation(m, true)),
     deadline,
+    ...(spans === undefined ? {} : { spans: spansOf(spans) }),
   };
 }
 
@@ -130,8 +154,8 @@ export function decodeTxnEntry(data: Uint8Array): TxnEntry {
   if (!isNat(at)) bad("versionstamp");
   switch (kind) {
     case KIND.prepare: {
-      if (v.length !== 9) bad("prepare");
-      const [, , , , primary, participants, checks, mutations, deadline] = v;
+      if (v.length !== 9 && v.length !== 10) bad("prepare");
+      const [, , , , primary, participants, checks, mutations, deadline, spans] = v;
       if (!isClusterId(primary) || !isNat(deadline)) bad("prepare");
       if (
         !Array.isArray(participants) || participants.length > TXN_PARTICIPANTS_MAX ||
@@ -144,7 +168,7 @@ export function decodeTxnEntry(data: Uint8Array): TxnEntry {
         at,
         cmd: {
           type: "prepare",
-          ...prepared(txn, primary, participants, checks, mutations, deadline),
+          ...prepared(txn, primary, participants, checks, mutations, deadline, spans),
         },
       };
     }
@@ -179,6 +203,7 @@ export function encodeTxnState(s: TxnParticipantState<KvMutation>): Uint8Array {
       i.mutations.map(encodeMutation),
       i.deadline,
       i.vs,
+      ...spansOut(i.spans),
     ]),
     s.outcomes.map(([txn, r]) => [
       txn,
@@ -197,8 +222,8 @@ export function decodeTxnState(data: Uint8Array): TxnParticipantState<KvMutation
     bad("state");
   }
   const intents = v[0].map((i: unknown) => {
-    if (!Array.isArray(i) || i.length !== 7) bad("intent");
-    const [txn, primary, participants, checks, mutations, deadline, vs] = i;
+    if (!Array.isArray(i) || (i.length !== 7 && i.length !== 8)) bad("intent");
+    const [txn, primary, participants, checks, mutations, deadline, vs, spans] = i;
     if (
       !isTxnId(txn) || !isClusterId(primary) || !Array.isArray(participants) ||
       !participants.every(isClusterId) || !Array.isArray(mutations) || !isNat(deadline) ||
@@ -206,7 +231,7 @@ export function decodeTxnState(data: Uint8Array): TxnParticipantState<KvMutation
     ) {
       bad("intent");
     }
-    return { ...prepared(txn, primary, participants, checks, mutations, deadline), vs };
+    return { ...prepared(txn, primary, participants, checks, mutations, deadline, spans), vs };
   });
   const outcomes = v[1].map((o: unknown) => {
     if (!Array.isArray(o) || (o.length !== 4 && o.length !== 5)) bad("outcome");

@@ -54,6 +54,16 @@ Deno.test("txn command: every kind round-trips; garbage does not decode", () => 
     { type: "commit", txn: "t1", vs: 9 },
     { type: "abort", txn: "t1", deadline: 7 },
     { type: "forget", txn: "t1" },
+    {
+      type: "prepare",
+      txn: "fence-1",
+      primary: "a",
+      participants: ["a"],
+      checks: [],
+      mutations: [],
+      deadline: 7,
+      spans: [{ start: enc("a"), end: new Uint8Array([0xff]) }],
+    },
   ];
   for (const cmd of cmds) {
     const data = encodeTxnEntry({ at: 42, cmd });
@@ -69,6 +79,8 @@ Deno.test("txn command: every kind round-trips; garbage does not decode", () => 
       [4, 3, "x".repeat(65), 1],
       [4, 9, "t", 1],
       [4, 0, "t", 1, "a", ["b"], [], [], 5], // the primary is no participant
+      [4, 0, "t", 1, "a", ["a"], [], [], 5, []], // a fence of no span
+      [4, 0, "t", 1, "a", ["a"], [], [], 5, [[enc("a")]]], // a span without its end
     ]
   ) {
     assert.throws(() => decodeTxnEntry(encode(bad)), /Cannot decode a transaction command/);
@@ -156,7 +168,18 @@ Deno.test("KvStateMachine: a snapshot keeps the locks, intents and outcomes", ()
   txn(sm, 201, { type: "abort", txn: "t2", deadline: 10_000_000 });
   txn(sm, 202, prepare("t3", [set("j", "w")]));
   txn(sm, 203, { type: "commit", txn: "t3", after: 202 });
+  txn(sm, 204, {
+    type: "prepare",
+    txn: "f1",
+    primary: "a",
+    participants: ["a"],
+    checks: [],
+    mutations: [],
+    deadline: 10_000_000,
+    spans: [{ start: enc("m"), end: enc("n") }],
+  });
   const copy = KvStateMachine.decodeSnapshot(sm.encodeSnapshot(), { clusterId: "a" });
+  assert.equal(copy.txn!.blocker([enc("mm")])?.txn, "f1", "a read fence is kept too");
   assert.deepEqual(copy.txn!.unforgotten(Infinity, 10), [{
     txn: "t3",
     vs: 203,

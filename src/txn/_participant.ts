@@ -22,7 +22,7 @@ import type {
   TxnRefusal,
   TxnVote,
 } from "./_types.ts";
-import { DEFAULT_TXN_LIMITS } from "./_types.ts";
+import { DEFAULT_TXN_LIMITS, TXN_FENCE_SPANS_MAX, TXN_FENCES_MAX } from "./_types.ts";
 
 /** What the participant needs of the store it guards. */
 export interface TxnStore<M> {
@@ -91,6 +91,12 @@ interface Held<M> extends TxnIntent<M> {
   readonly bytes: number;
 }
 
+/** A read fence's span as key strings (see `keyString`), for comparisons. */
+interface FenceSpan {
+  readonly start: string;
+  readonly end: string;
+}
+
 /** Converts a versionstamp to the log time it carries (ms): the scheme of docs/kv_connect.md. */
 export type LogTimeOf = (vs: number) => number;
 
@@ -107,6 +113,8 @@ export class TxnParticipant<M> {
   readonly #locks = new Map<string, Lock>();
   readonly #intents = new Map<TxnId, Held<M>>();
   readonly #outcomes = new Map<TxnId, TxnRemembered>();
+  /** Read fences held (attempts whose prepare had `spans`), by attempt. */
+  readonly #fences = new Map<TxnId, readonly FenceSpan[]>();
   /** Outcomes kept until forgotten (a primary's decisions), of {@linkcode #outcomes}. */
   #decisions = 0;
   #intentBytes = 0;
@@ -154,16 +162,35 @@ export class TxnParticipant<M> {
     writeKeys: Iterable<Uint8Array>,
     readKeys: Iterable<Uint8Array> = [],
   ): TxnLockInfo | undefined {
-    if (this.#locks.size === 0) return undefined; // the fast path of every plain command
+    // The fast path of every plain command.
+    if (this.#locks.size === 0 && this.#fences.size === 0) return undefined;
     for (const key of writeKeys) {
-      const l = this.#locks.get(keyString(key));
-      if (l === undefined) continue;
+      const k = keyString(key);
+      const l = this.#locks.get(k);
+      if (l === undefined) {
+        const fence = this.#fenceOn(k);
+        if (fence !== undefined) return this.#info(key, fence, false);
+        continue;
+      }
       const holder = l.writer ?? l.readers!.values().next().value!;
       return this.#info(key, holder, l.writer !== undefined);
     }
     for (const key of readKeys) {
       const w = this.#locks.get(keyString(key))?.writer;
       if (w !== undefined) return this.#info(key, w, true);
+    }
+    return undefined;
+  }
+
+  /** Read fences held. */
+  get fences(): number {
+    return this.#fences.size;
+  }
+
+  /** The read fence whose spans hold the key string `k`, if any. */
+  #fenceOn(k: string): TxnId | undefined {
+    for (const [txn, spans] of this.#fences) {
+      for (const s of spans) if (k >= s.start && k < s.end) return txn;
     }
     return undefined;
   }
@@ -286,7 +313,16 @@ export class TxnParticipant<M> {
     }
     const readKeys = cmd.checks.map((c) => keyString(c.key));
     const lim = this.#limits;
+    const fence = cmd.spans !== undefined;
     if (
+      fence && (cmd.primary !== this.#self || cmd.checks.length > 0 ||
+        cmd.mutations.length > 0 || cmd.spans!.length > TXN_FENCE_SPANS_MAX)
+    ) {
+      // Not a fence this protocol makes: refused whole, nothing held.
+      return { vote: "no", reason: "busy" };
+    }
+    if (
+      (fence && this.#fences.size >= TXN_FENCES_MAX) ||
       this.#intents.size >= lim.intentsMax ||
       this.#locks.size + writeKeys.length + readKeys.length > lim.lockedKeysMax ||
       this.#intentBytes + bytes > lim.intentBytesMax ||
@@ -306,6 +342,7 @@ export class TxnParticipant<M> {
       checks: cmd.checks,
       mutations: cmd.mutations,
       deadline: cmd.deadline,
+      ...(cmd.spans === undefined ? {} : { spans: cmd.spans }),
       vs: at,
       writeKeys,
       readKeys,
@@ -380,6 +417,12 @@ export class TxnParticipant<M> {
 
   #hold(intent: Held<M>): void {
     this.#intents.set(intent.txn, intent);
+    if (intent.spans !== undefined) {
+      this.#fences.set(
+        intent.txn,
+        intent.spans.map((s) => ({ start: keyString(s.start), end: keyString(s.end) })),
+      );
+    }
     this.#intentBytes += intent.bytes;
     for (const k of intent.writeKeys) {
       const l = this.#locks.get(k);
@@ -398,6 +441,7 @@ export class TxnParticipant<M> {
 
   #release(held: Held<M>): void {
     this.#intents.delete(held.txn);
+    this.#fences.delete(held.txn);
     this.#intentBytes -= held.bytes;
     for (const k of [...held.writeKeys, ...held.readKeys]) {
       const l = this.#locks.get(k);
@@ -452,6 +496,7 @@ export class TxnParticipant<M> {
         checks: h.checks,
         mutations: h.mutations,
         deadline: h.deadline,
+        ...(h.spans === undefined ? {} : { spans: h.spans }),
         vs: h.vs,
       })),
       outcomes: [...this.#outcomes],
@@ -462,6 +507,7 @@ export class TxnParticipant<M> {
   importState(state: TxnParticipantState<M>): void {
     this.#locks.clear();
     this.#intents.clear();
+    this.#fences.clear();
     this.#outcomes.clear();
     this.#intentBytes = 0;
     for (const i of state.intents) {

@@ -44,7 +44,27 @@ export interface TxnPrepare<M> {
    * nor commit: from then on a resolver may abort it.
    */
   readonly deadline: number;
+  /**
+   * A read fence (a snapshot read that kept seeing changes: docs/transactions.md): key ranges
+   * `[start, end)` read-locked while the attempt is held. No other attempt may write-lock, and no
+   * plain command write, a key in them until it is aborted or past its deadline. A fence has no
+   * checks nor mutations and is its own primary; it never commits.
+   */
+  readonly spans?: readonly TxnSpan[];
 }
+
+/** A key range `[start, end)` (byte order). */
+export interface TxnSpan {
+  /** First key (inclusive). */
+  readonly start: Uint8Array;
+  /** End (exclusive). */
+  readonly end: Uint8Array;
+}
+
+/** Read fences held at once per cluster, at most (a prepare beyond is answered busy). */
+export const TXN_FENCES_MAX = 64;
+/** Spans of one read fence, at most. */
+export const TXN_FENCE_SPANS_MAX = 64;
 
 /**
  * The decision at the primary (`after` given: commit unless aborted, at a versionstamp above

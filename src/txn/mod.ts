@@ -31,6 +31,7 @@ export {
   type ReadRange,
   serveSnapshotCheck,
   serveSnapshotRead,
+  SNAPSHOT_FENCE_AFTER_ROUNDS,
   SNAPSHOT_ROUNDS_MAX,
   type SnapshotCheck,
   type SnapshotPart,

@@ -248,3 +248,69 @@ Deno.test("participant: full of outcomes, the oldest abort marker goes; decision
   // Markers do not make prepares busy; decisions at the bound do.
   assert.equal(p.apply(prepare("t2", [{ key: acct(2), op: "add", n: 1 }]), 30, store).vote, "yes");
 });
+
+/** A read fence of `acct/1` alone, at its own primary A. */
+function fencePrepare(txn: string): TxnPrepare<TestMutation> {
+  return {
+    type: "prepare",
+    txn,
+    primary: "A",
+    participants: ["A"],
+    checks: [],
+    mutations: [],
+    deadline: 1000,
+    spans: [{ start: acct(1), end: acct(2) }],
+  };
+}
+
+Deno.test("participant: a read fence keeps writers of its spans out until it is aborted, and survives a snapshot", () => {
+  const { store, p } = setup();
+  assert.deepStrictEqual(p.apply(fencePrepare("f1"), 10, store), { vote: "yes", vs: 10 });
+  assert.equal(p.fences, 1);
+  // A plain write into the span waits; one outside does not; reads are not held back.
+  assert.deepStrictEqual(p.blocker([acct(1)]), {
+    key: acct(1),
+    txn: "f1",
+    primary: "A",
+    deadline: 1000,
+    write: false,
+  });
+  assert.equal(p.blocker([acct(2)]), undefined);
+  assert.equal(p.blocker([], [acct(1)]), undefined);
+  assert.equal(p.writeLockIn(acct(0), acct(9)), undefined);
+  // An attempt writing into it is refused (locked); one outside prepares.
+  const into = p.apply(prepare("t1", [{ key: acct(1), op: "add", n: 1 }]), 11, store);
+  assert.equal("vote" in into && into.vote === "no" && into.reason, "locked");
+  assert.deepStrictEqual(p.apply(prepare("t2", [{ key: acct(2), op: "add", n: 1 }]), 12, store), {
+    vote: "yes",
+    vs: 12,
+  });
+  // A snapshot keeps it.
+  const copy = new TxnParticipant<TestMutation>("A", TEST_SHAPE, timeOf);
+  copy.importState(p.exportState());
+  assert.equal(copy.blocker([acct(1)])?.txn, "f1");
+  // Released by its abort (at itself: its own primary).
+  assert.deepStrictEqual(p.apply({ type: "abort", txn: "f1", deadline: 1000 }, 13, store), {
+    state: "aborted",
+  });
+  assert.equal(p.fences, 0);
+  assert.equal(p.blocker([acct(1)]), undefined);
+  assert.equal(store.value(acct(1)), 100, "a fence never changes anything");
+});
+
+Deno.test("participant: a fence that is not its own primary, or carries checks or mutations, is refused whole", () => {
+  const { store, p } = setup();
+  const base = fencePrepare("f");
+  for (
+    const bad of [
+      { ...base, primary: "B" },
+      { ...base, checks: [{ key: acct(1), vs: 0 }] },
+      { ...base, mutations: [{ key: acct(1), op: "add" as const, n: 1 }] },
+    ]
+  ) {
+    const vote = p.apply(bad, 10, store);
+    assert.equal("vote" in vote && vote.vote, "no");
+    assert.equal(p.fences, 0);
+    assert.equal(p.intents, 0);
+  }
+});

@@ -121,3 +121,52 @@ Deno.test("snapshot read: the serving side reports write locks and changes since
   const narrow = { start: acct(2), end: acct(3) };
   assert.deepStrictEqual(serveSnapshotCheck([narrow], 5, txns, touched), { valid: true });
 });
+
+Deno.test("snapshot read: after rounds that each saw a change it fences every cluster and reads once more", () => {
+  const read = new SnapshotRead<E>([{ range: ALL, clusters: ["A", "B"] }], merge, 16, 2);
+  const round = (index: number) => {
+    read.start();
+    read.onRead("A", { index, entries: [[{ key: acct(1), n: index }]] });
+    return read.onRead("B", { index, entries: [[{ key: acct(2), n: index }]] });
+  };
+  round(1);
+  assert.deepStrictEqual(read.onCheck("A", { valid: false }).map((s) => s.kind), ["read", "read"]);
+  read.onRead("A", { index: 2, entries: [[]] });
+  read.onRead("B", { index: 2, entries: [[]] });
+  const fences = read.onCheck("B", { valid: false });
+  assert.deepStrictEqual(fences.map((s) => s.kind), ["fence", "fence"]);
+  const spans = fences.map((s) => s.kind === "fence" && s.spans);
+  assert.deepStrictEqual(spans, [[{ start: ALL.start, end: ALL.end }], [{
+    start: ALL.start,
+    end: ALL.end,
+  }]]);
+  assert.deepStrictEqual(read.retry("A"), [], "no read before every fence stands");
+  assert.deepStrictEqual(read.onFenced("A", true), []);
+  const reads = read.onFenced("B", true);
+  assert.deepStrictEqual(reads.map((s) => s.kind), ["read", "read"]);
+  read.onRead("A", { index: 5, entries: [[{ key: acct(1), n: 5 }]] });
+  const checks = read.onRead("B", { index: 5, entries: [[{ key: acct(2), n: 5 }]] });
+  // Still checked: a fence past its deadline may have been aborted by a writer meanwhile.
+  assert.deepStrictEqual(checks.map((s) => s.kind), ["check", "check"]);
+  read.onCheck("A", { valid: true });
+  read.onCheck("B", { valid: true });
+  assert.ok(read.finished && read.fenced);
+  assert.deepStrictEqual(read.result, [[{ key: acct(1), n: 5 }, { key: acct(2), n: 5 }]]);
+});
+
+Deno.test("snapshot read: a fence refused anywhere goes back to checked rounds", () => {
+  const read = new SnapshotRead<E>([{ range: ALL, clusters: ["A", "B"] }], merge, 16, 1);
+  read.start();
+  read.onRead("A", { index: 1, entries: [[]] });
+  read.onRead("B", { index: 1, entries: [[]] });
+  assert.deepStrictEqual(read.onCheck("A", { valid: false }).map((s) => s.kind), [
+    "fence",
+    "fence",
+  ]);
+  read.onFenced("A", true);
+  assert.deepStrictEqual(read.onFenced("B", false).map((s) => s.kind), ["read", "read"]);
+  read.onRead("A", { index: 2, entries: [[]] });
+  const checks = read.onRead("B", { index: 2, entries: [[]] });
+  assert.deepStrictEqual(checks.map((s) => s.kind), ["check", "check"], "checked again");
+  assert.ok(!read.fenced);
+});

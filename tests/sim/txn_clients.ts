@@ -68,6 +68,8 @@ export class BankClient {
   readonly #id: number;
   /** Bumped by a crash: callbacks of an earlier life are ignored. */
   #life = 0;
+  /** Read fences this client placed (their ids). */
+  #fences = 0;
   #seq = 0;
   /** Whether it is in an operation. */
   busy = false;
@@ -321,9 +323,22 @@ export class BankClient {
     const read = new SnapshotRead<Account>(placed, mergeAccounts);
     let ended = false;
     const giveUpAt = w.now + 5_000;
+    // A read fence (after rounds that each saw a change): placed by a prepare with spans at
+    // each cluster, released (aborted) when the read ends; one the client crashed before
+    // releasing stands until its deadline, and whoever meets it then aborts it.
+    const fenceId = `fence-${this.#id}-${++this.#fences}`;
+    let fenceDeadline = 0; // set when the first fence goes out
+    const fenced = new Set<string>();
+    const release = () => {
+      for (const to of fenced) {
+        this.#send(to, { type: "abort", txn: fenceId, deadline: fenceDeadline }, () => {});
+      }
+    };
     const end = () => {
       if (ended || !read.finished) return;
       ended = true;
+      release();
+      if (read.fenced) w.counts.readFenced++;
       const result = read.result;
       if (result === undefined) {
         w.counts.readContended++;
@@ -343,6 +358,28 @@ export class BankClient {
           this.#onLock(s.lock, s.at, () => run(read.retry(s.at)));
           continue;
         }
+        if (s.kind === "fence") {
+          fenced.add(s.to);
+          fenceDeadline ||= w.now + ATTEMPT_MS;
+          const fence = {
+            type: "prepare" as const,
+            txn: fenceId,
+            primary: s.to,
+            participants: [s.to],
+            checks: [],
+            mutations: [],
+            deadline: fenceDeadline,
+            spans: s.spans,
+          };
+          this.#send(s.to, fence, (reply: NetReply) => {
+            if (ended || life !== this.#life) return;
+            const yes = reply.kind === "answer" && "vote" in reply.answer &&
+              reply.answer.vote === "yes";
+            run(read.onFenced(s.to, yes));
+            end();
+          });
+          continue;
+        }
         const request = s.kind === "read"
           ? { kind: "read" as const, ranges: s.ranges }
           : { kind: "check" as const, spans: s.spans, since: s.since };
@@ -352,6 +389,7 @@ export class BankClient {
           else if (reply.kind === "checked") run(read.onCheck(s.to, reply.check));
           else if (w.now > giveUpAt) {
             ended = true;
+            release();
             w.counts.readGaveUp++;
             return done(undefined);
           } else if (s.kind === "read") {

@@ -100,6 +100,7 @@ export class TxnSimulation implements NetWorld, ClientWorld {
     resolvedForward: 0,
     resolvedAbort: 0,
     readContended: 0,
+    readFenced: 0,
     readGaveUp: 0,
     transferGaveUp: 0,
   };
