@@ -29,6 +29,16 @@ export const KV_CONNECT_BODY_MS = 5_000;
  * most (a client that does not read its answers holds them here). Beyond: new requests get 503.
  */
 export const KV_CONNECT_UNSENT_BYTES_MAX = 256 * 1024 * 1024;
+/**
+ * An answer's client has this long to take all of it, in milliseconds, plus the time its size
+ * takes at {@linkcode KV_CONNECT_ANSWER_SEND_BYTES_PER_S}; then the answer is cut (its stream
+ * errors: the server resets it) and its bytes given back. Found by the attack: 17 reads of
+ * 20 MiB whose client never read them held the bound above full, and every client's requests
+ * got 503 for as long as it kept its connections (48 s; the front's idle cut is 120 s).
+ */
+export const KV_CONNECT_ANSWER_SEND_MS = 10_000;
+/** The slowest rate a client may take a large answer at, in bytes per second (see above). */
+export const KV_CONNECT_ANSWER_SEND_BYTES_PER_S = 4 * 1024 * 1024;
 /** Answers are handed to the server in pieces of at most this many bytes (see above). */
 export const KV_CONNECT_ANSWER_CHUNK_BYTES = 64 * 1024;
 /** How long after `Deno.serve` stopped on an error it is started again, in milliseconds. */
@@ -54,6 +64,10 @@ export interface KvConnectListenOptions {
   readonly bodyMs?: number;
   /** Default {@linkcode KV_CONNECT_UNSENT_BYTES_MAX}. */
   readonly unsentBytesMax?: number;
+  /** Default {@linkcode KV_CONNECT_ANSWER_SEND_MS}. */
+  readonly answerSendMs?: number;
+  /** Default {@linkcode KV_CONNECT_ANSWER_SEND_BYTES_PER_S}. */
+  readonly answerSendBytesPerS?: number;
   /** Bounds of the front door (`_front.ts`); each defaults to its constant there. */
   readonly front?: {
     readonly connectionsMax?: number;
@@ -79,6 +93,8 @@ export interface KvConnectListener {
   readonly inFlight: number;
   /** Bytes of answers not yet taken by the server to send, now. */
   readonly unsentBytes: number;
+  /** Answers cut because their client did not take them in time. */
+  readonly answersCut: number;
   /** Times `Deno.serve` was started again after it stopped on an error. */
   readonly serverRestarts: number;
   /** The front door, for its counters. */
@@ -110,8 +126,11 @@ export function listenKvConnect(options: KvConnectListenOptions): KvConnectListe
   const requestMs = options.requestMs ?? KV_CONNECT_REQUEST_MS;
   const bodyMs = options.bodyMs ?? KV_CONNECT_BODY_MS;
   const unsentMax = options.unsentBytesMax ?? KV_CONNECT_UNSENT_BYTES_MAX;
+  const sendMs = options.answerSendMs ?? KV_CONNECT_ANSWER_SEND_MS;
+  const sendRate = options.answerSendBytesPerS ?? KV_CONNECT_ANSWER_SEND_BYTES_PER_S;
   let inFlight = 0;
   let unsent = 0;
+  let answersCut = 0;
   let stopping = false;
 
   /**
@@ -127,18 +146,35 @@ export function listenKvConnect(options: KvConnectListenOptions): KvConnectListe
     const reader = response.body.getReader();
     let held: Uint8Array | undefined;
     let settled = false;
+    let cutTimer: ReturnType<typeof setTimeout> | undefined;
     const release = () => {
       if (settled) return;
       settled = true;
+      clearTimeout(cutTimer);
       unsent -= held?.length ?? 0;
       held = undefined;
       settle();
     };
+    // The answer's deadline grows with what it read from the handler (see the constants).
+    const started = performance.now();
+    let total = 0;
+    let stream: ReadableStreamDefaultController<Uint8Array> | undefined;
+    const cut = () => {
+      if (settled) return;
+      answersCut++;
+      release();
+      reader.cancel().catch(() => {});
+      stream?.error(new Error("The answer was not taken in time"));
+    };
     const body = new ReadableStream<Uint8Array>({
+      start(controller) {
+        stream = controller;
+      },
       async pull(controller) {
         try {
           while (held === undefined || held.length === 0) {
             const next = await reader.read();
+            if (settled) return; // cut meanwhile
             if (next.done) {
               release();
               controller.close();
@@ -146,6 +182,10 @@ export function listenKvConnect(options: KvConnectListenOptions): KvConnectListe
             }
             held = next.value;
             unsent += held.length;
+            total += held.length;
+            clearTimeout(cutTimer);
+            const due = started + sendMs + (total * 1000) / sendRate;
+            cutTimer = setTimeout(cut, Math.max(0, due - performance.now()));
           }
           const piece = held.subarray(0, KV_CONNECT_ANSWER_CHUNK_BYTES);
           held = held.subarray(piece.length);
@@ -169,9 +209,12 @@ export function listenKvConnect(options: KvConnectListenOptions): KvConnectListe
   };
 
   const serve = async (req: Request): Promise<Response> => {
+    // Answers not yet sent hold back only reads (the large answers): a write's answer or the
+    // metadata is a few bytes, and refusing them would let readers that do not read stop
+    // every client.
     const busy = inFlight >= requestsMax
       ? `Busy: ${requestsMax} KV Connect requests in flight`
-      : unsent >= unsentMax
+      : unsent >= unsentMax && new URL(req.url).pathname.endsWith("/snapshot_read")
       ? `Busy: ${unsent} bytes of KV Connect answers not yet sent (at most ${unsentMax})`
       : undefined;
     if (busy !== undefined) {
@@ -307,6 +350,9 @@ export function listenKvConnect(options: KvConnectListenOptions): KvConnectListe
     },
     get unsentBytes() {
       return unsent;
+    },
+    get answersCut() {
+      return answersCut;
     },
     get serverRestarts() {
       return restarts;

@@ -98,6 +98,35 @@ Deno.test({
 });
 
 Deno.test({
+  name: "listener: an answer its client does not take in time is cut and its bytes given back",
+  ...opts,
+  async fn() {
+    const listener = listenKvConnect({
+      hostname: "127.0.0.1",
+      port: 0,
+      unsentBytesMax: 4 * 1024 * 1024,
+      answerSendMs: 300,
+      answerSendBytesPerS: 1 << 30,
+      handler: async (req) => {
+        await req.body?.cancel();
+        return new Response(new Uint8Array(32 * 1024 * 1024));
+      },
+    });
+    const reader = await Deno.connect({ hostname: "127.0.0.1", port: listener.port });
+    try {
+      await reader.write(new TextEncoder().encode("GET /kv/big HTTP/1.1\r\nhost: x\r\n\r\n"));
+      await waitFor(() => listener.unsentBytes > 4 * 1024 * 1024, "the answer is held");
+      // The client keeps its connection and reads nothing: the answer is cut at its deadline.
+      await waitFor(() => listener.answersCut === 1, "the answer cut", 10_000);
+      await waitFor(() => listener.inFlight === 0 && listener.unsentBytes === 0, "released");
+    } finally {
+      reader.close();
+      await listener.close();
+    }
+  },
+});
+
+Deno.test({
   name: "listener: an answer not read counts until sent or cancelled; its bytes bound new ones",
   ...opts,
   async fn() {
@@ -118,9 +147,12 @@ Deno.test({
       await reader.write(new TextEncoder().encode("GET /kv/big HTTP/1.1\r\nhost: x\r\n\r\n"));
       await waitFor(() => listener.unsentBytes > 4 * 1024 * 1024, "the answer is held");
       assert.equal(listener.inFlight, 1, "the request counts while its answer is not sent");
-      const refused = await fetch(`${base}/kv/small`);
+      const refused = await fetch(`${base}/kv/v3/snapshot_read`, { method: "POST" });
       assert.equal(refused.status, 503);
       assert.match(await refused.text(), /bytes of KV Connect answers not yet sent/);
+      // Only reads wait: a write's or the metadata's answer is small, and goes.
+      const small = await fetch(`${base}/kv/small`);
+      assert.equal(await small.text(), "ok");
       reader.close(); // the answer is cancelled
       await waitFor(() => listener.inFlight === 0 && listener.unsentBytes === 0, "released");
       const ok = await fetch(`${base}/kv/small`);
