@@ -40,9 +40,14 @@ export class LoopLag {
     this.#onStall = onStall;
   }
 
-  /** Starts sampling. */
+  /**
+   * Starts sampling. The first {@linkcode LOOP_STALL_LOG_EVERY_MS} log nothing (stalls are
+   * still counted): loading and compiling the modules stalls every node as it starts, which
+   * says nothing an operator can act on.
+   */
   start(): void {
     if (this.#timer !== undefined) return;
+    this.#loggedAt = performance.now();
     let due = performance.now() + LOOP_LAG_SAMPLE_MS;
     const tick = () => {
       const now = performance.now();
