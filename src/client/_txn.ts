@@ -238,20 +238,28 @@ export async function snapshotRead<M, E extends { readonly key: Uint8Array }>(
   // A read fence's attempt id (the same at every cluster: each holds its own) and the clusters
   // asked to place it, released once the read is over, whatever its outcome.
   const fenceId = `fence-${crypto.randomUUID()}`;
-  const fenced = new Set<string>();
-  let fenceDeadline = 0;
-  const fence = async (to: string, spans: readonly KeySpan[]): Promise<SnapshotStep[]> => {
-    fenced.add(to);
-    fenceDeadline ||= clock.now() + SNAPSHOT_FENCE_MS;
+  /** Per fencing of the read (a fresh attempt each): its deadline and where it was asked. */
+  const fencings = new Map<number, { deadline: number; at: Set<string> }>();
+  const fence = async (
+    to: string,
+    spans: readonly KeySpan[],
+    attempt: number,
+  ): Promise<SnapshotStep[]> => {
+    let f = fencings.get(attempt);
+    if (f === undefined) {
+      f = { deadline: clock.now() + SNAPSHOT_FENCE_MS, at: new Set() };
+      fencings.set(attempt, f);
+    }
+    f.at.add(to);
     try {
       const vote = await t.command(to, {
         type: "prepare",
-        txn: fenceId,
+        txn: `${fenceId}-${attempt}`,
         primary: to,
         participants: [to],
         checks: [],
         mutations: [],
-        deadline: fenceDeadline,
+        deadline: f.deadline,
         spans,
       });
       return read.onFenced(to, "vote" in vote && vote.vote === "yes");
@@ -267,9 +275,12 @@ export async function snapshotRead<M, E extends { readonly key: Uint8Array }>(
   };
   const run = async (s: SnapshotStep): Promise<SnapshotStep[]> => {
     if (clock.now() > endAt) return [];
-    if (s.kind === "fence") return await fence(s.to, s.spans);
+    if (s.kind === "fence") return await fence(s.to, s.spans, s.attempt);
     if (s.kind === "lock") {
       if (s.lock.deadline < clock.now()) await resolveLock(s.lock, s.at, t, clock, endAt);
+      // Under fences the writers that hold the locks are the last ones: their locks go soon,
+      // and every millisecond the read waits, the fences hold every other writer back.
+      else if (read.fenced) await clock.sleep(backoff(1, clock));
       else await clock.sleep(backoff(++failures, clock));
       return read.retry(s.at);
     }
@@ -294,8 +305,11 @@ export async function snapshotRead<M, E extends { readonly key: Uint8Array }>(
     // Writers wait while a fence stands: it goes now, not at its deadline. A release that
     // fails leaves the fence to its deadline (then anyone who meets it aborts it).
     await Promise.all(
-      [...fenced].map((to) =>
-        t.command(to, { type: "abort", txn: fenceId, deadline: fenceDeadline }).catch(() => {})
+      [...fencings].flatMap(([attempt, f]) =>
+        [...f.at].map((to) =>
+          t.command(to, { type: "abort", txn: `${fenceId}-${attempt}`, deadline: f.deadline })
+            .catch(() => {})
+        )
       ),
     );
   }

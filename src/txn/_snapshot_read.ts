@@ -109,6 +109,8 @@ export type SnapshotStep =
     readonly kind: "fence";
     readonly to: string;
     readonly spans: readonly KeySpan[];
+    /** Which fencing of the read (1, 2, ...): each is a fresh attempt, released on its own. */
+    readonly attempt: number;
   };
 
 /** Merges the clusters' entries of one range into its answer. */
@@ -126,6 +128,12 @@ export const SNAPSHOT_ROUNDS_MAX = 16;
  * all of them seeing a change in every round, for as long as they ran (60 s).
  */
 export const SNAPSHOT_FENCE_AFTER_ROUNDS = 2;
+
+/**
+ * Fencings of one read at most: a fenced round whose check still fails (a fence expired while
+ * the read waited on a lock prepared before it) fences again, up to this many times.
+ */
+export const SNAPSHOT_FENCINGS_MAX = 3;
 
 /** A range of the read and the clusters that may hold its keys. */
 export interface PlacedRange {
@@ -152,6 +160,7 @@ export class SnapshotRead<E extends { readonly key: Uint8Array }> {
   /** Fences: none asked yet, being placed (answers so far), held everywhere, or refused. */
   #fencing: "no" | "placing" | "held" | "refused" = "no";
   readonly #fenceAnswers = new Map<string, boolean>();
+  #fencings = 0;
 
   /**
    * `placed`: the ranges, each with its clusters; `merge` combines one range's parts;
@@ -266,12 +275,17 @@ export class SnapshotRead<E extends { readonly key: Uint8Array }> {
         this.#phase = "done";
         return [];
       }
-      if (this.#fencing === "no" && this.#round >= this.#fenceAfter) {
+      const fence = this.#fencing === "no" ||
+        (this.#fencing === "held" && this.#fencings < SNAPSHOT_FENCINGS_MAX);
+      if (fence && this.#round >= this.#fenceAfter) {
         // Changes in every round: fence the ranges at every cluster, then read once more.
         this.#fencing = "placing";
+        this.#fencings++;
+        this.#fenceAnswers.clear();
         this.#phase = "fence";
         return [...this.#asked].map(([to, positions]) => ({
           kind: "fence" as const,
+          attempt: this.#fencings,
           to,
           spans: positions.map((i) => ({
             start: this.#placed[i].range.start,

@@ -170,3 +170,23 @@ Deno.test("snapshot read: a fence refused anywhere goes back to checked rounds",
   assert.deepStrictEqual(checks.map((s) => s.kind), ["check", "check"], "checked again");
   assert.ok(!read.fenced);
 });
+
+Deno.test("snapshot read: a fenced round whose check fails fences again, a bounded number of times", () => {
+  const read = new SnapshotRead<E>([{ range: ALL, clusters: ["A", "B"] }], merge, 16, 1);
+  const fail = () => {
+    read.onRead("A", { index: 1, entries: [[]] });
+    read.onRead("B", { index: 1, entries: [[]] });
+    return read.onCheck("A", { valid: false });
+  };
+  read.start();
+  const attempts: number[] = [];
+  let steps = fail();
+  while (steps.length > 0 && steps[0].kind === "fence") {
+    attempts.push(...steps.map((s) => (s.kind === "fence" ? s.attempt : 0)));
+    read.onFenced("A", true);
+    read.onFenced("B", true);
+    steps = fail();
+  }
+  assert.deepStrictEqual(attempts, [1, 1, 2, 2, 3, 3], "each fencing is its own attempt");
+  assert.deepStrictEqual(steps.map((s) => s.kind), ["read", "read"], "then plain rounds");
+});

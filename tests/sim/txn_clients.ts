@@ -327,11 +327,18 @@ export class BankClient {
     // each cluster, released (aborted) when the read ends; one the client crashed before
     // releasing stands until its deadline, and whoever meets it then aborts it.
     const fenceId = `fence-${this.#id}-${++this.#fences}`;
-    let fenceDeadline = 0; // set when the first fence goes out
-    const fenced = new Set<string>();
+    // Per fencing of the read (a fresh attempt each): its deadline and where it was asked.
+    const fencings = new Map<number, { deadline: number; at: Set<string> }>();
     const release = () => {
-      for (const to of fenced) {
-        this.#send(to, { type: "abort", txn: fenceId, deadline: fenceDeadline }, () => {});
+      for (const [attempt, f] of fencings) {
+        for (const to of f.at) {
+          const abort = {
+            type: "abort" as const,
+            txn: `${fenceId}-${attempt}`,
+            deadline: f.deadline,
+          };
+          this.#send(to, abort, () => {});
+        }
       }
     };
     const end = () => {
@@ -359,16 +366,20 @@ export class BankClient {
           continue;
         }
         if (s.kind === "fence") {
-          fenced.add(s.to);
-          fenceDeadline ||= w.now + ATTEMPT_MS;
+          let f = fencings.get(s.attempt);
+          if (f === undefined) {
+            f = { deadline: w.now + ATTEMPT_MS, at: new Set() };
+            fencings.set(s.attempt, f);
+          }
+          f.at.add(s.to);
           const fence = {
             type: "prepare" as const,
-            txn: fenceId,
+            txn: `${fenceId}-${s.attempt}`,
             primary: s.to,
             participants: [s.to],
             checks: [],
             mutations: [],
-            deadline: fenceDeadline,
+            deadline: f.deadline,
             spans: s.spans,
           };
           this.#send(s.to, fence, (reply: NetReply) => {
