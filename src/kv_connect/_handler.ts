@@ -89,7 +89,8 @@ export const KV_CONNECT_READ_ENTRIES_MAX = 1000;
 /**
  * Bytes the reads being built may take in all, at most: each reserves, before anything is
  * read, twice the largest answer its ranges could have with Deno's values (the gateway holds
- * the nodes' answers and the merged one); the nodes' answers take what they need beyond that
+ * the nodes' answers and the merged one), at most {@linkcode KV_CONNECT_READ_RESERVE_BYTES_MAX};
+ * the nodes' answers take what they need beyond that
  * (koi's values reach 1 MiB) as they come. All is given back once the answer is handed to the
  * listener (which bounds answers not yet sent). A read that does not fit: `503` at once
  * (Deno's client retries); one that could not fit alone: `400`.
@@ -97,6 +98,13 @@ export const KV_CONNECT_READ_ENTRIES_MAX = 1000;
 export const KV_CONNECT_READ_BUILD_BYTES_MAX = 256 * 1024 * 1024;
 /** The most bytes one entry of an answer takes (Deno's largest key and value, and room). */
 const ENTRY_BYTES_MAX = 2070 + 65_536 + 64;
+/**
+ * What one read reserves up front at most; the nodes' answers take the rest by their declared
+ * lengths as they come. Found by the attack: a list with batchSize 1000 reserved 135 MB (for
+ * 1000 values of 64 KiB), so a second one anywhere in the gateway got 503 even when the values
+ * were tiny, and a slow (fenced) read held the others back for seconds.
+ */
+export const KV_CONNECT_READ_RESERVE_BYTES_MAX = 16 * 1024 * 1024;
 /** A watch stream sends a zero-length frame after this long without news, in milliseconds. */
 export const KV_CONNECT_KEEPALIVE_MS = 5_000;
 /** The protocol versions served; the newest one the client supports is chosen. */
@@ -222,7 +230,11 @@ export function kvConnectHandler(
     // values written through koi's own API may reach 1 MiB: the nodes' answers take what is
     // over the reservation as they come (by their declared lengths, before their bodies are
     // read), and a read that finds no room fails 503 (Deno's client retries).
-    let reserved = Math.min(2 * entries * ENTRY_BYTES_MAX, buildBytesMax);
+    let reserved = Math.min(
+      2 * entries * ENTRY_BYTES_MAX,
+      KV_CONNECT_READ_RESERVE_BYTES_MAX,
+      buildBytesMax,
+    );
     if (building + reserved > buildBytesMax) {
       return error(
         503,

@@ -301,6 +301,42 @@ Deno.test({
 });
 
 Deno.test({
+  name:
+    "kv connect: a read of many entries reserves at most 16 MiB up front: two such reads are built at once",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    // Found by the attack: a list with batchSize 1000 reserved 135 MB, so a second one got 503
+    // anywhere in the gateway, whatever the size of the values.
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    let entered = 0;
+    const slow: KvConnectBackend = {
+      ...memoryBackend([]),
+      read: async (ranges) => {
+        entered++;
+        await gate;
+        return ranges.map(() => []);
+      },
+    };
+    await withEndpoint([], async (url) => {
+      const headers = await dataHeaders(url);
+      const first = post(`${url}/v3/snapshot_read`, headers, read(1000));
+      const second = post(`${url}/v3/snapshot_read`, headers, read(1000));
+      const both = Promise.all([first, second]);
+      const end = Date.now() + 5_000;
+      try {
+        while (entered < 2 && Date.now() < end) await new Promise((r) => setTimeout(r, 10));
+        assert.equal(entered, 2, "both reads are being built");
+      } finally {
+        release();
+      }
+      assert.deepEqual((await both).map((r) => r.status), [200, 200]);
+    }, { backend: slow, readBuildBytesMax: 40 * 1024 * 1024 });
+  },
+});
+
+Deno.test({
   name: "kv connect: reads being built are bounded in bytes; one more is a 503 at once",
   sanitizeResources: false,
   sanitizeOps: false,
