@@ -10,6 +10,8 @@
  * @module
  */
 
+import { concat } from "./_bytes.ts";
+
 /** Small pieces are joined into writes of about this many bytes (fewer, larger writes). */
 export const PIECED_WRITE_BYTES = 64 * 1024;
 
@@ -53,16 +55,7 @@ export function* writesOf(pieces: readonly Uint8Array[]): Generator<Uint8Array> 
   let run: Uint8Array[] = [];
   let runBytes = 0;
   const flush = function* () {
-    if (run.length === 1) yield run[0];
-    else if (run.length > 1) {
-      const out = new Uint8Array(runBytes);
-      let at = 0;
-      for (const p of run) {
-        out.set(p, at);
-        at += p.length;
-      }
-      yield out;
-    }
+    if (run.length > 0) yield concat(run, runBytes);
     run = [];
     runBytes = 0;
   };

@@ -6,6 +6,7 @@
  */
 
 import type { IncomingMessage, ServerResponse } from "node:http";
+import { concat } from "./_bytes.ts";
 import { writesOf } from "./_pieced.ts";
 
 /** A request as read off the wire, for `HttpServerOptions.direct`. */
@@ -99,17 +100,6 @@ export function dropBody(req: IncomingMessage): Promise<void> {
     req.once("error", () => resolve());
     req.resume();
   });
-}
-
-function concat(chunks: readonly Uint8Array[], total: number): Uint8Array {
-  if (chunks.length === 1) return chunks[0];
-  const out = new Uint8Array(total);
-  let at = 0;
-  for (const chunk of chunks) {
-    out.set(chunk, at);
-    at += chunk.length;
-  }
-  return out;
 }
 
 /** The fetch Request of `req`, or undefined for a target or header fetch cannot carry. */

@@ -512,14 +512,9 @@ export class HttpServer {
    * `res`: within the time any answer of its size has ({@linkcode HTTP_ANSWER_SEND_MS}), and
    * counted as stalled while its client takes nothing for {@linkcode HTTP_ANSWER_STALLED_MS}.
    */
-  #piecesWriting(
-    res: ServerResponse,
-    pieces: readonly Uint8Array[],
-    marked: number,
-  ): PiecesWriting {
+  #piecesWriting(res: ServerResponse, response: Response, marked: number): PiecesWriting {
     const limits = this.#limits;
-    let length = 0;
-    for (const p of pieces) length += p.length;
+    const length = Number(response.headers.get("content-length")); // a pieced answer's total
     return {
       deadlineMs: limits.answerSendMs + Math.ceil((length * 1000) / limits.answerSendBytesPerS),
       stallMs: HTTP_ANSWER_STALLED_MS,
@@ -752,7 +747,13 @@ export class HttpServer {
       if (pieces !== undefined) this.#answersPieced++;
       const written = pieces === undefined
         ? await writeResponse(res, response, head)
-        : await writePieces(res, response, pieces, head, this.#piecesWriting(res, pieces, marked));
+        : await writePieces(
+          res,
+          response,
+          pieces,
+          head,
+          this.#piecesWriting(res, response, marked),
+        );
       this.#sending(res, req.socket, address, written);
     } catch (error) {
       // The app maps every error itself (onError); this is a broken answer or a bug.
